@@ -1,0 +1,565 @@
+#include "vpcfw/config/loader.h"
+
+#include <fmt/format.h>
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <charconv>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "vpcfw/model/validate.h"
+
+namespace vpcfw::config {
+namespace {
+
+using model::Origin;
+using net::Cidr;
+using net::IpAddress;
+
+// Names end up in nftables chain names, namespace names and messages, so they
+// are kept to a safe alphabet.
+bool validName(const std::string& n) {
+  if (n.empty() || n.size() > 64) return false;
+  return std::all_of(n.begin(), n.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_' ||
+           c == '.';
+  });
+}
+
+class Reader {
+ public:
+  Reader(std::string file, Diagnostics& d) : file_(std::move(file)), d_(d) {}
+
+  SourceLocation loc(const YAML::Node& n) const {
+    auto m = n.Mark();
+    if (m.is_null()) return SourceLocation{file_, 0, 0};
+    return SourceLocation{file_, m.line + 1, m.column + 1};
+  }
+
+  void error(const YAML::Node& n, std::string msg, std::string hint = {}) { d_.error(loc(n), std::move(msg), std::move(hint)); }
+  void warning(const YAML::Node& n, std::string msg) { d_.warning(loc(n), std::move(msg)); }
+
+  bool isMap(const YAML::Node& n, std::string_view what) {
+    if (n.IsMap()) return true;
+    error(n, fmt::format("{} must be a mapping (key: value)", what));
+    return false;
+  }
+  bool isSeq(const YAML::Node& n, std::string_view what) {
+    if (n.IsSequence()) return true;
+    error(n, fmt::format("{} must be a list", what));
+    return false;
+  }
+
+  // Reports unknown and duplicate keys; records each known key's position.
+  void checkKeys(const YAML::Node& n, std::initializer_list<std::string_view> allowed, std::string_view what, Origin& o) {
+    std::set<std::string> seen;
+    for (auto it = n.begin(); it != n.end(); ++it) {
+      if (!it->first.IsScalar()) {
+        error(it->first, fmt::format("{}: keys must be plain names", what));
+        continue;
+      }
+      auto key = it->first.Scalar();
+      if (!seen.insert(key).second) error(it->first, fmt::format("{}: duplicate key '{}'", what, key));
+      if (std::find(allowed.begin(), allowed.end(), key) == allowed.end()) {
+        std::vector<std::string> names(allowed.begin(), allowed.end());
+        auto c = model::closestName(key, names);
+        error(it->first, fmt::format("{}: unknown key '{}'", what, key),
+              c.empty() ? fmt::format("known keys: {}", fmt::join(names, ", ")) : fmt::format("did you mean '{}'?", c));
+        continue;
+      }
+      o.set(key, loc(it->second));
+    }
+    o.at = loc(n);
+  }
+
+  bool has(const YAML::Node& n, const char* key) const { return n[key].IsDefined() && !n[key].IsNull(); }
+
+  std::optional<std::string> scalar(const YAML::Node& n, const char* key, std::string_view what, bool required) {
+    YAML::Node v = n[key];
+    if (!v.IsDefined() || v.IsNull()) {
+      if (required) error(n, fmt::format("{} is missing required key '{}'", what, key));
+      return std::nullopt;
+    }
+    if (!v.IsScalar()) {
+      error(v, fmt::format("{}: '{}' must be a single value", what, key));
+      return std::nullopt;
+    }
+    return v.Scalar();
+  }
+
+  std::string name(const YAML::Node& n, std::string_view what) {
+    auto s = scalar(n, "name", what, true);
+    if (!s) return {};
+    if (!validName(*s))
+      error(n["name"], fmt::format("{} name '{}' is not valid", what, *s),
+            "use 1..64 characters from a-z A-Z 0-9 - _ .");
+    return *s;
+  }
+
+  std::optional<long long> integer(const YAML::Node& v, std::string_view what) {
+    if (!v.IsScalar()) {
+      error(v, fmt::format("{} must be a number", what));
+      return std::nullopt;
+    }
+    const auto& s = v.Scalar();
+    long long out = 0;
+    auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
+    if (s.empty() || ec != std::errc() || p != s.data() + s.size()) {
+      error(v, fmt::format("{} must be a whole number, not '{}'", what, s));
+      return std::nullopt;
+    }
+    return out;
+  }
+
+  std::optional<int> intField(const YAML::Node& n, const char* key, std::string_view what, long long lo, long long hi) {
+    YAML::Node v = n[key];
+    if (!v.IsDefined() || v.IsNull()) return std::nullopt;
+    auto x = integer(v, fmt::format("{} '{}'", what, key));
+    if (!x) return std::nullopt;
+    if (*x < lo || *x > hi) {
+      error(v, fmt::format("{} '{}' is {}, outside {}..{}", what, key, *x, lo, hi));
+      return std::nullopt;
+    }
+    return static_cast<int>(*x);
+  }
+
+  std::optional<bool> boolean(const YAML::Node& n, const char* key, std::string_view what) {
+    YAML::Node v = n[key];
+    if (!v.IsDefined() || v.IsNull()) return std::nullopt;
+    if (v.IsScalar()) {
+      const auto& s = v.Scalar();
+      if (s == "true" || s == "yes") return true;
+      if (s == "false" || s == "no") return false;
+    }
+    error(v, fmt::format("{} '{}' must be true or false", what, key));
+    return std::nullopt;
+  }
+
+  std::optional<Cidr> cidr(const YAML::Node& v, std::string_view what) {
+    if (!v.IsScalar()) {
+      error(v, fmt::format("{} must be a CIDR block such as 10.0.0.0/16", what));
+      return std::nullopt;
+    }
+    auto p = Cidr::parse(v.Scalar());
+    if (!p) {
+      error(v, fmt::format("{}: {}", what, p.error()));
+      return std::nullopt;
+    }
+    if (p->hostBitsSet)
+      warning(v, fmt::format("{} {} has host bits set; using {}", what, v.Scalar(), p->cidr.toString()));
+    return p->cidr;
+  }
+
+  std::optional<IpAddress> address(const YAML::Node& v, std::string_view what) {
+    if (!v.IsScalar()) {
+      error(v, fmt::format("{} must be an IP address", what));
+      return std::nullopt;
+    }
+    auto a = IpAddress::parse(v.Scalar());
+    if (!a) {
+      error(v, fmt::format("{}: {}", what, a.error()));
+      return std::nullopt;
+    }
+    return *a;
+  }
+
+  // A scalar or a list of scalars, each with its position.
+  std::vector<YAML::Node> oneOrMany(const YAML::Node& v) {
+    std::vector<YAML::Node> out;
+    if (v.IsSequence())
+      for (const auto& x : v) out.push_back(x);
+    else if (v.IsDefined() && !v.IsNull())
+      out.push_back(v);
+    return out;
+  }
+
+  // Protocol, ports and ICMP type/code, shared by NACL and SG rules.
+  void ruleMatch(const YAML::Node& n, std::string_view what, net::Protocol& proto, net::PortRange& ports,
+                 net::IcmpMatch& icmp) {
+    if (auto p = scalar(n, "protocol", what, true)) {
+      auto parsed = net::Protocol::parse(*p);
+      if (parsed)
+        proto = *parsed;
+      else
+        error(n["protocol"], fmt::format("{}: {}", what, parsed.error()));
+    }
+    if (has(n, "ports")) {
+      YAML::Node v = n["ports"];
+      if (!v.IsScalar()) {
+        error(v, fmt::format("{}: ports must be a port (443) or a range (1024-65535)", what));
+      } else if (auto r = net::PortRange::parse(v.Scalar()); r) {
+        ports = *r;
+      } else {
+        error(v, fmt::format("{}: {}", what, r.error()));
+      }
+    }
+    if (auto t = intField(n, "icmp_type", what, -1, 255)) icmp.type = *t;
+    if (auto c = intField(n, "icmp_code", what, -1, 255)) icmp.code = *c;
+  }
+
+ private:
+  std::string file_;
+  Diagnostics& d_;
+};
+
+class ConfigParser {
+ public:
+  ConfigParser(Reader& r, model::Model& m) : r_(r), m_(m) {}
+
+  void parseRoot(const YAML::Node& root) {
+    if (root.IsNull() || !root.IsDefined()) return;  // empty file: nothing declared
+    if (!r_.isMap(root, "the config file")) return;
+    Origin o;
+    r_.checkKeys(root,
+                 {"version", "limits", "vpcs", "subnets", "network_acls", "security_groups", "prefix_lists",
+                  "route_tables", "internet_gateways", "peerings", "instances"},
+                 "config", o);
+    if (r_.has(root, "version")) {
+      auto v = r_.intField(root, "version", "config", 1, 1);
+      (void)v;
+    }
+    if (r_.has(root, "limits")) parseLimits(root["limits"]);
+    list(root, "vpcs", "VPC", [&](const YAML::Node& n) { parseVpc(n); });
+    list(root, "internet_gateways", "internet gateway", [&](const YAML::Node& n) { parseIgw(n); });
+    list(root, "peerings", "peering", [&](const YAML::Node& n) { parsePeering(n); });
+    list(root, "prefix_lists", "prefix list", [&](const YAML::Node& n) { parsePrefixList(n); });
+    list(root, "route_tables", "route table", [&](const YAML::Node& n) { parseRouteTable(n); });
+    list(root, "network_acls", "network ACL", [&](const YAML::Node& n) { parseNacl(n); });
+    list(root, "security_groups", "security group", [&](const YAML::Node& n) { parseGroup(n); });
+    list(root, "subnets", "subnet", [&](const YAML::Node& n) { parseSubnet(n); });
+    list(root, "instances", "instance", [&](const YAML::Node& n) { parseInstance(n); });
+  }
+
+ private:
+  Reader& r_;
+  model::Model& m_;
+
+  template <class F>
+  void list(const YAML::Node& root, const char* key, std::string_view what, F each) {
+    YAML::Node v = root[key];
+    if (!v.IsDefined() || v.IsNull()) return;
+    if (!r_.isSeq(v, key)) return;
+    for (const auto& item : v)
+      if (r_.isMap(item, fmt::format("each entry of '{}' ({})", key, what))) each(item);
+  }
+
+  void parseLimits(const YAML::Node& n) {
+    auto& l = m_.limits;
+    if (!r_.isMap(n, "limits")) return;
+    r_.checkKeys(n,
+                 {"profile", "vpcs", "vpc_cidr_blocks", "subnets_per_vpc", "nacls_per_vpc", "nacl_rules_per_direction",
+                  "sg_rules_per_direction", "groups_per_eni", "groups_per_vpc", "peerings_per_vpc", "routes_per_table",
+                  "prefix_list_entries"},
+                 "limits", l.origin);
+    if (auto p = r_.scalar(n, "profile", "limits", false)) {
+      if (*p == "lab") {
+        l.profile = model::Limits::Profile::kLab;
+        constexpr int kLab = 1'000'000;
+        l.vpcs = l.vpcCidrBlocks = l.subnetsPerVpc = l.naclsPerVpc = l.naclRulesPerDirection = kLab;
+        l.sgRulesPerDirection = l.groupsPerEni = l.groupsPerVpc = l.peeringsPerVpc = l.routesPerTable = kLab;
+        l.prefixListEntries = kLab;
+      } else if (*p != "aws") {
+        r_.error(n["profile"], fmt::format("unknown limits profile '{}'", *p), "use 'aws' (the default) or 'lab'");
+      }
+    }
+    auto set = [&](const char* key, int& field) {
+      if (auto v = r_.intField(n, key, "limits", 0, 1'000'000'000)) field = *v;
+    };
+    set("vpcs", l.vpcs);
+    set("vpc_cidr_blocks", l.vpcCidrBlocks);
+    set("subnets_per_vpc", l.subnetsPerVpc);
+    set("nacls_per_vpc", l.naclsPerVpc);
+    set("nacl_rules_per_direction", l.naclRulesPerDirection);
+    set("sg_rules_per_direction", l.sgRulesPerDirection);
+    set("groups_per_eni", l.groupsPerEni);
+    set("groups_per_vpc", l.groupsPerVpc);
+    set("peerings_per_vpc", l.peeringsPerVpc);
+    set("routes_per_table", l.routesPerTable);
+    set("prefix_list_entries", l.prefixListEntries);
+  }
+
+  void parseVpc(const YAML::Node& n) {
+    model::Vpc v;
+    r_.checkKeys(n, {"name", "cidr", "ipv6_cidr"}, "VPC", v.origin);
+    v.name = r_.name(n, "VPC");
+    if (!r_.has(n, "cidr")) r_.error(n, fmt::format("VPC '{}' is missing required key 'cidr'", v.name));
+    auto blocks = r_.oneOrMany(n["cidr"]);
+    for (std::size_t i = 0; i < blocks.size(); ++i) {
+      v.origin.set("cidr" + std::to_string(i), r_.loc(blocks[i]));
+      if (auto c = r_.cidr(blocks[i], "VPC cidr")) v.cidrs.push_back(*c);
+    }
+    if (r_.has(n, "ipv6_cidr")) v.ipv6Cidr = r_.cidr(n["ipv6_cidr"], "VPC ipv6_cidr");
+    m_.vpcs.push_back(std::move(v));
+  }
+
+  void parseIgw(const YAML::Node& n) {
+    model::InternetGateway g;
+    r_.checkKeys(n, {"name", "vpc"}, "internet gateway", g.origin);
+    g.name = r_.name(n, "internet gateway");
+    g.vpcName = r_.scalar(n, "vpc", "internet gateway", true).value_or("");
+    m_.internetGateways.push_back(std::move(g));
+  }
+
+  void parsePeering(const YAML::Node& n) {
+    model::Peering p;
+    r_.checkKeys(n, {"name", "requester", "accepter", "status"}, "peering", p.origin);
+    p.name = r_.name(n, "peering");
+    p.requesterName = r_.scalar(n, "requester", "peering", true).value_or("");
+    p.accepterName = r_.scalar(n, "accepter", "peering", true).value_or("");
+    if (auto s = r_.scalar(n, "status", "peering", false)) {
+      if (*s == "active")
+        p.active = true;
+      else if (*s == "pending-acceptance" || *s == "rejected" || *s == "deleted")
+        p.active = false;
+      else
+        r_.error(n["status"], fmt::format("unknown peering status '{}'", *s),
+                 "use active, pending-acceptance, rejected or deleted");
+    }
+    m_.peerings.push_back(std::move(p));
+  }
+
+  void parsePrefixList(const YAML::Node& n) {
+    model::PrefixList pl;
+    r_.checkKeys(n, {"name", "entries", "max_entries"}, "prefix list", pl.origin);
+    pl.name = r_.name(n, "prefix list");
+    if (!r_.has(n, "entries")) r_.error(n, fmt::format("prefix list '{}' is missing required key 'entries'", pl.name));
+    else if (r_.isSeq(n["entries"], "entries"))
+      for (const auto& e : n["entries"])
+        if (auto c = r_.cidr(e, "prefix list entry")) pl.entries.push_back(*c);
+    if (auto m = r_.intField(n, "max_entries", "prefix list", 1, 1'000'000)) pl.maxEntries = *m;
+    m_.prefixLists.push_back(std::move(pl));
+  }
+
+  void parseRouteTable(const YAML::Node& n) {
+    model::RouteTable t;
+    r_.checkKeys(n, {"name", "vpc", "main", "routes"}, "route table", t.origin);
+    t.name = r_.name(n, "route table");
+    t.vpcName = r_.scalar(n, "vpc", "route table", true).value_or("");
+    t.isMain = r_.boolean(n, "main", "route table").value_or(false);
+    if (r_.has(n, "routes") && r_.isSeq(n["routes"], "routes")) {
+      for (const auto& rn : n["routes"]) {
+        if (!r_.isMap(rn, "a route")) continue;
+        model::Route r;
+        r_.checkKeys(rn, {"destination", "internet_gateway", "peering"}, "route", r.origin);
+        if (r_.has(rn, "destination")) {
+          if (auto c = r_.cidr(rn["destination"], "route destination")) r.destination = *c;
+        } else {
+          r_.error(rn, "route is missing required key 'destination'");
+        }
+        bool igw = r_.has(rn, "internet_gateway"), peer = r_.has(rn, "peering");
+        if (igw == peer) {
+          r_.error(rn, "a route needs exactly one target: 'internet_gateway' or 'peering'",
+                   "local routes for the VPC's blocks are added automatically");
+        } else if (igw) {
+          r.target = model::Route::Target::kInternetGateway;
+          r.targetName = r_.scalar(rn, "internet_gateway", "route", true).value_or("");
+        } else {
+          r.target = model::Route::Target::kPeering;
+          r.targetName = r_.scalar(rn, "peering", "route", true).value_or("");
+        }
+        t.routes.push_back(std::move(r));
+      }
+    }
+    m_.routeTables.push_back(std::move(t));
+  }
+
+  void parseNacl(const YAML::Node& n) {
+    model::NetworkAcl a;
+    r_.checkKeys(n, {"name", "vpc", "default", "ingress", "egress"}, "network ACL", a.origin);
+    a.name = r_.name(n, "network ACL");
+    a.vpcName = r_.scalar(n, "vpc", "network ACL", true).value_or("");
+    a.isDefault = r_.boolean(n, "default", "network ACL").value_or(false);
+    for (auto [key, list] : {std::pair{"ingress", &a.ingress}, std::pair{"egress", &a.egress}}) {
+      YAML::Node rules = n[key];
+      if (!rules.IsDefined() || rules.IsNull()) continue;
+      if (!r_.isSeq(rules, key)) continue;
+      for (const auto& rn : rules) {
+        if (!r_.isMap(rn, "a network ACL rule")) continue;
+        list->push_back(parseNaclRule(rn, a.name, key));
+      }
+    }
+    m_.nacls.push_back(std::move(a));
+  }
+
+  model::NaclRule parseNaclRule(const YAML::Node& n, const std::string& acl, std::string_view dir) {
+    model::NaclRule r;
+    std::string what = fmt::format("NACL '{}' {} rule", acl, dir);
+    r_.checkKeys(n, {"rule", "protocol", "ports", "icmp_type", "icmp_code", "cidr", "action"}, what, r.origin);
+    if (!r_.has(n, "rule"))
+      r_.error(n, fmt::format("{} is missing required key 'rule' (its number)", what));
+    else if (auto num = r_.integer(n["rule"], "rule number"))
+      r.number = *num < -1'000'000 || *num > 1'000'000 ? 0 : static_cast<int>(*num);
+    what = fmt::format("NACL '{}' {} rule {}", acl, dir, r.number);
+    r_.ruleMatch(n, what, r.protocol, r.ports, r.icmp);
+    if (!r_.has(n, "cidr"))
+      r_.error(n, fmt::format("{} is missing required key 'cidr'", what));
+    else if (auto c = r_.cidr(n["cidr"], "cidr"))
+      r.cidr = *c;
+    if (auto act = r_.scalar(n, "action", what, true)) {
+      if (*act == "allow")
+        r.action = model::Action::kAllow;
+      else if (*act == "deny")
+        r.action = model::Action::kDeny;
+      else
+        r_.error(n["action"], fmt::format("{}: action must be allow or deny, not '{}'", what, *act));
+    }
+    return r;
+  }
+
+  void parseGroup(const YAML::Node& n) {
+    model::SecurityGroup g;
+    r_.checkKeys(n, {"name", "vpc", "description", "ingress", "egress"}, "security group", g.origin);
+    g.name = r_.name(n, "security group");
+    g.vpcName = r_.scalar(n, "vpc", "security group", true).value_or("");
+    g.description = r_.scalar(n, "description", "security group", false).value_or("");
+    // Omitted egress = AWS's default for a new group (allow all); an explicit
+    // empty list = no egress at all.
+    g.egressDefaulted = !n["egress"].IsDefined() || n["egress"].IsNull();
+    for (auto [key, list] : {std::pair{"ingress", &g.ingress}, std::pair{"egress", &g.egress}}) {
+      YAML::Node rules = n[key];
+      if (!rules.IsDefined() || rules.IsNull()) continue;
+      if (!r_.isSeq(rules, key)) continue;
+      for (const auto& rn : rules) {
+        if (!r_.isMap(rn, "a security group rule")) continue;
+        list->push_back(parseGroupRule(rn, g.name, key));
+      }
+    }
+    m_.groups.push_back(std::move(g));
+  }
+
+  model::SgRule parseGroupRule(const YAML::Node& n, const std::string& group, std::string_view dir) {
+    model::SgRule r;
+    std::string what = fmt::format("security group '{}' {} rule", group, dir);
+    r_.checkKeys(n, {"protocol", "ports", "icmp_type", "icmp_code", "cidr", "group", "prefix_list", "description"},
+                 what, r.origin);
+    r_.ruleMatch(n, what, r.protocol, r.ports, r.icmp);
+    int peers = r_.has(n, "cidr") + r_.has(n, "group") + r_.has(n, "prefix_list");
+    if (peers != 1) {
+      r_.error(n, fmt::format("{} needs exactly one peer: 'cidr', 'group' or 'prefix_list'", what));
+    } else if (r_.has(n, "cidr")) {
+      if (auto c = r_.cidr(n["cidr"], "cidr")) r.peer = *c;
+    } else if (r_.has(n, "group")) {
+      r.peer = model::GroupRef{r_.scalar(n, "group", what, true).value_or(""), model::kNone};
+    } else {
+      r.peer = model::PrefixListRef{r_.scalar(n, "prefix_list", what, true).value_or(""), model::kNone};
+    }
+    r.description = r_.scalar(n, "description", what, false).value_or("");
+    return r;
+  }
+
+  void parseSubnet(const YAML::Node& n) {
+    model::Subnet s;
+    r_.checkKeys(n, {"name", "vpc", "cidr", "ipv6_cidr", "availability_zone", "route_table", "network_acl"}, "subnet",
+                 s.origin);
+    s.name = r_.name(n, "subnet");
+    s.vpcName = r_.scalar(n, "vpc", "subnet", true).value_or("");
+    if (!r_.has(n, "cidr"))
+      r_.error(n, fmt::format("subnet '{}' is missing required key 'cidr'", s.name));
+    else if (auto c = r_.cidr(n["cidr"], "subnet cidr"))
+      s.cidr = *c;
+    if (r_.has(n, "ipv6_cidr")) s.ipv6Cidr = r_.cidr(n["ipv6_cidr"], "subnet ipv6_cidr");
+    s.availabilityZone = r_.scalar(n, "availability_zone", "subnet", false).value_or("");
+    s.routeTableName = r_.scalar(n, "route_table", "subnet", false).value_or("");
+    s.naclName = r_.scalar(n, "network_acl", "subnet", false).value_or("");
+    m_.subnets.push_back(std::move(s));
+  }
+
+  void parseInstance(const YAML::Node& n) {
+    model::Instance i;
+    r_.checkKeys(n,
+                 {"name", "subnet", "private_ip", "secondary_ips", "ipv6_addresses", "public_ip", "security_groups",
+                  "netns", "host", "interface"},
+                 "instance", i.origin);
+    i.name = r_.name(n, "instance");
+    i.subnetName = r_.scalar(n, "subnet", "instance", true).value_or("");
+    if (!r_.has(n, "private_ip"))
+      r_.error(n, fmt::format("instance '{}' is missing required key 'private_ip'", i.name));
+    else if (auto a = r_.address(n["private_ip"], "private_ip"))
+      i.privateIp = *a;
+    auto addresses = [&](const char* key, std::vector<IpAddress>& out) {
+      if (!r_.has(n, key)) return;
+      if (!r_.isSeq(n[key], key)) return;
+      std::size_t k = 0;
+      for (const auto& e : n[key]) {
+        i.origin.set(key + std::to_string(k++), r_.loc(e));
+        if (auto a = r_.address(e, key)) out.push_back(*a);
+      }
+    };
+    addresses("secondary_ips", i.secondaryIps);
+    addresses("ipv6_addresses", i.ipv6Addresses);
+    if (r_.has(n, "public_ip")) i.publicIp = r_.address(n["public_ip"], "public_ip");
+    if (r_.has(n, "security_groups") && r_.isSeq(n["security_groups"], "security_groups")) {
+      std::size_t k = 0;
+      for (const auto& g : n["security_groups"]) {
+        i.origin.set("security_groups" + std::to_string(k++), r_.loc(g));
+        if (g.IsScalar())
+          i.groupNames.push_back(g.Scalar());
+        else
+          r_.error(g, "security_groups entries must be group names");
+      }
+      if (k == 0)
+        r_.error(n["security_groups"], fmt::format("instance '{}' lists no security groups", i.name),
+                 "omit the key to use the VPC's default group");
+    }
+    bool hostMode = r_.has(n, "host") || r_.has(n, "interface");
+    if (hostMode && r_.has(n, "netns"))
+      r_.error(n["netns"], fmt::format("instance '{}' sets both 'netns' and 'host'/'interface'", i.name),
+               "an ENI lives either in a lab namespace or on an interface of a host");
+    if (hostMode) {
+      i.placement.kind = model::Placement::Kind::kHostInterface;
+      i.placement.host = r_.scalar(n, "host", fmt::format("instance '{}' (host mode)", i.name), true).value_or("");
+      i.placement.interface =
+          r_.scalar(n, "interface", fmt::format("instance '{}' (host mode)", i.name), true).value_or("");
+    } else {
+      i.placement.netns = r_.scalar(n, "netns", "instance", false).value_or("");
+    }
+    m_.instances.push_back(std::move(i));
+  }
+};
+
+}  // namespace
+
+bool parseConfig(std::string_view yaml, const std::string& sourceName, model::Model& out, Diagnostics& diags) {
+  std::size_t before = diags.errorCount();
+  out.sourceFile = sourceName;
+  Reader reader(sourceName, diags);
+  YAML::Node root;
+  try {
+    root = YAML::Load(std::string(yaml));
+  } catch (const YAML::Exception& e) {
+    // yaml-cpp reports syntax errors by exception; this is the boundary where
+    // they become diagnostics.
+    diags.error(SourceLocation{sourceName, e.mark.is_null() ? 0 : e.mark.line + 1, e.mark.is_null() ? 0 : e.mark.column + 1},
+                "YAML syntax error: " + e.msg);
+    return false;
+  }
+  try {
+    ConfigParser(reader, out).parseRoot(root);
+  } catch (const YAML::Exception& e) {
+    diags.error(SourceLocation{sourceName, e.mark.is_null() ? 0 : e.mark.line + 1, e.mark.is_null() ? 0 : e.mark.column + 1},
+                "cannot read config: " + e.msg);
+  }
+  return diags.errorCount() == before;
+}
+
+std::optional<model::Model> loadConfigString(std::string_view yaml, const std::string& sourceName, Diagnostics& diags) {
+  model::Model m;
+  if (!parseConfig(yaml, sourceName, m, diags)) return std::nullopt;
+  if (!model::validate(m, diags)) return std::nullopt;
+  return m;
+}
+
+std::optional<model::Model> loadConfigFile(const std::string& path, Diagnostics& diags) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    diags.error(SourceLocation{path, 0, 0}, "cannot open config file");
+    return std::nullopt;
+  }
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return loadConfigString(ss.str(), path, diags);
+}
+
+}  // namespace vpcfw::config

@@ -1,0 +1,273 @@
+// The policy model: VPCs, subnets, network ACLs, security groups, prefix lists,
+// route tables, internet gateways, peerings and instances (ENIs).
+//
+// The config loader fills names, values and source positions; validate()
+// (validate.h) checks every AWS rule and quota, adds the AWS defaults and fills
+// the resolved indices. Only a model that validated without errors is used by
+// anything else, and from then on it is treated as immutable.
+#pragma once
+
+#include <cstddef>
+#include <optional>
+#include <string>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include "vpcfw/base/diagnostic.h"
+#include "vpcfw/net/address.h"
+#include "vpcfw/net/protocol.h"
+
+namespace vpcfw::model {
+
+inline constexpr std::size_t kNone = static_cast<std::size_t>(-1);
+
+// Where an object and its individual fields were written in the config.
+struct Origin {
+  SourceLocation at;  // the object itself
+  std::vector<std::pair<std::string, SourceLocation>> fields;
+
+  // The position of `field`, or of the object when the field was not written.
+  const SourceLocation& of(std::string_view field) const;
+  void set(std::string field, SourceLocation where) { fields.emplace_back(std::move(field), std::move(where)); }
+};
+
+enum class Direction { kIngress, kEgress };
+std::string_view directionName(Direction d);  // "ingress" / "egress"
+
+enum class Action { kAllow, kDeny };
+std::string_view actionName(Action a);  // "allow" / "deny"
+
+// ---------------------------------------------------------------- NACLs
+
+struct NaclRule {
+  int number = 0;  // 1..32766 for declared rules; 32767 (IPv4) / 32768 (IPv6) for the implicit "*"
+  net::Protocol protocol;
+  net::PortRange ports;  // tcp/udp only
+  net::IcmpMatch icmp;   // icmp/icmpv6 only
+  net::Cidr cidr;        // source for ingress, destination for egress
+  Action action = Action::kDeny;
+  Origin origin;
+
+  bool isImplicitDeny() const { return number >= 32767; }
+  std::string label() const;  // "100" or "*"
+};
+
+struct NetworkAcl {
+  std::string name;
+  std::string vpcName;
+  std::size_t vpc = kNone;
+  bool isDefault = false;   // the VPC's default NACL
+  bool generated = false;   // made by vpcfw (AWS default), not written in the config
+  std::vector<NaclRule> ingress;  // sorted by number after validation
+  std::vector<NaclRule> egress;
+  Origin origin;
+
+  const std::vector<NaclRule>& rules(Direction d) const { return d == Direction::kIngress ? ingress : egress; }
+};
+
+// ------------------------------------------------------- security groups
+
+struct GroupRef {
+  std::string name;  // "web-sg" (same VPC) or "other-vpc/web-sg"
+  std::size_t group = kNone;
+};
+struct PrefixListRef {
+  std::string name;
+  std::size_t prefixList = kNone;
+};
+using Peer = std::variant<net::Cidr, GroupRef, PrefixListRef>;
+
+struct SgRule {
+  net::Protocol protocol;
+  net::PortRange ports;
+  net::IcmpMatch icmp;
+  Peer peer;  // source for ingress, destination for egress
+  std::string description;
+  Origin origin;
+  int index = 0;  // 1-based position in its list, for messages and comments
+
+  std::string peerText() const;
+};
+
+struct SecurityGroup {
+  std::string name;
+  std::string vpcName;
+  std::size_t vpc = kNone;
+  std::string description;
+  bool isDefault = false;    // the VPC's "default" group
+  bool generated = false;    // made by vpcfw, not written in the config
+  bool egressDefaulted = false;  // `egress` omitted: AWS's allow-all egress was added
+  std::vector<SgRule> ingress;
+  std::vector<SgRule> egress;
+  std::vector<std::size_t> members;  // instances that carry this group (filled by validate)
+  Origin origin;
+
+  const std::vector<SgRule>& rules(Direction d) const { return d == Direction::kIngress ? ingress : egress; }
+  std::string qualifiedName() const { return vpcName + "/" + name; }
+};
+
+struct PrefixList {
+  std::string name;
+  std::vector<net::Cidr> entries;
+  int maxEntries = 0;
+  net::Family family = net::Family::kIpv4;
+  Origin origin;
+};
+
+// ---------------------------------------------------------------- routing
+
+struct Route {
+  enum class Target { kLocal, kInternetGateway, kPeering };
+  net::Cidr destination;
+  Target target = Target::kLocal;
+  std::string targetName;  // gateway or peering name; empty for local
+  std::size_t targetIndex = kNone;
+  Origin origin;
+
+  std::string targetText() const;  // "local", "igw prod-igw", "peering prod-shared"
+};
+
+struct RouteTable {
+  std::string name;
+  std::string vpcName;
+  std::size_t vpc = kNone;
+  bool isMain = false;
+  bool generated = false;
+  std::vector<Route> routes;  // local routes for every VPC block are added by validate
+  Origin origin;
+};
+
+struct InternetGateway {
+  std::string name;
+  std::string vpcName;
+  std::size_t vpc = kNone;
+  Origin origin;
+};
+
+struct Peering {
+  std::string name;
+  std::string requesterName, accepterName;
+  std::size_t requester = kNone, accepter = kNone;
+  bool active = true;
+  Origin origin;
+
+  bool connects(std::size_t a, std::size_t b) const {
+    return (requester == a && accepter == b) || (requester == b && accepter == a);
+  }
+  std::size_t other(std::size_t v) const { return v == requester ? accepter : requester; }
+};
+
+// ------------------------------------------------------ VPCs and subnets
+
+struct Vpc {
+  std::string name;
+  std::vector<net::Cidr> cidrs;  // IPv4 blocks, the first is the primary
+  std::optional<net::Cidr> ipv6Cidr;
+  std::size_t defaultNacl = kNone;
+  std::size_t defaultGroup = kNone;
+  std::size_t mainRouteTable = kNone;
+  std::size_t internetGateway = kNone;
+  Origin origin;
+
+  bool contains(const net::IpAddress& a) const;
+};
+
+struct Subnet {
+  std::string name;
+  std::string vpcName;
+  std::size_t vpc = kNone;
+  net::Cidr cidr;
+  std::optional<net::Cidr> ipv6Cidr;
+  std::string availabilityZone;
+  std::string routeTableName;  // empty: the VPC's main route table
+  std::size_t routeTable = kNone;
+  std::string naclName;  // empty: the VPC's default NACL
+  std::size_t nacl = kNone;
+  Origin origin;
+
+  bool contains(const net::IpAddress& a) const {
+    return cidr.contains(a) || (ipv6Cidr && ipv6Cidr->contains(a));
+  }
+};
+
+// Where an instance's ENI lives when vpcfw enforces it.
+struct Placement {
+  enum class Kind { kLabNamespace, kHostInterface };
+  Kind kind = Kind::kLabNamespace;
+  std::string netns;      // lab namespace name; empty = derived from the instance name
+  std::string host;       // host mode: the host's name
+  std::string interface;  // host mode: the interface on that host
+};
+
+struct Instance {
+  std::string name;
+  std::string subnetName;
+  std::size_t subnet = kNone;
+  std::size_t vpc = kNone;
+  net::IpAddress privateIp;
+  std::vector<net::IpAddress> secondaryIps;
+  std::vector<net::IpAddress> ipv6Addresses;
+  std::optional<net::IpAddress> publicIp;
+  std::vector<std::string> groupNames;  // empty: the VPC's default group
+  std::vector<std::size_t> groups;
+  Placement placement;
+  Origin origin;
+
+  bool owns(const net::IpAddress& a) const;  // any private/IPv6 address of this ENI
+};
+
+// ---------------------------------------------------------------- limits
+
+// AWS quotas. The defaults are AWS's defaults; a config may raise adjustable
+// ones up to AWS's maxima, or pick the lab profile, which lifts them all.
+struct Limits {
+  enum class Profile { kAws, kLab };
+  Profile profile = Profile::kAws;
+  int vpcs = 5;                      // per region (adjustable)
+  int vpcCidrBlocks = 5;             // IPv4 blocks per VPC (max 50)
+  int subnetsPerVpc = 200;           // (adjustable)
+  int naclsPerVpc = 200;             // (adjustable)
+  int naclRulesPerDirection = 20;    // per family, including "*" (max 40)
+  int sgRulesPerDirection = 60;      // per group, per family (max 1000, with groups x rules <= 1000)
+  int groupsPerEni = 5;              // (max 16)
+  int groupsPerVpc = 2500;           // per region in AWS; a config is one region
+  int peeringsPerVpc = 50;           // active (max 125)
+  int routesPerTable = 50;           // non-propagated routes (max 1000)
+  int prefixListEntries = 1000;      // per prefix list
+  Origin origin;
+};
+
+struct Model {
+  std::string sourceFile;
+  Limits limits;
+  std::vector<Vpc> vpcs;
+  std::vector<Subnet> subnets;
+  std::vector<NetworkAcl> nacls;
+  std::vector<SecurityGroup> groups;
+  std::vector<PrefixList> prefixLists;
+  std::vector<RouteTable> routeTables;
+  std::vector<InternetGateway> internetGateways;
+  std::vector<Peering> peerings;
+  std::vector<Instance> instances;
+
+  // Look-ups by name; kNone when absent.
+  std::size_t findVpc(std::string_view name) const;
+  std::size_t findSubnet(std::string_view name) const;
+  std::size_t findInstance(std::string_view name) const;
+  std::size_t findPrefixList(std::string_view name) const;
+  // "name" is looked up in `vpc`; "vpc/name" in that VPC.
+  std::size_t findGroup(std::string_view ref, std::size_t vpc) const;
+  std::size_t findNacl(std::string_view name, std::size_t vpc) const;
+  std::size_t findRouteTable(std::string_view name, std::size_t vpc) const;
+  // The instance owning a private/IPv6 address, or kNone.
+  std::size_t instanceWithAddress(const net::IpAddress& a) const;
+  // The instance whose public IP this is, or kNone.
+  std::size_t instanceWithPublicIp(const net::IpAddress& a) const;
+  // The VPC whose blocks contain the address, or kNone.
+  std::size_t vpcContaining(const net::IpAddress& a) const;
+  // An active peering between two VPCs, or kNone.
+  std::size_t activePeering(std::size_t a, std::size_t b) const;
+};
+
+}  // namespace vpcfw::model

@@ -1,0 +1,104 @@
+#include "vpcfw/model/model.h"
+
+namespace vpcfw::model {
+
+const SourceLocation& Origin::of(std::string_view field) const {
+  for (const auto& [name, where] : fields)
+    if (name == field) return where;
+  return at;
+}
+
+std::string_view directionName(Direction d) { return d == Direction::kIngress ? "ingress" : "egress"; }
+std::string_view actionName(Action a) { return a == Action::kAllow ? "allow" : "deny"; }
+
+std::string NaclRule::label() const { return isImplicitDeny() ? "*" : std::to_string(number); }
+
+std::string SgRule::peerText() const {
+  if (auto* c = std::get_if<net::Cidr>(&peer)) return c->toString();
+  if (auto* g = std::get_if<GroupRef>(&peer)) return "group " + g->name;
+  return "prefix list " + std::get<PrefixListRef>(peer).name;
+}
+
+std::string Route::targetText() const {
+  switch (target) {
+    case Target::kLocal: return "local";
+    case Target::kInternetGateway: return "internet gateway " + targetName;
+    case Target::kPeering: return "peering " + targetName;
+  }
+  return "?";
+}
+
+bool Vpc::contains(const net::IpAddress& a) const {
+  for (const auto& c : cidrs)
+    if (c.contains(a)) return true;
+  return ipv6Cidr && ipv6Cidr->contains(a);
+}
+
+bool Instance::owns(const net::IpAddress& a) const {
+  if (a == privateIp) return true;
+  for (const auto& s : secondaryIps)
+    if (s == a) return true;
+  for (const auto& s : ipv6Addresses)
+    if (s == a) return true;
+  return false;
+}
+
+namespace {
+template <class V>
+std::size_t findByName(const V& items, std::string_view name) {
+  for (std::size_t i = 0; i < items.size(); ++i)
+    if (items[i].name == name) return i;
+  return kNone;
+}
+template <class V>
+std::size_t findInVpc(const V& items, std::string_view name, std::size_t vpc) {
+  for (std::size_t i = 0; i < items.size(); ++i)
+    if (items[i].name == name && items[i].vpc == vpc) return i;
+  return kNone;
+}
+}  // namespace
+
+std::size_t Model::findVpc(std::string_view name) const { return findByName(vpcs, name); }
+std::size_t Model::findSubnet(std::string_view name) const { return findByName(subnets, name); }
+std::size_t Model::findInstance(std::string_view name) const { return findByName(instances, name); }
+std::size_t Model::findPrefixList(std::string_view name) const { return findByName(prefixLists, name); }
+std::size_t Model::findNacl(std::string_view name, std::size_t vpc) const { return findInVpc(nacls, name, vpc); }
+std::size_t Model::findRouteTable(std::string_view name, std::size_t vpc) const {
+  return findInVpc(routeTables, name, vpc);
+}
+
+std::size_t Model::findGroup(std::string_view ref, std::size_t vpc) const {
+  auto slash = ref.find('/');
+  if (slash != std::string_view::npos) {
+    std::size_t v = findVpc(ref.substr(0, slash));
+    if (v == kNone) return kNone;
+    return findInVpc(groups, ref.substr(slash + 1), v);
+  }
+  return findInVpc(groups, ref, vpc);
+}
+
+std::size_t Model::instanceWithAddress(const net::IpAddress& a) const {
+  for (std::size_t i = 0; i < instances.size(); ++i)
+    if (instances[i].owns(a)) return i;
+  return kNone;
+}
+
+std::size_t Model::instanceWithPublicIp(const net::IpAddress& a) const {
+  for (std::size_t i = 0; i < instances.size(); ++i)
+    if (instances[i].publicIp && *instances[i].publicIp == a) return i;
+  return kNone;
+}
+
+std::size_t Model::vpcContaining(const net::IpAddress& a) const {
+  for (std::size_t i = 0; i < vpcs.size(); ++i)
+    if (vpcs[i].contains(a)) return i;
+  return kNone;
+}
+
+std::size_t Model::activePeering(std::size_t a, std::size_t b) const {
+  for (std::size_t i = 0; i < peerings.size(); ++i)
+    if (peerings[i].active && peerings[i].connects(a, b)) return i;
+  return kNone;
+}
+
+}  // namespace vpcfw::model

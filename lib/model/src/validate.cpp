@@ -1,0 +1,877 @@
+#include "vpcfw/model/validate.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <map>
+#include <set>
+
+namespace vpcfw::model {
+namespace {
+
+using net::Cidr;
+using net::Family;
+using net::IpAddress;
+using net::Protocol;
+
+// AWS's maxima for adjustable quotas (amazon-vpc-limits).
+constexpr int kMaxVpcCidrBlocks = 50;
+constexpr int kMaxNaclRules = 40;
+constexpr int kMaxSgRules = 1000;
+constexpr int kMaxGroupsPerEni = 16;
+constexpr int kMaxRulesTimesGroups = 1000;
+constexpr int kMaxPeeringsPerVpc = 125;
+constexpr int kMaxRoutesPerTable = 1000;
+constexpr std::size_t kMaxDescription = 255;
+
+std::size_t editDistance(std::string_view a, std::string_view b) {
+  std::vector<std::size_t> prev(b.size() + 1), cur(b.size() + 1);
+  for (std::size_t j = 0; j <= b.size(); ++j) prev[j] = j;
+  for (std::size_t i = 1; i <= a.size(); ++i) {
+    cur[0] = i;
+    for (std::size_t j = 1; j <= b.size(); ++j)
+      cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1)});
+    std::swap(prev, cur);
+  }
+  return prev[b.size()];
+}
+
+class Validator {
+ public:
+  Validator(Model& m, Diagnostics& d) : m_(m), d_(d) {}
+
+  void run() {
+    checkLimits();
+    checkVpcs();
+    checkInternetGateways();
+    checkPeerings();
+    checkPrefixLists();
+    checkNacls();
+    checkGroupsDeclared();
+    checkRouteTables();
+    checkSubnets();
+    checkInstances();
+    checkGroupRules();  // needs instances (members) and peerings
+  }
+
+ private:
+  Model& m_;
+  Diagnostics& d_;
+
+  template <class V>
+  std::vector<std::string> namesOf(const V& items, std::size_t vpc = kNone) const {
+    std::vector<std::string> out;
+    for (const auto& it : items) {
+      if constexpr (requires { it.vpc; }) {
+        if (vpc != kNone && it.vpc != vpc) continue;
+      }
+      out.push_back(it.name);
+    }
+    return out;
+  }
+
+  std::string didYouMean(std::string_view name, const std::vector<std::string>& candidates) const {
+    auto c = closestName(name, candidates);
+    return c.empty() ? std::string() : fmt::format("did you mean '{}'?", c);
+  }
+
+  // Resolves `vpcName` of an object; reports an unknown VPC.
+  std::size_t resolveVpc(const std::string& vpcName, const Origin& o, std::string_view what) {
+    std::size_t v = m_.findVpc(vpcName);
+    if (v == kNone)
+      d_.error(o.of("vpc"), fmt::format("{} refers to unknown VPC '{}'", what, vpcName), didYouMean(vpcName, namesOf(m_.vpcs)));
+    return v;
+  }
+
+  template <class V>
+  void checkUniqueNamesSimple(const V& items, std::string_view kind) {
+    std::map<std::string, const Origin*> seen;
+    for (const auto& it : items) {
+      auto [pos, fresh] = seen.emplace(it.name, &it.origin);
+      if (!fresh)
+        d_.error(it.origin.of("name"), fmt::format("duplicate {} name '{}'", kind, it.name),
+                 fmt::format("first declared at line {}", pos->second->of("name").line));
+    }
+  }
+
+  // ------------------------------------------------------------ limits
+  void checkLimits() {
+    Limits& l = m_.limits;
+    auto positive = [&](int v, std::string_view key) {
+      if (v < 1) d_.error(l.origin.of(key), fmt::format("limit '{}' must be at least 1", key));
+    };
+    positive(l.vpcs, "vpcs");
+    positive(l.vpcCidrBlocks, "vpc_cidr_blocks");
+    positive(l.subnetsPerVpc, "subnets_per_vpc");
+    positive(l.naclsPerVpc, "nacls_per_vpc");
+    positive(l.naclRulesPerDirection, "nacl_rules_per_direction");
+    positive(l.sgRulesPerDirection, "sg_rules_per_direction");
+    positive(l.groupsPerEni, "groups_per_eni");
+    positive(l.groupsPerVpc, "groups_per_vpc");
+    positive(l.peeringsPerVpc, "peerings_per_vpc");
+    positive(l.routesPerTable, "routes_per_table");
+    positive(l.prefixListEntries, "prefix_list_entries");
+    if (l.profile == Limits::Profile::kLab) {
+      d_.warning(l.origin.of("profile"), "the lab profile lifts AWS quotas: this config may not be deployable to AWS");
+      return;
+    }
+    auto atMost = [&](int v, int max, std::string_view key) {
+      if (v > max)
+        d_.error(l.origin.of(key), fmt::format("limit '{}' is {}, above AWS's maximum of {}", key, v, max),
+                 "use `profile: lab` to lift AWS quotas in a lab");
+    };
+    atMost(l.vpcCidrBlocks, kMaxVpcCidrBlocks, "vpc_cidr_blocks");
+    atMost(l.naclRulesPerDirection, kMaxNaclRules, "nacl_rules_per_direction");
+    atMost(l.sgRulesPerDirection, kMaxSgRules, "sg_rules_per_direction");
+    atMost(l.groupsPerEni, kMaxGroupsPerEni, "groups_per_eni");
+    atMost(l.peeringsPerVpc, kMaxPeeringsPerVpc, "peerings_per_vpc");
+    atMost(l.routesPerTable, kMaxRoutesPerTable, "routes_per_table");
+    if (l.sgRulesPerDirection * l.groupsPerEni > kMaxRulesTimesGroups)
+      d_.error(l.origin.of("groups_per_eni"),
+               fmt::format("sg_rules_per_direction ({}) x groups_per_eni ({}) = {} exceeds AWS's maximum of {}",
+                           l.sgRulesPerDirection, l.groupsPerEni, l.sgRulesPerDirection * l.groupsPerEni,
+                           kMaxRulesTimesGroups));
+  }
+
+  // ------------------------------------------------------------ VPCs
+  void checkBlockSize(const Cidr& c, int minPrefix, int maxPrefix, const SourceLocation& at, std::string_view what) {
+    if (c.prefix() < minPrefix || c.prefix() > maxPrefix)
+      d_.error(at, fmt::format("{} {} must be between /{} and /{}", what, c.toString(), minPrefix, maxPrefix));
+  }
+
+  void checkVpcs() {
+    checkUniqueNamesSimple(m_.vpcs, "VPC");
+    if (static_cast<int>(m_.vpcs.size()) > m_.limits.vpcs)
+      d_.error(m_.vpcs[static_cast<std::size_t>(m_.limits.vpcs)].origin.at,
+               fmt::format("{} VPCs exceed the quota of {} per region", m_.vpcs.size(), m_.limits.vpcs),
+               "raise `limits: vpcs` (adjustable in AWS)");
+    static const Cidr kForbidden[] = {
+        Cidr::parse("0.0.0.0/8")->cidr, Cidr::parse("127.0.0.0/8")->cidr, Cidr::parse("169.254.0.0/16")->cidr,
+        Cidr::parse("224.0.0.0/4")->cidr, Cidr::parse("240.0.0.0/4")->cidr};
+    for (auto& v : m_.vpcs) {
+      if (v.cidrs.empty()) d_.error(v.origin.at, fmt::format("VPC '{}' has no IPv4 CIDR block", v.name));
+      if (static_cast<int>(v.cidrs.size()) > m_.limits.vpcCidrBlocks)
+        d_.error(v.origin.of("cidr"),
+                 fmt::format("VPC '{}' has {} IPv4 CIDR blocks, above the quota of {}", v.name, v.cidrs.size(),
+                             m_.limits.vpcCidrBlocks),
+                 "raise `limits: vpc_cidr_blocks` (AWS maximum 50)");
+      for (std::size_t i = 0; i < v.cidrs.size(); ++i) {
+        const auto& c = v.cidrs[i];
+        const auto& at = v.origin.of("cidr" + std::to_string(i));
+        if (!c.network().isV4()) {
+          d_.error(at, fmt::format("VPC block {} is not IPv4", c.toString()), "put the IPv6 block in `ipv6_cidr`");
+          continue;
+        }
+        checkBlockSize(c, 16, 28, at, "VPC CIDR block");
+        for (const auto& f : kForbidden)
+          if (f.overlaps(c)) d_.error(at, fmt::format("VPC block {} overlaps reserved range {}", c.toString(), f.toString()));
+        for (std::size_t j = 0; j < i; ++j)
+          if (v.cidrs[j].overlaps(c))
+            d_.error(at, fmt::format("VPC block {} overlaps block {} of the same VPC", c.toString(), v.cidrs[j].toString()));
+      }
+      if (v.ipv6Cidr) {
+        if (v.ipv6Cidr->network().isV4())
+          d_.error(v.origin.of("ipv6_cidr"), fmt::format("ipv6_cidr {} is not IPv6", v.ipv6Cidr->toString()));
+        else if (v.ipv6Cidr->prefix() != 56)
+          d_.error(v.origin.of("ipv6_cidr"), fmt::format("VPC IPv6 block {} must be a /56", v.ipv6Cidr->toString()));
+      }
+    }
+  }
+
+  // --------------------------------------------------------- gateways
+  void checkInternetGateways() {
+    checkUniqueNamesSimple(m_.internetGateways, "internet gateway");
+    for (std::size_t i = 0; i < m_.internetGateways.size(); ++i) {
+      auto& g = m_.internetGateways[i];
+      g.vpc = resolveVpc(g.vpcName, g.origin, fmt::format("internet gateway '{}'", g.name));
+      if (g.vpc == kNone) continue;
+      auto& v = m_.vpcs[g.vpc];
+      if (v.internetGateway != kNone)
+        d_.error(g.origin.of("vpc"),
+                 fmt::format("VPC '{}' already has internet gateway '{}'; a VPC can have only one", v.name,
+                             m_.internetGateways[v.internetGateway].name));
+      else
+        v.internetGateway = i;
+    }
+  }
+
+  // --------------------------------------------------------- peerings
+  void checkPeerings() {
+    checkUniqueNamesSimple(m_.peerings, "peering");
+    std::map<std::size_t, int> perVpc;
+    std::set<std::pair<std::size_t, std::size_t>> pairs;
+    for (auto& p : m_.peerings) {
+      std::string what = fmt::format("peering '{}'", p.name);
+      p.requester = m_.findVpc(p.requesterName);
+      p.accepter = m_.findVpc(p.accepterName);
+      if (p.requester == kNone)
+        d_.error(p.origin.of("requester"), fmt::format("{} refers to unknown VPC '{}'", what, p.requesterName),
+                 didYouMean(p.requesterName, namesOf(m_.vpcs)));
+      if (p.accepter == kNone)
+        d_.error(p.origin.of("accepter"), fmt::format("{} refers to unknown VPC '{}'", what, p.accepterName),
+                 didYouMean(p.accepterName, namesOf(m_.vpcs)));
+      if (p.requester == kNone || p.accepter == kNone) continue;
+      if (p.requester == p.accepter) {
+        d_.error(p.origin.of("accepter"), fmt::format("{} connects VPC '{}' to itself", what, p.requesterName));
+        continue;
+      }
+      const auto& a = m_.vpcs[p.requester];
+      const auto& b = m_.vpcs[p.accepter];
+      for (const auto& ca : a.cidrs)
+        for (const auto& cb : b.cidrs)
+          if (ca.overlaps(cb))
+            d_.error(p.origin.at,
+                     fmt::format("{}: VPC '{}' block {} overlaps VPC '{}' block {}; peered VPCs must not overlap", what,
+                                 a.name, ca.toString(), b.name, cb.toString()));
+      if (a.ipv6Cidr && b.ipv6Cidr && a.ipv6Cidr->overlaps(*b.ipv6Cidr))
+        d_.error(p.origin.at, fmt::format("{}: the IPv6 blocks of '{}' and '{}' overlap", what, a.name, b.name));
+      if (!p.active) continue;
+      auto key = std::minmax(p.requester, p.accepter);
+      if (!pairs.insert({key.first, key.second}).second)
+        d_.error(p.origin.at, fmt::format("{}: VPCs '{}' and '{}' already have an active peering", what, a.name, b.name));
+      for (auto v : {p.requester, p.accepter})
+        if (++perVpc[v] == m_.limits.peeringsPerVpc + 1)
+          d_.error(p.origin.at,
+                   fmt::format("VPC '{}' has more than {} active peerings", m_.vpcs[v].name, m_.limits.peeringsPerVpc),
+                   "raise `limits: peerings_per_vpc` (AWS maximum 125)");
+    }
+  }
+
+  // ----------------------------------------------------- prefix lists
+  void checkPrefixLists() {
+    checkUniqueNamesSimple(m_.prefixLists, "prefix list");
+    for (auto& pl : m_.prefixLists) {
+      if (pl.entries.empty()) {
+        d_.error(pl.origin.of("entries"), fmt::format("prefix list '{}' has no entries", pl.name));
+        continue;
+      }
+      pl.family = pl.entries.front().family();
+      for (const auto& e : pl.entries)
+        if (e.family() != pl.family)
+          d_.error(pl.origin.of("entries"),
+                   fmt::format("prefix list '{}' mixes IPv4 and IPv6 entries ({})", pl.name, e.toString()),
+                   "a prefix list holds one address family; make two lists");
+      if (pl.maxEntries == 0) pl.maxEntries = static_cast<int>(pl.entries.size());
+      if (static_cast<int>(pl.entries.size()) > pl.maxEntries)
+        d_.error(pl.origin.of("entries"), fmt::format("prefix list '{}' has {} entries, above its max_entries of {}",
+                                                      pl.name, pl.entries.size(), pl.maxEntries));
+      if (pl.maxEntries > m_.limits.prefixListEntries)
+        d_.error(pl.origin.of("max_entries"),
+                 fmt::format("prefix list '{}' max_entries {} exceeds the quota of {}", pl.name, pl.maxEntries,
+                             m_.limits.prefixListEntries));
+    }
+  }
+
+  // ------------------------------------------------- rule field checks
+  // Protocol / ports / ICMP consistency shared by NACL and SG rules. `icmpFamilyStrict`:
+  // SG rules reject icmp with IPv6 peers and icmpv6 with IPv4 peers; NACLs follow AWS
+  // in reading protocol 58 with an IPv4 CIDR as "all ICMP".
+  void checkRuleFields(const Protocol& proto, net::IcmpMatch& icmp, const Origin& o,
+                       std::optional<Family> family, bool isNacl) {
+    if (!proto.hasPorts() && hasField(o, "ports"))
+      d_.warning(o.of("ports"), fmt::format("ports are ignored for protocol {}: it matches all ports", proto.toString()));
+    bool icmpGiven = hasField(o, "icmp_type") || hasField(o, "icmp_code");
+    if (!proto.isIcmpAny() && icmpGiven)
+      d_.warning(o.of(hasField(o, "icmp_type") ? "icmp_type" : "icmp_code"),
+                 fmt::format("icmp_type/icmp_code are ignored for protocol {}", proto.toString()));
+    if (proto.isIcmpAny()) {
+      if (icmp.type < -1 || icmp.type > 255)
+        d_.error(o.of("icmp_type"), fmt::format("ICMP type {} is outside -1..255", icmp.type));
+      if (icmp.code < -1 || icmp.code > 255)
+        d_.error(o.of("icmp_code"), fmt::format("ICMP code {} is outside -1..255", icmp.code));
+      if (icmp.type == -1 && icmp.code != -1)
+        d_.error(o.of("icmp_code"), "an ICMP code needs an ICMP type", "set icmp_type, or make icmp_code -1");
+    }
+    if (!family) return;
+    if (proto.number() == Protocol::kIcmp && *family == Family::kIpv6)
+      d_.error(o.of("protocol"), "protocol icmp (1) does not match IPv6 traffic", "use icmpv6 (58) with an IPv6 CIDR");
+    if (proto.number() == Protocol::kIcmpv6 && *family == Family::kIpv4) {
+      if (isNacl) {
+        if (icmpGiven)
+          d_.warning(o.of("protocol"),
+                     "protocol 58 (icmpv6) with an IPv4 CIDR means all ICMP; icmp_type and icmp_code are ignored");
+        icmp = {};
+      } else {
+        d_.error(o.of("protocol"), "protocol icmpv6 (58) does not match IPv4 traffic", "use icmp (1) with an IPv4 CIDR");
+      }
+    }
+  }
+
+  static bool hasField(const Origin& o, std::string_view f) {
+    for (const auto& [name, at] : o.fields)
+      if (name == f) return true;
+    return false;
+  }
+
+  // ------------------------------------------------------------- NACLs
+  static NaclRule allowAll(int number, Family f) {
+    NaclRule r;
+    r.number = number;
+    r.protocol = Protocol::all();
+    r.cidr = Cidr::any(f);
+    r.action = Action::kAllow;
+    return r;
+  }
+  static NaclRule implicitDeny(Family f) {
+    NaclRule r;
+    r.number = f == Family::kIpv4 ? 32767 : 32768;
+    r.protocol = Protocol::all();
+    r.cidr = Cidr::any(f);
+    r.action = Action::kDeny;
+    return r;
+  }
+
+  void checkNaclRules(NetworkAcl& n, Direction dir, std::vector<NaclRule>& rules) {
+    std::map<int, const NaclRule*> numbers;
+    int count4 = 0, count6 = 0;
+    for (auto& r : rules) {
+      if (r.number < 1 || r.number > 32766)
+        d_.error(r.origin.of("rule"), fmt::format("NACL rule number {} is outside 1..32766", r.number));
+      auto [pos, fresh] = numbers.emplace(r.number, &r);
+      if (!fresh)
+        d_.error(r.origin.of("rule"),
+                 fmt::format("NACL '{}' already has {} rule number {}", n.name, directionName(dir), r.number),
+                 fmt::format("the first one is at line {}; rule numbers are unique per direction",
+                             pos->second->origin.of("rule").line));
+      checkRuleFields(r.protocol, r.icmp, r.origin, r.cidr.family(), true);
+      (r.cidr.family() == Family::kIpv4 ? count4 : count6)++;
+    }
+    const int quota = m_.limits.naclRulesPerDirection;
+    for (auto [count, fam] : {std::pair{count4, Family::kIpv4}, std::pair{count6, Family::kIpv6}}) {
+      if (count + 1 > quota)
+        d_.error(n.origin.of(std::string(directionName(dir))),
+                 fmt::format("NACL '{}' has {} {} {} rules; with the '*' rule that is above the quota of {}", n.name,
+                             count, net::familyName(fam), directionName(dir), quota),
+                 "raise `limits: nacl_rules_per_direction` (AWS maximum 40)");
+    }
+    std::stable_sort(rules.begin(), rules.end(), [](const NaclRule& a, const NaclRule& b) { return a.number < b.number; });
+  }
+
+  void checkNacls() {
+    std::map<std::size_t, int> perVpc;
+    std::map<std::pair<std::size_t, std::string>, const Origin*> seen;
+    for (std::size_t i = 0; i < m_.nacls.size(); ++i) {
+      auto& n = m_.nacls[i];
+      n.vpc = resolveVpc(n.vpcName, n.origin, fmt::format("network ACL '{}'", n.name));
+      if (n.vpc == kNone) continue;
+      auto [pos, fresh] = seen.emplace(std::pair{n.vpc, n.name}, &n.origin);
+      if (!fresh)
+        d_.error(n.origin.of("name"), fmt::format("duplicate network ACL name '{}' in VPC '{}'", n.name, n.vpcName),
+                 fmt::format("first declared at line {}", pos->second->of("name").line));
+      auto& v = m_.vpcs[n.vpc];
+      if (n.name == "default") n.isDefault = true;
+      if (n.isDefault) {
+        if (v.defaultNacl != kNone)
+          d_.error(n.origin.of("default"), fmt::format("VPC '{}' already has default NACL '{}'", v.name,
+                                                       m_.nacls[v.defaultNacl].name));
+        else
+          v.defaultNacl = i;
+      }
+      ++perVpc[n.vpc];
+      checkNaclRules(n, Direction::kIngress, n.ingress);
+      checkNaclRules(n, Direction::kEgress, n.egress);
+    }
+    for (auto [vpc, count] : perVpc)
+      if (count + (m_.vpcs[vpc].defaultNacl == kNone ? 1 : 0) > m_.limits.naclsPerVpc)
+        d_.error(m_.vpcs[vpc].origin.at, fmt::format("VPC '{}' has {} network ACLs, above the quota of {}",
+                                                     m_.vpcs[vpc].name, count, m_.limits.naclsPerVpc));
+    // AWS defaults: every VPC gets a default NACL that allows everything.
+    for (std::size_t vi = 0; vi < m_.vpcs.size(); ++vi) {
+      auto& v = m_.vpcs[vi];
+      if (v.defaultNacl != kNone) continue;
+      NetworkAcl n;
+      n.name = "default";
+      n.vpcName = v.name;
+      n.vpc = vi;
+      n.isDefault = true;
+      n.generated = true;
+      n.origin.at = v.origin.at;
+      for (auto* list : {&n.ingress, &n.egress}) {
+        list->push_back(allowAll(100, Family::kIpv4));
+        if (v.ipv6Cidr) list->push_back(allowAll(101, Family::kIpv6));
+      }
+      v.defaultNacl = m_.nacls.size();
+      m_.nacls.push_back(std::move(n));
+    }
+    // Every NACL ends with the '*' deny rules, which cannot be removed.
+    for (auto& n : m_.nacls) {
+      if (n.vpc == kNone) continue;
+      for (auto* list : {&n.ingress, &n.egress}) {
+        list->push_back(implicitDeny(Family::kIpv4));
+        if (m_.vpcs[n.vpc].ipv6Cidr) list->push_back(implicitDeny(Family::kIpv6));
+      }
+    }
+  }
+
+  // --------------------------------------------------- security groups
+  static SgRule allowAllTo(Family f) {
+    SgRule r;
+    r.protocol = Protocol::all();
+    r.peer = Cidr::any(f);
+    return r;
+  }
+
+  void checkGroupsDeclared() {
+    std::map<std::size_t, int> perVpc;
+    std::map<std::pair<std::size_t, std::string>, const Origin*> seen;
+    for (std::size_t i = 0; i < m_.groups.size(); ++i) {
+      auto& g = m_.groups[i];
+      g.vpc = resolveVpc(g.vpcName, g.origin, fmt::format("security group '{}'", g.name));
+      if (g.name.find('/') != std::string::npos)
+        d_.error(g.origin.of("name"), fmt::format("security group name '{}' must not contain '/'", g.name),
+                 "'/' separates a VPC name from a group name in references");
+      if (g.description.size() > kMaxDescription)
+        d_.error(g.origin.of("description"), fmt::format("description is {} characters; AWS allows 255", g.description.size()));
+      if (g.vpc == kNone) continue;
+      auto [pos, fresh] = seen.emplace(std::pair{g.vpc, g.name}, &g.origin);
+      if (!fresh)
+        d_.error(g.origin.of("name"), fmt::format("duplicate security group name '{}' in VPC '{}'", g.name, g.vpcName),
+                 fmt::format("first declared at line {}", pos->second->of("name").line));
+      ++perVpc[g.vpc];
+      auto& v = m_.vpcs[g.vpc];
+      if (g.name == "default" && v.defaultGroup == kNone) {
+        g.isDefault = true;
+        v.defaultGroup = i;
+      }
+    }
+    for (auto [vpc, count] : perVpc)
+      if (count > m_.limits.groupsPerVpc)
+        d_.error(m_.vpcs[vpc].origin.at, fmt::format("VPC '{}' has {} security groups, above the quota of {}",
+                                                     m_.vpcs[vpc].name, count, m_.limits.groupsPerVpc));
+    // AWS defaults: every VPC has a "default" group (all in from itself, all out);
+    // a group that omits egress gets the allow-all egress a new group has.
+    for (std::size_t vi = 0; vi < m_.vpcs.size(); ++vi) {
+      auto& v = m_.vpcs[vi];
+      if (v.defaultGroup != kNone) continue;
+      SecurityGroup g;
+      g.name = "default";
+      g.vpcName = v.name;
+      g.vpc = vi;
+      g.description = "default VPC security group";
+      g.isDefault = true;
+      g.generated = true;
+      g.egressDefaulted = true;
+      g.origin.at = v.origin.at;
+      v.defaultGroup = m_.groups.size();
+      m_.groups.push_back(std::move(g));
+    }
+    for (auto& g : m_.groups) {
+      if (g.vpc == kNone) continue;
+      if (g.isDefault && (g.generated || !hasField(g.origin, "ingress"))) {
+        SgRule self;
+        self.protocol = Protocol::all();
+        self.peer = GroupRef{"default", kNone};
+        g.ingress.push_back(self);
+      }
+      if (g.egressDefaulted) {
+        g.egress.push_back(allowAllTo(Family::kIpv4));
+        if (m_.vpcs[g.vpc].ipv6Cidr) g.egress.push_back(allowAllTo(Family::kIpv6));
+      }
+      for (auto* list : {&g.ingress, &g.egress})
+        for (std::size_t k = 0; k < list->size(); ++k) (*list)[k].index = static_cast<int>(k + 1);
+    }
+  }
+
+  static bool sameRule(const SgRule& a, const SgRule& b) {
+    if (a.protocol != b.protocol || a.ports != b.ports || a.icmp != b.icmp || a.peer.index() != b.peer.index())
+      return false;
+    if (auto* c = std::get_if<Cidr>(&a.peer)) return *c == std::get<Cidr>(b.peer);
+    if (auto* g = std::get_if<GroupRef>(&a.peer)) return g->group == std::get<GroupRef>(b.peer).group;
+    return std::get<PrefixListRef>(a.peer).prefixList == std::get<PrefixListRef>(b.peer).prefixList;
+  }
+
+  static bool descriptionCharsOk(const std::string& s) {
+    // AWS: a-z, A-Z, 0-9, spaces, and ._-:/()#,@[]+=&;{}!$*
+    static const std::string kExtra = " ._-:/()#,@[]+=&;{}!$*";
+    return std::all_of(s.begin(), s.end(), [](char c) {
+      return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+             kExtra.find(c) != std::string::npos;
+    });
+  }
+
+  void checkGroupRules() {
+    for (auto& g : m_.groups) {
+      if (g.vpc == kNone) continue;
+      for (auto dir : {Direction::kIngress, Direction::kEgress}) {
+        auto& rules = dir == Direction::kIngress ? g.ingress : g.egress;
+        int count4 = 0, count6 = 0;
+        for (std::size_t k = 0; k < rules.size(); ++k) {
+          auto& r = rules[k];
+          std::optional<Family> fam;
+          if (auto* c = std::get_if<Cidr>(&r.peer)) {
+            fam = c->family();
+            (*fam == Family::kIpv4 ? count4 : count6)++;
+          } else if (auto* ref = std::get_if<GroupRef>(&r.peer)) {
+            resolveGroupRef(g, *ref, r.origin);
+            ++count4;  // a group reference counts as one rule
+          } else {
+            auto& pl = std::get<PrefixListRef>(r.peer);
+            pl.prefixList = m_.findPrefixList(pl.name);
+            if (pl.prefixList == kNone) {
+              d_.error(r.origin.of("prefix_list"), fmt::format("unknown prefix list '{}'", pl.name),
+                       didYouMean(pl.name, namesOf(m_.prefixLists)));
+            } else {
+              const auto& list = m_.prefixLists[pl.prefixList];
+              fam = list.family;
+              // AWS counts a prefix list reference as its max entries.
+              (list.family == Family::kIpv4 ? count4 : count6) += list.maxEntries;
+            }
+          }
+          checkRuleFields(r.protocol, r.icmp, r.origin, fam, false);
+          if (r.description.size() > kMaxDescription)
+            d_.error(r.origin.of("description"),
+                     fmt::format("rule description is {} characters; AWS allows 255", r.description.size()));
+          else if (!descriptionCharsOk(r.description))
+            d_.error(r.origin.of("description"), "rule description has characters AWS does not allow",
+                     "allowed: a-z A-Z 0-9 spaces and ._-:/()#,@[]+=&;{}!$*");
+          for (std::size_t j = 0; j < k; ++j)
+            if (sameRule(rules[j], r))
+              d_.error(r.origin.at,
+                       fmt::format("security group '{}' {} rule {} duplicates rule {}", g.name, directionName(dir),
+                                   r.index, rules[j].index),
+                       "AWS rejects duplicate rules (InvalidPermission.Duplicate)");
+        }
+        const int quota = m_.limits.sgRulesPerDirection;
+        for (auto [count, fam] : {std::pair{count4, Family::kIpv4}, std::pair{count6, Family::kIpv6}})
+          if (count > quota)
+            d_.error(g.origin.of(std::string(directionName(dir))),
+                     fmt::format("security group '{}' has {} {} {} rules, above the quota of {}", g.name, count,
+                                 net::familyName(fam), directionName(dir), quota),
+                     "raise `limits: sg_rules_per_direction`");
+      }
+    }
+  }
+
+  void resolveGroupRef(const SecurityGroup& owner, GroupRef& ref, const Origin& o) {
+    ref.group = m_.findGroup(ref.name, owner.vpc);
+    if (ref.group == kNone) {
+      d_.error(o.of("group"), fmt::format("unknown security group '{}'", ref.name),
+               didYouMean(ref.name, namesOf(m_.groups, owner.vpc)).empty()
+                   ? "a group in another VPC is named as vpc-name/group-name"
+                   : didYouMean(ref.name, namesOf(m_.groups, owner.vpc)));
+      return;
+    }
+    const auto& target = m_.groups[ref.group];
+    if (target.vpc != owner.vpc && m_.activePeering(owner.vpc, target.vpc) == kNone)
+      d_.error(o.of("group"),
+               fmt::format("security group '{}' is in VPC '{}', which has no active peering with VPC '{}'", ref.name,
+                           target.vpcName, owner.vpcName),
+               "a rule may reference groups of its own VPC or of a VPC peered with it");
+  }
+
+  // ------------------------------------------------------ route tables
+  void checkRouteTables() {
+    std::map<std::pair<std::size_t, std::string>, const Origin*> seen;
+    for (std::size_t i = 0; i < m_.routeTables.size(); ++i) {
+      auto& t = m_.routeTables[i];
+      t.vpc = resolveVpc(t.vpcName, t.origin, fmt::format("route table '{}'", t.name));
+      if (t.vpc == kNone) continue;
+      if (!seen.emplace(std::pair{t.vpc, t.name}, &t.origin).second)
+        d_.error(t.origin.of("name"), fmt::format("duplicate route table name '{}' in VPC '{}'", t.name, t.vpcName));
+      auto& v = m_.vpcs[t.vpc];
+      if (t.isMain) {
+        if (v.mainRouteTable != kNone)
+          d_.error(t.origin.of("main"), fmt::format("VPC '{}' already has main route table '{}'", v.name,
+                                                    m_.routeTables[v.mainRouteTable].name));
+        else
+          v.mainRouteTable = i;
+      }
+      if (static_cast<int>(t.routes.size()) > m_.limits.routesPerTable)
+        d_.error(t.origin.of("routes"), fmt::format("route table '{}' has {} routes, above the quota of {}", t.name,
+                                                    t.routes.size(), m_.limits.routesPerTable));
+      std::set<Cidr> dests;
+      for (auto& r : t.routes) {
+        if (!dests.insert(r.destination).second)
+          d_.error(r.origin.of("destination"),
+                   fmt::format("route table '{}' has two routes for {}", t.name, r.destination.toString()));
+        if (r.destination.family() == net::Family::kIpv6 && !v.ipv6Cidr)
+          d_.warning(r.origin.of("destination"),
+                     fmt::format("IPv6 route {} in a VPC without an IPv6 block", r.destination.toString()));
+        for (const auto& b : v.cidrs)
+          if (b.overlaps(r.destination) && r.destination.prefix() >= b.prefix())
+            d_.error(r.origin.of("destination"),
+                     fmt::format("route {} lies inside VPC block {}, which the local route covers",
+                                 r.destination.toString(), b.toString()));
+        if (r.target == Route::Target::kInternetGateway) {
+          std::size_t gi = kNone;
+          for (std::size_t k = 0; k < m_.internetGateways.size(); ++k)
+            if (m_.internetGateways[k].name == r.targetName) gi = k;
+          if (gi == kNone)
+            d_.error(r.origin.of("internet_gateway"), fmt::format("unknown internet gateway '{}'", r.targetName),
+                     didYouMean(r.targetName, namesOf(m_.internetGateways)));
+          else if (m_.internetGateways[gi].vpc != t.vpc)
+            d_.error(r.origin.of("internet_gateway"),
+                     fmt::format("internet gateway '{}' is attached to VPC '{}', not '{}'", r.targetName,
+                                 m_.internetGateways[gi].vpcName, t.vpcName));
+          r.targetIndex = gi;
+        } else if (r.target == Route::Target::kPeering) {
+          std::size_t pi = kNone;
+          for (std::size_t k = 0; k < m_.peerings.size(); ++k)
+            if (m_.peerings[k].name == r.targetName) pi = k;
+          if (pi == kNone) {
+            d_.error(r.origin.of("peering"), fmt::format("unknown peering '{}'", r.targetName),
+                     didYouMean(r.targetName, namesOf(m_.peerings)));
+          } else if (m_.peerings[pi].requester != t.vpc && m_.peerings[pi].accepter != t.vpc) {
+            d_.error(r.origin.of("peering"),
+                     fmt::format("peering '{}' does not involve VPC '{}'", r.targetName, t.vpcName),
+                     "peering is not transitive: a route can only use a peering of its own VPC");
+          } else if (!m_.peerings[pi].active) {
+            d_.warning(r.origin.of("peering"),
+                       fmt::format("peering '{}' is not active: the route is a blackhole", r.targetName));
+          }
+          r.targetIndex = pi;
+        }
+      }
+    }
+    // AWS defaults: a main route table per VPC; local routes for every block.
+    for (std::size_t vi = 0; vi < m_.vpcs.size(); ++vi) {
+      auto& v = m_.vpcs[vi];
+      if (v.mainRouteTable != kNone) continue;
+      RouteTable t;
+      t.name = "main";
+      t.vpcName = v.name;
+      t.vpc = vi;
+      t.isMain = true;
+      t.generated = true;
+      t.origin.at = v.origin.at;
+      v.mainRouteTable = m_.routeTables.size();
+      m_.routeTables.push_back(std::move(t));
+    }
+    for (auto& t : m_.routeTables) {
+      if (t.vpc == kNone) continue;
+      const auto& v = m_.vpcs[t.vpc];
+      std::vector<Route> local;
+      for (const auto& b : v.cidrs) local.push_back(Route{b, Route::Target::kLocal, {}, kNone, {}});
+      if (v.ipv6Cidr) local.push_back(Route{*v.ipv6Cidr, Route::Target::kLocal, {}, kNone, {}});
+      t.routes.insert(t.routes.begin(), local.begin(), local.end());
+    }
+  }
+
+  // ------------------------------------------------------------ subnets
+  void checkSubnets() {
+    checkUniqueNamesSimple(m_.subnets, "subnet");
+    std::map<std::size_t, int> perVpc;
+    for (std::size_t i = 0; i < m_.subnets.size(); ++i) {
+      auto& s = m_.subnets[i];
+      s.vpc = resolveVpc(s.vpcName, s.origin, fmt::format("subnet '{}'", s.name));
+      if (s.vpc == kNone) continue;
+      const auto& v = m_.vpcs[s.vpc];
+      if (++perVpc[s.vpc] == m_.limits.subnetsPerVpc + 1)
+        d_.error(s.origin.at, fmt::format("VPC '{}' has more than {} subnets", v.name, m_.limits.subnetsPerVpc));
+      if (!s.cidr.network().isV4()) {
+        d_.error(s.origin.of("cidr"), fmt::format("subnet cidr {} is not IPv4", s.cidr.toString()),
+                 "put the IPv6 /64 in `ipv6_cidr`");
+      } else {
+        checkBlockSize(s.cidr, 16, 28, s.origin.of("cidr"), "subnet CIDR block");
+        bool inside = std::any_of(v.cidrs.begin(), v.cidrs.end(), [&](const Cidr& b) { return b.contains(s.cidr); });
+        if (!inside)
+          d_.error(s.origin.of("cidr"),
+                   fmt::format("subnet '{}' block {} is not inside any block of VPC '{}'", s.name, s.cidr.toString(), v.name));
+      }
+      if (s.ipv6Cidr) {
+        if (!v.ipv6Cidr)
+          d_.error(s.origin.of("ipv6_cidr"), fmt::format("subnet '{}' has an IPv6 block but VPC '{}' has none", s.name, v.name));
+        else if (s.ipv6Cidr->prefix() != 64)
+          d_.error(s.origin.of("ipv6_cidr"), fmt::format("subnet IPv6 block {} must be a /64", s.ipv6Cidr->toString()));
+        else if (!v.ipv6Cidr->contains(*s.ipv6Cidr))
+          d_.error(s.origin.of("ipv6_cidr"), fmt::format("subnet IPv6 block {} is not inside VPC block {}",
+                                                         s.ipv6Cidr->toString(), v.ipv6Cidr->toString()));
+      }
+      for (std::size_t j = 0; j < i; ++j) {
+        const auto& o = m_.subnets[j];
+        if (o.vpc != s.vpc) continue;
+        if (o.cidr.overlaps(s.cidr))
+          d_.error(s.origin.of("cidr"), fmt::format("subnet '{}' block {} overlaps subnet '{}' block {}", s.name,
+                                                    s.cidr.toString(), o.name, o.cidr.toString()));
+        if (s.ipv6Cidr && o.ipv6Cidr && o.ipv6Cidr->overlaps(*s.ipv6Cidr))
+          d_.error(s.origin.of("ipv6_cidr"),
+                   fmt::format("subnet '{}' IPv6 block overlaps subnet '{}'", s.name, o.name));
+      }
+      if (s.routeTableName.empty()) {
+        s.routeTable = v.mainRouteTable;
+      } else {
+        s.routeTable = m_.findRouteTable(s.routeTableName, s.vpc);
+        if (s.routeTable == kNone)
+          d_.error(s.origin.of("route_table"),
+                   fmt::format("subnet '{}' refers to route table '{}', which VPC '{}' does not have", s.name,
+                               s.routeTableName, v.name),
+                   didYouMean(s.routeTableName, namesOf(m_.routeTables, s.vpc)));
+      }
+      if (s.naclName.empty()) {
+        s.nacl = v.defaultNacl;
+      } else {
+        s.nacl = m_.findNacl(s.naclName, s.vpc);
+        if (s.nacl == kNone)
+          d_.error(s.origin.of("network_acl"),
+                   fmt::format("subnet '{}' refers to network ACL '{}', which VPC '{}' does not have", s.name,
+                               s.naclName, v.name),
+                   didYouMean(s.naclName, namesOf(m_.nacls, s.vpc)));
+      }
+    }
+  }
+
+  // ---------------------------------------------------------- instances
+  // AWS reserves the first four addresses and the last one of every subnet.
+  bool reserved(const Cidr& block, const IpAddress& a) const {
+    for (int k = 0; k < 4; ++k)
+      if (block.network().offset(k) == a) return true;
+    return block.last() == a;
+  }
+
+  void checkPrivateAddress(const Instance& inst, const Subnet& s, const IpAddress& a, const SourceLocation& at,
+                           std::map<std::pair<std::size_t, IpAddress>, std::string>& used) {
+    const Cidr* block = a.isV4() ? &s.cidr : (s.ipv6Cidr ? &*s.ipv6Cidr : nullptr);
+    if (!block) {
+      d_.error(at, fmt::format("instance '{}' has IPv6 address {} but subnet '{}' has no IPv6 block", inst.name,
+                               a.toString(), s.name));
+      return;
+    }
+    if (!block->contains(a)) {
+      d_.error(at, fmt::format("address {} of instance '{}' is not inside subnet '{}' ({})", a.toString(), inst.name,
+                               s.name, block->toString()));
+      return;
+    }
+    if (reserved(*block, a))
+      d_.error(at, fmt::format("address {} is reserved by AWS in subnet '{}'", a.toString(), s.name),
+               fmt::format("AWS reserves the first four addresses ({} .. {}) and the last one ({}) of every subnet",
+                           block->network().toString(), block->network().offset(3).toString(),
+                           block->last().toString()));
+    auto [pos, fresh] = used.emplace(std::pair{s.vpc, a}, inst.name);
+    if (!fresh)
+      d_.error(at, fmt::format("address {} of instance '{}' is already used by instance '{}'", a.toString(), inst.name,
+                               pos->second));
+  }
+
+  void checkInstances() {
+    checkUniqueNamesSimple(m_.instances, "instance");
+    std::map<std::pair<std::size_t, IpAddress>, std::string> used;
+    std::map<IpAddress, std::string> publicUsed;
+    std::map<std::string, std::string> netnsUsed;
+    std::map<std::pair<std::string, std::string>, std::string> ifaceUsed;
+    for (std::size_t i = 0; i < m_.instances.size(); ++i) {
+      auto& inst = m_.instances[i];
+      inst.subnet = m_.findSubnet(inst.subnetName);
+      if (inst.subnet == kNone) {
+        d_.error(inst.origin.of("subnet"), fmt::format("instance '{}' refers to unknown subnet '{}'", inst.name, inst.subnetName),
+                 didYouMean(inst.subnetName, namesOf(m_.subnets)));
+        continue;
+      }
+      const auto& s = m_.subnets[inst.subnet];
+      inst.vpc = s.vpc;
+      if (inst.vpc == kNone) continue;
+      if (!inst.privateIp.isV4())
+        d_.error(inst.origin.of("private_ip"), fmt::format("private_ip {} must be IPv4", inst.privateIp.toString()),
+                 "IPv6 addresses go in `ipv6_addresses`");
+      else
+        checkPrivateAddress(inst, s, inst.privateIp, inst.origin.of("private_ip"), used);
+      for (std::size_t k = 0; k < inst.secondaryIps.size(); ++k) {
+        const auto& at = inst.origin.of("secondary_ips" + std::to_string(k));
+        if (!inst.secondaryIps[k].isV4())
+          d_.error(at, fmt::format("secondary IP {} must be IPv4", inst.secondaryIps[k].toString()));
+        else
+          checkPrivateAddress(inst, s, inst.secondaryIps[k], at, used);
+      }
+      for (std::size_t k = 0; k < inst.ipv6Addresses.size(); ++k) {
+        const auto& at = inst.origin.of("ipv6_addresses" + std::to_string(k));
+        if (inst.ipv6Addresses[k].isV4())
+          d_.error(at, fmt::format("{} in ipv6_addresses is not IPv6", inst.ipv6Addresses[k].toString()));
+        else
+          checkPrivateAddress(inst, s, inst.ipv6Addresses[k], at, used);
+      }
+      if (inst.publicIp) {
+        const auto& at = inst.origin.of("public_ip");
+        if (!inst.publicIp->isV4())
+          d_.error(at, fmt::format("public_ip {} must be IPv4", inst.publicIp->toString()));
+        else if (m_.vpcContaining(*inst.publicIp) != kNone)
+          d_.error(at, fmt::format("public_ip {} lies inside VPC '{}'", inst.publicIp->toString(),
+                                   m_.vpcs[m_.vpcContaining(*inst.publicIp)].name));
+        auto [pos, fresh] = publicUsed.emplace(*inst.publicIp, inst.name);
+        if (!fresh)
+          d_.error(at, fmt::format("public_ip {} is already used by instance '{}'", inst.publicIp->toString(), pos->second));
+        if (m_.vpcs[inst.vpc].internetGateway == kNone)
+          d_.warning(at, fmt::format("instance '{}' has a public IP but VPC '{}' has no internet gateway", inst.name,
+                                     m_.vpcs[inst.vpc].name));
+      }
+      if (inst.groupNames.empty()) {
+        inst.groups.push_back(m_.vpcs[inst.vpc].defaultGroup);
+      } else {
+        if (static_cast<int>(inst.groupNames.size()) > m_.limits.groupsPerEni)
+          d_.error(inst.origin.of("security_groups"),
+                   fmt::format("instance '{}' has {} security groups, above the quota of {} per ENI", inst.name,
+                               inst.groupNames.size(), m_.limits.groupsPerEni),
+                   "raise `limits: groups_per_eni` (AWS maximum 16)");
+        for (std::size_t k = 0; k < inst.groupNames.size(); ++k) {
+          const auto& gname = inst.groupNames[k];
+          const auto& at = inst.origin.of("security_groups" + std::to_string(k));
+          std::size_t g = m_.findGroup(gname, inst.vpc);
+          if (g == kNone) {
+            d_.error(at, fmt::format("instance '{}' refers to unknown security group '{}'", inst.name, gname),
+                     didYouMean(gname, namesOf(m_.groups, inst.vpc)));
+            continue;
+          }
+          if (m_.groups[g].vpc != inst.vpc) {
+            d_.error(at, fmt::format("security group '{}' is in VPC '{}', not in instance '{}''s VPC '{}'", gname,
+                                     m_.groups[g].vpcName, inst.name, m_.vpcs[inst.vpc].name));
+            continue;
+          }
+          if (std::find(inst.groups.begin(), inst.groups.end(), g) != inst.groups.end()) {
+            d_.error(at, fmt::format("instance '{}' lists security group '{}' twice", inst.name, gname));
+            continue;
+          }
+          inst.groups.push_back(g);
+        }
+      }
+      for (auto g : inst.groups) m_.groups[g].members.push_back(i);
+      checkPlacement(inst, netnsUsed, ifaceUsed);
+    }
+  }
+
+  static bool validIfName(const std::string& n) {
+    if (n.empty() || n.size() > 15 || n == "." || n == "..") return false;
+    return std::none_of(n.begin(), n.end(), [](char c) { return c == '/' || c == ':' || c <= ' ' || c == 127; });
+  }
+
+  void checkPlacement(Instance& inst, std::map<std::string, std::string>& netnsUsed,
+                      std::map<std::pair<std::string, std::string>, std::string>& ifaceUsed) {
+    auto& p = inst.placement;
+    if (p.kind == Placement::Kind::kHostInterface) {
+      if (!validIfName(p.interface))
+        d_.error(inst.origin.of("interface"), fmt::format("'{}' is not a valid interface name (1..15 characters, no '/', ':' or spaces)", p.interface));
+      auto [pos, fresh] = ifaceUsed.emplace(std::pair{p.host, p.interface}, inst.name);
+      if (!fresh)
+        d_.error(inst.origin.of("interface"), fmt::format("interface '{}' of host '{}' is already instance '{}'",
+                                                          p.interface, p.host, pos->second));
+      return;
+    }
+    if (!p.netns.empty()) {
+      if (p.netns.size() > 64 || p.netns.find('/') != std::string::npos || p.netns == "." || p.netns == "..")
+        d_.error(inst.origin.of("netns"), fmt::format("'{}' is not a valid namespace name", p.netns));
+      auto [pos, fresh] = netnsUsed.emplace(p.netns, inst.name);
+      if (!fresh)
+        d_.error(inst.origin.of("netns"), fmt::format("namespace '{}' is already instance '{}'", p.netns, pos->second));
+    }
+  }
+};
+
+}  // namespace
+
+std::string closestName(std::string_view name, const std::vector<std::string>& candidates) {
+  std::string best;
+  std::size_t bestDist = std::max<std::size_t>(2, name.size() / 3) + 1;
+  for (const auto& c : candidates) {
+    std::size_t d = editDistance(name, c);
+    if (d < bestDist) {
+      bestDist = d;
+      best = c;
+    }
+  }
+  return best;
+}
+
+bool validate(Model& m, Diagnostics& diags) {
+  std::size_t before = diags.errorCount();
+  Validator(m, diags).run();
+  return diags.errorCount() == before;
+}
+
+}  // namespace vpcfw::model
