@@ -389,9 +389,10 @@ class ConfigParser {
     r_.checkKeys(n, {"rule", "protocol", "ports", "icmp_type", "icmp_code", "cidr", "action"}, what, r.origin);
     if (!r_.has(n, "rule"))
       r_.error(n, fmt::format("{} is missing required key 'rule' (its number)", what));
-    else if (auto num = r_.integer(n["rule"], "rule number"))
+    else if (auto num = r_.integer(n["rule"], "rule number")) {
       r.number = *num < -1'000'000 || *num > 1'000'000 ? 0 : static_cast<int>(*num);
-    what = fmt::format("NACL '{}' {} rule {}", acl, dir, r.number);
+      what = fmt::format("NACL '{}' {} rule {}", acl, dir, r.number);
+    }
     r_.ruleMatch(n, what, r.protocol, r.ports, r.icmp);
     if (!r_.has(n, "cidr"))
       r_.error(n, fmt::format("{} is missing required key 'cidr'", what));

@@ -369,8 +369,12 @@ class FlowExplainer {
       leg.steps.push_back(s);
       return false;
     };
-    if (vpc.internetGateway == kNone) return fail(fmt::format("VPC {} has no internet gateway", vpc.name));
+    if (vpc.internetGateway == kNone) {
+      s.rule = "no internet gateway";
+      return fail(fmt::format("VPC {} has no internet gateway", vpc.name));
+    }
     if (instanceAddr.isV4()) {
+      s.rule = "no translation";
       if (!inst.publicIp)
         return fail(fmt::format("{} has no public IPv4 address, so the gateway cannot translate {}", inst.name,
                                 instanceAddr.toString()));
