@@ -1,0 +1,44 @@
+#!/usr/bin/python3
+"""Checks config/vpcfw.schema.json: every example config conforms to it, and
+configs with shape errors (unknown keys, wrong types) are rejected by it, as
+they are by vpcfw itself. Usage: check_schema.py SOURCE_DIR"""
+import glob
+import json
+import sys
+
+import jsonschema
+import yaml
+
+src = sys.argv[1]
+schema = json.load(open(f"{src}/config/vpcfw.schema.json"))
+jsonschema.Draft7Validator.check_schema(schema)
+validator = jsonschema.Draft7Validator(schema)
+
+failures = 0
+examples = sorted(glob.glob(f"{src}/config/examples/*.yaml"))
+assert examples, "no examples found"
+for path in examples:
+    errors = list(validator.iter_errors(yaml.safe_load(open(path)) or {}))
+    for e in errors:
+        print(f"{path}: {'/'.join(map(str, e.path))}: {e.message}")
+    failures += bool(errors)
+
+# Shape errors the schema must catch (vpcfw reports the same ones with positions).
+bad = {
+    "unknown key": "vpcs: [{name: v, cidr: 10.0.0.0/16, cdir: x}]",
+    "missing cidr": "vpcs: [{name: v}]",
+    "bad action": "network_acls: [{name: a, vpc: v, ingress: [{rule: 1, protocol: tcp, cidr: 0.0.0.0/0, action: permit}]}]",
+    "rule number": "network_acls: [{name: a, vpc: v, ingress: [{rule: 32767, protocol: tcp, cidr: 0.0.0.0/0, action: allow}]}]",
+    "two peers": "security_groups: [{name: g, vpc: v, ingress: [{protocol: tcp, cidr: 0.0.0.0/0, group: g}]}]",
+    "no peer": "security_groups: [{name: g, vpc: v, ingress: [{protocol: tcp}]}]",
+    "netns and host": "instances: [{name: i, subnet: s, private_ip: 10.0.0.4, netns: x, host: h, interface: e}]",
+    "bad name": "vpcs: [{name: 'a b', cidr: 10.0.0.0/16}]",
+    "unknown top-level key": "vpc: []",
+}
+for what, text in bad.items():
+    if validator.is_valid(yaml.safe_load(text)):
+        print(f"schema accepts a config with {what}: {text}")
+        failures += 1
+
+print(f"schema: {len(examples)} examples, {len(bad)} bad shapes checked, {failures} failures")
+sys.exit(1 if failures else 0)
