@@ -399,10 +399,8 @@ class ConfigParser {
     else if (auto c = r_.cidr(n["cidr"], "cidr"))
       r.cidr = *c;
     if (auto act = r_.scalar(n, "action", what, true)) {
-      if (*act == "allow")
-        r.action = model::Action::kAllow;
-      else if (*act == "deny")
-        r.action = model::Action::kDeny;
+      if (auto a = model::parseAction(*act))
+        r.action = *a;
       else
         r_.error(n["action"], fmt::format("{}: action must be allow or deny, not '{}'", what, *act));
     }

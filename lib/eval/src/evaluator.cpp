@@ -445,6 +445,12 @@ std::string_view stepKindName(StepKind k) {
   return "?";
 }
 
+std::optional<StepKind> parseStepKind(std::string_view text) {
+  for (auto k : kAllStepKinds)
+    if (stepKindName(k) == text) return k;
+  return std::nullopt;
+}
+
 std::string Packet::describe() const {
   if (protocol.hasPorts())
     return fmt::format("{} {} port {} -> {} port {}", protocol.toString(), src.toString(), srcPort, dst.toString(), dstPort);

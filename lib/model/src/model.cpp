@@ -11,6 +11,18 @@ const SourceLocation& Origin::of(std::string_view field) const {
 std::string_view directionName(Direction d) { return d == Direction::kIngress ? "ingress" : "egress"; }
 std::string_view actionName(Action a) { return a == Action::kAllow ? "allow" : "deny"; }
 
+std::optional<Direction> parseDirection(std::string_view text) {
+  for (auto d : {Direction::kIngress, Direction::kEgress})
+    if (directionName(d) == text) return d;
+  return std::nullopt;
+}
+
+std::optional<Action> parseAction(std::string_view text) {
+  for (auto a : {Action::kAllow, Action::kDeny})
+    if (actionName(a) == text) return a;
+  return std::nullopt;
+}
+
 std::string NaclRule::label() const { return isImplicitDeny() ? "*" : std::to_string(number); }
 
 std::string SgRule::peerText() const {

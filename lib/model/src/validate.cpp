@@ -371,10 +371,13 @@ class Validator {
       checkNaclRules(n, Direction::kIngress, n.ingress);
       checkNaclRules(n, Direction::kEgress, n.egress);
     }
-    for (auto [vpc, count] : perVpc)
-      if (count + (m_.vpcs[vpc].defaultNacl == kNone ? 1 : 0) > m_.limits.naclsPerVpc)
-        d_.error(m_.vpcs[vpc].origin.at, fmt::format("VPC '{}' has {} network ACLs, above the quota of {}",
-                                                     m_.vpcs[vpc].name, count, m_.limits.naclsPerVpc));
+    for (auto [vpc, declared] : perVpc) {
+      const int total = declared + (m_.vpcs[vpc].defaultNacl == kNone ? 1 : 0);
+      if (total > m_.limits.naclsPerVpc)
+        d_.error(m_.vpcs[vpc].origin.at,
+                 fmt::format("VPC '{}' has {} network ACLs (the default one included), above the quota of {}",
+                             m_.vpcs[vpc].name, total, m_.limits.naclsPerVpc));
+    }
     // AWS defaults: every VPC gets a default NACL that allows everything.
     for (std::size_t vi = 0; vi < m_.vpcs.size(); ++vi) {
       auto& v = m_.vpcs[vi];

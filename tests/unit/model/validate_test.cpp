@@ -401,3 +401,28 @@ TEST_CASE("a reference typo gets a suggestion") {
   CHECK(vpcfw::model::closestName("web-sgg", {"web-sg", "db-sg"}) == "web-sg");
   CHECK(vpcfw::model::closestName("zzzzzz", {"web-sg", "db-sg"}).empty());
 }
+
+TEST_CASE("per-VPC quotas: subnets, NACLs, groups; routes per table; prefix list size") {
+  runCases({
+      {"subnets per VPC", "limits: {subnets_per_vpc: 1}\n" + kBase + "  - {name: t, vpc: v, cidr: 10.0.2.0/24}\n",
+       "VPC 'v' has more than 1 subnets"},
+      {"subnets at the quota", "limits: {subnets_per_vpc: 1}\n" + kBase, nullptr},
+      {"NACLs per VPC (the default NACL counts)", "limits: {nacls_per_vpc: 1}\n" + kBase + "network_acls: [{name: a, vpc: v}]\n",
+       "VPC 'v' has 2 network ACLs (the default one included), above the quota of 1"},
+      {"NACLs at the quota", "limits: {nacls_per_vpc: 2}\n" + kBase + "network_acls: [{name: a, vpc: v}]\n", nullptr},
+      {"groups per VPC", "limits: {groups_per_vpc: 1}\n" + kBase + "security_groups: [{name: a, vpc: v}, {name: b, vpc: v}]\n",
+       "VPC 'v' has 2 security groups, above the quota of 1"},
+      {"routes per table",
+       "limits: {routes_per_table: 1}\n" + kBase +
+           "internet_gateways: [{name: g, vpc: v}]\nroute_tables: [{name: t, vpc: v, routes: [{destination: 0.0.0.0/0, "
+           "internet_gateway: g}, {destination: '::/0', internet_gateway: g}]}]\n",
+       "route table 't' has 2 routes, above the quota of 1"},
+      {"prefix list above the entry quota", "limits: {prefix_list_entries: 2}\nprefix_lists: [{name: p, entries: [10.0.0.0/8], max_entries: 3}]",
+       "prefix list 'p' max_entries 3 exceeds the quota of 2"},
+      {"a prefix list reference counts its max entries",
+       "limits: {sg_rules_per_direction: 10}\n" + kBase +
+           "prefix_lists: [{name: p, entries: [10.0.0.0/8], max_entries: 10}]\nsecurity_groups: [{name: g, vpc: v, "
+           "ingress: [{protocol: tcp, ports: 22, prefix_list: p}, {protocol: tcp, ports: 23, cidr: 10.0.0.0/8}]}]\n",
+       "security group 'g' has 11 IPv4 ingress rules, above the quota of 10"},
+  });
+}

@@ -47,6 +47,10 @@ enum class StepKind {
   kSecurityGroupIngress,
 };
 std::string_view stepKindName(StepKind k);  // "security-group-egress", ...
+std::optional<StepKind> parseStepKind(std::string_view text);
+inline constexpr StepKind kAllStepKinds[] = {StepKind::kSecurityGroupEgress, StepKind::kNaclEgress, StepKind::kRoute,
+                                             StepKind::kInternetGateway, StepKind::kNaclIngress,
+                                             StepKind::kSecurityGroupIngress};
 
 enum class Decision { kAllow, kDeny };
 

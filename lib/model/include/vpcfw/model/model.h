@@ -34,9 +34,11 @@ struct Origin {
 
 enum class Direction { kIngress, kEgress };
 std::string_view directionName(Direction d);  // "ingress" / "egress"
+std::optional<Direction> parseDirection(std::string_view text);
 
 enum class Action { kAllow, kDeny };
 std::string_view actionName(Action a);  // "allow" / "deny"
+std::optional<Action> parseAction(std::string_view text);
 
 // ---------------------------------------------------------------- NACLs
 
