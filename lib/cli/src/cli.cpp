@@ -6,6 +6,8 @@
 
 #include <ostream>
 
+#include "vpcfw/compile/compiler.h"
+#include "vpcfw/compile/render.h"
 #include "vpcfw/config/loader.h"
 #include "vpcfw/eval/evaluator.h"
 #include "vpcfw/eval/report.h"
@@ -97,6 +99,32 @@ int explainCommand(const ExplainOptions& o, std::ostream& out, std::ostream& err
   return v->reachable() ? kExitOk : kExitBlocked;
 }
 
+int compileCommand(const std::string& path, const std::string& fabric, std::ostream& out, std::ostream& err) {
+  Diagnostics diags;
+  auto m = config::loadConfigFile(path, diags);
+  err << diags.format();
+  if (!m) {
+    err << fmt::format("{}: {} error(s); nothing compiled\n", path, diags.errorCount());
+    return kExitUsage;
+  }
+  auto rulesets = compile::compileRulesets(*m, compile::labPlacement(*m));
+  if (!rulesets) {
+    err << "vpcfw compile: " << rulesets.error().message << '\n';
+    return kExitUsage;
+  }
+  bool found = false;
+  for (const auto& r : *rulesets) {
+    if (!fabric.empty() && r.fabric != fabric) continue;
+    found = true;
+    out << compile::renderScript(r) << '\n';
+  }
+  if (!found && !fabric.empty()) {
+    err << fmt::format("vpcfw compile: no fabric named '{}'\n", fabric);
+    return kExitUsage;
+  }
+  return kExitOk;
+}
+
 }  // namespace
 
 int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
@@ -123,6 +151,11 @@ int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
   explain->add_option("--family", ex.family, "4 or 6, when both ends are instances")->check(CLI::IsMember({"4", "6"}));
   explain->add_flag("--json", ex.json, "Verdict and trace as JSON");
 
+  std::string compilePath, compileFabric;
+  auto* compileCmd = app.add_subcommand("compile", "Print the nftables ruleset of each fabric (nft -f syntax)");
+  compileCmd->add_option("config", compilePath, "Config file (YAML)")->required();
+  compileCmd->add_option("--fabric", compileFabric, "Only this fabric (lab: vpcfw-<vpc>)");
+
   std::vector<std::string> reversed(args.rbegin(), args.rend());
   try {
     app.parse(reversed);
@@ -140,6 +173,7 @@ int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
   }
   if (validate->parsed()) return validateCommand(validatePath, validateJson, out, err);
   if (explain->parsed()) return explainCommand(ex, out, err);
+  if (compileCmd->parsed()) return compileCommand(compilePath, compileFabric, out, err);
   return kExitUsage;
 }
 

@@ -1,0 +1,113 @@
+// The nftables intermediate representation the compiler produces: tables,
+// chains, sets and maps, rules made of typed matches. It renders to nft text
+// (render.h) and, in the nft module, to libnftnl objects. Pure values.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "vpcfw/net/address.h"
+
+namespace vpcfw::compile {
+
+// Packet fields a rule can look at (and set keys are made of).
+enum class Field {
+  kIifname,
+  kOifname,
+  kIpSaddr,
+  kIpDaddr,
+  kIp6Saddr,
+  kIp6Daddr,
+  kL4proto,   // meta l4proto
+  kThDport,   // th dport (tcp/udp destination port)
+  kIcmpType,
+  kIcmpCode,
+  kIcmp6Type,
+  kIcmp6Code,
+};
+std::string_view fieldText(Field f);     // "ip saddr", "meta l4proto", ...
+std::string_view fieldTypeName(Field f);  // nft set key type: "ipv4_addr", "inet_proto", ...
+
+// One field's value in a match or a set element: an address range, an integer
+// range or an interface name.
+struct AddressRange {
+  net::IpAddress lo, hi;
+  auto operator<=>(const AddressRange&) const = default;
+};
+struct IntRange {
+  std::uint32_t lo = 0, hi = 0;
+  auto operator<=>(const IntRange&) const = default;
+};
+using Value = std::variant<AddressRange, IntRange, std::string>;
+
+enum class VerdictKind { kAccept, kDrop, kReturn, kJump, kContinue };
+struct Verdict {
+  VerdictKind kind = VerdictKind::kContinue;
+  std::string chain;  // for jump
+  auto operator<=>(const Verdict&) const = default;
+  static Verdict accept() { return {VerdictKind::kAccept, {}}; }
+  static Verdict drop() { return {VerdictKind::kDrop, {}}; }
+  static Verdict ret() { return {VerdictKind::kReturn, {}}; }
+  static Verdict jump(std::string c) { return {VerdictKind::kJump, std::move(c)}; }
+};
+
+struct SetElement {
+  std::vector<Value> key;          // one value per key field
+  std::optional<Verdict> verdict;  // maps only
+  auto operator<=>(const SetElement&) const = default;
+};
+
+// A named set (or verdict map when isMap). Interval sets hold disjoint,
+// merged elements: the kernel rejects overlaps.
+struct Set {
+  std::string name;
+  std::vector<Field> key;
+  bool interval = false;
+  bool isMap = false;
+  std::vector<SetElement> elements;
+  std::string comment;
+};
+
+enum class Op { kEq, kNeq, kInSet, kNotInSet, kVmap };
+struct Match {
+  std::vector<Field> fields;  // several = a concatenation
+  Op op = Op::kEq;
+  std::optional<Value> value;  // kEq / kNeq: a single field's value
+  std::string set;             // kInSet / kNotInSet / kVmap
+};
+
+enum class CtState : std::uint8_t { kNone = 0, kEstablishedRelated, kInvalid };
+
+struct Rule {
+  std::vector<Match> matches;
+  CtState ctState = CtState::kNone;  // an extra "ct state ..." match, before the others
+  bool counter = false;
+  Verdict verdict;                   // kContinue: no verdict statement (vmap rules)
+  std::string comment;               // names the config object the rule came from
+};
+
+struct Chain {
+  std::string name;
+  std::optional<std::string> hook;   // "forward", "input", "output" for base chains
+  int priority = 0;
+  Verdict policy = Verdict::accept();  // base chains only
+  std::vector<Rule> rules;
+};
+
+struct Table {
+  std::string family = "inet";
+  std::string name;
+  std::vector<Set> sets;
+  std::vector<Chain> chains;
+};
+
+// Everything vpcfw wants in one fabric (a network namespace or the host).
+struct Ruleset {
+  std::string fabric;
+  Table table;
+};
+
+}  // namespace vpcfw::compile

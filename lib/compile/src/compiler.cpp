@@ -1,0 +1,436 @@
+#include "vpcfw/compile/compiler.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <functional>
+#include <map>
+#include <set>
+
+#include "vpcfw/compile/intervals.h"
+
+namespace vpcfw::compile {
+namespace {
+
+using model::Direction;
+using model::kNone;
+using net::Family;
+using net::Protocol;
+
+constexpr std::size_t kMaxComment = 120;  // nft allows 128 bytes
+
+std::string sanitize(std::string_view name) {
+  std::string out(name);
+  for (auto& c : out)
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_')) c = '_';
+  return out;
+}
+
+std::string clip(std::string s) {
+  if (s.size() > kMaxComment) s = s.substr(0, kMaxComment - 3) + "...";
+  return s;
+}
+
+// Hands out unique nft identifiers: "nacl_web_acl_in", then "..._2" on a clash.
+class Names {
+ public:
+  std::string take(const std::string& wanted) {
+    std::string n = sanitize(wanted);
+    for (int i = 2; !used_.insert(n).second; ++i) n = sanitize(wanted) + "_" + std::to_string(i);
+    return n;
+  }
+
+ private:
+  std::set<std::string> used_;
+};
+
+Field addrField(Family f, Direction peerSide) {
+  // peerSide ingress: the peer is the source; egress: the destination.
+  if (f == Family::kIpv4) return peerSide == Direction::kIngress ? Field::kIpSaddr : Field::kIpDaddr;
+  return peerSide == Direction::kIngress ? Field::kIp6Saddr : Field::kIp6Daddr;
+}
+
+IntRange anyOr(int v, std::uint32_t max) {
+  return v < 0 ? IntRange{0, max} : IntRange{static_cast<std::uint32_t>(v), static_cast<std::uint32_t>(v)};
+}
+
+// What a rule's protocol/ports/ICMP fields match, for a peer of family `f`.
+L4Match l4Of(const Protocol& proto, const net::PortRange& ports, const net::IcmpMatch& icmp, Family f) {
+  L4Match m;
+  if (proto.isAll()) return m;
+  if (proto.hasPorts()) {
+    m.kind = L4Match::Kind::kPorts;
+    m.protocol = static_cast<std::uint8_t>(proto.number());
+    m.ports = IntRange{ports.from, ports.to};
+    return m;
+  }
+  if (proto.isIcmpAny()) {
+    m.kind = L4Match::Kind::kIcmp;
+    if (f == Family::kIpv4) {
+      // AWS: protocol 58 with an IPv4 CIDR means all ICMP.
+      m.protocol = Protocol::kIcmp;
+      if (proto.number() == Protocol::kIcmpv6) return m;
+    } else {
+      m.protocol = Protocol::kIcmpv6;
+    }
+    m.icmpType = anyOr(icmp.type, 255);
+    m.icmpCode = anyOr(icmp.code, 255);
+    return m;
+  }
+  m.kind = L4Match::Kind::kProtocol;
+  m.protocol = static_cast<std::uint8_t>(proto.number());
+  return m;
+}
+
+// The matches of one rule written inline (no set): protocol, ports, ICMP.
+void appendL4Matches(std::vector<Match>& out, const L4Match& l4, Family f) {
+  auto eq = [&](Field fld, IntRange r) { out.push_back(Match{{fld}, Op::kEq, Value{r}, {}}); };
+  switch (l4.kind) {
+    case L4Match::Kind::kAll: break;
+    case L4Match::Kind::kProtocol: eq(Field::kL4proto, IntRange{l4.protocol, l4.protocol}); break;
+    case L4Match::Kind::kPorts:
+      eq(Field::kL4proto, IntRange{l4.protocol, l4.protocol});
+      if (!(l4.ports.lo == 0 && l4.ports.hi == 65535)) eq(Field::kThDport, l4.ports);
+      break;
+    case L4Match::Kind::kIcmp: {
+      eq(Field::kL4proto, IntRange{l4.protocol, l4.protocol});
+      const bool v4 = f == Family::kIpv4;
+      if (!(l4.icmpType.lo == 0 && l4.icmpType.hi == 255)) eq(v4 ? Field::kIcmpType : Field::kIcmp6Type, l4.icmpType);
+      if (!(l4.icmpCode.lo == 0 && l4.icmpCode.hi == 255)) eq(v4 ? Field::kIcmpCode : Field::kIcmp6Code, l4.icmpCode);
+      break;
+    }
+  }
+}
+
+Value addressValue(const net::Cidr& c) { return AddressRange{c.network(), c.last()}; }
+
+class FabricCompiler {
+ public:
+  FabricCompiler(const model::Model& m, const Placement& p, std::string fabric) : m_(m), p_(p), fabric_(std::move(fabric)) {}
+
+  Expected<Ruleset> run() {
+    for (std::size_t i = 0; i < m_.instances.size(); ++i)
+      if (p_.byInstance[i] && p_.byInstance[i]->fabric == fabric_) enis_.push_back(i);
+    Ruleset r;
+    r.fabric = fabric_;
+    t_.name = std::string(kTableName);
+    names_.take("forward");
+    // Sets and maps the base chain uses; filled below.
+    enisSet_ = addSet("enis", {Field::kIifname}, false, "the ENIs of this fabric");
+    src4_ = addSet("eni_src4", {Field::kIifname, Field::kIpSaddr}, false, "anti-spoofing: each ENI's own IPv4 addresses");
+    src6_ = addSet("eni_src6", {Field::kIifname, Field::kIp6Saddr}, false, "anti-spoofing: each ENI's own IPv6 addresses");
+    naclOut_ = addMap("nacl_out", "ENI -> its subnet's NACL, egress");
+    naclIn_ = addMap("nacl_in", "ENI -> its subnet's NACL, ingress");
+    sgOut_ = addMap("sg_out", "ENI -> its security groups, egress");
+    sgIn_ = addMap("sg_in", "ENI -> its security groups, ingress");
+
+    Chain forward;
+    forward.name = "forward";
+    forward.hook = "forward";
+    forward.policy = Verdict::drop();
+    chains_.push_back(std::move(forward));
+
+    std::map<std::size_t, std::vector<std::size_t>> bySubnet;
+    for (auto i : enis_) bySubnet[m_.instances[i].subnet].push_back(i);
+    for (auto& [subnet, members] : bySubnet) compileSubnet(subnet, members);
+    for (auto i : enis_) compileEni(i);
+    buildForward();
+    t_.chains = std::move(chains_);
+    // Maps and base sets first, then the rest in creation order (already so).
+    r.table = std::move(t_);
+    return r;
+  }
+
+ private:
+  const model::Model& m_;
+  const Placement& p_;
+  std::string fabric_;
+  std::vector<std::size_t> enis_;
+  Table t_;
+  std::vector<Chain> chains_;
+  Names names_;
+  std::size_t enisSet_ = 0, src4_ = 0, src6_ = 0, naclOut_ = 0, naclIn_ = 0, sgOut_ = 0, sgIn_ = 0;
+  std::map<std::size_t, std::pair<std::string, std::string>> groupSets_;  // group -> (v4 set, v6 set)
+
+  const std::string& ifname(std::size_t inst) const { return p_.byInstance[inst]->ifname; }
+
+  std::size_t addSet(const std::string& name, std::vector<Field> key, bool interval, std::string comment) {
+    Set s;
+    s.name = names_.take(name);
+    s.key = std::move(key);
+    s.interval = interval;
+    s.comment = clip(std::move(comment));
+    t_.sets.push_back(std::move(s));
+    return t_.sets.size() - 1;
+  }
+  std::size_t addMap(const std::string& name, std::string comment) {
+    auto i = addSet(name, {Field::kIifname}, false, std::move(comment));
+    t_.sets[i].isMap = true;
+    return i;
+  }
+
+  Chain& newChain(const std::string& wanted) {
+    Chain c;
+    c.name = names_.take(wanted);
+    chains_.push_back(std::move(c));
+    return chains_.back();
+  }
+
+  static Rule verdictRule(std::vector<Match> matches, Verdict v, std::string comment) {
+    Rule r;
+    r.matches = std::move(matches);
+    r.verdict = std::move(v);
+    r.comment = clip(std::move(comment));
+    r.counter = r.verdict.kind == VerdictKind::kDrop;
+    return r;
+  }
+
+  // Adds the up-to-four set lookups that match `matches` (one family) to `chain`.
+  void addSetLookups(std::size_t chainIndex, const std::string& setPrefix, Family fam, Direction peerSide,
+                     const std::vector<AddressMatch>& matches, Verdict v, const std::string& comment) {
+    if (matches.empty()) return;
+    auto elements = buildSetElements(matches);
+    const Field addr = addrField(fam, peerSide);
+    const bool v4 = fam == Family::kIpv4;
+    const std::string suffix = v4 ? "4" : "6";
+    auto lookup = [&](std::vector<SetElement>& elems, const std::string& kind, std::vector<Field> key) {
+      if (elems.empty()) return;
+      auto si = addSet(setPrefix + "_" + kind + suffix, key, true, comment);
+      t_.sets[si].elements = std::move(elems);
+      chains_[chainIndex].rules.push_back(
+          verdictRule({Match{key, Op::kInSet, std::nullopt, t_.sets[si].name}}, v, comment));
+    };
+    lookup(elements.all, "all", {addr});
+    lookup(elements.protocol, "proto", {addr, Field::kL4proto});
+    lookup(elements.ports, "ports", {addr, Field::kL4proto, Field::kThDport});
+    lookup(elements.icmp, "icmp", {addr, v4 ? Field::kIcmpType : Field::kIcmp6Type, v4 ? Field::kIcmpCode : Field::kIcmp6Code});
+  }
+
+  // ------------------------------------------------------------ NACLs
+  void compileSubnet(std::size_t subnetIndex, const std::vector<std::size_t>& members) {
+    const auto& subnet = m_.subnets[subnetIndex];
+    const auto& acl = m_.nacls[subnet.nacl];
+    auto ifs = addSet("subnet_" + subnet.name + "_ifs", {Field::kIifname}, false,
+                      fmt::format("the ENIs of subnet {}", subnet.name));
+    for (auto i : members) t_.sets[ifs].elements.push_back(SetElement{{ifname(i)}, std::nullopt});
+    for (auto dir : {Direction::kEgress, Direction::kIngress}) {
+      const bool out = dir == Direction::kEgress;
+      Chain& c = newChain(fmt::format("nacl_{}_{}", subnet.name, out ? "out" : "in"));
+      const std::string chainName = c.name;
+      const std::size_t ci = chains_.size() - 1;
+      // Traffic that stays inside the subnet never meets its NACL.
+      chains_[ci].rules.push_back(verdictRule(
+          {Match{{out ? Field::kOifname : Field::kIifname}, Op::kInSet, std::nullopt, t_.sets[ifs].name}}, Verdict::ret(),
+          fmt::format("subnet {}: same subnet, no NACL", subnet.name)));
+      compileNaclRules(ci, chainName, acl, dir);
+      for (auto i : members)
+        t_.sets[out ? naclOut_ : naclIn_].elements.push_back(SetElement{{ifname(i)}, Verdict::jump(chainName)});
+    }
+  }
+
+  void compileNaclRules(std::size_t ci, const std::string& chainName, const model::NetworkAcl& acl, Direction dir) {
+    const auto& rules = acl.rules(dir);
+    const std::string dirName(model::directionName(dir));
+    std::size_t i = 0, run = 0;
+    while (i < rules.size() && !rules[i].isImplicitDeny()) {
+      std::size_t j = i;
+      while (j < rules.size() && !rules[j].isImplicitDeny() && rules[j].action == rules[i].action) ++j;
+      // Rules i..j-1 share an action: inside the run, order cannot change the outcome.
+      const Verdict v = rules[i].action == model::Action::kAllow ? Verdict::ret() : Verdict::drop();
+      std::string numbers;
+      for (auto k = i; k < j; ++k) numbers += (k > i ? "," : "") + rules[k].label();
+      const std::string comment = fmt::format("nacl {} {} {} {}", acl.name, dirName, numbers, model::actionName(rules[i].action));
+      if (j - i == 1) {
+        const auto& r = rules[i];
+        std::vector<Match> ms{Match{{addrField(r.cidr.family(), dir)}, Op::kEq, addressValue(r.cidr), {}}};
+        appendL4Matches(ms, l4Of(r.protocol, r.ports, r.icmp, r.cidr.family()), r.cidr.family());
+        chains_[ci].rules.push_back(verdictRule(std::move(ms), v, comment));
+      } else {
+        ++run;
+        for (auto fam : {Family::kIpv4, Family::kIpv6}) {
+          std::vector<AddressMatch> ms;
+          for (auto k = i; k < j; ++k)
+            if (rules[k].cidr.family() == fam)
+              ms.push_back(AddressMatch{rules[k].cidr, l4Of(rules[k].protocol, rules[k].ports, rules[k].icmp, fam)});
+          addSetLookups(ci, fmt::format("{}_r{}", chainName, run), fam, dir, ms, v, comment);
+        }
+      }
+      i = j;
+    }
+    chains_[ci].rules.push_back(verdictRule({}, Verdict::drop(), fmt::format("nacl {} {} * deny", acl.name, dirName)));
+  }
+
+  // --------------------------------------------------- security groups
+  std::pair<std::string, std::string> groupMemberSets(std::size_t g) {
+    if (auto it = groupSets_.find(g); it != groupSets_.end()) return it->second;
+    const auto& group = m_.groups[g];
+    const std::string base = "grp_" + group.vpcName + "_" + group.name;
+    auto s4 = addSet(base + "_4", {Field::kIpSaddr}, false, fmt::format("members of group {} (primary private IPv4)", group.qualifiedName()));
+    auto s6 = addSet(base + "_6", {Field::kIp6Saddr}, false, fmt::format("members of group {} (IPv6)", group.qualifiedName()));
+    for (auto i : group.members) {
+      const auto& inst = m_.instances[i];
+      t_.sets[s4].elements.push_back(SetElement{{AddressRange{inst.privateIp, inst.privateIp}}, std::nullopt});
+      for (const auto& a : inst.ipv6Addresses) t_.sets[s6].elements.push_back(SetElement{{AddressRange{a, a}}, std::nullopt});
+    }
+    for (auto si : {s4, s6}) std::sort(t_.sets[si].elements.begin(), t_.sets[si].elements.end());
+    auto names = std::pair{t_.sets[s4].name, t_.sets[s6].name};
+    groupSets_[g] = names;
+    return names;
+  }
+
+  void compileEni(std::size_t instIndex) {
+    const auto& inst = m_.instances[instIndex];
+    const std::string& ifn = ifname(instIndex);
+    t_.sets[enisSet_].elements.push_back(SetElement{{ifn}, std::nullopt});
+    t_.sets[src4_].elements.push_back(SetElement{{ifn, AddressRange{inst.privateIp, inst.privateIp}}, std::nullopt});
+    for (const auto& a : inst.secondaryIps) t_.sets[src4_].elements.push_back(SetElement{{ifn, AddressRange{a, a}}, std::nullopt});
+    for (const auto& a : inst.ipv6Addresses) t_.sets[src6_].elements.push_back(SetElement{{ifn, AddressRange{a, a}}, std::nullopt});
+
+    for (auto dir : {Direction::kEgress, Direction::kIngress}) {
+      const bool out = dir == Direction::kEgress;
+      Chain& c = newChain(fmt::format("eni_{}_{}", inst.name, out ? "out" : "in"));
+      const std::string chainName = c.name;
+      const std::size_t ci = chains_.size() - 1;
+      std::vector<AddressMatch> byFamily[2];
+      std::vector<std::string> labels;
+      struct RefRule {
+        const model::SgRule* rule;
+        std::size_t group;
+        std::string label;
+      };
+      std::vector<RefRule> refs;
+      for (auto g : inst.groups) {
+        const auto& group = m_.groups[g];
+        for (const auto& r : group.rules(dir)) {
+          std::string label = fmt::format("{} {}", group.name, r.index);
+          if (auto* cidr = std::get_if<net::Cidr>(&r.peer)) {
+            byFamily[cidr->family() == Family::kIpv4 ? 0 : 1].push_back(
+                AddressMatch{*cidr, l4Of(r.protocol, r.ports, r.icmp, cidr->family())});
+            labels.push_back(std::move(label));
+          } else if (auto* pl = std::get_if<model::PrefixListRef>(&r.peer)) {
+            for (const auto& e : m_.prefixLists[pl->prefixList].entries)
+              byFamily[e.family() == Family::kIpv4 ? 0 : 1].push_back(AddressMatch{e, l4Of(r.protocol, r.ports, r.icmp, e.family())});
+            labels.push_back(std::move(label));
+          } else {
+            refs.push_back(RefRule{&r, std::get<model::GroupRef>(r.peer).group, std::move(label)});
+          }
+        }
+      }
+      std::string joined;
+      for (const auto& l : labels) joined += (joined.empty() ? "" : ",") + l;
+      const std::string comment = fmt::format("sg {} {}: {}", inst.name, out ? "egress" : "ingress", joined);
+      addSetLookups(ci, chainName, Family::kIpv4, dir, byFamily[0], Verdict::ret(), comment);
+      addSetLookups(ci, chainName, Family::kIpv6, dir, byFamily[1], Verdict::ret(), comment);
+      for (const auto& ref : refs) {
+        auto [s4, s6] = groupMemberSets(ref.group);
+        for (auto fam : {Family::kIpv4, Family::kIpv6}) {
+          const auto& r = *ref.rule;
+          // icmp rules only concern IPv4, icmpv6 rules only IPv6.
+          if (r.protocol.number() == Protocol::kIcmp && fam == Family::kIpv6) continue;
+          if (r.protocol.number() == Protocol::kIcmpv6 && fam == Family::kIpv4) continue;
+          std::vector<Match> ms{Match{{addrField(fam, dir)}, Op::kInSet, std::nullopt, fam == Family::kIpv4 ? s4 : s6}};
+          appendL4Matches(ms, l4Of(r.protocol, r.ports, r.icmp, fam), fam);
+          chains_[ci].rules.push_back(verdictRule(std::move(ms), Verdict::ret(),
+                                                  fmt::format("sg {} {} {} -> group {}", inst.name, out ? "egress" : "ingress",
+                                                              ref.label, m_.groups[ref.group].qualifiedName())));
+        }
+      }
+      chains_[ci].rules.push_back(verdictRule({}, Verdict::drop(),
+                                              fmt::format("sg {} {}: no rule allows", inst.name, out ? "egress" : "ingress")));
+      t_.sets[out ? sgOut_ : sgIn_].elements.push_back(SetElement{{ifn}, Verdict::jump(chainName)});
+    }
+  }
+
+  // ---------------------------------------------------------- forward
+  void buildForward() {
+    auto& f = chains_.front().rules;
+    auto inSet = [&](std::vector<Field> key, std::size_t si, Op op = Op::kInSet) {
+      return Match{std::move(key), op, std::nullopt, t_.sets[si].name};
+    };
+    f.push_back(verdictRule({inSet({Field::kIifname}, enisSet_), inSet({Field::kIifname, Field::kIpSaddr}, src4_, Op::kNotInSet)},
+                            Verdict::drop(), "anti-spoofing: an ENI sends only from its own IPv4 addresses"));
+    f.push_back(verdictRule({inSet({Field::kIifname}, enisSet_), inSet({Field::kIifname, Field::kIp6Saddr}, src6_, Op::kNotInSet)},
+                            Verdict::drop(), "anti-spoofing: an ENI sends only from its own IPv6 addresses"));
+    Rule vmap;
+    vmap.matches = {inSet({Field::kIifname}, naclOut_, Op::kVmap)};
+    vmap.comment = "NACL egress of the source subnet (stateless, every packet)";
+    f.push_back(vmap);
+    vmap.matches = {inSet({Field::kOifname}, naclIn_, Op::kVmap)};
+    vmap.comment = "NACL ingress of the destination subnet (stateless, every packet)";
+    f.push_back(vmap);
+    Rule est;
+    est.ctState = CtState::kEstablishedRelated;
+    est.verdict = Verdict::accept();
+    est.comment = "security groups are stateful: replies of admitted flows";
+    f.push_back(est);
+    Rule inv;
+    inv.ctState = CtState::kInvalid;
+    inv.verdict = Verdict::drop();
+    inv.counter = true;
+    inv.comment = "conntrack: invalid";
+    f.push_back(inv);
+    vmap.matches = {inSet({Field::kIifname}, sgOut_, Op::kVmap)};
+    vmap.comment = "security groups of the source ENI, egress";
+    f.push_back(vmap);
+    vmap.matches = {inSet({Field::kOifname}, sgIn_, Op::kVmap)};
+    vmap.comment = "security groups of the destination ENI, ingress";
+    f.push_back(vmap);
+    f.push_back(verdictRule({}, Verdict::accept(), "every step allowed"));
+    // Sets keyed by interface list elements in ENI order; sort for stable output.
+    for (auto si : {enisSet_, src4_, src6_, naclOut_, naclIn_, sgOut_, sgIn_})
+      std::sort(t_.sets[si].elements.begin(), t_.sets[si].elements.end());
+  }
+};
+
+std::uint32_t fnv1a(std::string_view s) {
+  std::uint32_t h = 2166136261u;
+  for (unsigned char c : s) h = (h ^ c) * 16777619u;
+  return h;
+}
+
+}  // namespace
+
+std::string labInterfaceName(const std::string& instance) {
+  std::string n = "eni-" + instance;
+  if (n.size() <= 15) return n;
+  return fmt::format("eni-{}-{:04x}", instance.substr(0, 6), fnv1a(instance) & 0xffff);
+}
+
+std::string labFabricName(const std::string& vpc) { return "vpcfw-" + vpc; }
+
+Placement labPlacement(const model::Model& m) {
+  Placement p;
+  for (const auto& inst : m.instances) {
+    if (inst.placement.kind != model::Placement::Kind::kLabNamespace || inst.vpc == kNone) {
+      p.byInstance.push_back(std::nullopt);
+      continue;
+    }
+    p.byInstance.push_back(Attachment{labFabricName(m.vpcs[inst.vpc].name), labInterfaceName(inst.name)});
+  }
+  return p;
+}
+
+Expected<std::vector<Ruleset>> compileRulesets(const model::Model& m, const Placement& p) {
+  if (p.byInstance.size() != m.instances.size())
+    return makeError(ErrorCode::kInternal, "placement does not match the model's instances");
+  std::map<std::string, std::map<std::string, std::string>> ifnames;  // fabric -> ifname -> instance
+  std::set<std::string> fabrics;
+  for (std::size_t i = 0; i < m.instances.size(); ++i) {
+    if (!p.byInstance[i]) continue;
+    const auto& a = *p.byInstance[i];
+    auto [it, fresh] = ifnames[a.fabric].emplace(a.ifname, m.instances[i].name);
+    if (!fresh)
+      return makeError(ErrorCode::kInvalidArgument, fmt::format("instances {} and {} share interface {} in {}", it->second,
+                                                               m.instances[i].name, a.ifname, a.fabric));
+    fabrics.insert(a.fabric);
+  }
+  std::vector<Ruleset> out;
+  for (const auto& f : fabrics) {
+    auto r = FabricCompiler(m, p, f).run();
+    if (!r) return unexpected(r.error());
+    out.push_back(std::move(*r));
+  }
+  return out;
+}
+
+}  // namespace vpcfw::compile

@@ -1,0 +1,157 @@
+#include "vpcfw/compile/render.h"
+
+#include <fmt/format.h>
+
+namespace vpcfw::compile {
+namespace {
+
+std::string quote(std::string_view s) {
+  std::string out = "\"";
+  for (char c : s) {
+    if (c == '"' || c == '\\') out += '\\';
+    out += c;
+  }
+  return out + "\"";
+}
+
+std::string fieldsText(const std::vector<Field>& fields, std::string_view sep) {
+  std::string out;
+  for (std::size_t i = 0; i < fields.size(); ++i) out += fmt::format("{}{}", i ? sep : "", fieldText(fields[i]));
+  return out;
+}
+
+std::string renderElement(const Set& s, const SetElement& e) {
+  std::string out;
+  for (std::size_t i = 0; i < e.key.size(); ++i) out += (i ? " . " : "") + renderValue(s.key[i], e.key[i]);
+  if (e.verdict) {
+    switch (e.verdict->kind) {
+      case VerdictKind::kJump: out += " : jump " + e.verdict->chain; break;
+      case VerdictKind::kAccept: out += " : accept"; break;
+      case VerdictKind::kDrop: out += " : drop"; break;
+      case VerdictKind::kReturn: out += " : return"; break;
+      case VerdictKind::kContinue: out += " : continue"; break;
+    }
+  }
+  return out;
+}
+
+std::string renderVerdict(const Verdict& v) {
+  switch (v.kind) {
+    case VerdictKind::kAccept: return "accept";
+    case VerdictKind::kDrop: return "drop";
+    case VerdictKind::kReturn: return "return";
+    case VerdictKind::kJump: return "jump " + v.chain;
+    case VerdictKind::kContinue: return "";
+  }
+  return "";
+}
+
+std::string renderRule(const Rule& r) {
+  std::vector<std::string> parts;
+  if (r.ctState == CtState::kEstablishedRelated) parts.push_back("ct state established,related");
+  if (r.ctState == CtState::kInvalid) parts.push_back("ct state invalid");
+  for (const auto& m : r.matches) {
+    switch (m.op) {
+      case Op::kEq: parts.push_back(fmt::format("{} {}", fieldText(m.fields[0]), renderValue(m.fields[0], *m.value))); break;
+      case Op::kNeq: parts.push_back(fmt::format("{} != {}", fieldText(m.fields[0]), renderValue(m.fields[0], *m.value))); break;
+      case Op::kInSet: parts.push_back(fmt::format("{} @{}", fieldsText(m.fields, " . "), m.set)); break;
+      case Op::kNotInSet: parts.push_back(fmt::format("{} != @{}", fieldsText(m.fields, " . "), m.set)); break;
+      case Op::kVmap: parts.push_back(fmt::format("{} vmap @{}", fieldsText(m.fields, " . "), m.set)); break;
+    }
+  }
+  if (r.counter) parts.push_back("counter");
+  if (auto v = renderVerdict(r.verdict); !v.empty()) parts.push_back(v);
+  if (!r.comment.empty()) parts.push_back("comment " + quote(r.comment));
+  std::string out;
+  for (std::size_t i = 0; i < parts.size(); ++i) out += (i ? " " : "") + parts[i];
+  return out;
+}
+
+}  // namespace
+
+std::string_view fieldText(Field f) {
+  switch (f) {
+    case Field::kIifname: return "iifname";
+    case Field::kOifname: return "oifname";
+    case Field::kIpSaddr: return "ip saddr";
+    case Field::kIpDaddr: return "ip daddr";
+    case Field::kIp6Saddr: return "ip6 saddr";
+    case Field::kIp6Daddr: return "ip6 daddr";
+    case Field::kL4proto: return "meta l4proto";
+    case Field::kThDport: return "th dport";
+    case Field::kIcmpType: return "icmp type";
+    case Field::kIcmpCode: return "icmp code";
+    case Field::kIcmp6Type: return "icmpv6 type";
+    case Field::kIcmp6Code: return "icmpv6 code";
+  }
+  return "?";
+}
+
+std::string_view fieldTypeName(Field f) {
+  switch (f) {
+    case Field::kIifname:
+    case Field::kOifname: return "ifname";
+    case Field::kIpSaddr:
+    case Field::kIpDaddr: return "ipv4_addr";
+    case Field::kIp6Saddr:
+    case Field::kIp6Daddr: return "ipv6_addr";
+    case Field::kL4proto: return "inet_proto";
+    case Field::kThDport: return "inet_service";
+    case Field::kIcmpType: return "icmp_type";
+    case Field::kIcmpCode: return "icmp_code";
+    case Field::kIcmp6Type: return "icmpv6_type";
+    case Field::kIcmp6Code: return "icmpv6_code";
+  }
+  return "?";
+}
+
+std::string renderValue(Field, const Value& v) {
+  if (auto* s = std::get_if<std::string>(&v)) return quote(*s);
+  if (auto* r = std::get_if<IntRange>(&v)) return r->lo == r->hi ? fmt::format("{}", r->lo) : fmt::format("{}-{}", r->lo, r->hi);
+  const auto& a = std::get<AddressRange>(v);
+  if (a.lo == a.hi) return a.lo.toString();
+  // A range that is exactly one CIDR block is shown as the block.
+  for (int prefix = 0; prefix <= a.lo.bits(); ++prefix) {
+    auto c = net::Cidr::make(a.lo, prefix);
+    if (c.network() == a.lo && c.last() == a.hi) return c.toString();
+  }
+  return a.lo.toString() + "-" + a.hi.toString();
+}
+
+std::string renderTable(const Table& t) {
+  std::string out = fmt::format("table {} {} {{\n", t.family, t.name);
+  for (const auto& s : t.sets) {
+    std::string type = fieldsText({}, "");
+    for (std::size_t i = 0; i < s.key.size(); ++i) type += fmt::format("{}{}", i ? " . " : "", fieldTypeName(s.key[i]));
+    out += fmt::format("\t{} {} {{\n\t\ttype {}{}\n", s.isMap ? "map" : "set", s.name, type, s.isMap ? " : verdict" : "");
+    if (s.interval) out += "\t\tflags interval\n";
+    if (!s.comment.empty()) out += fmt::format("\t\tcomment {}\n", quote(s.comment));
+    if (!s.elements.empty()) {
+      out += "\t\telements = { ";
+      for (std::size_t i = 0; i < s.elements.size(); ++i)
+        out += (i ? ",\n\t\t\t     " : "") + renderElement(s, s.elements[i]);
+      out += " }\n";
+    }
+    out += "\t}\n\n";
+  }
+  for (std::size_t ci = 0; ci < t.chains.size(); ++ci) {
+    const auto& c = t.chains[ci];
+    out += fmt::format("\tchain {} {{\n", c.name);
+    if (c.hook)
+      out += fmt::format("\t\ttype filter hook {} priority {}; policy {};\n", *c.hook,
+                         c.priority == 0 ? std::string("filter") : std::to_string(c.priority), renderVerdict(c.policy));
+    for (const auto& r : c.rules) out += "\t\t" + renderRule(r) + "\n";
+    out += "\t}\n";
+    if (ci + 1 < t.chains.size()) out += "\n";
+  }
+  return out + "}\n";
+}
+
+std::string renderScript(const Ruleset& r) {
+  // Create-if-missing, delete, recreate: one nft transaction that replaces
+  // the table whatever it held, and touches nothing else.
+  return fmt::format("# vpcfw ruleset for fabric {}\ntable {} {}\ndelete table {} {}\n{}", r.fabric, r.table.family,
+                     r.table.name, r.table.family, r.table.name, renderTable(r.table));
+}
+
+}  // namespace vpcfw::compile
