@@ -11,6 +11,7 @@
 #include "vpcfw/config/loader.h"
 #include "vpcfw/eval/evaluator.h"
 #include "vpcfw/eval/report.h"
+#include "show.h"
 
 namespace vpcfw::cli {
 namespace {
@@ -99,6 +100,18 @@ int explainCommand(const ExplainOptions& o, std::ostream& out, std::ostream& err
   return v->reachable() ? kExitOk : kExitBlocked;
 }
 
+int showCommand(const std::string& path, std::ostream& out, std::ostream& err) {
+  Diagnostics diags;
+  auto m = config::loadConfigFile(path, diags);
+  err << diags.format();
+  if (!m) {
+    err << fmt::format("{}: {} error(s)\n", path, diags.errorCount());
+    return kExitUsage;
+  }
+  out << modelToJson(*m).dump(2) << '\n';
+  return kExitOk;
+}
+
 int compileCommand(const std::string& path, const std::string& fabric, std::ostream& out, std::ostream& err) {
   Diagnostics diags;
   auto m = config::loadConfigFile(path, diags);
@@ -156,6 +169,12 @@ int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
   compileCmd->add_option("config", compilePath, "Config file (YAML)")->required();
   compileCmd->add_option("--fabric", compileFabric, "Only this fabric (lab: vpcfw-<vpc>)");
 
+  std::string showPath;
+  bool showJson = true;
+  auto* show = app.add_subcommand("show", "Print the effective model (AWS defaults included) and the lab placement");
+  show->add_option("config", showPath, "Config file (YAML)")->required();
+  show->add_flag("--json", showJson, "JSON (the only format for now)");
+
   std::vector<std::string> reversed(args.rbegin(), args.rend());
   try {
     app.parse(reversed);
@@ -173,6 +192,7 @@ int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
   }
   if (validate->parsed()) return validateCommand(validatePath, validateJson, out, err);
   if (explain->parsed()) return explainCommand(ex, out, err);
+  if (show->parsed()) return showCommand(showPath, out, err);
   if (compileCmd->parsed()) return compileCommand(compilePath, compileFabric, out, err);
   return kExitUsage;
 }

@@ -1,0 +1,183 @@
+"""A small hand-built namespace topology for kernel tests: one fabric (router)
+namespace per VPC and one namespace per instance, wired as vpcfw's lab wires
+them (docs/ruleset.md), so that compiled rulesets can be checked with real
+packets. Everything is created under a unique prefix and always removed.
+
+This is test scaffolding: it runs `ip`; the product's lab uses netlink."""
+import atexit
+import ipaddress
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+IP = "/usr/sbin/ip" if os.path.exists("/usr/sbin/ip") else "ip"
+NFT = "/usr/sbin/nft" if os.path.exists("/usr/sbin/nft") else "nft"
+
+SERVER = r"""
+import socket, sys, threading
+def tcp(port):
+    s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+    s.bind(("::", port)); s.listen(64)
+    while True:
+        c, _ = s.accept(); c.close()
+def udp(port):
+    s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+    s.bind(("::", port))
+    while True:
+        data, addr = s.recvfrom(2048); s.sendto(data, addr)
+for p in sys.argv[1].split(","):
+    if p: threading.Thread(target=tcp, args=(int(p),), daemon=True).start()
+for p in sys.argv[2].split(","):
+    if p: threading.Thread(target=udp, args=(int(p),), daemon=True).start()
+print("ready", flush=True)
+threading.Event().wait()
+"""
+
+CLIENT = r"""
+import os, socket, struct, sys, time
+proto, dst, port, sport, timeout, src = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5]), sys.argv[6]
+fam = socket.AF_INET6 if ":" in dst else socket.AF_INET
+
+def checksum(data):
+    if len(data) % 2: data += b"\0"
+    s = sum(struct.unpack("!%dH" % (len(data) // 2), data))
+    while s >> 16: s = (s & 0xffff) + (s >> 16)
+    return ~s & 0xffff
+
+def echo():
+    # An ICMP / ICMPv6 echo request on a raw socket; success = the matching reply.
+    v6 = fam == socket.AF_INET6
+    s = socket.socket(fam, socket.SOCK_RAW, socket.IPPROTO_ICMPV6 if v6 else socket.IPPROTO_ICMP)
+    if src: s.bind((src, 0))
+    ident = os.getpid() & 0xffff
+    req_type, rep_type = (128, 129) if v6 else (8, 0)
+    hdr = struct.pack("!BBHHH", req_type, 0, 0, ident, 1) + b"vpcfw-probe"
+    if not v6: hdr = hdr[:2] + struct.pack("!H", checksum(hdr)) + hdr[4:]
+    s.sendto(hdr, (dst, 0))
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        s.settimeout(max(0.01, deadline - time.time()))
+        try:
+            data, _ = s.recvfrom(2048)
+        except socket.timeout:
+            break
+        off = 0 if v6 else (data[0] & 0x0f) * 4
+        t, _, _, i, _ = struct.unpack("!BBHHH", data[off:off + 8])
+        if t == rep_type and i == ident:
+            return True
+    return False
+
+if proto in ("icmp", "icmpv6"):
+    print("ok" if echo() else "fail")
+    sys.exit(0)
+kind = socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM
+s = socket.socket(fam, kind); s.settimeout(timeout)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((src or ("::" if fam == socket.AF_INET6 else "0.0.0.0"), sport))
+try:
+    if proto == "tcp":
+        s.connect((dst, port))
+    else:
+        s.sendto(b"vpcfw-probe", (dst, port)); s.recvfrom(2048)
+    print("ok")
+except OSError as e:
+    print("fail", e)
+"""
+
+
+def run(*args, check=True, input=None):
+    r = subprocess.run(args, capture_output=True, text=True, input=input)
+    if check and r.returncode != 0:
+        raise RuntimeError(f"{' '.join(args)}: {r.stderr.strip()}")
+    return r
+
+
+class Lab:
+    """Namespaces for the VPC routers and instances of one config."""
+
+    def __init__(self, vpcfw, config):
+        self.vpcfw = vpcfw
+        self.config = config
+        self.prefix = f"vt{os.getpid() % 100000}"
+        self.namespaces = []
+        self.servers = []
+        atexit.register(self.close)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: (self.close(), sys.exit(1)))
+        # The effective model (AWS defaults included) and the lab placement, from vpcfw itself.
+        self.model = json.loads(run(vpcfw, "show", config, "--json").stdout)
+
+    def ns(self, name):
+        full = f"{self.prefix}-{name}"
+        run(IP, "netns", "add", full)
+        self.namespaces.append(full)
+        run(IP, "-n", full, "link", "set", "lo", "up")
+        return full
+
+    def exec(self, ns, *args, check=True):
+        return run(IP, "netns", "exec", ns, *args, check=check)
+
+    def build(self, vpcs, subnets, instances, ifname):
+        """vpcs: {name}; subnets: {name: (vpc, cidr, ipv6cidr|None)};
+        instances: {name: (subnet, ipv4, [ipv6])}; ifname(instance) -> fabric-side name."""
+        self.routers = {v: self.ns("r-" + v) for v in vpcs}
+        for r in self.routers.values():
+            self.exec(r, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+            self.exec(r, "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1")
+        self.instance_ns = {}
+        for i, (subnet, v4, v6s) in sorted(instances.items()):
+            vpc, cidr, cidr6 = subnets[subnet]
+            router = self.routers[vpc]
+            ins = self.ns("i-" + i)
+            self.instance_ns[i] = ins
+            gw4 = str(ipaddress.ip_network(cidr)[1])
+            outer = ifname(i)
+            run(IP, "link", "add", "tmp-" + self.prefix, "type", "veth", "peer", "name", "tmpp-" + self.prefix)
+            run(IP, "link", "set", "tmp-" + self.prefix, "netns", ins, "name", "eth0")
+            run(IP, "link", "set", "tmpp-" + self.prefix, "netns", router, "name", outer)
+            self.exec(ins, IP, "link", "set", "eth0", "up")
+            self.exec(router, IP, "link", "set", outer, "up")
+            # Every packet goes through the router, as in a VPC: /32 on the
+            # instance, the subnet's router address on the fabric side.
+            self.exec(ins, IP, "addr", "add", v4 + "/32", "dev", "eth0")
+            self.exec(ins, IP, "route", "add", gw4, "dev", "eth0")
+            self.exec(ins, IP, "route", "add", "default", "via", gw4)
+            self.exec(router, IP, "addr", "add", gw4 + "/32", "dev", outer)
+            self.exec(router, IP, "route", "add", v4 + "/32", "dev", outer)
+            for v6 in v6s:
+                gw6 = str(ipaddress.ip_network(cidr6)[1])
+                self.exec(ins, "sysctl", "-qw", "net.ipv6.conf.eth0.accept_dad=0")
+                self.exec(router, "sysctl", "-qw", f"net.ipv6.conf.{outer}.accept_dad=0")
+                self.exec(ins, IP, "-6", "addr", "add", v6 + "/128", "dev", "eth0", "nodad")
+                self.exec(ins, IP, "-6", "route", "add", gw6, "dev", "eth0")
+                self.exec(ins, IP, "-6", "route", "add", "default", "via", gw6)
+                self.exec(router, IP, "-6", "addr", "add", gw6 + "/128", "dev", outer, "nodad")
+                self.exec(router, IP, "-6", "route", "add", v6 + "/128", "dev", outer)
+
+    def serve(self, tcp_ports, udp_ports):
+        for i, ns in self.instance_ns.items():
+            p = subprocess.Popen([IP, "netns", "exec", ns, "/usr/bin/python3", "-c", SERVER,
+                                  ",".join(map(str, tcp_ports)), ",".join(map(str, udp_ports))],
+                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+            self.servers.append(p)
+            assert p.stdout.readline().strip() == "ready"
+
+    def probe(self, src, dst_addr, proto, port, sport=50000, timeout=0.6, src_addr=""):
+        ns = self.instance_ns[src]
+        r = self.exec(ns, "/usr/bin/python3", "-c", CLIENT, proto, dst_addr, str(port), str(sport), str(timeout), src_addr, check=False)
+        return r.stdout.startswith("ok")
+
+    def close(self):
+        for p in self.servers:
+            p.kill()
+            p.wait()
+        self.servers = []
+        for ns in reversed(self.namespaces):
+            subprocess.run([IP, "netns", "del", ns], capture_output=True)
+        self.namespaces = []
