@@ -11,6 +11,7 @@
 #include "vpcfw/config/loader.h"
 #include "vpcfw/eval/evaluator.h"
 #include "vpcfw/eval/report.h"
+#include "vpcfw/nft/applier.h"
 #include "show.h"
 
 namespace vpcfw::cli {
@@ -138,6 +139,106 @@ int compileCommand(const std::string& path, const std::string& fabric, std::ostr
   return kExitOk;
 }
 
+struct KernelOptions {
+  std::string config, netns, fabric, host;
+  bool check = false, full = false, verbose = false;
+};
+
+// The rulesets a kernel command works on, each with the namespace it goes to:
+// --netns N puts one fabric into N; without it every fabric goes to the lab
+// namespace of the same name.
+Expected<std::vector<std::pair<compile::Ruleset, std::optional<std::string>>>> targets(const KernelOptions& o,
+                                                                                       std::ostream& err) {
+  if (!o.host.empty())
+    return makeError(ErrorCode::kInvalidArgument, "host mode (--host) is not implemented yet; use --netns");
+  Diagnostics diags;
+  auto m = config::loadConfigFile(o.config, diags);
+  err << diags.format();
+  if (!m) return makeError(ErrorCode::kInvalidArgument, fmt::format("{}: {} error(s); nothing was changed", o.config, diags.errorCount()));
+  auto rulesets = compile::compileRulesets(*m, compile::labPlacement(*m));
+  if (!rulesets) return unexpected(rulesets.error());
+  std::vector<std::pair<compile::Ruleset, std::optional<std::string>>> out;
+  for (auto& r : *rulesets) {
+    if (!o.fabric.empty() && r.fabric != o.fabric) continue;
+    std::optional<std::string> ns = o.netns.empty() ? std::optional<std::string>(r.fabric) : std::optional<std::string>(o.netns);
+    out.emplace_back(std::move(r), ns);
+  }
+  if (out.empty())
+    return makeError(ErrorCode::kInvalidArgument,
+                     o.fabric.empty() ? "the config has no instances to enforce" : fmt::format("no fabric named '{}'", o.fabric));
+  if (!o.netns.empty() && out.size() > 1)
+    return makeError(ErrorCode::kInvalidArgument,
+                     fmt::format("the config has {} fabrics; name one with --fabric to put it into --netns {}", out.size(), o.netns));
+  return out;
+}
+
+int applyCommand(const KernelOptions& o, std::ostream& out, std::ostream& err) {
+  auto t = targets(o, err);
+  if (!t) {
+    err << "vpcfw apply: " << t.error().message << '\n';
+    return kExitUsage;
+  }
+  for (const auto& [ruleset, ns] : *t) {
+    nft::ApplyOptions ao;
+    ao.netns = ns;
+    ao.check = o.check;
+    ao.fullReplace = o.full;
+    auto r = nft::applyRuleset(ruleset, ao);
+    const std::string where = ns ? "netns " + *ns : "this namespace";
+    if (!r) {
+      err << fmt::format("vpcfw apply: fabric {} ({}): {}\n", ruleset.fabric, where, r.error().message);
+      return r.error().code == ErrorCode::kKernel ? kExitBlocked : kExitUsage;
+    }
+    if (o.check)
+      out << fmt::format("fabric {} ({}): the kernel accepts the ruleset ({} messages checked, nothing committed)\n",
+                         ruleset.fabric, where, r->messages);
+    else if (!r->changed)
+      out << fmt::format("fabric {} ({}): already up to date, nothing sent\n", ruleset.fabric, where);
+    else
+      out << fmt::format("fabric {} ({}): committed {} messages ({} bytes) in one batch\n", ruleset.fabric, where,
+                         r->messages, r->batchBytes);
+    for (const auto& c : r->changes) out << "  " << c << '\n';
+  }
+  return kExitOk;
+}
+
+int diffCommand(const KernelOptions& o, std::ostream& out, std::ostream& err) {
+  auto t = targets(o, err);
+  if (!t) {
+    err << "vpcfw diff: " << t.error().message << '\n';
+    return kExitUsage;
+  }
+  bool same = true;
+  for (const auto& [ruleset, ns] : *t) {
+    auto d = nft::diffRuleset(ruleset, ns, o.verbose);
+    if (!d) {
+      err << fmt::format("vpcfw diff: fabric {}: {}\n", ruleset.fabric, d.error().message);
+      return kExitUsage;
+    }
+    const std::string where = ns ? "netns " + *ns : "this namespace";
+    if (d->empty()) {
+      out << fmt::format("fabric {} ({}): the kernel holds exactly the config's ruleset\n", ruleset.fabric, where);
+      continue;
+    }
+    same = false;
+    out << fmt::format("fabric {} ({}): {} differences\n", ruleset.fabric, where, d->size());
+    for (const auto& line : *d) out << "  " << line << '\n';
+  }
+  return same ? kExitOk : kExitBlocked;
+}
+
+int flushCommand(const std::string& netns, std::ostream& out, std::ostream& err) {
+  std::optional<std::string> ns;
+  if (!netns.empty()) ns = netns;
+  auto r = nft::deleteTable(ns, compile::kTableName);
+  if (!r) {
+    err << "vpcfw flush: " << r.error().message << '\n';
+    return kExitUsage;
+  }
+  out << (*r ? "removed table inet vpcfw\n" : "no vpcfw table here; nothing to do\n");
+  return kExitOk;
+}
+
 }  // namespace
 
 int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
@@ -175,6 +276,24 @@ int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
   show->add_option("config", showPath, "Config file (YAML)")->required();
   show->add_flag("--json", showJson, "JSON (the only format for now)");
 
+  KernelOptions ko;
+  auto* applyCmd = app.add_subcommand("apply", "Enforce the config: one atomic batch per fabric, only what changed");
+  applyCmd->add_option("config", ko.config, "Config file (YAML)")->required();
+  applyCmd->add_option("--netns", ko.netns, "Network namespace to apply in (default: each fabric's lab namespace)");
+  applyCmd->add_option("--fabric", ko.fabric, "Only this fabric (lab: vpcfw-<vpc>)");
+  applyCmd->add_option("--host", ko.host, "Host mode: the ENIs are this host's interfaces");
+  applyCmd->add_flag("--check", ko.check, "Let the kernel validate the batch; commit nothing");
+  applyCmd->add_flag("--full", ko.full, "Replace the whole table instead of sending the difference");
+  KernelOptions kd;
+  auto* diffCmd = app.add_subcommand("diff", "Compare what the kernel holds with what the config wants");
+  diffCmd->add_option("config", kd.config, "Config file (YAML)")->required();
+  diffCmd->add_option("--netns", kd.netns, "Network namespace");
+  diffCmd->add_option("--fabric", kd.fabric, "Only this fabric");
+  diffCmd->add_flag("--verbose", kd.verbose, "Show the kernel's and the config's encoding of each difference");
+  std::string flushNetns;
+  auto* flushCmd = app.add_subcommand("flush", "Remove vpcfw's table (and nothing else)");
+  flushCmd->add_option("--netns", flushNetns, "Network namespace (default: this one)");
+
   std::vector<std::string> reversed(args.rbegin(), args.rend());
   try {
     app.parse(reversed);
@@ -193,6 +312,9 @@ int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
   if (validate->parsed()) return validateCommand(validatePath, validateJson, out, err);
   if (explain->parsed()) return explainCommand(ex, out, err);
   if (show->parsed()) return showCommand(showPath, out, err);
+  if (applyCmd->parsed()) return applyCommand(ko, out, err);
+  if (diffCmd->parsed()) return diffCommand(kd, out, err);
+  if (flushCmd->parsed()) return flushCommand(flushNetns, out, err);
   if (compileCmd->parsed()) return compileCommand(compilePath, compileFabric, out, err);
   return kExitUsage;
 }

@@ -1,0 +1,545 @@
+#include <netinet/in.h>  // before linux/netfilter.h
+#include <arpa/inet.h>
+#include <cstdio>
+#include <linux/netfilter.h>
+#include <linux/netfilter/nf_conntrack_common.h>
+#include <linux/netfilter/nf_tables.h>
+#include <libnftnl/expr.h>
+#include <libnftnl/udata.h>
+
+#include <algorithm>
+#include <cstring>
+#include <map>
+
+#include "nftnl_objects.h"
+#include "vpcfw/compile/render.h"
+
+namespace vpcfw::nft {
+namespace {
+
+using compile::Field;
+using compile::IntRange;
+using compile::Op;
+
+// nftables datatype ids (nftables include/datatype.h); a concatenation packs
+// them 6 bits each.
+constexpr std::uint32_t kTypeIpAddr = 7, kTypeIp6Addr = 8, kTypeInetProto = 12, kTypeInetService = 13,
+                        kTypeIcmpType = 14, kTypeIcmp6Type = 29, kTypeIcmpCode = 32, kTypeIcmp6Code = 33,
+                        kTypeIfname = 41;
+
+struct FieldInfo {
+  std::uint32_t type;
+  std::uint32_t len;  // bytes in the packet / register
+  bool bigEndian;     // for the set's key byte order (nft's userdata)
+};
+
+FieldInfo info(Field f) {
+  switch (f) {
+    case Field::kIifname:
+    case Field::kOifname: return {kTypeIfname, 16, false};
+    case Field::kIpSaddr:
+    case Field::kIpDaddr: return {kTypeIpAddr, 4, true};
+    case Field::kIp6Saddr:
+    case Field::kIp6Daddr: return {kTypeIp6Addr, 16, true};
+    case Field::kL4proto: return {kTypeInetProto, 1, false};
+    case Field::kThDport: return {kTypeInetService, 2, true};
+    case Field::kIcmpType: return {kTypeIcmpType, 1, false};
+    case Field::kIcmpCode: return {kTypeIcmpCode, 1, false};
+    case Field::kIcmp6Type: return {kTypeIcmp6Type, 1, false};
+    case Field::kIcmp6Code: return {kTypeIcmp6Code, 1, false};
+  }
+  return {0, 0, false};
+}
+
+std::uint32_t round4(std::uint32_t n) { return (n + 3) / 4 * 4; }
+
+// The register holding 32-bit slot `slot` of a concatenation, named as nft does.
+std::uint32_t slotRegister(std::uint32_t slot) {
+  return slot % 4 == 0 ? NFT_REG_1 + slot / 4 : NFT_REG32_00 + slot;
+}
+
+// A field value as the bytes the kernel compares (network order where the
+// packet has it, NUL-padded names).
+std::string valueBytes(Field f, const compile::Value& v, bool high) {
+  const auto fi = info(f);
+  if (auto* s = std::get_if<std::string>(&v)) {
+    std::string out(16, '\0');
+    std::memcpy(out.data(), s->data(), std::min<std::size_t>(s->size(), 15));
+    return out;
+  }
+  if (auto* a = std::get_if<compile::AddressRange>(&v)) {
+    const auto& ip = high ? a->hi : a->lo;
+    return std::string(reinterpret_cast<const char*>(ip.bytes().data()), ip.isV4() ? 4 : 16);
+  }
+  const auto& r = std::get<IntRange>(v);
+  std::uint32_t x = high ? r.hi : r.lo;
+  if (fi.len == 2) {
+    std::uint16_t be = htons(static_cast<std::uint16_t>(x));
+    return std::string(reinterpret_cast<const char*>(&be), 2);
+  }
+  return std::string(1, static_cast<char>(x & 0xff));
+}
+
+std::string padded(std::string s, std::uint32_t to) {
+  s.resize(to, '\0');
+  return s;
+}
+
+// ------------------------------------------------------------------ exprs
+struct RuleBuilder {
+  nftnl_rule* r;
+
+  nftnl_expr* add(const char* name) {
+    nftnl_expr* e = nftnl_expr_alloc(name);
+    nftnl_rule_add_expr(r, e);
+    return e;
+  }
+  void meta(std::uint32_t key, std::uint32_t dreg) {
+    auto* e = add("meta");
+    nftnl_expr_set_u32(e, NFTNL_EXPR_META_KEY, key);
+    nftnl_expr_set_u32(e, NFTNL_EXPR_META_DREG, dreg);
+  }
+  void payload(std::uint32_t base, std::uint32_t offset, std::uint32_t len, std::uint32_t dreg) {
+    auto* e = add("payload");
+    nftnl_expr_set_u32(e, NFTNL_EXPR_PAYLOAD_BASE, base);
+    nftnl_expr_set_u32(e, NFTNL_EXPR_PAYLOAD_OFFSET, offset);
+    nftnl_expr_set_u32(e, NFTNL_EXPR_PAYLOAD_LEN, len);
+    nftnl_expr_set_u32(e, NFTNL_EXPR_PAYLOAD_DREG, dreg);
+  }
+  void cmp(std::uint32_t op, const std::string& data, std::uint32_t sreg = NFT_REG_1) {
+    auto* e = add("cmp");
+    nftnl_expr_set_u32(e, NFTNL_EXPR_CMP_SREG, sreg);
+    nftnl_expr_set_u32(e, NFTNL_EXPR_CMP_OP, op);
+    nftnl_expr_set(e, NFTNL_EXPR_CMP_DATA, data.data(), static_cast<std::uint32_t>(data.size()));
+  }
+  void range(std::uint32_t op, const std::string& from, const std::string& to) {
+    auto* e = add("range");
+    nftnl_expr_set_u32(e, NFTNL_EXPR_RANGE_SREG, NFT_REG_1);
+    nftnl_expr_set_u32(e, NFTNL_EXPR_RANGE_OP, op);
+    nftnl_expr_set(e, NFTNL_EXPR_RANGE_FROM_DATA, from.data(), static_cast<std::uint32_t>(from.size()));
+    nftnl_expr_set(e, NFTNL_EXPR_RANGE_TO_DATA, to.data(), static_cast<std::uint32_t>(to.size()));
+  }
+  void bitwise(const std::string& mask) {
+    auto* e = add("bitwise");
+    nftnl_expr_set_u32(e, NFTNL_EXPR_BITWISE_SREG, NFT_REG_1);
+    nftnl_expr_set_u32(e, NFTNL_EXPR_BITWISE_DREG, NFT_REG_1);
+    nftnl_expr_set_u32(e, NFTNL_EXPR_BITWISE_OP, NFT_BITWISE_BOOL);
+    nftnl_expr_set_u32(e, NFTNL_EXPR_BITWISE_LEN, static_cast<std::uint32_t>(mask.size()));
+    nftnl_expr_set(e, NFTNL_EXPR_BITWISE_MASK, mask.data(), static_cast<std::uint32_t>(mask.size()));
+    std::string zero(mask.size(), '\0');
+    nftnl_expr_set(e, NFTNL_EXPR_BITWISE_XOR, zero.data(), static_cast<std::uint32_t>(zero.size()));
+  }
+  void byteorderHton(std::uint32_t reg) {
+    auto* e = add("byteorder");
+    nftnl_expr_set_u32(e, NFTNL_EXPR_BYTEORDER_SREG, reg);
+    nftnl_expr_set_u32(e, NFTNL_EXPR_BYTEORDER_DREG, reg);
+    nftnl_expr_set_u32(e, NFTNL_EXPR_BYTEORDER_OP, NFT_BYTEORDER_HTON);
+    nftnl_expr_set_u32(e, NFTNL_EXPR_BYTEORDER_LEN, 1);
+    nftnl_expr_set_u32(e, NFTNL_EXPR_BYTEORDER_SIZE, 2);
+  }
+  void lookup(const std::string& set, std::uint32_t sreg, bool invert, bool verdictMap) {
+    auto* e = add("lookup");
+    nftnl_expr_set_u32(e, NFTNL_EXPR_LOOKUP_SREG, sreg);
+    nftnl_expr_set_str(e, NFTNL_EXPR_LOOKUP_SET, set.c_str());
+    if (verdictMap) nftnl_expr_set_u32(e, NFTNL_EXPR_LOOKUP_DREG, NFT_REG_VERDICT);
+    // Always present, as the kernel reports it back.
+    nftnl_expr_set_u32(e, NFTNL_EXPR_LOOKUP_FLAGS, invert ? NFT_LOOKUP_F_INV : 0);
+  }
+  void ctState(std::uint32_t bits) {
+    auto* e = add("ct");
+    nftnl_expr_set_u32(e, NFTNL_EXPR_CT_KEY, NFT_CT_STATE);
+    nftnl_expr_set_u32(e, NFTNL_EXPR_CT_DREG, NFT_REG_1);
+    std::string mask(reinterpret_cast<const char*>(&bits), 4);  // ct state is host order
+    bitwise(mask);
+    cmp(NFT_CMP_NEQ, std::string(4, '\0'));
+  }
+  void verdict(const compile::Verdict& v) {
+    if (v.kind == compile::VerdictKind::kContinue) return;
+    auto* e = add("immediate");
+    nftnl_expr_set_u32(e, NFTNL_EXPR_IMM_DREG, NFT_REG_VERDICT);
+    switch (v.kind) {
+      case compile::VerdictKind::kAccept: nftnl_expr_set_u32(e, NFTNL_EXPR_IMM_VERDICT, NF_ACCEPT); break;
+      case compile::VerdictKind::kDrop: nftnl_expr_set_u32(e, NFTNL_EXPR_IMM_VERDICT, NF_DROP); break;
+      case compile::VerdictKind::kReturn: nftnl_expr_set_u32(e, NFTNL_EXPR_IMM_VERDICT, static_cast<std::uint32_t>(NFT_RETURN)); break;
+      case compile::VerdictKind::kJump:
+        nftnl_expr_set_u32(e, NFTNL_EXPR_IMM_VERDICT, static_cast<std::uint32_t>(NFT_JUMP));
+        nftnl_expr_set_str(e, NFTNL_EXPR_IMM_CHAIN, v.chain.c_str());
+        break;
+      case compile::VerdictKind::kContinue: break;
+    }
+  }
+
+  // The dependency a field needs before it is loaded (nft adds the same).
+  void dependency(Field f, std::vector<std::string>& done) {
+    auto need = [&](const std::string& key, auto&& emit) {
+      if (std::find(done.begin(), done.end(), key) != done.end()) return;
+      done.push_back(key);
+      emit();
+    };
+    switch (f) {
+      case Field::kIpSaddr:
+      case Field::kIpDaddr:
+        need("nfproto4", [&] {
+          meta(NFT_META_NFPROTO, NFT_REG_1);
+          cmp(NFT_CMP_EQ, std::string(1, static_cast<char>(NFPROTO_IPV4)));
+        });
+        break;
+      case Field::kIp6Saddr:
+      case Field::kIp6Daddr:
+        need("nfproto6", [&] {
+          meta(NFT_META_NFPROTO, NFT_REG_1);
+          cmp(NFT_CMP_EQ, std::string(1, static_cast<char>(NFPROTO_IPV6)));
+        });
+        break;
+      case Field::kIcmpType:
+      case Field::kIcmpCode:
+        need("icmp", [&] {
+          meta(NFT_META_L4PROTO, NFT_REG_1);
+          cmp(NFT_CMP_EQ, std::string(1, static_cast<char>(IPPROTO_ICMP)));
+        });
+        break;
+      case Field::kIcmp6Type:
+      case Field::kIcmp6Code:
+        need("icmp6", [&] {
+          meta(NFT_META_L4PROTO, NFT_REG_1);
+          cmp(NFT_CMP_EQ, std::string(1, static_cast<char>(IPPROTO_ICMPV6)));
+        });
+        break;
+      default: break;
+    }
+  }
+
+  void load(Field f, std::uint32_t reg, bool inConcat) {
+    switch (f) {
+      case Field::kIifname: meta(NFT_META_IIFNAME, reg); break;
+      case Field::kOifname: meta(NFT_META_OIFNAME, reg); break;
+      case Field::kIpSaddr: payload(NFT_PAYLOAD_NETWORK_HEADER, 12, 4, reg); break;
+      case Field::kIpDaddr: payload(NFT_PAYLOAD_NETWORK_HEADER, 16, 4, reg); break;
+      case Field::kIp6Saddr: payload(NFT_PAYLOAD_NETWORK_HEADER, 8, 16, reg); break;
+      case Field::kIp6Daddr: payload(NFT_PAYLOAD_NETWORK_HEADER, 24, 16, reg); break;
+      case Field::kL4proto:
+        meta(NFT_META_L4PROTO, reg);
+        if (inConcat) byteorderHton(reg);
+        break;
+      case Field::kThDport: payload(NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2, reg); break;
+      case Field::kIcmpType:
+      case Field::kIcmp6Type: payload(NFT_PAYLOAD_TRANSPORT_HEADER, 0, 1, reg); break;
+      case Field::kIcmpCode:
+      case Field::kIcmp6Code: payload(NFT_PAYLOAD_TRANSPORT_HEADER, 1, 1, reg); break;
+    }
+  }
+
+  void match(const compile::Match& m, std::vector<std::string>& deps) {
+    for (auto f : m.fields) dependency(f, deps);
+    if (m.op == Op::kEq || m.op == Op::kNeq) {
+      const Field f = m.fields[0];
+      load(f, NFT_REG_1, false);
+      const auto& v = *m.value;
+      const std::uint32_t op = m.op == Op::kEq ? NFT_CMP_EQ : NFT_CMP_NEQ;
+      if (auto* a = std::get_if<compile::AddressRange>(&v)) {
+        // A CIDR: mask and compare (a host: compare); anything else: range.
+        const int bits = a->lo.bits();
+        for (int prefix = 0; prefix <= bits; ++prefix) {
+          auto c = net::Cidr::make(a->lo, prefix);
+          if (c.network() == a->lo && c.last() == a->hi) {
+            if (prefix < bits) {
+              std::string mask(static_cast<std::size_t>(bits / 8), '\0');
+              for (int i = 0; i < prefix; ++i) mask[static_cast<std::size_t>(i / 8)] |= static_cast<char>(0x80 >> (i % 8));
+              bitwise(mask);
+            }
+            cmp(op, valueBytes(f, v, false));
+            return;
+          }
+        }
+        range(m.op == Op::kEq ? NFT_RANGE_EQ : NFT_RANGE_NEQ, valueBytes(f, v, false), valueBytes(f, v, true));
+        return;
+      }
+      if (auto* ir = std::get_if<IntRange>(&v); ir && ir->lo != ir->hi) {
+        range(m.op == Op::kEq ? NFT_RANGE_EQ : NFT_RANGE_NEQ, valueBytes(f, v, false), valueBytes(f, v, true));
+        return;
+      }
+      cmp(op, valueBytes(f, v, false));
+      return;
+    }
+    std::uint32_t slot = 0;
+    const bool concat = m.fields.size() > 1;
+    for (auto f : m.fields) {
+      load(f, slotRegister(slot), concat);
+      slot += round4(info(f).len) / 4;
+    }
+    lookup(m.set, NFT_REG_1, m.op == Op::kNotInSet, m.op == Op::kVmap);
+  }
+};
+
+void setUserdataComment(nftnl_rule* r, const std::string& comment) {
+  if (comment.empty()) return;
+  nftnl_udata_buf* buf = nftnl_udata_buf_alloc(NFT_USERDATA_MAXLEN);
+  nftnl_udata_put_strz(buf, NFTNL_UDATA_RULE_COMMENT, comment.c_str());
+  nftnl_rule_set_data(r, NFTNL_RULE_USERDATA, nftnl_udata_buf_data(buf), nftnl_udata_buf_len(buf));
+  nftnl_udata_buf_free(buf);
+}
+
+// The set userdata nft 1.0.6 writes, so that `nft list` prints our sets.
+std::string setUserdata(const compile::Set& s) {
+  nftnl_udata_buf* buf = nftnl_udata_buf_alloc(NFT_USERDATA_MAXLEN);
+  if (s.key.size() > 1) {
+    nftnl_udata_put_u32(buf, NFTNL_UDATA_SET_KEYBYTEORDER, 0);
+    // typeof: a concatenation (expression id 13), no data
+    nftnl_udata* nest = nftnl_udata_nest_start(buf, NFTNL_UDATA_SET_KEY_TYPEOF);
+    nftnl_udata_put_u32(buf, NFTNL_UDATA_SET_TYPEOF_EXPR, 13);
+    nftnl_udata_put(buf, NFTNL_UDATA_SET_TYPEOF_DATA, 0, nullptr);
+    nftnl_udata_nest_end(buf, nest);
+  } else {
+    nftnl_udata_put_u32(buf, NFTNL_UDATA_SET_KEYBYTEORDER, info(s.key[0]).bigEndian ? 2 : 1);
+  }
+  if (s.isMap) {
+    nftnl_udata_put_u32(buf, NFTNL_UDATA_SET_DATABYTEORDER, 0);
+    nftnl_udata_put_u32(buf, NFTNL_UDATA_SET_DATA_INTERVAL, 0);
+  }
+  if (!s.comment.empty()) nftnl_udata_put_strz(buf, NFTNL_UDATA_SET_COMMENT, s.comment.c_str());
+  std::string out(static_cast<const char*>(nftnl_udata_buf_data(buf)), nftnl_udata_buf_len(buf));
+  nftnl_udata_buf_free(buf);
+  return out;
+}
+
+std::vector<ElementBytes> elementsOf(const compile::Set& s) {
+  std::vector<ElementBytes> out;
+  const bool concat = s.key.size() > 1;
+  auto keyBytes = [&](const compile::SetElement& e, bool high) {
+    std::string k;
+    for (std::size_t i = 0; i < s.key.size(); ++i) {
+      std::string b = valueBytes(s.key[i], e.key[i], high);
+      k += concat ? padded(b, round4(info(s.key[i]).len)) : b;
+    }
+    return k;
+  };
+  for (const auto& e : s.elements) {
+    if (s.interval && !concat) {
+      // rbtree: the start, then the first key past the end flagged as an end.
+      ElementBytes start;
+      start.key = keyBytes(e, false);
+      out.push_back(start);
+      std::string end = keyBytes(e, true);
+      bool carry = true;
+      for (std::size_t i = end.size(); i-- > 0 && carry;) {
+        auto b = static_cast<unsigned char>(end[i]);
+        end[i] = static_cast<char>(b + 1);
+        carry = b == 0xff;
+      }
+      if (!carry) out.push_back(ElementBytes{end, {}, NFT_SET_ELEM_INTERVAL_END, 0, {}, false});
+      continue;
+    }
+    ElementBytes eb;
+    eb.key = keyBytes(e, false);
+    if (s.interval) eb.keyEnd = keyBytes(e, true);
+    if (e.verdict) {
+      eb.hasVerdict = true;
+      switch (e.verdict->kind) {
+        case compile::VerdictKind::kJump:
+          eb.verdict = NFT_JUMP;
+          eb.chain = e.verdict->chain;
+          break;
+        case compile::VerdictKind::kAccept: eb.verdict = NF_ACCEPT; break;
+        case compile::VerdictKind::kDrop: eb.verdict = NF_DROP; break;
+        case compile::VerdictKind::kReturn: eb.verdict = NFT_RETURN; break;
+        case compile::VerdictKind::kContinue: eb.verdict = NFT_CONTINUE; break;
+      }
+    }
+    out.push_back(std::move(eb));
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+std::string hex(const void* p, std::uint32_t len) {
+  static const char* d = "0123456789abcdef";
+  std::string out;
+  auto* b = static_cast<const unsigned char*>(p);
+  for (std::uint32_t i = 0; i < len; ++i) {
+    out += d[b[i] >> 4];
+    out += d[b[i] & 15];
+  }
+  return out;
+}
+
+}  // namespace
+
+TablePtr makeTable(const std::string& name) {
+  TablePtr t(nftnl_table_alloc());
+  nftnl_table_set_u32(t.get(), NFTNL_TABLE_FAMILY, NFPROTO_INET);
+  nftnl_table_set_str(t.get(), NFTNL_TABLE_NAME, name.c_str());
+  return t;
+}
+
+LinearTable linearize(const compile::Table& t) {
+  LinearTable out;
+  out.name = t.name;
+  std::uint32_t setId = 1;
+  for (const auto& s : t.sets) {
+    LinearSet ls;
+    ls.set.reset(nftnl_set_alloc());
+    nftnl_set* ns = ls.set.get();
+    nftnl_set_set_str(ns, NFTNL_SET_TABLE, t.name.c_str());
+    nftnl_set_set_str(ns, NFTNL_SET_NAME, s.name.c_str());
+    nftnl_set_set_u32(ns, NFTNL_SET_FAMILY, NFPROTO_INET);
+    nftnl_set_set_u32(ns, NFTNL_SET_ID, setId++);
+    std::uint32_t type = 0, len = 0, flags = 0;
+    std::vector<std::uint8_t> fieldLens;
+    for (auto f : s.key) {
+      type = (type << 6) | info(f).type;
+      len += s.key.size() > 1 ? round4(info(f).len) : info(f).len;
+      fieldLens.push_back(static_cast<std::uint8_t>(info(f).len));
+    }
+    if (s.interval) flags |= NFT_SET_INTERVAL;
+    if (s.interval && s.key.size() > 1) flags |= NFT_SET_CONCAT;
+    if (s.isMap) flags |= NFT_SET_MAP;
+    nftnl_set_set_u32(ns, NFTNL_SET_FLAGS, flags);
+    nftnl_set_set_u32(ns, NFTNL_SET_KEY_TYPE, type);
+    nftnl_set_set_u32(ns, NFTNL_SET_KEY_LEN, len);
+    if (s.isMap) {
+      nftnl_set_set_u32(ns, NFTNL_SET_DATA_TYPE, NFT_DATA_VERDICT);
+      nftnl_set_set_u32(ns, NFTNL_SET_DATA_LEN, 16);
+    }
+    if (s.interval && s.key.size() > 1)
+      nftnl_set_set_data(ns, NFTNL_SET_DESC_CONCAT, fieldLens.data(), static_cast<std::uint32_t>(fieldLens.size()));
+    auto ud = setUserdata(s);
+    nftnl_set_set_data(ns, NFTNL_SET_USERDATA, ud.data(), static_cast<std::uint32_t>(ud.size()));
+    ls.elements = elementsOf(s);
+    ls.signature = setSignature(ns);
+    out.sets.push_back(std::move(ls));
+  }
+  for (const auto& c : t.chains) {
+    LinearChain lc;
+    lc.chain.reset(nftnl_chain_alloc());
+    nftnl_chain* nc = lc.chain.get();
+    nftnl_chain_set_str(nc, NFTNL_CHAIN_TABLE, t.name.c_str());
+    nftnl_chain_set_str(nc, NFTNL_CHAIN_NAME, c.name.c_str());
+    nftnl_chain_set_u32(nc, NFTNL_CHAIN_FAMILY, NFPROTO_INET);
+    if (c.hook) {
+      std::uint32_t hook = *c.hook == "forward" ? NF_INET_FORWARD : *c.hook == "input" ? NF_INET_LOCAL_IN : NF_INET_LOCAL_OUT;
+      nftnl_chain_set_u32(nc, NFTNL_CHAIN_HOOKNUM, hook);
+      nftnl_chain_set_s32(nc, NFTNL_CHAIN_PRIO, c.priority);
+      nftnl_chain_set_str(nc, NFTNL_CHAIN_TYPE, "filter");
+      nftnl_chain_set_u32(nc, NFTNL_CHAIN_POLICY, c.policy.kind == compile::VerdictKind::kDrop ? NF_DROP : NF_ACCEPT);
+    }
+    lc.signature = chainSignature(nc);
+    for (const auto& r : c.rules) {
+      LinearRule lr;
+      lr.rule.reset(nftnl_rule_alloc());
+      nftnl_rule* nr = lr.rule.get();
+      nftnl_rule_set_str(nr, NFTNL_RULE_TABLE, t.name.c_str());
+      nftnl_rule_set_str(nr, NFTNL_RULE_CHAIN, c.name.c_str());
+      nftnl_rule_set_u32(nr, NFTNL_RULE_FAMILY, NFPROTO_INET);
+      RuleBuilder b{nr};
+      if (r.ctState == compile::CtState::kEstablishedRelated) b.ctState(NF_CT_STATE_BIT(IP_CT_ESTABLISHED) | NF_CT_STATE_BIT(IP_CT_RELATED));
+      if (r.ctState == compile::CtState::kInvalid) b.ctState(NF_CT_STATE_INVALID_BIT);
+      std::vector<std::string> deps;
+      for (const auto& m : r.matches) b.match(m, deps);
+      if (r.counter) b.add("counter");
+      b.verdict(r.verdict);
+      setUserdataComment(nr, r.comment);
+      lr.comment = r.comment;
+      lr.signature = ruleSignature(nr);
+      lc.rules.push_back(std::move(lr));
+    }
+    out.chains.push_back(std::move(lc));
+  }
+  return out;
+}
+
+void addElements(nftnl_set* s, const std::vector<ElementBytes>& elements) {
+  for (const auto& e : elements) {
+    nftnl_set_elem* ne = nftnl_set_elem_alloc();
+    nftnl_set_elem_set(ne, NFTNL_SET_ELEM_KEY, e.key.data(), static_cast<std::uint32_t>(e.key.size()));
+    if (!e.keyEnd.empty())
+      nftnl_set_elem_set(ne, NFTNL_SET_ELEM_KEY_END, e.keyEnd.data(), static_cast<std::uint32_t>(e.keyEnd.size()));
+    if (e.flags) nftnl_set_elem_set_u32(ne, NFTNL_SET_ELEM_FLAGS, e.flags);
+    if (e.hasVerdict) {
+      nftnl_set_elem_set_u32(ne, NFTNL_SET_ELEM_VERDICT, static_cast<std::uint32_t>(e.verdict));
+      if (!e.chain.empty()) nftnl_set_elem_set_str(ne, NFTNL_SET_ELEM_CHAIN, e.chain.c_str());
+    }
+    nftnl_set_elem_add(s, ne);
+  }
+}
+
+std::string ruleSignature(nftnl_rule* r) {
+  std::string sig;
+  nftnl_expr_iter* it = nftnl_expr_iter_create(r);
+  char buf[4096];
+  for (nftnl_expr* e = nftnl_expr_iter_next(it); e; e = nftnl_expr_iter_next(it)) {
+    nftnl_expr_snprintf(buf, sizeof buf, e, NFTNL_OUTPUT_DEFAULT, 0);
+    // Counters change with traffic; they are not part of what we want.
+    if (std::strcmp(nftnl_expr_get_str(e, NFTNL_EXPR_NAME), "counter") == 0)
+      sig += "[counter]";
+    else
+      sig += std::string("[") + nftnl_expr_get_str(e, NFTNL_EXPR_NAME) + " " + buf + "]";
+  }
+  nftnl_expr_iter_destroy(it);
+  std::uint32_t len = 0;
+  if (nftnl_rule_is_set(r, NFTNL_RULE_USERDATA)) {
+    const void* ud = nftnl_rule_get_data(r, NFTNL_RULE_USERDATA, &len);
+    sig += " udata=" + hex(ud, len);
+  }
+  return sig;
+}
+
+std::string ruleComment(nftnl_rule* r) {
+  if (!nftnl_rule_is_set(r, NFTNL_RULE_USERDATA)) return {};
+  std::uint32_t len = 0;
+  const auto* ud = static_cast<const char*>(nftnl_rule_get_data(r, NFTNL_RULE_USERDATA, &len));
+  // One TLV: type, length, NUL-terminated text.
+  if (len < 3) return {};
+  return std::string(ud + 2, strnlen(ud + 2, len - 2));
+}
+
+std::string setSignature(nftnl_set* s) {
+  std::string sig;
+  auto u32 = [&](std::uint16_t attr, const char* name) {
+    if (nftnl_set_is_set(s, attr)) sig += std::string(name) + "=" + std::to_string(nftnl_set_get_u32(s, attr)) + " ";
+  };
+  // The kernel leaves out a zero flags attribute.
+  sig += "flags=" + std::to_string(nftnl_set_is_set(s, NFTNL_SET_FLAGS) ? nftnl_set_get_u32(s, NFTNL_SET_FLAGS) : 0) + " ";
+  u32(NFTNL_SET_KEY_TYPE, "keytype");
+  u32(NFTNL_SET_KEY_LEN, "keylen");
+  u32(NFTNL_SET_DATA_TYPE, "datatype");
+  u32(NFTNL_SET_DATA_LEN, "datalen");
+  std::uint32_t len = 0;
+  if (nftnl_set_is_set(s, NFTNL_SET_USERDATA)) {
+    const void* ud = nftnl_set_get_data(s, NFTNL_SET_USERDATA, &len);
+    sig += "udata=" + hex(ud, len);
+  }
+  return sig;
+}
+
+std::string chainSignature(nftnl_chain* c) {
+  std::string sig;
+  if (nftnl_chain_is_set(c, NFTNL_CHAIN_HOOKNUM)) {
+    sig += "hook=" + std::to_string(nftnl_chain_get_u32(c, NFTNL_CHAIN_HOOKNUM));
+    sig += " prio=" + std::to_string(nftnl_chain_get_s32(c, NFTNL_CHAIN_PRIO));
+    sig += " type=" + std::string(nftnl_chain_get_str(c, NFTNL_CHAIN_TYPE));
+    sig += " policy=" + std::to_string(nftnl_chain_get_u32(c, NFTNL_CHAIN_POLICY));
+  }
+  return sig;
+}
+
+ElementBytes elementBytes(nftnl_set_elem* e) {
+  ElementBytes b;
+  std::uint32_t len = 0;
+  if (nftnl_set_elem_is_set(e, NFTNL_SET_ELEM_KEY)) {
+    const char* k = static_cast<const char*>(nftnl_set_elem_get(e, NFTNL_SET_ELEM_KEY, &len));
+    b.key.assign(k, len);
+  }
+  if (nftnl_set_elem_is_set(e, NFTNL_SET_ELEM_KEY_END)) {
+    const char* k = static_cast<const char*>(nftnl_set_elem_get(e, NFTNL_SET_ELEM_KEY_END, &len));
+    b.keyEnd.assign(k, len);
+  }
+  if (nftnl_set_elem_is_set(e, NFTNL_SET_ELEM_FLAGS)) b.flags = nftnl_set_elem_get_u32(e, NFTNL_SET_ELEM_FLAGS);
+  if (nftnl_set_elem_is_set(e, NFTNL_SET_ELEM_VERDICT)) {
+    b.hasVerdict = true;
+    b.verdict = static_cast<int>(nftnl_set_elem_get_u32(e, NFTNL_SET_ELEM_VERDICT));
+    if (nftnl_set_elem_is_set(e, NFTNL_SET_ELEM_CHAIN)) b.chain = nftnl_set_elem_get_str(e, NFTNL_SET_ELEM_CHAIN);
+  }
+  return b;
+}
+
+}  // namespace vpcfw::nft

@@ -1,0 +1,88 @@
+// Owning wrappers for libnftnl objects and the IR -> libnftnl linearization
+// (nft's own encodings, netlink-notes.md §3, so `nft list` reads our tables).
+#pragma once
+
+#include <netinet/in.h>  // before linux/netfilter.h (netlink-notes.md §7)
+
+#include <cstdio>  // libnftnl headers use FILE
+
+#include <libnftnl/chain.h>
+#include <libnftnl/rule.h>
+#include <libnftnl/set.h>
+#include <libnftnl/table.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "vpcfw/compile/ir.h"
+
+namespace vpcfw::nft {
+
+struct TableDeleter {
+  void operator()(nftnl_table* t) const { nftnl_table_free(t); }
+};
+struct ChainDeleter {
+  void operator()(nftnl_chain* c) const { nftnl_chain_free(c); }
+};
+struct SetDeleter {
+  void operator()(nftnl_set* s) const { nftnl_set_free(s); }
+};
+struct RuleDeleter {
+  void operator()(nftnl_rule* r) const { nftnl_rule_free(r); }
+};
+using TablePtr = std::unique_ptr<nftnl_table, TableDeleter>;
+using ChainPtr = std::unique_ptr<nftnl_chain, ChainDeleter>;
+using SetPtr = std::unique_ptr<nftnl_set, SetDeleter>;
+using RulePtr = std::unique_ptr<nftnl_rule, RuleDeleter>;
+
+// One set element as bytes, the form both the desired state and a kernel
+// dump are reduced to for comparison.
+struct ElementBytes {
+  std::string key, keyEnd;  // keyEnd: concatenated interval sets only
+  std::uint32_t flags = 0;  // NFT_SET_ELEM_INTERVAL_END for rbtree interval ends
+  int verdict = 0;
+  std::string chain;
+  bool hasVerdict = false;
+  auto operator<=>(const ElementBytes&) const = default;
+};
+
+struct LinearSet {
+  SetPtr set;                          // without elements
+  std::vector<ElementBytes> elements;  // sorted
+  std::string signature;               // everything but elements, for comparison
+};
+
+struct LinearRule {
+  RulePtr rule;
+  std::string signature;  // expressions + comment, for comparison
+  std::string comment;
+};
+
+struct LinearChain {
+  ChainPtr chain;
+  std::string signature;  // hook, priority, policy
+  std::vector<LinearRule> rules;
+};
+
+struct LinearTable {
+  std::string name;
+  std::vector<LinearSet> sets;
+  std::vector<LinearChain> chains;
+};
+
+LinearTable linearize(const compile::Table& t);
+
+TablePtr makeTable(const std::string& name);
+// Adds the elements to `s` (a copy of the set header with only table/name/id).
+void addElements(nftnl_set* s, const std::vector<ElementBytes>& elements);
+
+// Canonical text of a rule's expressions and userdata; of a set's header; of a
+// chain's hook. The same function runs on desired and dumped objects.
+std::string ruleSignature(nftnl_rule* r);
+std::string setSignature(nftnl_set* s);
+std::string chainSignature(nftnl_chain* c);
+ElementBytes elementBytes(nftnl_set_elem* e);
+std::string ruleComment(nftnl_rule* r);
+
+}  // namespace vpcfw::nft
