@@ -106,6 +106,15 @@ struct RuleBuilder {
     nftnl_expr_set_u32(e, NFTNL_EXPR_PAYLOAD_LEN, len);
     nftnl_expr_set_u32(e, NFTNL_EXPR_PAYLOAD_DREG, dreg);
   }
+  // Shortens the payload load just added (prefix matches load only the bytes they need).
+  void rewindLoad(std::uint32_t len) {
+    nftnl_expr* last = nullptr;
+    nftnl_expr_iter* it = nftnl_expr_iter_create(r);
+    for (nftnl_expr* e = nftnl_expr_iter_next(it); e; e = nftnl_expr_iter_next(it)) last = e;
+    nftnl_expr_iter_destroy(it);
+    if (last && std::strcmp(nftnl_expr_get_str(last, NFTNL_EXPR_NAME), "payload") == 0)
+      nftnl_expr_set_u32(last, NFTNL_EXPR_PAYLOAD_LEN, len);
+  }
   void cmp(std::uint32_t op, const std::string& data, std::uint32_t sreg = NFT_REG_1) {
     auto* e = add("cmp");
     nftnl_expr_set_u32(e, NFTNL_EXPR_CMP_SREG, sreg);
@@ -231,31 +240,49 @@ struct RuleBuilder {
 
   void match(const compile::Match& m, std::vector<std::string>& deps) {
     for (auto f : m.fields) dependency(f, deps);
+    // An explicit "meta l4proto icmp" is the dependency icmp fields need later.
+    if (m.op == Op::kEq && m.fields[0] == Field::kL4proto) {
+      const auto& p = std::get<IntRange>(*m.value);
+      if (p.lo == p.hi && p.lo == IPPROTO_ICMP) deps.push_back("icmp");
+      if (p.lo == p.hi && p.lo == IPPROTO_ICMPV6) deps.push_back("icmp6");
+    }
     if (m.op == Op::kEq || m.op == Op::kNeq) {
       const Field f = m.fields[0];
       load(f, NFT_REG_1, false);
       const auto& v = *m.value;
       const std::uint32_t op = m.op == Op::kEq ? NFT_CMP_EQ : NFT_CMP_NEQ;
       if (auto* a = std::get_if<compile::AddressRange>(&v)) {
-        // A CIDR: mask and compare (a host: compare); anything else: range.
+        // A CIDR, encoded as nft does: a byte-aligned prefix loads just its
+        // bytes; otherwise the covering bytes are masked; /0 masks everything.
         const int bits = a->lo.bits();
         for (int prefix = 0; prefix <= bits; ++prefix) {
           auto c = net::Cidr::make(a->lo, prefix);
-          if (c.network() == a->lo && c.last() == a->hi) {
-            if (prefix < bits) {
-              std::string mask(static_cast<std::size_t>(bits / 8), '\0');
+          if (c.network() != a->lo || c.last() != a->hi) continue;
+          const std::string full = valueBytes(f, v, false);
+          if (prefix == bits) {
+            cmp(op, full);
+          } else {
+            const auto bytes = static_cast<std::uint32_t>(prefix == 0 ? bits / 8 : (prefix + 7) / 8);
+            rewindLoad(bytes);
+            if (prefix % 8 != 0 || prefix == 0) {
+              std::string mask(bytes, '\0');
               for (int i = 0; i < prefix; ++i) mask[static_cast<std::size_t>(i / 8)] |= static_cast<char>(0x80 >> (i % 8));
               bitwise(mask);
             }
-            cmp(op, valueBytes(f, v, false));
-            return;
+            cmp(op, full.substr(0, bytes));
           }
+          return;
         }
         range(m.op == Op::kEq ? NFT_RANGE_EQ : NFT_RANGE_NEQ, valueBytes(f, v, false), valueBytes(f, v, true));
         return;
       }
       if (auto* ir = std::get_if<IntRange>(&v); ir && ir->lo != ir->hi) {
-        range(m.op == Op::kEq ? NFT_RANGE_EQ : NFT_RANGE_NEQ, valueBytes(f, v, false), valueBytes(f, v, true));
+        if (m.op == Op::kEq) {
+          cmp(NFT_CMP_GTE, valueBytes(f, v, false));
+          cmp(NFT_CMP_LTE, valueBytes(f, v, true));
+        } else {
+          range(NFT_RANGE_NEQ, valueBytes(f, v, false), valueBytes(f, v, true));
+        }
         return;
       }
       cmp(op, valueBytes(f, v, false));
