@@ -23,10 +23,12 @@ void Diagnostics::warning(const SourceLocation& at, std::string message, std::st
 }
 
 void Diagnostics::add(Diagnostic d) {
-  if (items_.size() >= cap_) {
+  auto& shown = d.severity == Severity::kError ? shownErrors_ : shownWarnings_;
+  if (shown >= (d.severity == Severity::kError ? cap_ : warningCap_)) {
     ++dropped_;
     return;
   }
+  ++shown;
   items_.push_back(std::move(d));
 }
 

@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include <chrono>
 #include <ostream>
 
 #include "vpcfw/compile/compiler.h"
@@ -141,39 +142,48 @@ int compileCommand(const std::string& path, const std::string& fabric, std::ostr
 
 struct KernelOptions {
   std::string config, netns, fabric, host;
-  bool check = false, full = false, verbose = false;
+  bool check = false, full = false, verbose = false, timing = false;
 };
+
+double msSince(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+}
 
 // The rulesets a kernel command works on, each with the namespace it goes to:
 // --netns N puts one fabric into N; without it every fabric goes to the lab
 // namespace of the same name.
 Expected<std::vector<std::pair<compile::Ruleset, std::optional<std::string>>>> targets(const KernelOptions& o,
+                                                                                       std::ostream& out,
                                                                                        std::ostream& err) {
   if (!o.host.empty())
     return makeError(ErrorCode::kInvalidArgument, "host mode (--host) is not implemented yet; use --netns");
   Diagnostics diags;
+  auto t0 = std::chrono::steady_clock::now();
   auto m = config::loadConfigFile(o.config, diags);
+  const double loadMs = msSince(t0);
   err << diags.format();
   if (!m) return makeError(ErrorCode::kInvalidArgument, fmt::format("{}: {} error(s); nothing was changed", o.config, diags.errorCount()));
+  t0 = std::chrono::steady_clock::now();
   auto rulesets = compile::compileRulesets(*m, compile::labPlacement(*m));
+  if (o.timing) out << fmt::format("timing: load+validate {:.1f} ms, compile {:.1f} ms\n", loadMs, msSince(t0));
   if (!rulesets) return unexpected(rulesets.error());
-  std::vector<std::pair<compile::Ruleset, std::optional<std::string>>> out;
+  std::vector<std::pair<compile::Ruleset, std::optional<std::string>>> chosen;
   for (auto& r : *rulesets) {
     if (!o.fabric.empty() && r.fabric != o.fabric) continue;
     std::optional<std::string> ns = o.netns.empty() ? std::optional<std::string>(r.fabric) : std::optional<std::string>(o.netns);
-    out.emplace_back(std::move(r), ns);
+    chosen.emplace_back(std::move(r), ns);
   }
-  if (out.empty())
+  if (chosen.empty())
     return makeError(ErrorCode::kInvalidArgument,
                      o.fabric.empty() ? "the config has no instances to enforce" : fmt::format("no fabric named '{}'", o.fabric));
-  if (!o.netns.empty() && out.size() > 1)
+  if (!o.netns.empty() && chosen.size() > 1)
     return makeError(ErrorCode::kInvalidArgument,
-                     fmt::format("the config has {} fabrics; name one with --fabric to put it into --netns {}", out.size(), o.netns));
-  return out;
+                     fmt::format("the config has {} fabrics; name one with --fabric to put it into --netns {}", chosen.size(), o.netns));
+  return chosen;
 }
 
 int applyCommand(const KernelOptions& o, std::ostream& out, std::ostream& err) {
-  auto t = targets(o, err);
+  auto t = targets(o, out, err);
   if (!t) {
     err << "vpcfw apply: " << t.error().message << '\n';
     return kExitUsage;
@@ -197,13 +207,16 @@ int applyCommand(const KernelOptions& o, std::ostream& out, std::ostream& err) {
     else
       out << fmt::format("fabric {} ({}): committed {} messages ({} bytes) in one batch\n", ruleset.fabric, where,
                          r->messages, r->batchBytes);
+    if (o.timing)
+      out << fmt::format("timing: linearize {:.1f} ms, read back {:.1f} ms, build batch {:.1f} ms, commit {:.1f} ms\n",
+                         r->linearizeMs, r->readBackMs, r->buildMs, r->commitMs);
     for (const auto& c : r->changes) out << "  " << c << '\n';
   }
   return kExitOk;
 }
 
 int diffCommand(const KernelOptions& o, std::ostream& out, std::ostream& err) {
-  auto t = targets(o, err);
+  auto t = targets(o, out, err);
   if (!t) {
     err << "vpcfw diff: " << t.error().message << '\n';
     return kExitUsage;
@@ -284,6 +297,7 @@ int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
   applyCmd->add_option("--host", ko.host, "Host mode: the ENIs are this host's interfaces");
   applyCmd->add_flag("--check", ko.check, "Let the kernel validate the batch; commit nothing");
   applyCmd->add_flag("--full", ko.full, "Replace the whole table instead of sending the difference");
+  applyCmd->add_flag("--timing", ko.timing, "Print where the time went");
   KernelOptions kd;
   auto* diffCmd = app.add_subcommand("diff", "Compare what the kernel holds with what the config wants");
   diffCmd->add_option("config", kd.config, "Config file (YAML)")->required();

@@ -121,14 +121,19 @@ class FabricCompiler {
     src6_ = addSet("eni_src6", {Field::kIifname, Field::kIp6Saddr}, false, "anti-spoofing: each ENI's own IPv6 addresses");
     naclOut_ = addMap("nacl_out", "ENI -> its subnet's NACL, egress");
     naclIn_ = addMap("nacl_in", "ENI -> its subnet's NACL, ingress");
-    sgOut_ = addMap("sg_out", "ENI -> its security groups, egress");
-    sgIn_ = addMap("sg_in", "ENI -> its security groups, ingress");
+    sgRefsOut_ = addMap("sg_out_refs", "ENI -> its group-reference rules, egress");
+    sgRefsIn_ = addMap("sg_in_refs", "ENI -> its group-reference rules, ingress");
+    // Every ENI's CIDR and prefix-list rules share these sets, keyed by the
+    // ENI's interface: a few lookups per new flow whatever the rule count.
+    for (auto dir : {Direction::kEgress, Direction::kIngress})
+      for (auto fam : {Family::kIpv4, Family::kIpv6}) createGroupSets(dir, fam);
 
     Chain forward;
     forward.name = "forward";
     forward.hook = "forward";
     forward.policy = Verdict::drop();
     chains_.push_back(std::move(forward));
+    for (auto dir : {Direction::kEgress, Direction::kIngress}) buildGroupChain(dir);
 
     std::map<std::size_t, std::vector<std::size_t>> bySubnet;
     for (auto i : enis_) bySubnet[m_.instances[i].subnet].push_back(i);
@@ -149,8 +154,10 @@ class FabricCompiler {
   Table t_;
   std::vector<Chain> chains_;
   Names names_;
-  std::size_t enisSet_ = 0, src4_ = 0, src6_ = 0, naclOut_ = 0, naclIn_ = 0, sgOut_ = 0, sgIn_ = 0;
-  std::map<std::size_t, std::pair<std::string, std::string>> groupSets_;  // group -> (v4 set, v6 set)
+  std::size_t enisSet_ = 0, src4_ = 0, src6_ = 0, naclOut_ = 0, naclIn_ = 0, sgRefsOut_ = 0, sgRefsIn_ = 0;
+  // [egress/ingress][IPv4/IPv6][all, proto, ports, icmp] -> set index
+  std::size_t groupSets_[2][2][4] = {};
+  std::map<std::size_t, std::pair<std::string, std::string>> memberSets_;  // group -> (v4 set, v6 set)
 
   const std::string& ifname(std::size_t inst) const { return p_.byInstance[inst]->ifname; }
 
@@ -262,7 +269,7 @@ class FabricCompiler {
 
   // --------------------------------------------------- security groups
   std::pair<std::string, std::string> groupMemberSets(std::size_t g) {
-    if (auto it = groupSets_.find(g); it != groupSets_.end()) return it->second;
+    if (auto it = memberSets_.find(g); it != memberSets_.end()) return it->second;
     const auto& group = m_.groups[g];
     const std::string base = "grp_" + group.vpcName + "_" + group.name;
     auto s4 = addSet(base + "_4", {Field::kIpSaddr}, false, fmt::format("members of group {} (primary private IPv4)", group.qualifiedName()));
@@ -274,8 +281,47 @@ class FabricCompiler {
     }
     for (auto si : {s4, s6}) std::sort(t_.sets[si].elements.begin(), t_.sets[si].elements.end());
     auto names = std::pair{t_.sets[s4].name, t_.sets[s6].name};
-    groupSets_[g] = names;
+    memberSets_[g] = names;
     return names;
+  }
+
+  static int dirIndex(Direction d) { return d == Direction::kEgress ? 0 : 1; }
+  static int famIndex(Family f) { return f == Family::kIpv4 ? 0 : 1; }
+
+  void createGroupSets(Direction dir, Family fam) {
+    const bool out = dir == Direction::kEgress, v4 = fam == Family::kIpv4;
+    const Field ifField = out ? Field::kIifname : Field::kOifname;
+    const Field addr = addrField(fam, out ? Direction::kEgress : Direction::kIngress);
+    const std::string prefix = out ? "sg_out_" : "sg_in_";
+    const std::string suffix = v4 ? "4" : "6";
+    const std::string what = fmt::format("security groups, {}: every ENI's CIDR and prefix-list rules", out ? "egress" : "ingress");
+    auto& slots = groupSets_[dirIndex(dir)][famIndex(fam)];
+    slots[0] = addSet(prefix + "all" + suffix, {ifField, addr}, true, what + " (all protocols)");
+    slots[1] = addSet(prefix + "proto" + suffix, {ifField, addr, Field::kL4proto}, true, what + " (protocols)");
+    slots[2] = addSet(prefix + "ports" + suffix, {ifField, addr, Field::kL4proto, Field::kThDport}, true, what + " (tcp/udp ports)");
+    slots[3] = addSet(prefix + "icmp" + suffix,
+                      {ifField, addr, v4 ? Field::kIcmpType : Field::kIcmp6Type, v4 ? Field::kIcmpCode : Field::kIcmp6Code},
+                      true, what + " (icmp)");
+  }
+
+  // One chain per direction: the shared set lookups, then the ENI's group
+  // references (a goto, so that their `return` leaves this chain too).
+  void buildGroupChain(Direction dir) {
+    const bool out = dir == Direction::kEgress;
+    Chain& c = newChain(out ? "sg_out" : "sg_in");
+    const std::string dirText = out ? "egress" : "ingress";
+    for (int f = 0; f < 2; ++f)
+      for (int k = 0; k < 4; ++k) {
+        const auto& set = t_.sets[groupSets_[dirIndex(dir)][f][k]];
+        c.rules.push_back(verdictRule({Match{set.key, Op::kInSet, std::nullopt, set.name}}, Verdict::ret(),
+                                      fmt::format("security groups, {}: a rule allows", dirText)));
+      }
+    Rule refs;
+    refs.matches = {Match{{out ? Field::kIifname : Field::kOifname}, Op::kVmap, std::nullopt,
+                          t_.sets[out ? sgRefsOut_ : sgRefsIn_].name}};
+    refs.comment = fmt::format("security groups, {}: rules that reference groups", dirText);
+    c.rules.push_back(refs);
+    c.rules.push_back(verdictRule({}, Verdict::drop(), fmt::format("security groups, {}: no rule allows", dirText)));
   }
 
   void compileEni(std::size_t instIndex) {
@@ -288,11 +334,7 @@ class FabricCompiler {
 
     for (auto dir : {Direction::kEgress, Direction::kIngress}) {
       const bool out = dir == Direction::kEgress;
-      Chain& c = newChain(fmt::format("eni_{}_{}", inst.name, out ? "out" : "in"));
-      const std::string chainName = c.name;
-      const std::size_t ci = chains_.size() - 1;
       std::vector<AddressMatch> byFamily[2];
-      std::vector<std::string> labels;
       struct RefRule {
         const model::SgRule* rule;
         std::size_t group;
@@ -302,25 +344,32 @@ class FabricCompiler {
       for (auto g : inst.groups) {
         const auto& group = m_.groups[g];
         for (const auto& r : group.rules(dir)) {
-          std::string label = fmt::format("{} {}", group.name, r.index);
           if (auto* cidr = std::get_if<net::Cidr>(&r.peer)) {
-            byFamily[cidr->family() == Family::kIpv4 ? 0 : 1].push_back(
-                AddressMatch{*cidr, l4Of(r.protocol, r.ports, r.icmp, cidr->family())});
-            labels.push_back(std::move(label));
+            byFamily[famIndex(cidr->family())].push_back(AddressMatch{*cidr, l4Of(r.protocol, r.ports, r.icmp, cidr->family())});
           } else if (auto* pl = std::get_if<model::PrefixListRef>(&r.peer)) {
             for (const auto& e : m_.prefixLists[pl->prefixList].entries)
-              byFamily[e.family() == Family::kIpv4 ? 0 : 1].push_back(AddressMatch{e, l4Of(r.protocol, r.ports, r.icmp, e.family())});
-            labels.push_back(std::move(label));
+              byFamily[famIndex(e.family())].push_back(AddressMatch{e, l4Of(r.protocol, r.ports, r.icmp, e.family())});
           } else {
-            refs.push_back(RefRule{&r, std::get<model::GroupRef>(r.peer).group, std::move(label)});
+            refs.push_back(RefRule{&r, std::get<model::GroupRef>(r.peer).group, fmt::format("{} {}", group.name, r.index)});
           }
         }
       }
-      std::string joined;
-      for (const auto& l : labels) joined += (joined.empty() ? "" : ",") + l;
-      const std::string comment = fmt::format("sg {} {}: {}", inst.name, out ? "egress" : "ingress", joined);
-      addSetLookups(ci, chainName, Family::kIpv4, dir, byFamily[0], Verdict::ret(), comment);
-      addSetLookups(ci, chainName, Family::kIpv6, dir, byFamily[1], Verdict::ret(), comment);
+      for (auto fam : {Family::kIpv4, Family::kIpv6}) {
+        auto elements = buildSetElements(byFamily[famIndex(fam)]);
+        auto& slots = groupSets_[dirIndex(dir)][famIndex(fam)];
+        int k = 0;
+        for (auto* elems : {&elements.all, &elements.protocol, &elements.ports, &elements.icmp}) {
+          for (auto& e : *elems) {
+            e.key.insert(e.key.begin(), Value{ifn});
+            t_.sets[slots[k]].elements.push_back(std::move(e));
+          }
+          ++k;
+        }
+      }
+      if (refs.empty()) continue;
+      Chain& c = newChain(fmt::format("eni_{}_{}_refs", inst.name, out ? "out" : "in"));
+      const std::string chainName = c.name;
+      const std::size_t ci = chains_.size() - 1;
       for (const auto& ref : refs) {
         auto [s4, s6] = groupMemberSets(ref.group);
         for (auto fam : {Family::kIpv4, Family::kIpv6}) {
@@ -337,7 +386,7 @@ class FabricCompiler {
       }
       chains_[ci].rules.push_back(verdictRule({}, Verdict::drop(),
                                               fmt::format("sg {} {}: no rule allows", inst.name, out ? "egress" : "ingress")));
-      t_.sets[out ? sgOut_ : sgIn_].elements.push_back(SetElement{{ifn}, Verdict::jump(chainName)});
+      t_.sets[out ? sgRefsOut_ : sgRefsIn_].elements.push_back(SetElement{{ifn}, Verdict::goTo(chainName)});
     }
   }
 
@@ -369,16 +418,13 @@ class FabricCompiler {
     inv.counter = true;
     inv.comment = "conntrack: invalid";
     f.push_back(inv);
-    vmap.matches = {inSet({Field::kIifname}, sgOut_, Op::kVmap)};
-    vmap.comment = "security groups of the source ENI, egress";
-    f.push_back(vmap);
-    vmap.matches = {inSet({Field::kOifname}, sgIn_, Op::kVmap)};
-    vmap.comment = "security groups of the destination ENI, ingress";
-    f.push_back(vmap);
+    f.push_back(verdictRule({inSet({Field::kIifname}, enisSet_)}, Verdict::jump("sg_out"),
+                            "security groups of the source ENI, egress"));
+    f.push_back(verdictRule({inSet({Field::kOifname}, enisSet_)}, Verdict::jump("sg_in"),
+                            "security groups of the destination ENI, ingress"));
     f.push_back(verdictRule({}, Verdict::accept(), "every step allowed"));
     // Sets keyed by interface list elements in ENI order; sort for stable output.
-    for (auto si : {enisSet_, src4_, src6_, naclOut_, naclIn_, sgOut_, sgIn_})
-      std::sort(t_.sets[si].elements.begin(), t_.sets[si].elements.end());
+    for (auto& set : t_.sets) std::sort(set.elements.begin(), set.elements.end());
   }
 };
 

@@ -26,6 +26,7 @@ std::string renderElement(const Set& s, const SetElement& e) {
   if (e.verdict) {
     switch (e.verdict->kind) {
       case VerdictKind::kJump: out += " : jump " + e.verdict->chain; break;
+      case VerdictKind::kGoto: out += " : goto " + e.verdict->chain; break;
       case VerdictKind::kAccept: out += " : accept"; break;
       case VerdictKind::kDrop: out += " : drop"; break;
       case VerdictKind::kReturn: out += " : return"; break;
@@ -41,6 +42,7 @@ std::string renderVerdict(const Verdict& v) {
     case VerdictKind::kDrop: return "drop";
     case VerdictKind::kReturn: return "return";
     case VerdictKind::kJump: return "jump " + v.chain;
+    case VerdictKind::kGoto: return "goto " + v.chain;
     case VerdictKind::kContinue: return "";
   }
   return "";

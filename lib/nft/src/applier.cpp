@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <map>
 #include <set>
@@ -372,12 +373,18 @@ std::string errorText(const std::vector<KernelError>& errors) {
   return msg;
 }
 
+double msSince(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+}
+
 Expected<void> sendOrCheck(Socket& sock, Batch& b, const ApplyOptions& o, ApplyReport& report) {
   report.messages = b.messages();
   if (b.messages() == 0) return {};  // the kernel already holds it: send nothing
   b.finish(!o.check);
   report.batchBytes = b.bytes();
+  const auto t0 = std::chrono::steady_clock::now();
   auto errors = sock.send(b);
+  report.commitMs = msSince(t0);
   if (!errors) return unexpected(errors.error());
   if (!errors->empty()) return makeError(ErrorCode::kKernel, errorText(*errors));
   report.changed = !o.check;
@@ -391,16 +398,23 @@ Expected<ApplyReport> applyRuleset(const compile::Ruleset& desired, const ApplyO
   auto done = runInNetns(options.netns, [&]() -> Expected<void> {
     auto sock = Socket::open();
     if (!sock) return unexpected(sock.error());
+    auto t0 = std::chrono::steady_clock::now();
     const LinearTable d = linearize(desired.table);
+    report.linearizeMs = msSince(t0);
+    t0 = std::chrono::steady_clock::now();
     auto k = readTable(*sock, d.name);
     if (!k) return unexpected(k.error());
+    report.readBackMs = msSince(t0);
+    t0 = std::chrono::steady_clock::now();
     Batch b;
     if (!k->exists || options.fullReplace || !incrementalBatch(b, d, *k, report.changes)) {
       report.changes.clear();
       Batch full;
       fullBatch(full, d, k->exists, report.changes);
+      report.buildMs = msSince(t0);
       return sendOrCheck(*sock, full, options, report);
     }
+    report.buildMs = msSince(t0);
     return sendOrCheck(*sock, b, options, report);
   });
   if (!done) return unexpected(done.error());

@@ -174,6 +174,10 @@ struct RuleBuilder {
         nftnl_expr_set_u32(e, NFTNL_EXPR_IMM_VERDICT, static_cast<std::uint32_t>(NFT_JUMP));
         nftnl_expr_set_str(e, NFTNL_EXPR_IMM_CHAIN, v.chain.c_str());
         break;
+      case compile::VerdictKind::kGoto:
+        nftnl_expr_set_u32(e, NFTNL_EXPR_IMM_VERDICT, static_cast<std::uint32_t>(NFT_GOTO));
+        nftnl_expr_set_str(e, NFTNL_EXPR_IMM_CHAIN, v.chain.c_str());
+        break;
       case compile::VerdictKind::kContinue: break;
     }
   }
@@ -364,6 +368,10 @@ std::vector<ElementBytes> elementsOf(const compile::Set& s) {
       switch (e.verdict->kind) {
         case compile::VerdictKind::kJump:
           eb.verdict = NFT_JUMP;
+          eb.chain = e.verdict->chain;
+          break;
+        case compile::VerdictKind::kGoto:
+          eb.verdict = NFT_GOTO;
           eb.chain = e.verdict->chain;
           break;
         case compile::VerdictKind::kAccept: eb.verdict = NF_ACCEPT; break;

@@ -188,3 +188,13 @@ TEST_CASE("an unreadable file is one located error") {
   REQUIRE(diags.all().size() == 1);
   CHECK(vpcfw::formatDiagnostic(diags.all()[0]) == "/nonexistent/vpcfw.yaml: error: cannot open config file");
 }
+
+TEST_CASE("a flood of warnings never hides an error") {
+  std::string yaml = "vpcs:\n  - {name: v, cidr: 10.0.0.0/16}\nprefix_lists:\n  - name: p\n    entries:\n";
+  for (int i = 0; i < 300; ++i) yaml += "      - 10.0." + std::to_string(i % 256) + ".1/24\n";
+  yaml += "subnets:\n  - {name: s, vpc: v, cidr: 10.1.0.0/24}\n";
+  bool ok = true;
+  auto d = loadDiagnostics(yaml, &ok);
+  CHECK_FALSE(ok);
+  CHECK(hasDiagnostic(d, "error: subnet 's' block 10.1.0.0/24 is not inside any block of VPC 'v'"));
+}

@@ -29,8 +29,12 @@ std::string formatDiagnostic(const Diagnostic& d);
 
 class Diagnostics {
  public:
+  // Errors and warnings are capped separately, so that a flood of warnings
+  // never hides an error.
   static constexpr std::size_t kDefaultCap = 200;
-  explicit Diagnostics(std::size_t cap = kDefaultCap) : cap_(cap) {}
+  static constexpr std::size_t kDefaultWarningCap = 50;
+  explicit Diagnostics(std::size_t cap = kDefaultCap, std::size_t warningCap = kDefaultWarningCap)
+      : cap_(cap), warningCap_(warningCap) {}
 
   void error(const SourceLocation& at, std::string message, std::string hint = {});
   void warning(const SourceLocation& at, std::string message, std::string hint = {});
@@ -46,6 +50,8 @@ class Diagnostics {
   void add(Diagnostic d);
   std::vector<Diagnostic> items_;
   std::size_t cap_;
+  std::size_t warningCap_;
+  std::size_t shownErrors_ = 0, shownWarnings_ = 0;
   std::size_t errors_ = 0;
   std::size_t dropped_ = 0;
 };

@@ -43,15 +43,16 @@ struct IntRange {
 };
 using Value = std::variant<AddressRange, IntRange, std::string>;
 
-enum class VerdictKind { kAccept, kDrop, kReturn, kJump, kContinue };
+enum class VerdictKind { kAccept, kDrop, kReturn, kJump, kGoto, kContinue };
 struct Verdict {
   VerdictKind kind = VerdictKind::kContinue;
-  std::string chain;  // for jump
+  std::string chain;  // for jump and goto
   auto operator<=>(const Verdict&) const = default;
   static Verdict accept() { return {VerdictKind::kAccept, {}}; }
   static Verdict drop() { return {VerdictKind::kDrop, {}}; }
   static Verdict ret() { return {VerdictKind::kReturn, {}}; }
   static Verdict jump(std::string c) { return {VerdictKind::kJump, std::move(c)}; }
+  static Verdict goTo(std::string c) { return {VerdictKind::kGoto, std::move(c)}; }
 };
 
 struct SetElement {

@@ -31,6 +31,8 @@ struct ApplyReport {
   std::size_t messages = 0;      // netlink messages in the batch (0 when nothing changed)
   std::size_t batchBytes = 0;
   std::vector<std::string> changes;  // one line per changed object, for people
+  // Where the time went, in milliseconds.
+  double linearizeMs = 0, readBackMs = 0, buildMs = 0, commitMs = 0;
 };
 
 // Makes the kernel hold `desired` (the table of one fabric).
