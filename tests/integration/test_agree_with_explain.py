@@ -27,13 +27,20 @@ def explain(vpcfw, config, src, dst, proto, port, family):
     return json.loads(r.stdout)
 
 
-def load_lab(vpcfw, config):
+def build_lab(vpcfw, config):
+    """The config's routers and instances as namespaces (no ruleset yet)."""
     lab = Lab(vpcfw, config)
     m = lab.model
     subnets = {s["name"]: (s["vpc"], s["cidr"], s.get("ipv6_cidr")) for s in m["subnets"]}
     instances = {i["name"]: (i["subnet"], i["private_ip"], i["ipv6_addresses"]) for i in m["instances"]}
-    ifnames = {i["name"]: i["lab"]["interface"] for i in m["instances"]}
-    lab.build([v["name"] for v in m["vpcs"]], subnets, instances, lambda i: ifnames[i])
+    lab.ifnames = {i["name"]: i["lab"]["interface"] for i in m["instances"]}
+    lab.build([v["name"] for v in m["vpcs"]], subnets, instances, lambda i: lab.ifnames[i])
+    return lab
+
+
+def load_lab(vpcfw, config):
+    lab = build_lab(vpcfw, config)
+    m = lab.model
     for v in m["vpcs"]:
         if not any(i["vpc"] == v["name"] for i in m["instances"]):
             continue  # a VPC without instances has no fabric
@@ -66,12 +73,8 @@ def check_config(vpcfw, config, results):
 def check_anti_spoofing(vpcfw, config, results):
     """A source address the ENI does not own is dropped at the fabric; without
     the ruleset the same packet gets through, so the filter is what drops it."""
-    lab = Lab(vpcfw, config)
-    m = lab.model
-    subnets = {s["name"]: (s["vpc"], s["cidr"], s.get("ipv6_cidr")) for s in m["subnets"]}
-    instances = {i["name"]: (i["subnet"], i["private_ip"], i["ipv6_addresses"]) for i in m["instances"]}
-    ifnames = {i["name"]: i["lab"]["interface"] for i in m["instances"]}
-    lab.build([v["name"] for v in m["vpcs"]], subnets, instances, lambda i: ifnames[i])
+    lab = build_lab(vpcfw, config)
+    ifnames = lab.ifnames
     router = lab.routers["lab"]
     spoofed = "10.50.1.99"
     lab.exec(lab.instance_ns["a1"], IP, "addr", "add", spoofed + "/32", "dev", "eth0")

@@ -61,4 +61,16 @@ eval::Verdict explain(const model::Model& m, const std::string& from, const std:
   return *v;
 }
 
+eval::Packet makePacket(const char* proto, const char* src, const char* dst, int dport, int icmpType, int icmpCode) {
+  eval::Packet p;
+  p.protocol = *net::Protocol::parse(proto);
+  p.src = *net::IpAddress::parse(src);
+  p.dst = *net::IpAddress::parse(dst);
+  p.srcPort = 40000;
+  p.dstPort = static_cast<std::uint16_t>(dport);
+  p.icmpType = icmpType;
+  p.icmpCode = icmpCode;
+  return p;
+}
+
 }  // namespace vpcfw::test

@@ -30,4 +30,9 @@ model::Model loadExample(const std::string& name);
 eval::Verdict explain(const model::Model& m, const std::string& from, const std::string& to, const std::string& proto,
                       int port = 0, int icmpType = -1, int icmpCode = 0);
 
+// A packet for the evaluator's building blocks: addresses as text, the
+// destination port (tcp/udp) and ICMP type/code (-1 where they do not apply).
+eval::Packet makePacket(const char* proto, const char* src, const char* dst, int dport, int icmpType = -1,
+                        int icmpCode = -1);
+
 }  // namespace vpcfw::test

@@ -39,16 +39,7 @@ instances:
   - {name: c, subnet: s, private_ip: 10.0.1.12, security_groups: [icmp]}
 )";
 
-eval::Packet packet(const char* proto, const char* src, const char* dst, int dport, int icmpType = -1, int icmpCode = -1) {
-  eval::Packet p;
-  p.protocol = *net::Protocol::parse(proto);
-  p.src = *net::IpAddress::parse(src);
-  p.dst = *net::IpAddress::parse(dst);
-  p.dstPort = static_cast<std::uint16_t>(dport);
-  p.icmpType = icmpType;
-  p.icmpCode = icmpCode;
-  return p;
-}
+using test::makePacket;
 
 struct Case {
   const char* name;
@@ -76,42 +67,42 @@ void check(const std::vector<Case>& cases) {
 
 TEST_CASE("an ENI's groups form one union of allow rules; no match drops") {
   check({
-      {"web rule", "a", packet("tcp", "203.0.113.9", "10.0.1.10", 80), "web 1"},
-      {"ssh group's rule applies too", "a", packet("tcp", "198.51.100.9", "10.0.1.10", 22), "ssh 1"},
-      {"no group allows 25", "a", packet("tcp", "203.0.113.9", "10.0.1.10", 25), nullptr},
-      {"b lacks web", "b", packet("tcp", "203.0.113.9", "10.0.1.11", 80), nullptr},
+      {"web rule", "a", makePacket("tcp", "203.0.113.9", "10.0.1.10", 80), "web 1"},
+      {"ssh group's rule applies too", "a", makePacket("tcp", "198.51.100.9", "10.0.1.10", 22), "ssh 1"},
+      {"no group allows 25", "a", makePacket("tcp", "203.0.113.9", "10.0.1.10", 25), nullptr},
+      {"b lacks web", "b", makePacket("tcp", "203.0.113.9", "10.0.1.11", 80), nullptr},
   });
 }
 
 TEST_CASE("IPv4 and IPv6 rules are separate") {
   check({
-      {"443 only over IPv6", "a", packet("tcp", "2001:db8:ff::1", "2001:db8:1:1::a", 443), "web 2"},
-      {"443 over IPv4 not allowed", "a", packet("tcp", "203.0.113.9", "10.0.1.10", 443), nullptr},
-      {"80 over IPv6 not allowed", "a", packet("tcp", "2001:db8:ff::1", "2001:db8:1:1::a", 80), nullptr},
+      {"443 only over IPv6", "a", makePacket("tcp", "2001:db8:ff::1", "2001:db8:1:1::a", 443), "web 2"},
+      {"443 over IPv4 not allowed", "a", makePacket("tcp", "203.0.113.9", "10.0.1.10", 443), nullptr},
+      {"80 over IPv6 not allowed", "a", makePacket("tcp", "2001:db8:ff::1", "2001:db8:1:1::a", 80), nullptr},
   });
 }
 
 TEST_CASE("prefix lists match any of their entries") {
   check({
-      {"first entry", "a", packet("tcp", "198.51.100.200", "10.0.1.10", 22), "ssh 1"},
-      {"second entry", "a", packet("tcp", "192.0.2.200", "10.0.1.10", 22), "ssh 1"},
-      {"outside both", "a", packet("tcp", "192.0.2.1", "10.0.1.10", 22), nullptr},
+      {"first entry", "a", makePacket("tcp", "198.51.100.200", "10.0.1.10", 22), "ssh 1"},
+      {"second entry", "a", makePacket("tcp", "192.0.2.200", "10.0.1.10", 22), "ssh 1"},
+      {"outside both", "a", makePacket("tcp", "192.0.2.1", "10.0.1.10", 22), nullptr},
   });
 }
 
 TEST_CASE("a group reference matches members' primary private IPs (and IPv6), not secondaries, not non-members") {
   check({
-      {"member b's primary IP", "a", packet("udp", "10.0.1.11", "10.0.1.10", 9999), "peers 1"},
-      {"member b's IPv6", "a", packet("udp", "2001:db8:1:1::b", "2001:db8:1:1::a", 9999), "peers 1"},
-      {"member a's secondary IP", "b", packet("udp", "10.0.1.100", "10.0.1.11", 9999), nullptr},
-      {"non-member c", "a", packet("udp", "10.0.1.12", "10.0.1.10", 9999), nullptr},
+      {"member b's primary IP", "a", makePacket("udp", "10.0.1.11", "10.0.1.10", 9999), "peers 1"},
+      {"member b's IPv6", "a", makePacket("udp", "2001:db8:1:1::b", "2001:db8:1:1::a", 9999), "peers 1"},
+      {"member a's secondary IP", "b", makePacket("udp", "10.0.1.100", "10.0.1.11", 9999), nullptr},
+      {"non-member c", "a", makePacket("udp", "10.0.1.12", "10.0.1.10", 9999), nullptr},
   });
 }
 
 TEST_CASE("membership changes take effect without changing the rule") {
   auto m = test::loadOk(kConfig);
   const auto& b = m.instances[m.findInstance("b")];
-  auto fromC = packet("tcp", "10.0.1.12", "10.0.1.11", 5000);
+  auto fromC = makePacket("tcp", "10.0.1.12", "10.0.1.11", 5000);
   CHECK_FALSE(eval::evaluateGroups(m, b.groups, Direction::kIngress, fromC).allowed);
   // Put c into "peers" (what a config change of c's groups does) and re-check.
   std::string moved = kConfig;
@@ -127,13 +118,13 @@ TEST_CASE("membership changes take effect without changing the rule") {
 
 TEST_CASE("ICMP type/code and protocol numbers") {
   check({
-      {"echo request code 0", "c", packet("icmp", "203.0.113.1", "10.0.1.12", 0, 8, 0), "icmp 1"},
-      {"echo request code 1", "c", packet("icmp", "203.0.113.1", "10.0.1.12", 0, 8, 1), nullptr},
-      {"destination unreachable", "c", packet("icmp", "203.0.113.1", "10.0.1.12", 0, 3, 0), nullptr},
-      {"any ICMPv6", "c", packet("icmpv6", "2001:db8::1", "2001:db8:1:1::c", 0, 135, 0), "icmp 2"},
-      {"gre from inside", "c", packet("gre", "10.9.9.9", "10.0.1.12", 0), "icmp 3"},
-      {"gre from outside", "c", packet("gre", "203.0.113.1", "10.0.1.12", 0), nullptr},
-      {"protocol -1 covers icmp", "a", packet("icmp", "10.0.1.11", "10.0.1.10", 0, 8, 0), "peers 1"},
+      {"echo request code 0", "c", makePacket("icmp", "203.0.113.1", "10.0.1.12", 0, 8, 0), "icmp 1"},
+      {"echo request code 1", "c", makePacket("icmp", "203.0.113.1", "10.0.1.12", 0, 8, 1), nullptr},
+      {"destination unreachable", "c", makePacket("icmp", "203.0.113.1", "10.0.1.12", 0, 3, 0), nullptr},
+      {"any ICMPv6", "c", makePacket("icmpv6", "2001:db8::1", "2001:db8:1:1::c", 0, 135, 0), "icmp 2"},
+      {"gre from inside", "c", makePacket("gre", "10.9.9.9", "10.0.1.12", 0), "icmp 3"},
+      {"gre from outside", "c", makePacket("gre", "203.0.113.1", "10.0.1.12", 0), nullptr},
+      {"protocol -1 covers icmp", "a", makePacket("icmp", "10.0.1.11", "10.0.1.10", 0, 8, 0), "peers 1"},
   });
 }
 
@@ -145,7 +136,7 @@ instances:
   - {name: o, subnet: s, private_ip: 10.0.1.10, security_groups: [open]}
   - {name: c, subnet: s, private_ip: 10.0.1.11, security_groups: [closed]}
 )");
-  auto out = packet("tcp", "10.0.1.10", "203.0.113.1", 443);
+  auto out = makePacket("tcp", "10.0.1.10", "203.0.113.1", 443);
   CHECK(eval::evaluateGroups(m, m.instances[0].groups, Direction::kEgress, out).allowed);
   out.src = *net::IpAddress::parse("10.0.1.11");
   CHECK_FALSE(eval::evaluateGroups(m, m.instances[1].groups, Direction::kEgress, out).allowed);
