@@ -155,8 +155,6 @@ double msSince(std::chrono::steady_clock::time_point t0) {
 Expected<std::vector<std::pair<compile::Ruleset, std::optional<std::string>>>> targets(const KernelOptions& o,
                                                                                        std::ostream& out,
                                                                                        std::ostream& err) {
-  if (!o.host.empty())
-    return makeError(ErrorCode::kInvalidArgument, "host mode (--host) is not implemented yet; use --netns");
   Diagnostics diags;
   auto t0 = std::chrono::steady_clock::now();
   auto m = config::loadConfigFile(o.config, diags);
@@ -169,13 +167,24 @@ Expected<std::vector<std::pair<compile::Ruleset, std::optional<std::string>>>> t
   if (!rulesets) return unexpected(rulesets.error());
   std::vector<std::pair<compile::Ruleset, std::optional<std::string>>> chosen;
   for (auto& r : *rulesets) {
+    if (!o.host.empty()) {
+      // Host mode: this machine is host `o.host`; its own namespace unless --netns.
+      if (!r.hostMode || r.fabric != o.host) continue;
+      std::optional<std::string> ns;
+      if (!o.netns.empty()) ns = o.netns;
+      chosen.emplace_back(std::move(r), ns);
+      continue;
+    }
+    if (r.hostMode) continue;  // applied on that host, with --host
     if (!o.fabric.empty() && r.fabric != o.fabric) continue;
     std::optional<std::string> ns = o.netns.empty() ? std::optional<std::string>(r.fabric) : std::optional<std::string>(o.netns);
     chosen.emplace_back(std::move(r), ns);
   }
   if (chosen.empty())
     return makeError(ErrorCode::kInvalidArgument,
-                     o.fabric.empty() ? "the config has no instances to enforce" : fmt::format("no fabric named '{}'", o.fabric));
+                     !o.host.empty()    ? fmt::format("no instance of the config lives on host '{}'", o.host)
+                     : o.fabric.empty() ? "the config has no lab instances to enforce (host instances need --host)"
+                                        : fmt::format("no fabric named '{}'", o.fabric));
   if (!o.netns.empty() && chosen.size() > 1)
     return makeError(ErrorCode::kInvalidArgument,
                      fmt::format("the config has {} fabrics; name one with --fabric to put it into --netns {}", chosen.size(), o.netns));
@@ -252,6 +261,42 @@ int flushCommand(const std::string& netns, std::ostream& out, std::ostream& err)
   return kExitOk;
 }
 
+int statusCommand(const std::string& netns, bool json, std::ostream& out, std::ostream& err) {
+  std::optional<std::string> ns;
+  if (!netns.empty()) ns = netns;
+  auto st = nft::tableStatus(ns, compile::kTableName);
+  if (!st) {
+    err << "vpcfw status: " << st.error().message << '\n';
+    return kExitUsage;
+  }
+  const std::string where = ns ? "netns " + *ns : "this namespace";
+  if (json) {
+    nlohmann::json counters = nlohmann::json::array();
+    for (const auto& c : st->counters)
+      counters.push_back({{"chain", c.chain}, {"rule", c.comment}, {"packets", c.packets}, {"bytes", c.bytes}});
+    out << nlohmann::json{{"namespace", where}, {"table", st->exists}, {"sets", st->sets}, {"elements", st->elements},
+                          {"chains", st->chains}, {"rules", st->rules}, {"counters", counters}}
+               .dump(2)
+        << '\n';
+    return kExitOk;
+  }
+  if (!st->exists) {
+    out << fmt::format("{}: no vpcfw table (nothing enforced)\n", where);
+    return kExitOk;
+  }
+  out << fmt::format("{}: table inet vpcfw with {} chains, {} rules, {} sets, {} set elements\n", where, st->chains,
+                     st->rules, st->sets, st->elements);
+  bool any = false;
+  for (const auto& c : st->counters) {
+    if (c.packets == 0) continue;
+    if (!any) out << "dropped so far:\n";
+    any = true;
+    out << fmt::format("  {:>8} packets  {}  ({})\n", c.packets, c.comment, c.chain);
+  }
+  if (!any) out << "nothing dropped so far\n";
+  return kExitOk;
+}
+
 }  // namespace
 
 int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
@@ -294,7 +339,7 @@ int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
   applyCmd->add_option("config", ko.config, "Config file (YAML)")->required();
   applyCmd->add_option("--netns", ko.netns, "Network namespace to apply in (default: each fabric's lab namespace)");
   applyCmd->add_option("--fabric", ko.fabric, "Only this fabric (lab: vpcfw-<vpc>)");
-  applyCmd->add_option("--host", ko.host, "Host mode: the ENIs are this host's interfaces");
+  applyCmd->add_option("--host", ko.host, "Host mode: this machine is HOST of the config; its instances' interfaces are ENIs");
   applyCmd->add_flag("--check", ko.check, "Let the kernel validate the batch; commit nothing");
   applyCmd->add_flag("--full", ko.full, "Replace the whole table instead of sending the difference");
   applyCmd->add_flag("--timing", ko.timing, "Print where the time went");
@@ -303,7 +348,13 @@ int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
   diffCmd->add_option("config", kd.config, "Config file (YAML)")->required();
   diffCmd->add_option("--netns", kd.netns, "Network namespace");
   diffCmd->add_option("--fabric", kd.fabric, "Only this fabric");
+  diffCmd->add_option("--host", kd.host, "Host mode: compare this host's table");
   diffCmd->add_flag("--verbose", kd.verbose, "Show the kernel's and the config's encoding of each difference");
+  std::string statusNetns;
+  bool statusJson = false;
+  auto* statusCmd = app.add_subcommand("status", "What vpcfw enforces here, and what it has dropped");
+  statusCmd->add_option("--netns", statusNetns, "Network namespace (default: this one)");
+  statusCmd->add_flag("--json", statusJson, "As JSON");
   std::string flushNetns;
   auto* flushCmd = app.add_subcommand("flush", "Remove vpcfw's table (and nothing else)");
   flushCmd->add_option("--netns", flushNetns, "Network namespace (default: this one)");
@@ -328,6 +379,7 @@ int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
   if (show->parsed()) return showCommand(showPath, out, err);
   if (applyCmd->parsed()) return applyCommand(ko, out, err);
   if (diffCmd->parsed()) return diffCommand(kd, out, err);
+  if (statusCmd->parsed()) return statusCommand(statusNetns, statusJson, out, err);
   if (flushCmd->parsed()) return flushCommand(flushNetns, out, err);
   if (compileCmd->parsed()) return compileCommand(compilePath, compileFabric, out, err);
   return kExitUsage;

@@ -110,9 +110,13 @@ class FabricCompiler {
 
   Expected<Ruleset> run() {
     for (std::size_t i = 0; i < m_.instances.size(); ++i)
-      if (p_.byInstance[i] && p_.byInstance[i]->fabric == fabric_) enis_.push_back(i);
+      if (p_.byInstance[i] && p_.byInstance[i]->fabric == fabric_) {
+        enis_.push_back(i);
+        hostMode_ = p_.byInstance[i]->hostMode;
+      }
     Ruleset r;
     r.fabric = fabric_;
+    r.hostMode = hostMode_;
     t_.name = std::string(kTableName);
     names_.take("forward");
     // Sets and maps the base chain uses; filled below.
@@ -128,18 +132,33 @@ class FabricCompiler {
     for (auto dir : {Direction::kEgress, Direction::kIngress})
       for (auto fam : {Family::kIpv4, Family::kIpv6}) createGroupSets(dir, fam);
 
-    Chain forward;
-    forward.name = "forward";
-    forward.hook = "forward";
-    forward.policy = Verdict::drop();
-    chains_.push_back(std::move(forward));
+    if (hostMode_) {
+      // The host's own traffic: policy accept, so that a failed or partial
+      // config never cuts a machine off on its other interfaces.
+      for (const char* hook : {"input", "output"}) {
+        Chain c;
+        c.name = names_.take(hook);
+        c.hook = hook;
+        c.policy = Verdict::accept();
+        chains_.push_back(std::move(c));
+      }
+    } else {
+      Chain forward;
+      forward.name = "forward";
+      forward.hook = "forward";
+      forward.policy = Verdict::drop();
+      chains_.push_back(std::move(forward));
+    }
     for (auto dir : {Direction::kEgress, Direction::kIngress}) buildGroupChain(dir);
 
     std::map<std::size_t, std::vector<std::size_t>> bySubnet;
     for (auto i : enis_) bySubnet[m_.instances[i].subnet].push_back(i);
     for (auto& [subnet, members] : bySubnet) compileSubnet(subnet, members);
     for (auto i : enis_) compileEni(i);
-    buildForward();
+    if (hostMode_)
+      buildHostChains();
+    else
+      buildForward();
     t_.chains = std::move(chains_);
     // Maps and base sets first, then the rest in creation order (already so).
     r.table = std::move(t_);
@@ -151,6 +170,7 @@ class FabricCompiler {
   const Placement& p_;
   std::string fabric_;
   std::vector<std::size_t> enis_;
+  bool hostMode_ = false;  // ENIs are this machine's interfaces: input/output, not forward
   Table t_;
   std::vector<Chain> chains_;
   Names names_;
@@ -225,10 +245,21 @@ class FabricCompiler {
       Chain& c = newChain(fmt::format("nacl_{}_{}", subnet.name, out ? "out" : "in"));
       const std::string chainName = c.name;
       const std::size_t ci = chains_.size() - 1;
-      // Traffic that stays inside the subnet never meets its NACL.
-      chains_[ci].rules.push_back(verdictRule(
-          {Match{{out ? Field::kOifname : Field::kIifname}, Op::kInSet, std::nullopt, t_.sets[ifs].name}}, Verdict::ret(),
-          fmt::format("subnet {}: same subnet, no NACL", subnet.name)));
+      // Traffic that stays inside the subnet never meets its NACL: in a
+      // router, both interfaces are the subnet's ENIs; on a host, the remote
+      // address is inside the subnet.
+      if (hostMode_) {
+        for (const auto& block : {std::optional<net::Cidr>(subnet.cidr), subnet.ipv6Cidr}) {
+          if (!block) continue;
+          chains_[ci].rules.push_back(verdictRule(
+              {Match{{addrField(block->family(), dir)}, Op::kEq, addressValue(*block), {}}}, Verdict::ret(),
+              fmt::format("subnet {}: remote inside the subnet, no NACL", subnet.name)));
+        }
+      } else {
+        chains_[ci].rules.push_back(verdictRule(
+            {Match{{out ? Field::kOifname : Field::kIifname}, Op::kInSet, std::nullopt, t_.sets[ifs].name}}, Verdict::ret(),
+            fmt::format("subnet {}: same subnet, no NACL", subnet.name)));
+      }
       compileNaclRules(ci, chainName, acl, dir);
       for (auto i : members)
         t_.sets[out ? naclOut_ : naclIn_].elements.push_back(SetElement{{ifname(i)}, Verdict::jump(chainName)});
@@ -286,6 +317,14 @@ class FabricCompiler {
   }
 
   static int dirIndex(Direction d) { return d == Direction::kEgress ? 0 : 1; }
+
+  // The interface that names the ENI of a packet: in a router the ENI is
+  // where egress traffic comes in (iif) and ingress traffic goes out (oif);
+  // on a host it is the other way round.
+  Field eniInterfaceField(Direction d) const {
+    const bool egress = d == Direction::kEgress;
+    return egress != hostMode_ ? Field::kIifname : Field::kOifname;
+  }
   static int famIndex(Family f) { return f == Family::kIpv4 ? 0 : 1; }
 
   void createGroupSets(Direction dir, Family fam) {
@@ -310,15 +349,17 @@ class FabricCompiler {
     const bool out = dir == Direction::kEgress;
     Chain& c = newChain(out ? "sg_out" : "sg_in");
     const std::string dirText = out ? "egress" : "ingress";
+    const Field eniField = eniInterfaceField(dir);
     for (int f = 0; f < 2; ++f)
       for (int k = 0; k < 4; ++k) {
         const auto& set = t_.sets[groupSets_[dirIndex(dir)][f][k]];
-        c.rules.push_back(verdictRule({Match{set.key, Op::kInSet, std::nullopt, set.name}}, Verdict::ret(),
+        std::vector<Field> key = set.key;
+        key[0] = eniField;
+        c.rules.push_back(verdictRule({Match{key, Op::kInSet, std::nullopt, set.name}}, Verdict::ret(),
                                       fmt::format("security groups, {}: a rule allows", dirText)));
       }
     Rule refs;
-    refs.matches = {Match{{out ? Field::kIifname : Field::kOifname}, Op::kVmap, std::nullopt,
-                          t_.sets[out ? sgRefsOut_ : sgRefsIn_].name}};
+    refs.matches = {Match{{eniField}, Op::kVmap, std::nullopt, t_.sets[out ? sgRefsOut_ : sgRefsIn_].name}};
     refs.comment = fmt::format("security groups, {}: rules that reference groups", dirText);
     c.rules.push_back(refs);
     c.rules.push_back(verdictRule({}, Verdict::drop(), fmt::format("security groups, {}: no rule allows", dirText)));
@@ -390,6 +431,41 @@ class FabricCompiler {
     }
   }
 
+  // ------------------------------------------------------- host mode
+  void buildHostChains() {
+    for (std::size_t ci = 0; ci < 2; ++ci) {
+      const bool input = ci == 0;
+      auto& rules = chains_[ci].rules;
+      const Field eni = input ? Field::kIifname : Field::kOifname;
+      // IPv6 neighbour discovery is link infrastructure, like ARP: AWS does
+      // not filter it, and nothing works without it.
+      rules.push_back(verdictRule({Match{{Field::kL4proto}, Op::kEq, Value{IntRange{58, 58}}, {}},
+                                   Match{{Field::kIcmp6Type}, Op::kEq, Value{IntRange{133, 137}}, {}}},
+                                  Verdict::accept(), "IPv6 neighbour discovery is not filtered"));
+      Rule vmap;
+      vmap.matches = {Match{{eni}, Op::kVmap, std::nullopt, t_.sets[input ? naclIn_ : naclOut_].name}};
+      vmap.comment = input ? "NACL ingress of the ENI's subnet (stateless, every packet)"
+                           : "NACL egress of the ENI's subnet (stateless, every packet)";
+      rules.push_back(vmap);
+      Rule est;
+      est.ctState = CtState::kEstablishedRelated;
+      est.verdict = Verdict::accept();
+      est.comment = "security groups are stateful: replies of admitted flows";
+      rules.push_back(est);
+      Rule inv;
+      inv.ctState = CtState::kInvalid;
+      inv.verdict = Verdict::drop();
+      inv.counter = true;
+      inv.comment = "conntrack: invalid";
+      rules.push_back(inv);
+      rules.push_back(verdictRule({Match{{eni}, Op::kInSet, std::nullopt, t_.sets[enisSet_].name}},
+                                  Verdict::jump(input ? "sg_in" : "sg_out"),
+                                  input ? "security groups of the ENI, ingress" : "security groups of the ENI, egress"));
+      rules.push_back(verdictRule({}, Verdict::accept(), input ? "not an ENI, or every step allowed" : "every step allowed"));
+    }
+    for (auto& set : t_.sets) std::sort(set.elements.begin(), set.elements.end());
+  }
+
   // ---------------------------------------------------------- forward
   void buildForward() {
     auto& f = chains_.front().rules;
@@ -447,11 +523,15 @@ std::string labFabricName(const std::string& vpc) { return "vpcfw-" + vpc; }
 Placement labPlacement(const model::Model& m) {
   Placement p;
   for (const auto& inst : m.instances) {
-    if (inst.placement.kind != model::Placement::Kind::kLabNamespace || inst.vpc == kNone) {
+    if (inst.vpc == kNone) {
       p.byInstance.push_back(std::nullopt);
       continue;
     }
-    p.byInstance.push_back(Attachment{labFabricName(m.vpcs[inst.vpc].name), labInterfaceName(inst.name)});
+    if (inst.placement.kind == model::Placement::Kind::kHostInterface) {
+      p.byInstance.push_back(Attachment{inst.placement.host, inst.placement.interface, true});
+      continue;
+    }
+    p.byInstance.push_back(Attachment{labFabricName(m.vpcs[inst.vpc].name), labInterfaceName(inst.name), false});
   }
   return p;
 }
@@ -461,6 +541,7 @@ Expected<std::vector<Ruleset>> compileRulesets(const model::Model& m, const Plac
     return makeError(ErrorCode::kInternal, "placement does not match the model's instances");
   std::map<std::string, std::map<std::string, std::string>> ifnames;  // fabric -> ifname -> instance
   std::set<std::string> fabrics;
+  std::map<std::string, bool> hostFabrics;
   for (std::size_t i = 0; i < m.instances.size(); ++i) {
     if (!p.byInstance[i]) continue;
     const auto& a = *p.byInstance[i];
@@ -469,6 +550,11 @@ Expected<std::vector<Ruleset>> compileRulesets(const model::Model& m, const Plac
       return makeError(ErrorCode::kInvalidArgument, fmt::format("instances {} and {} share interface {} in {}", it->second,
                                                                m.instances[i].name, a.ifname, a.fabric));
     fabrics.insert(a.fabric);
+    auto [mode, first] = hostFabrics.emplace(a.fabric, a.hostMode);
+    if (!first && mode->second != a.hostMode)
+      return makeError(ErrorCode::kInvalidArgument,
+                       fmt::format("fabric {} mixes lab namespaces and host interfaces; a lab VPC and a host need different names",
+                                   a.fabric));
   }
   std::vector<Ruleset> out;
   for (const auto& f : fabrics) {

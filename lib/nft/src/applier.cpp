@@ -4,6 +4,7 @@
 
 #include <linux/netfilter.h>
 #include <linux/netfilter/nf_tables.h>
+#include <libnftnl/expr.h>
 
 #include <fmt/format.h>
 
@@ -33,7 +34,17 @@ struct KernelTable {
   bool exists = false;
   std::map<std::string, KernelSet> sets;
   std::map<std::string, KernelChain> chains;
+  std::vector<TableStatus::Counter> counters;
 };
+
+void collectCounters(nftnl_rule* r, const char* chain, std::vector<TableStatus::Counter>& out) {
+  nftnl_expr_iter* it = nftnl_expr_iter_create(r);
+  for (nftnl_expr* e = nftnl_expr_iter_next(it); e; e = nftnl_expr_iter_next(it))
+    if (std::strcmp(nftnl_expr_get_str(e, NFTNL_EXPR_NAME), "counter") == 0)
+      out.push_back(TableStatus::Counter{chain, ruleComment(r), nftnl_expr_get_u64(e, NFTNL_EXPR_CTR_PACKETS),
+                                         nftnl_expr_get_u64(e, NFTNL_EXPR_CTR_BYTES)});
+  nftnl_expr_iter_destroy(it);
+}
 
 Expected<KernelTable> readTable(Socket& sock, const std::string& table) {
   KernelTable k;
@@ -71,6 +82,7 @@ Expected<KernelTable> readTable(Socket& sock, const std::string& table) {
         RulePtr rl(nftnl_rule_alloc());
         if (nftnl_rule_nlmsg_parse(nlh, rl.get()) != 0 || table != nftnl_rule_get_str(rl.get(), NFTNL_RULE_TABLE)) return;
         k.chains[nftnl_rule_get_str(rl.get(), NFTNL_RULE_CHAIN)].rules.push_back(ruleSignature(rl.get()));
+        collectCounters(rl.get(), nftnl_rule_get_str(rl.get(), NFTNL_RULE_CHAIN), k.counters);
       });
   if (!r) return unexpected(r.error());
   std::vector<std::string> setNames;
@@ -440,6 +452,25 @@ Expected<bool> deleteTable(const std::optional<std::string>& netns, std::string_
   });
   if (!done) return unexpected(done.error());
   return existed;
+}
+
+Expected<TableStatus> tableStatus(const std::optional<std::string>& netns, std::string_view table) {
+  TableStatus st;
+  auto done = runInNetns(netns, [&]() -> Expected<void> {
+    auto sock = Socket::open();
+    if (!sock) return unexpected(sock.error());
+    auto k = readTable(*sock, std::string(table));
+    if (!k) return unexpected(k.error());
+    st.exists = k->exists;
+    st.sets = k->sets.size();
+    for (const auto& [name, set] : k->sets) st.elements += set.elements.size();
+    st.chains = k->chains.size();
+    for (const auto& [name, chain] : k->chains) st.rules += chain.rules.size();
+    st.counters = std::move(k->counters);
+    return {};
+  });
+  if (!done) return unexpected(done.error());
+  return st;
 }
 
 Expected<std::vector<std::string>> diffRuleset(const compile::Ruleset& desired, const std::optional<std::string>& netns,

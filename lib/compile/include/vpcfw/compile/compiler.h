@@ -21,19 +21,24 @@ namespace vpcfw::compile {
 
 inline constexpr std::string_view kTableName = "vpcfw";
 
-// Where an ENI's interface is: the fabric (a network namespace, or the host)
-// whose forward path carries its traffic, and the interface name there.
+// Where an ENI's interface is: the fabric (a network namespace, or a host)
+// whose kernel filters its traffic, and the interface name there. In a lab
+// router the ENI's traffic is forwarded; on a host (host mode) the ENI is the
+// machine's own interface, filtered on input and output.
 struct Attachment {
   std::string fabric;
   std::string ifname;
+  bool hostMode = false;
 };
 
 struct Placement {
   std::vector<std::optional<Attachment>> byInstance;  // index = instance; nullopt: not enforced
 };
 
-// The lab's placement: every VPC's router namespace "vpcfw-<vpc>" is the
-// fabric of its ENIs, whose interfaces there are named by labInterfaceName().
+// The placement the config declares: an instance in a lab namespace has its
+// VPC's router namespace "vpcfw-<vpc>" as fabric, with an interface there
+// named by labInterfaceName(); an instance on a host interface has the host as
+// fabric (host mode).
 Placement labPlacement(const model::Model& m);
 
 // "eni-<instance>" when it fits the 15-character limit, else a shortened name

@@ -108,6 +108,7 @@ struct Table {
 // Everything vpcfw wants in one fabric (a network namespace or the host).
 struct Ruleset {
   std::string fabric;
+  bool hostMode = false;  // the fabric is a host whose own interfaces are ENIs
   Table table;
 };
 

@@ -42,6 +42,20 @@ struct ApplyReport {
 [[nodiscard]] Expected<bool> deleteTable(const std::optional<std::string>& netns,
                                          std::string_view table = "vpcfw");
 
+// What vpcfw's table in a namespace holds, and what its counted drop rules
+// have dropped so far.
+struct TableStatus {
+  bool exists = false;
+  std::size_t sets = 0, elements = 0, chains = 0, rules = 0;
+  struct Counter {
+    std::string chain, comment;
+    std::uint64_t packets = 0, bytes = 0;
+  };
+  std::vector<Counter> counters;  // rules with a counter, in chain order
+};
+[[nodiscard]] Expected<TableStatus> tableStatus(const std::optional<std::string>& netns,
+                                                std::string_view table = "vpcfw");
+
 // What differs between the kernel and `desired`, one line per object;
 // empty when they match. Sends nothing. `verbose` adds both sides' encodings.
 [[nodiscard]] Expected<std::vector<std::string>> diffRuleset(const compile::Ruleset& desired,
