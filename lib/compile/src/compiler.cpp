@@ -431,6 +431,22 @@ class FabricCompiler {
     }
   }
 
+  // Security groups are stateful: replies of admitted flows pass; conntrack's
+  // invalid packets never do.
+  static void appendConntrackRules(std::vector<Rule>& rules) {
+    Rule est;
+    est.ctState = CtState::kEstablishedRelated;
+    est.verdict = Verdict::accept();
+    est.comment = "security groups are stateful: replies of admitted flows";
+    rules.push_back(est);
+    Rule inv;
+    inv.ctState = CtState::kInvalid;
+    inv.verdict = Verdict::drop();
+    inv.counter = true;
+    inv.comment = "conntrack: invalid";
+    rules.push_back(inv);
+  }
+
   // ------------------------------------------------------- host mode
   void buildHostChains() {
     for (std::size_t ci = 0; ci < 2; ++ci) {
@@ -447,17 +463,7 @@ class FabricCompiler {
       vmap.comment = input ? "NACL ingress of the ENI's subnet (stateless, every packet)"
                            : "NACL egress of the ENI's subnet (stateless, every packet)";
       rules.push_back(vmap);
-      Rule est;
-      est.ctState = CtState::kEstablishedRelated;
-      est.verdict = Verdict::accept();
-      est.comment = "security groups are stateful: replies of admitted flows";
-      rules.push_back(est);
-      Rule inv;
-      inv.ctState = CtState::kInvalid;
-      inv.verdict = Verdict::drop();
-      inv.counter = true;
-      inv.comment = "conntrack: invalid";
-      rules.push_back(inv);
+      appendConntrackRules(rules);
       rules.push_back(verdictRule({Match{{eni}, Op::kInSet, std::nullopt, t_.sets[enisSet_].name}},
                                   Verdict::jump(input ? "sg_in" : "sg_out"),
                                   input ? "security groups of the ENI, ingress" : "security groups of the ENI, egress"));
@@ -483,17 +489,7 @@ class FabricCompiler {
     vmap.matches = {inSet({Field::kOifname}, naclIn_, Op::kVmap)};
     vmap.comment = "NACL ingress of the destination subnet (stateless, every packet)";
     f.push_back(vmap);
-    Rule est;
-    est.ctState = CtState::kEstablishedRelated;
-    est.verdict = Verdict::accept();
-    est.comment = "security groups are stateful: replies of admitted flows";
-    f.push_back(est);
-    Rule inv;
-    inv.ctState = CtState::kInvalid;
-    inv.verdict = Verdict::drop();
-    inv.counter = true;
-    inv.comment = "conntrack: invalid";
-    f.push_back(inv);
+    appendConntrackRules(f);
     f.push_back(verdictRule({inSet({Field::kIifname}, enisSet_)}, Verdict::jump("sg_out"),
                             "security groups of the source ENI, egress"));
     f.push_back(verdictRule({inSet({Field::kOifname}, enisSet_)}, Verdict::jump("sg_in"),
