@@ -299,19 +299,24 @@ class FabricCompiler {
   }
 
   // --------------------------------------------------- security groups
+  // The named member sets of a referenced group: IPv4 always, IPv6 only when
+  // the group's VPC has an IPv6 block (members can have no IPv6 otherwise);
+  // the second name is empty then.
   std::pair<std::string, std::string> groupMemberSets(std::size_t g) {
     if (auto it = memberSets_.find(g); it != memberSets_.end()) return it->second;
     const auto& group = m_.groups[g];
+    const bool v6 = m_.vpcs[group.vpc].ipv6Cidr.has_value();
     const std::string base = "grp_" + group.vpcName + "_" + group.name;
     auto s4 = addSet(base + "_4", {Field::kIpSaddr}, false, fmt::format("members of group {} (primary private IPv4)", group.qualifiedName()));
-    auto s6 = addSet(base + "_6", {Field::kIp6Saddr}, false, fmt::format("members of group {} (IPv6)", group.qualifiedName()));
+    std::optional<std::size_t> s6;
+    if (v6) s6 = addSet(base + "_6", {Field::kIp6Saddr}, false, fmt::format("members of group {} (IPv6)", group.qualifiedName()));
     for (auto i : group.members) {
       const auto& inst = m_.instances[i];
       t_.sets[s4].elements.push_back(SetElement{{AddressRange{inst.privateIp, inst.privateIp}}, std::nullopt});
-      for (const auto& a : inst.ipv6Addresses) t_.sets[s6].elements.push_back(SetElement{{AddressRange{a, a}}, std::nullopt});
+      if (s6)
+        for (const auto& a : inst.ipv6Addresses) t_.sets[*s6].elements.push_back(SetElement{{AddressRange{a, a}}, std::nullopt});
     }
-    for (auto si : {s4, s6}) std::sort(t_.sets[si].elements.begin(), t_.sets[si].elements.end());
-    auto names = std::pair{t_.sets[s4].name, t_.sets[s6].name};
+    auto names = std::pair{t_.sets[s4].name, s6 ? t_.sets[*s6].name : std::string()};
     memberSets_[g] = names;
     return names;
   }
@@ -418,6 +423,7 @@ class FabricCompiler {
           // icmp rules only concern IPv4, icmpv6 rules only IPv6.
           if (r.protocol.number() == Protocol::kIcmp && fam == Family::kIpv6) continue;
           if (r.protocol.number() == Protocol::kIcmpv6 && fam == Family::kIpv4) continue;
+          if (fam == Family::kIpv6 && s6.empty()) continue;  // no member can have IPv6
           std::vector<Match> ms{Match{{addrField(fam, dir)}, Op::kInSet, std::nullopt, fam == Family::kIpv4 ? s4 : s6}};
           appendL4Matches(ms, l4Of(r.protocol, r.ports, r.icmp, fam), fam);
           chains_[ci].rules.push_back(verdictRule(std::move(ms), Verdict::ret(),
