@@ -121,7 +121,15 @@ IpAddress Cidr::last() const {
 }
 
 bool Cidr::contains(const IpAddress& a) const {
-  return a.family() == family() && make(a, prefix_).network_ == network_;
+  // Compare the whole bytes of the prefix, then the masked partial byte: this
+  // runs for every rule against every address piece when sets are built.
+  if (a.family() != family()) return false;
+  const auto full = static_cast<std::size_t>(prefix_ / 8);
+  const int rem = prefix_ % 8;
+  if (std::memcmp(a.bytes().data(), network_.bytes().data(), full) != 0) return false;
+  if (rem == 0) return true;
+  const auto mask = static_cast<std::uint8_t>(0xff << (8 - rem));
+  return (a.bytes()[full] & mask) == network_.bytes()[full];
 }
 
 bool Cidr::contains(const Cidr& c) const { return c.family() == family() && c.prefix_ >= prefix_ && contains(c.network_); }
