@@ -237,9 +237,12 @@ class FabricCompiler {
   void compileSubnet(std::size_t subnetIndex, const std::vector<std::size_t>& members) {
     const auto& subnet = m_.subnets[subnetIndex];
     const auto& acl = m_.nacls[subnet.nacl];
-    auto ifs = addSet("subnet_" + subnet.name + "_ifs", {Field::kIifname}, false,
-                      fmt::format("the ENIs of subnet {}", subnet.name));
-    for (auto i : members) t_.sets[ifs].elements.push_back(SetElement{{ifname(i)}, std::nullopt});
+    // A router tells same-subnet traffic by its interfaces (a host by address).
+    std::size_t ifs = 0;
+    if (!hostMode_) {
+      ifs = addSet("subnet_" + subnet.name + "_ifs", {Field::kIifname}, false, fmt::format("the ENIs of subnet {}", subnet.name));
+      for (auto i : members) t_.sets[ifs].elements.push_back(SetElement{{ifname(i)}, std::nullopt});
+    }
     for (auto dir : {Direction::kEgress, Direction::kIngress}) {
       const bool out = dir == Direction::kEgress;
       Chain& c = newChain(fmt::format("nacl_{}_{}", subnet.name, out ? "out" : "in"));

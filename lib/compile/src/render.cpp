@@ -123,7 +123,7 @@ std::string renderValue(Field, const Value& v) {
 std::string renderTable(const Table& t) {
   std::string out = fmt::format("table {} {} {{\n", t.family, t.name);
   for (const auto& s : t.sets) {
-    std::string type = fieldsText({}, "");
+    std::string type;
     for (std::size_t i = 0; i < s.key.size(); ++i) type += fmt::format("{}{}", i ? " . " : "", fieldTypeName(s.key[i]));
     out += fmt::format("\t{} {} {{\n\t\ttype {}{}\n", s.isMap ? "map" : "set", s.name, type, s.isMap ? " : verdict" : "");
     if (s.interval) out += "\t\tflags interval\n";
