@@ -12,7 +12,13 @@
 #include "vpcfw/config/loader.h"
 #include "vpcfw/eval/evaluator.h"
 #include "vpcfw/eval/report.h"
+#include "vpcfw/lab/lab.h"
 #include "vpcfw/nft/applier.h"
+
+#include <fcntl.h>
+#include <sched.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include "show.h"
 
 namespace vpcfw::cli {
@@ -297,6 +303,87 @@ int statusCommand(const std::string& netns, bool json, std::ostream& out, std::o
   return kExitOk;
 }
 
+int labUpCommand(const std::string& path, std::ostream& out, std::ostream& err) {
+  Diagnostics diags;
+  auto m = config::loadConfigFile(path, diags);
+  err << diags.format();
+  if (!m) {
+    err << fmt::format("{}: {} error(s); nothing was built\n", path, diags.errorCount());
+    return kExitUsage;
+  }
+  auto t0 = std::chrono::steady_clock::now();
+  auto r = lab::labUp(*m, [&](const std::string& step) { out << "  + " << step << '\n' << std::flush; });
+  if (!r) {
+    err << "vpcfw lab up: " << r.error().message << " (what was built was removed)\n";
+    return kExitBlocked;
+  }
+  out << fmt::format("lab up: {} namespaces in {:.0f} ms\n", r->namespaces.size(), msSince(t0));
+  for (const auto& n : r->notBuilt) out << "  not built yet: " << n << '\n';
+  return kExitOk;
+}
+
+int labDownCommand(const std::string& path, std::ostream& out, std::ostream& err) {
+  std::optional<model::Model> m;
+  if (!path.empty()) {
+    Diagnostics diags;
+    m = config::loadConfigFile(path, diags);
+    if (!m) {
+      err << diags.format();
+      return kExitUsage;
+    }
+  }
+  auto t0 = std::chrono::steady_clock::now();
+  auto n = lab::labDown(m ? &*m : nullptr);
+  out << fmt::format("lab down: removed {} namespaces in {:.0f} ms\n", n, msSince(t0));
+  return kExitOk;
+}
+
+// Runs CMD inside the instance's namespace (the default lab name) and
+// returns its exit status.
+int labExecCommand(const std::string& instance, const std::string& configPath, const std::vector<std::string>& cmd,
+                   std::ostream& err) {
+  if (cmd.empty()) {
+    err << "vpcfw lab exec: no command given (vpcfw lab exec INSTANCE -- CMD ...)\n";
+    return kExitUsage;
+  }
+  model::Instance inst;
+  inst.name = instance;
+  if (!configPath.empty()) {
+    // The config knows an instance's own `netns:` name.
+    Diagnostics diags;
+    auto m = config::loadConfigFile(configPath, diags);
+    if (!m) {
+      err << diags.format();
+      return kExitUsage;
+    }
+    auto i = m->findInstance(instance);
+    if (i == model::kNone) {
+      err << fmt::format("vpcfw lab exec: {} has no instance {}\n", configPath, instance);
+      return kExitUsage;
+    }
+    inst = m->instances[i];
+  }
+  const std::string path = "/run/netns/" + lab::instanceNamespace(inst);
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    err << fmt::format("vpcfw lab exec: no lab namespace for instance {} ({})\n", instance, path);
+    return kExitUsage;
+  }
+  pid_t pid = fork();
+  if (pid == 0) {
+    if (setns(fd, CLONE_NEWNET) != 0) _exit(127);
+    std::vector<char*> argv;
+    for (const auto& a : cmd) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    execvp(argv[0], argv.data());
+    _exit(127);
+  }
+  close(fd);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
+}
+
 }  // namespace
 
 int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
@@ -350,6 +437,19 @@ int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
   diffCmd->add_option("--fabric", kd.fabric, "Only this fabric");
   diffCmd->add_option("--host", kd.host, "Host mode: compare this host's table");
   diffCmd->add_flag("--verbose", kd.verbose, "Show the kernel's and the config's encoding of each difference");
+  auto* labCmd = app.add_subcommand("lab", "The namespace lab: a config's VPCs and instances on this machine");
+  labCmd->require_subcommand(1);
+  std::string labUpPath, labDownPath, labInstance, labExecConfig;
+  std::vector<std::string> labExecArgs;
+  auto* labUp = labCmd->add_subcommand("up", "Build the lab and apply its rules");
+  labUp->add_option("config", labUpPath, "Config file (YAML)")->required();
+  auto* labDown = labCmd->add_subcommand("down", "Remove every namespace vpcfw made");
+  labDown->add_option("config", labDownPath, "Config file, to also remove instance namespaces it names");
+  auto* labExec = labCmd->add_subcommand("exec", "Run a command inside an instance");
+  labExec->add_option("instance", labInstance, "Instance name")->required();
+  labExec->add_option("--config", labExecConfig, "Config file (needed when the instance sets its own netns:)");
+  labExec->add_option("command", labExecArgs, "Command and arguments (after --)")->required();
+
   std::string statusNetns;
   bool statusJson = false;
   auto* statusCmd = app.add_subcommand("status", "What vpcfw enforces here, and what it has dropped");
@@ -379,6 +479,9 @@ int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
   if (show->parsed()) return showCommand(showPath, out, err);
   if (applyCmd->parsed()) return applyCommand(ko, out, err);
   if (diffCmd->parsed()) return diffCommand(kd, out, err);
+  if (labUp->parsed()) return labUpCommand(labUpPath, out, err);
+  if (labDown->parsed()) return labDownCommand(labDownPath, out, err);
+  if (labExec->parsed()) return labExecCommand(labInstance, labExecConfig, labExecArgs, err);
   if (statusCmd->parsed()) return statusCommand(statusNetns, statusJson, out, err);
   if (flushCmd->parsed()) return flushCommand(flushNetns, out, err);
   if (compileCmd->parsed()) return compileCommand(compilePath, compileFabric, out, err);
