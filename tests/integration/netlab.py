@@ -91,6 +91,16 @@ except OSError as e:
 """
 
 
+def report(results, label):
+    """Prints each failed (name, ok) check and "label: N passed, M failed";
+    returns the exit status for the test."""
+    failed = [name for name, ok in results if not ok]
+    for name in failed:
+        print("FAIL", name)
+    print(f"{label}: {len(results) - len(failed)} passed, {len(failed)} failed")
+    return 1 if failed else 0
+
+
 def run(*args, check=True, input=None):
     r = subprocess.run(args, capture_output=True, text=True, input=input)
     if check and r.returncode != 0:

@@ -12,7 +12,7 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from netlab import CLIENT, IP, SERVER, run  # noqa: E402
+from netlab import CLIENT, IP, SERVER, report, run  # noqa: E402
 
 CONFIG = """
 vpcs: [{name: v, cidr: 10.0.0.0/16}]
@@ -108,11 +108,7 @@ def main():
             subprocess.run([IP, "netns", "del", ns], capture_output=True)
         if os.path.exists(cfg):
             os.remove(cfg)
-    failed = [name for name, ok in results if not ok]
-    for name in failed:
-        print("FAIL", name)
-    print(f"host mode: {len(results) - len(failed)} passed, {len(failed)} failed")
-    return 1 if failed else 0
+    return report(results, "host mode")
 
 
 if __name__ == "__main__":

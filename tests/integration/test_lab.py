@@ -12,7 +12,7 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from netlab import CLIENT, IP, SERVER, run  # noqa: E402
+from netlab import CLIENT, IP, SERVER, report, run  # noqa: E402
 
 
 def main():
@@ -67,11 +67,7 @@ def main():
         os.remove(cfg)
     left = [n for n in run(IP, "netns", "list").stdout.split("\n") if tag in n]
     results.append(("lab down leaves nothing behind", not left and down.returncode == 0))
-    failed = [n for n, ok in results if not ok]
-    for n in failed:
-        print("FAIL", n)
-    print(f"lab: {len(results) - len(failed)} passed, {len(failed)} failed")
-    return 1 if failed else 0
+    return report(results, "lab")
 
 
 if __name__ == "__main__":
