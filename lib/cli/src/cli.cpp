@@ -46,6 +46,16 @@ std::string summary(const model::Model& m) {
                      m.vpcs.size(), m.subnets.size(), m.nacls.size(), m.groups.size(), m.instances.size(), rules);
 }
 
+// Loads and validates `path`, printing its diagnostics; when it has errors,
+// also "<path>: N error(s); <consequence>", and returns nothing.
+std::optional<model::Model> loadReported(const std::string& path, std::string_view consequence, std::ostream& err) {
+  Diagnostics diags;
+  auto m = config::loadConfigFile(path, diags);
+  err << diags.format();
+  if (!m) err << fmt::format("{}: {} error(s); {}\n", path, diags.errorCount(), consequence);
+  return m;
+}
+
 int validateCommand(const std::string& path, bool json, std::ostream& out, std::ostream& err) {
   Diagnostics diags;
   auto m = config::loadConfigFile(path, diags);
@@ -68,13 +78,8 @@ struct ExplainOptions {
 };
 
 int explainCommand(const ExplainOptions& o, std::ostream& out, std::ostream& err) {
-  Diagnostics diags;
-  auto m = config::loadConfigFile(o.config, diags);
-  err << diags.format();
-  if (!m) {
-    err << fmt::format("{}: {} error(s); cannot explain\n", o.config, diags.errorCount());
-    return kExitUsage;
-  }
+  auto m = loadReported(o.config, "cannot explain", err);
+  if (!m) return kExitUsage;
   eval::FlowRequest req;
   req.from = o.from;
   req.to = o.to;
@@ -109,25 +114,15 @@ int explainCommand(const ExplainOptions& o, std::ostream& out, std::ostream& err
 }
 
 int showCommand(const std::string& path, std::ostream& out, std::ostream& err) {
-  Diagnostics diags;
-  auto m = config::loadConfigFile(path, diags);
-  err << diags.format();
-  if (!m) {
-    err << fmt::format("{}: {} error(s)\n", path, diags.errorCount());
-    return kExitUsage;
-  }
+  auto m = loadReported(path, "nothing to show", err);
+  if (!m) return kExitUsage;
   out << modelToJson(*m).dump(2) << '\n';
   return kExitOk;
 }
 
 int compileCommand(const std::string& path, const std::string& fabric, std::ostream& out, std::ostream& err) {
-  Diagnostics diags;
-  auto m = config::loadConfigFile(path, diags);
-  err << diags.format();
-  if (!m) {
-    err << fmt::format("{}: {} error(s); nothing compiled\n", path, diags.errorCount());
-    return kExitUsage;
-  }
+  auto m = loadReported(path, "nothing compiled", err);
+  if (!m) return kExitUsage;
   auto rulesets = compile::compileRulesets(*m, compile::labPlacement(*m));
   if (!rulesets) {
     err << "vpcfw compile: " << rulesets.error().message << '\n';
@@ -304,13 +299,8 @@ int statusCommand(const std::string& netns, bool json, std::ostream& out, std::o
 }
 
 int labUpCommand(const std::string& path, std::ostream& out, std::ostream& err) {
-  Diagnostics diags;
-  auto m = config::loadConfigFile(path, diags);
-  err << diags.format();
-  if (!m) {
-    err << fmt::format("{}: {} error(s); nothing was built\n", path, diags.errorCount());
-    return kExitUsage;
-  }
+  auto m = loadReported(path, "nothing was built", err);
+  if (!m) return kExitUsage;
   auto t0 = std::chrono::steady_clock::now();
   auto r = lab::labUp(*m, [&](const std::string& step) { out << "  + " << step << '\n' << std::flush; });
   if (!r) {
@@ -325,12 +315,8 @@ int labUpCommand(const std::string& path, std::ostream& out, std::ostream& err) 
 int labDownCommand(const std::string& path, std::ostream& out, std::ostream& err) {
   std::optional<model::Model> m;
   if (!path.empty()) {
-    Diagnostics diags;
-    m = config::loadConfigFile(path, diags);
-    if (!m) {
-      err << diags.format();
-      return kExitUsage;
-    }
+    m = loadReported(path, "nothing was removed", err);
+    if (!m) return kExitUsage;
   }
   auto t0 = std::chrono::steady_clock::now();
   auto n = lab::labDown(m ? &*m : nullptr);
@@ -350,12 +336,8 @@ int labExecCommand(const std::string& instance, const std::string& configPath, c
   inst.name = instance;
   if (!configPath.empty()) {
     // The config knows an instance's own `netns:` name.
-    Diagnostics diags;
-    auto m = config::loadConfigFile(configPath, diags);
-    if (!m) {
-      err << diags.format();
-      return kExitUsage;
-    }
+    auto m = loadReported(configPath, "nothing was run", err);
+    if (!m) return kExitUsage;
     auto i = m->findInstance(instance);
     if (i == model::kNone) {
       err << fmt::format("vpcfw lab exec: {} has no instance {}\n", configPath, instance);
