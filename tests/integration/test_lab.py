@@ -1,6 +1,5 @@
 #!/usr/bin/python3
-"""Kernel test of `vpcfw lab up/exec/down` (first step of the lab: the wiring
-inside each VPC). Builds the lab of a config (unique names per run), checks
+"""Kernel test of `vpcfw lab up/exec/down`: the wiring inside a VPC. Builds the lab of a config (unique names per run), checks
 real TCP between its instances against `vpcfw explain`, runs a command with
 `lab exec`, and checks that `lab down` leaves no namespace behind.
 
@@ -36,7 +35,8 @@ def main():
         expected = [f"vpcfw-{tag}"] + [f"vpcfw{tag}-{n}" for n in names]
         results.append(("lab up made the router and one namespace per instance",
                         all(re.search(rf"^{re.escape(n)}\b", nslist, re.M) for n in expected)))
-        results.append(("lab up reports progress and a summary", "+ router" in up.stdout and "lab up:" in up.stdout))
+        results.append(("lab up reports progress and a summary",
+                        "namespaces" in up.stderr and "lab up:" in up.stdout and "INSTANCE" in up.stdout))
         for n in names:
             p = subprocess.Popen([IP, "netns", "exec", f"vpcfw{tag}-{n}", "/usr/bin/python3", "-c", SERVER, "22,5432", ""],
                                  stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)

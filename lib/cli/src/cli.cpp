@@ -19,9 +19,25 @@
 #include <sched.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include "commands.h"
 #include "show.h"
 
 namespace vpcfw::cli {
+
+// Loads and validates `path`, printing its diagnostics; when it has errors,
+// also "<path>: N error(s); <consequence>", and returns nothing.
+std::optional<model::Model> loadReported(const std::string& path, std::string_view consequence, std::ostream& err) {
+  Diagnostics diags;
+  auto m = config::loadConfigFile(path, diags);
+  err << diags.format();
+  if (!m) err << fmt::format("{}: {} error(s); {}\n", path, diags.errorCount(), consequence);
+  return m;
+}
+
+double msSince(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+}
+
 namespace {
 
 nlohmann::json diagnosticsToJson(const Diagnostics& d) {
@@ -44,16 +60,6 @@ std::string summary(const model::Model& m) {
   for (const auto& g : m.groups) rules += g.ingress.size() + g.egress.size();
   return fmt::format("{} VPCs, {} subnets, {} network ACLs, {} security groups, {} instances, {} rules (AWS defaults included)",
                      m.vpcs.size(), m.subnets.size(), m.nacls.size(), m.groups.size(), m.instances.size(), rules);
-}
-
-// Loads and validates `path`, printing its diagnostics; when it has errors,
-// also "<path>: N error(s); <consequence>", and returns nothing.
-std::optional<model::Model> loadReported(const std::string& path, std::string_view consequence, std::ostream& err) {
-  Diagnostics diags;
-  auto m = config::loadConfigFile(path, diags);
-  err << diags.format();
-  if (!m) err << fmt::format("{}: {} error(s); {}\n", path, diags.errorCount(), consequence);
-  return m;
 }
 
 int validateCommand(const std::string& path, bool json, std::ostream& out, std::ostream& err) {
@@ -145,10 +151,6 @@ struct KernelOptions {
   std::string config, netns, fabric, host;
   bool check = false, full = false, verbose = false, timing = false;
 };
-
-double msSince(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-}
 
 // The rulesets a kernel command works on, each with the namespace it goes to:
 // --netns N puts one fabric into N; without it every fabric goes to the lab
@@ -298,74 +300,6 @@ int statusCommand(const std::string& netns, bool json, std::ostream& out, std::o
   return kExitOk;
 }
 
-int labUpCommand(const std::string& path, std::ostream& out, std::ostream& err) {
-  auto m = loadReported(path, "nothing was built", err);
-  if (!m) return kExitUsage;
-  auto t0 = std::chrono::steady_clock::now();
-  auto r = lab::labUp(*m, [&](const std::string& step) { out << "  + " << step << '\n' << std::flush; });
-  if (!r) {
-    err << "vpcfw lab up: " << r.error().message << " (what was built was removed)\n";
-    return kExitBlocked;
-  }
-  out << fmt::format("lab up: {} namespaces in {:.0f} ms\n", r->namespaces.size(), msSince(t0));
-  for (const auto& n : r->notBuilt) out << "  not built yet: " << n << '\n';
-  return kExitOk;
-}
-
-int labDownCommand(const std::string& path, std::ostream& out, std::ostream& err) {
-  std::optional<model::Model> m;
-  if (!path.empty()) {
-    m = loadReported(path, "nothing was removed", err);
-    if (!m) return kExitUsage;
-  }
-  auto t0 = std::chrono::steady_clock::now();
-  auto n = lab::labDown(m ? &*m : nullptr);
-  out << fmt::format("lab down: removed {} namespaces in {:.0f} ms\n", n, msSince(t0));
-  return kExitOk;
-}
-
-// Runs CMD inside the instance's namespace (the default lab name) and
-// returns its exit status.
-int labExecCommand(const std::string& instance, const std::string& configPath, const std::vector<std::string>& cmd,
-                   std::ostream& err) {
-  if (cmd.empty()) {
-    err << "vpcfw lab exec: no command given (vpcfw lab exec INSTANCE -- CMD ...)\n";
-    return kExitUsage;
-  }
-  model::Instance inst;
-  inst.name = instance;
-  if (!configPath.empty()) {
-    // The config knows an instance's own `netns:` name.
-    auto m = loadReported(configPath, "nothing was run", err);
-    if (!m) return kExitUsage;
-    auto i = m->findInstance(instance);
-    if (i == model::kNone) {
-      err << fmt::format("vpcfw lab exec: {} has no instance {}\n", configPath, instance);
-      return kExitUsage;
-    }
-    inst = m->instances[i];
-  }
-  const std::string path = "/run/netns/" + lab::instanceNamespace(inst);
-  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    err << fmt::format("vpcfw lab exec: no lab namespace for instance {} ({})\n", instance, path);
-    return kExitUsage;
-  }
-  pid_t pid = fork();
-  if (pid == 0) {
-    if (setns(fd, CLONE_NEWNET) != 0) _exit(127);
-    std::vector<char*> argv;
-    for (const auto& a : cmd) argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    execvp(argv[0], argv.data());
-    _exit(127);
-  }
-  close(fd);
-  int status = 0;
-  waitpid(pid, &status, 0);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
-}
-
 }  // namespace
 
 int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
@@ -419,18 +353,9 @@ int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
   diffCmd->add_option("--fabric", kd.fabric, "Only this fabric");
   diffCmd->add_option("--host", kd.host, "Host mode: compare this host's table");
   diffCmd->add_flag("--verbose", kd.verbose, "Show the kernel's and the config's encoding of each difference");
-  auto* labCmd = app.add_subcommand("lab", "The namespace lab: a config's VPCs and instances on this machine");
-  labCmd->require_subcommand(1);
-  std::string labUpPath, labDownPath, labInstance, labExecConfig;
-  std::vector<std::string> labExecArgs;
-  auto* labUp = labCmd->add_subcommand("up", "Build the lab and apply its rules");
-  labUp->add_option("config", labUpPath, "Config file (YAML)")->required();
-  auto* labDown = labCmd->add_subcommand("down", "Remove every namespace vpcfw made");
-  labDown->add_option("config", labDownPath, "Config file, to also remove instance namespaces it names");
-  auto* labExec = labCmd->add_subcommand("exec", "Run a command inside an instance");
-  labExec->add_option("instance", labInstance, "Instance name")->required();
-  labExec->add_option("--config", labExecConfig, "Config file (needed when the instance sets its own netns:)");
-  labExec->add_option("command", labExecArgs, "Command and arguments (after --)")->required();
+  std::function<int(std::ostream&, std::ostream&)> selected;
+  addLabCommands(app, selected);
+  addProbeCommand(app, selected);
 
   std::string statusNetns;
   bool statusJson = false;
@@ -461,9 +386,7 @@ int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
   if (show->parsed()) return showCommand(showPath, out, err);
   if (applyCmd->parsed()) return applyCommand(ko, out, err);
   if (diffCmd->parsed()) return diffCommand(kd, out, err);
-  if (labUp->parsed()) return labUpCommand(labUpPath, out, err);
-  if (labDown->parsed()) return labDownCommand(labDownPath, out, err);
-  if (labExec->parsed()) return labExecCommand(labInstance, labExecConfig, labExecArgs, err);
+  if (selected) return selected(out, err);
   if (statusCmd->parsed()) return statusCommand(statusNetns, statusJson, out, err);
   if (flushCmd->parsed()) return flushCommand(flushNetns, out, err);
   if (compileCmd->parsed()) return compileCommand(compilePath, compileFabric, out, err);

@@ -517,11 +517,13 @@ std::uint32_t fnv1a(std::string_view s) {
 
 }  // namespace
 
-std::string labInterfaceName(const std::string& instance) {
-  std::string n = "eni-" + instance;
+std::string interfaceName(std::string_view prefix, const std::string& name) {
+  std::string n = std::string(prefix) + name;
   if (n.size() <= 15) return n;
-  return fmt::format("eni-{}-{:04x}", instance.substr(0, 6), fnv1a(instance) & 0xffff);
+  return fmt::format("{}{}-{:04x}", prefix, name.substr(0, 10 - prefix.size()), fnv1a(name) & 0xffff);
 }
+
+std::string labInterfaceName(const std::string& instance) { return interfaceName("eni-", instance); }
 
 std::string labFabricName(const std::string& vpc) { return "vpcfw-" + vpc; }
 

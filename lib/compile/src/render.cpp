@@ -62,6 +62,9 @@ std::string renderRule(const Rule& r) {
     }
   }
   if (r.counter) parts.push_back("counter");
+  if (r.nat)
+    parts.push_back(fmt::format("{} {} to {}", r.nat->source ? "snat" : "dnat", r.nat->to.isV4() ? "ip" : "ip6",
+                                r.nat->to.toString()));
   if (auto v = renderVerdict(r.verdict); !v.empty()) parts.push_back(v);
   if (!r.comment.empty()) parts.push_back("comment " + quote(r.comment));
   std::string out;
@@ -140,7 +143,7 @@ std::string renderTable(const Table& t) {
     const auto& c = t.chains[ci];
     out += fmt::format("\tchain {} {{\n", c.name);
     if (c.hook)
-      out += fmt::format("\t\ttype filter hook {} priority {}; policy {};\n", *c.hook,
+      out += fmt::format("\t\ttype {} hook {} priority {}; policy {};\n", c.type, *c.hook,
                          c.priority == 0 ? std::string("filter") : std::to_string(c.priority), renderVerdict(c.policy));
     for (const auto& r : c.rules) out += "\t\t" + renderRule(r) + "\n";
     out += "\t}\n";

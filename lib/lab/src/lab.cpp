@@ -2,110 +2,645 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <chrono>
+#include <map>
+#include <mutex>
 #include <set>
+#include <thread>
 
 #include "vpcfw/compile/compiler.h"
-#include "vpcfw/lab/rtnl.h"
 #include "vpcfw/nft/applier.h"
 
 namespace vpcfw::lab {
 namespace {
 
-// Every packet of an instance goes through its VPC's router, as in AWS:
-// the instance holds /32 (/128) addresses and a default route to the subnet's
-// router address (.1), which the router holds on the instance's ENI interface.
-Expected<void> wireInstance(const model::Model& m, const model::Instance& inst, const std::string& routerNs,
-                            const std::string& eni) {
-  const std::string ns = instanceNamespace(inst);
-  const auto& subnet = m.subnets[inst.subnet];
-  if (auto r = createNamespace(ns); !r) return r;
-  if (auto r = setLinkUp(ns, "lo"); !r) return r;
-  if (auto r = createVeth(ns, "eth0", routerNs, eni); !r) return r;
-  if (auto r = setLinkUp(ns, "eth0"); !r) return r;
-  if (auto r = setLinkUp(routerNs, eni); !r) return r;
-  auto wire = [&](const net::IpAddress& addr, const net::Cidr& block) -> Expected<void> {
-    const int bits = addr.bits();
-    const net::IpAddress gw = block.network().offset(1);
-    if (auto r = addAddress(ns, "eth0", addr, bits); !r) return r;
-    if (auto r = addAddress(routerNs, eni, gw, bits); !r) return r;
-    if (auto r = addRoute(routerNs, net::Cidr::host(addr), eni); !r) return r;
-    return {};
+using compile::Field;
+using compile::Match;
+using compile::Op;
+using model::kNone;
+using net::Cidr;
+using net::IpAddress;
+using Role = NamespacePlan::Role;
+
+constexpr std::uint32_t kSubnetTableBase = 100;   // table of the VPC's k-th subnet: 100 + k
+constexpr std::uint32_t kSubnetRuleBase = 1000;   // its rules' priority
+constexpr std::string_view kGatewayLink = "igw0"; // router side of the router-gateway link
+constexpr std::string_view kGatewayVpcSide = "vpc0";
+constexpr std::string_view kGatewayInetSide = "inet0";
+
+IpAddress ip(const char* s) { return *IpAddress::parse(s); }
+
+// Point-to-point links carry link-local next hops: the router-gateway link
+// 169.254.0.1 (router) / .2 (gateway), the gateway-internet link .6 (gateway)
+// / .5 (internet); IPv6 fe80::1/::2 and fe80::6/::5 the same way.
+const IpAddress kRouterGw4 = ip("169.254.0.1"), kGatewayVpc4 = ip("169.254.0.2"), kInternetSide4 = ip("169.254.0.5"),
+                kGatewayInet4 = ip("169.254.0.6");
+const IpAddress kRouterGw6 = ip("fe80::1"), kGatewayVpc6 = ip("fe80::2"), kInternetSide6 = ip("fe80::5"),
+                kGatewayInet6 = ip("fe80::6");
+
+// Peering k: 169.254.(1 + k/64).(4(k%64)) /30, requester .1, accepter .2;
+// IPv6 fe80::1 (requester) and fe80::2 (accepter) on the link.
+IpAddress peeringAddress(std::size_t k, bool requester) {
+  const auto third = static_cast<unsigned>(1 + k / 64), fourth = static_cast<unsigned>(4 * (k % 64) + (requester ? 1 : 2));
+  return *IpAddress::parse(fmt::format("169.254.{}.{}", third, fourth));
+}
+
+std::vector<std::pair<std::string, std::string>> routerSysctls() {
+  return {{"net/ipv4/conf/all/rp_filter", "0"},      {"net/ipv4/conf/default/rp_filter", "0"},
+          {"net/ipv4/ip_forward", "1"},              {"net/ipv6/conf/all/forwarding", "1"},
+          {"net/ipv6/conf/default/accept_dad", "0"}, {"net/ipv6/conf/default/accept_ra", "0"}};
+}
+
+RouteSpec route(const Cidr& dst, std::string ifname, std::optional<IpAddress> gw = std::nullopt,
+                std::uint32_t table = 254, bool onlink = false) {
+  RouteSpec r;
+  r.dst = dst;
+  r.ifname = std::move(ifname);
+  r.gateway = gw;
+  r.table = table;
+  r.onlink = onlink;
+  return r;
+}
+
+Match eq(Field f, compile::Value v) { return Match{{f}, Op::kEq, std::move(v), {}}; }
+compile::AddressRange single(const IpAddress& a) { return {a, a}; }
+compile::AddressRange rangeOf(const Cidr& c) { return {c.network(), c.last()}; }
+
+// The gateway's table: 1:1 NAT for instances with a public IPv4 address,
+// their IPv6 addresses as they are, nothing else through.
+compile::Ruleset gatewayRuleset(const model::Model& m, std::size_t vpcIndex, const std::string& ns) {
+  const auto& vpc = m.vpcs[vpcIndex];
+  compile::Ruleset rs;
+  rs.fabric = ns;
+  rs.table.name = "vpcfw";
+  auto chain = [](std::string name, std::string type, int priority, compile::Verdict policy) {
+    compile::Chain c;
+    c.hook = name;
+    c.name = std::move(name);
+    c.type = std::move(type);
+    c.priority = priority;
+    c.policy = policy;
+    return c;
   };
-  auto defaults = [&](const net::Cidr& block) -> Expected<void> {
-    const net::IpAddress gw = block.network().offset(1);
-    if (auto r = addRoute(ns, net::Cidr::host(gw), "eth0"); !r) return r;
-    return addRoute(ns, net::Cidr::any(block.family()), "eth0", gw);
-  };
-  if (auto r = wire(inst.privateIp, subnet.cidr); !r) return r;
-  for (const auto& a : inst.secondaryIps)
-    if (auto r = wire(a, subnet.cidr); !r) return r;
-  if (auto r = defaults(subnet.cidr); !r) return r;
-  if (subnet.ipv6Cidr && !inst.ipv6Addresses.empty()) {
-    for (const auto& a : inst.ipv6Addresses)
-      if (auto r = wire(a, *subnet.ipv6Cidr); !r) return r;
-    if (auto r = defaults(*subnet.ipv6Cidr); !r) return r;
+  compile::Chain fwd = chain("forward", "filter", 0, compile::Verdict::drop());
+  compile::Chain pre = chain("prerouting", "nat", -100, compile::Verdict::accept());
+  compile::Chain post = chain("postrouting", "nat", 100, compile::Verdict::accept());
+  compile::Rule est;
+  est.ctState = compile::CtState::kEstablishedRelated;
+  est.verdict = compile::Verdict::accept();
+  fwd.rules.push_back(est);
+  const std::string vpcSide(kGatewayVpcSide), inetSide(kGatewayInetSide);
+  for (const auto& inst : m.instances) {
+    if (inst.vpc != vpcIndex || !inst.publicIp || inst.placement.kind != model::Placement::Kind::kLabNamespace) continue;
+    const std::string what = fmt::format("instance {}: {} <-> {}", inst.name, inst.privateIp.toString(), inst.publicIp->toString());
+    compile::Rule d;
+    d.matches = {eq(Field::kIifname, inetSide), eq(Field::kIpDaddr, single(*inst.publicIp))};
+    d.nat = compile::Nat{false, inst.privateIp};
+    d.comment = what;
+    pre.rules.push_back(d);
+    compile::Rule s;
+    s.matches = {eq(Field::kOifname, inetSide), eq(Field::kIpSaddr, single(inst.privateIp))};
+    s.nat = compile::Nat{true, *inst.publicIp};
+    s.comment = what;
+    post.rules.push_back(s);
+    compile::Rule out;
+    out.matches = {eq(Field::kIifname, vpcSide), eq(Field::kIpSaddr, single(inst.privateIp))};
+    out.verdict = compile::Verdict::accept();
+    out.comment = what;
+    fwd.rules.push_back(out);
+    compile::Rule in;
+    in.matches = {eq(Field::kIifname, inetSide), eq(Field::kIpDaddr, single(inst.privateIp))};  // after dnat
+    in.verdict = compile::Verdict::accept();
+    in.comment = what;
+    fwd.rules.push_back(in);
   }
+  if (vpc.ipv6Cidr) {
+    compile::Rule out;
+    out.matches = {eq(Field::kIifname, vpcSide), eq(Field::kIp6Saddr, rangeOf(*vpc.ipv6Cidr))};
+    out.verdict = compile::Verdict::accept();
+    out.comment = "IPv6 of VPC " + vpc.name + ", not translated";
+    fwd.rules.push_back(out);
+    compile::Rule in = out;
+    in.matches = {eq(Field::kIifname, inetSide), eq(Field::kIp6Daddr, rangeOf(*vpc.ipv6Cidr))};
+    fwd.rules.push_back(in);
+  }
+  compile::Rule drop;
+  drop.counter = true;
+  drop.verdict = compile::Verdict::drop();
+  drop.comment = "the internet gateway routes only public addresses and the VPC's IPv6";
+  fwd.rules.push_back(drop);
+  rs.table.chains = {std::move(fwd), std::move(pre), std::move(post)};
+  return rs;
+}
+
+// Runs fn(0..n-1) on up to `jobs` threads; the first error wins.
+Expected<void> parallelFor(std::size_t n, unsigned jobs, const std::function<Expected<void>(std::size_t)>& fn) {
+  std::atomic<std::size_t> next{0};
+  std::mutex mu;
+  std::optional<Error> first;
+  auto worker = [&] {
+    for (;;) {
+      std::size_t i = next++;
+      if (i >= n) return;
+      {
+        std::lock_guard lock(mu);
+        if (first) return;
+      }
+      if (auto r = fn(i); !r) {
+        std::lock_guard lock(mu);
+        if (!first) first = r.error();
+        return;
+      }
+    }
+  };
+  const unsigned count = static_cast<unsigned>(std::min<std::size_t>(n, std::max(1u, jobs)));
+  std::vector<std::thread> pool;
+  for (unsigned t = 1; t < count; ++t) pool.emplace_back(worker);
+  worker();
+  for (auto& t : pool) t.join();
+  if (first) return unexpected(*first);
   return {};
+}
+
+unsigned jobsFor(const LabOptions& o) {
+  if (o.jobs) return o.jobs;
+  return std::clamp(std::thread::hardware_concurrency() * 2, 2u, 8u);
+}
+
+double msSince(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+}
+
+// Brings a namespace's interfaces up and gives it its addresses, routes and rules.
+Expected<void> configure(const NamespacePlan& p) {
+  auto nl = Rtnl::open(p.name);
+  if (!nl) return unexpected(nl.error());
+  for (const auto& i : p.up)
+    if (auto r = nl->setLinkUp(i); !r) return r;
+  for (const auto& a : p.addresses)
+    if (auto r = nl->addAddress(a.ifname, a.address, a.prefix); !r) return r;
+  for (const auto& r : p.routes)
+    if (auto x = nl->addRoute(r); !x) return unexpected(Error{x.error().code, p.name + ": " + x.error().message});
+  for (const auto& r : p.rules)
+    if (auto x = nl->addRule(r); !x) return unexpected(Error{x.error().code, p.name + ": " + x.error().message});
+  return {};
+}
+
+Expected<void> makeNamespace(const NamespacePlan& p) {
+  if (auto r = createNamespace(p.name); !r) return r;
+  for (const auto& [k, v] : p.sysctls)
+    if (auto r = writeSysctl(p.name, k, v); !r) return unexpected(Error{r.error().code, p.name + ": " + r.error().message});
+  return {};
+}
+
+Expected<void> makeLink(const LinkPlan& l) {
+  auto nl = Rtnl::open(l.ns);
+  if (!nl) return unexpected(nl.error());
+  return nl->createVeth(l.name, l.peerNs, l.peer);
 }
 
 }  // namespace
 
-std::string instanceNamespace(const model::Instance& inst) {
-  return inst.placement.netns.empty() ? std::string(kPrefix) + "i-" + inst.name : inst.placement.netns;
+std::string_view roleName(Role r) {
+  switch (r) {
+    case Role::kRouter: return "router";
+    case Role::kInstance: return "instance";
+    case Role::kGateway: return "gateway";
+    case Role::kInternet: return "internet";
+  }
+  return "?";
 }
 
-Expected<LabReport> labUp(const model::Model& m, const std::function<void(const std::string&)>& progress) {
-  LabReport report;
-  for (const auto& g : m.internetGateways)
-    report.notBuilt.push_back(fmt::format("internet gateway {} (and the internet namespace)", g.name));
-  for (const auto& p : m.peerings) report.notBuilt.push_back(fmt::format("peering {}", p.name));
+std::string instanceNamespace(const model::Instance& inst) {
+  return inst.placement.netns.empty() ? std::string(kOtherPrefix) + "i:" + inst.name : inst.placement.netns;
+}
+std::string routerNamespace(const model::Vpc& vpc) { return compile::labFabricName(vpc.name); }
+std::string gatewayNamespace(const model::Vpc& vpc) { return std::string(kOtherPrefix) + "igw:" + vpc.name; }
+
+std::string internetNamespace() {
+  const char* env = std::getenv("VPCFW_LAB_INTERNET");
+  return env && *env ? std::string(env) : std::string(kOtherPrefix) + "internet";
+}
+
+const std::vector<Cidr>& internetRanges() {
+  static const std::vector<Cidr> ranges = {Cidr::parse("192.0.2.0/24")->cidr, Cidr::parse("198.51.100.0/24")->cidr,
+                                           Cidr::parse("203.0.113.0/24")->cidr, Cidr::parse("2001:db8::/32")->cidr};
+  return ranges;
+}
+
+bool isLabInternetHost(const IpAddress& a) {
+  return std::any_of(internetRanges().begin(), internetRanges().end(), [&](const Cidr& c) { return c.contains(a); });
+}
+
+const NamespacePlan* LabPlan::find(std::string_view name) const {
+  for (const auto& n : namespaces)
+    if (n.name == name) return &n;
+  return nullptr;
+}
+
+Expected<LabPlan> planLab(const model::Model& m) {
+  LabPlan plan;
   auto placement = compile::labPlacement(m);
   auto rulesets = compile::compileRulesets(m, placement);
   if (!rulesets) return unexpected(rulesets.error());
+
+  // Which VPCs have lab instances: only those get a router (and gateway, peerings).
+  std::vector<std::vector<std::size_t>> byVpc(m.vpcs.size());
+  for (std::size_t i = 0; i < m.instances.size(); ++i) {
+    const auto& inst = m.instances[i];
+    if (inst.vpc == kNone || inst.placement.kind != model::Placement::Kind::kLabNamespace) continue;
+    byVpc[inst.vpc].push_back(i);
+  }
+  if (std::all_of(byVpc.begin(), byVpc.end(), [](const auto& v) { return v.empty(); }))
+    return makeError(ErrorCode::kInvalidArgument, "the config places no instance in the lab (every instance is on a host)");
+
+  std::vector<NamespacePlan> routers, gateways, instances;
+  NamespacePlan internet;
+  internet.name = internetNamespace();
+  internet.role = Role::kInternet;
+  internet.object = "internet";
+  internet.sysctls = {{"net/ipv4/ip_nonlocal_bind", "1"},
+                      {"net/ipv6/ip_nonlocal_bind", "1"},
+                      {"net/ipv4/ip_forward", "1"},
+                      {"net/ipv6/conf/all/forwarding", "1"},
+                      {"net/ipv6/conf/default/accept_dad", "0"}};
+  internet.up = {"lo"};
+  for (const auto& c : internetRanges()) {
+    RouteSpec r = route(c, "lo");
+    r.type = RouteSpec::Type::kLocal;  // every address of the range answers (in main, so /32s via gateways win)
+    internet.routes.push_back(r);
+  }
+  bool needInternet = false;
+
+  std::map<std::size_t, std::string> peeringIf;  // peering index -> interface name (both sides)
+  for (std::size_t p = 0; p < m.peerings.size(); ++p) {
+    const auto& pc = m.peerings[p];
+    if (!pc.active || byVpc[pc.requester].empty() || byVpc[pc.accepter].empty()) {
+      if (pc.active)
+        plan.notes.push_back(fmt::format("peering {}: not built (a side has no lab instances)", pc.name));
+      continue;
+    }
+    peeringIf[p] = compile::interfaceName("pcx-", pc.name);
+    plan.links.push_back(LinkPlan{routerNamespace(m.vpcs[pc.requester]), peeringIf[p], routerNamespace(m.vpcs[pc.accepter]),
+                                  peeringIf[p], "peering " + pc.name});
+  }
+
+  for (std::size_t v = 0; v < m.vpcs.size(); ++v) {
+    if (byVpc[v].empty()) continue;
+    const auto& vpc = m.vpcs[v];
+    NamespacePlan router;
+    router.name = routerNamespace(vpc);
+    router.role = Role::kRouter;
+    router.object = vpc.name;
+    router.sysctls = routerSysctls();
+    router.up = {"lo"};
+    const bool hasGateway = vpc.internetGateway != kNone;
+    if (hasGateway) {
+      const std::string gwNs = gatewayNamespace(vpc);
+      const std::string inetIf = compile::interfaceName("igw-", vpc.name);
+      needInternet = true;
+      plan.links.push_back(LinkPlan{router.name, std::string(kGatewayLink), gwNs, std::string(kGatewayVpcSide),
+                                    "internet gateway " + m.internetGateways[vpc.internetGateway].name});
+      plan.links.push_back(LinkPlan{gwNs, std::string(kGatewayInetSide), internet.name, inetIf,
+                                    "internet gateway " + m.internetGateways[vpc.internetGateway].name + " to the internet"});
+      router.up.emplace_back(kGatewayLink);
+      router.addresses.push_back({std::string(kGatewayLink), kRouterGw4, 30});
+      router.addresses.push_back({std::string(kGatewayLink), kRouterGw6, 64});
+
+      NamespacePlan gw;
+      gw.name = gwNs;
+      gw.role = Role::kGateway;
+      gw.object = m.internetGateways[vpc.internetGateway].name;
+      gw.sysctls = routerSysctls();
+      gw.up = {"lo", std::string(kGatewayVpcSide), std::string(kGatewayInetSide)};
+      gw.addresses = {{std::string(kGatewayVpcSide), kGatewayVpc4, 30},
+                      {std::string(kGatewayVpcSide), kGatewayVpc6, 64},
+                      {std::string(kGatewayInetSide), kGatewayInet4, 30},
+                      {std::string(kGatewayInetSide), kGatewayInet6, 64}};
+      for (const auto& c : vpc.cidrs) gw.routes.push_back(route(c, std::string(kGatewayVpcSide), kRouterGw4, 254, true));
+      if (vpc.ipv6Cidr) gw.routes.push_back(route(*vpc.ipv6Cidr, std::string(kGatewayVpcSide), kRouterGw6));
+      gw.routes.push_back(route(Cidr::any(net::Family::kIpv4), std::string(kGatewayInetSide), kInternetSide4, 254, true));
+      gw.routes.push_back(route(Cidr::any(net::Family::kIpv6), std::string(kGatewayInetSide), kInternetSide6));
+      gateways.push_back(std::move(gw));
+      plan.rulesets.push_back(gatewayRuleset(m, v, gwNs));
+
+      internet.up.push_back(inetIf);
+      internet.addresses.push_back({inetIf, kInternetSide4, 30});
+      internet.addresses.push_back({inetIf, kInternetSide6, 64});
+      for (auto i : byVpc[v])
+        if (m.instances[i].publicIp)
+          internet.routes.push_back(route(Cidr::host(*m.instances[i].publicIp), inetIf, kGatewayInet4, 254, true));
+      if (vpc.ipv6Cidr) internet.routes.push_back(route(*vpc.ipv6Cidr, inetIf, kGatewayInet6));
+    }
+    for (const auto& [p, ifn] : peeringIf) {
+      const auto& pc = m.peerings[p];
+      if (pc.requester != v && pc.accepter != v) continue;
+      router.up.push_back(ifn);
+      router.addresses.push_back({ifn, peeringAddress(p, pc.requester == v), 30});
+      router.addresses.push_back({ifn, pc.requester == v ? kRouterGw6 : kGatewayVpc6, 64});
+    }
+
+    // What no table routes is dropped silently, as in AWS (no ICMP errors).
+    for (auto f : {net::Family::kIpv4, net::Family::kIpv6}) {
+      RouteSpec bh;
+      bh.dst = Cidr::any(f);
+      bh.type = RouteSpec::Type::kBlackhole;
+      router.routes.push_back(bh);
+    }
+    // One table per subnet, chosen by source address: the subnet's route
+    // table. Local routes "throw" to the main table, which holds only the
+    // VPC's instances: so traffic from a peering or the gateway (no rule of
+    // its own) reaches this VPC's instances and nothing else.
+    std::size_t k = 0;
+    for (std::size_t s = 0; s < m.subnets.size(); ++s) {
+      const auto& subnet = m.subnets[s];
+      if (subnet.vpc != v) continue;
+      const auto table = static_cast<std::uint32_t>(kSubnetTableBase + k);
+      const auto prio = static_cast<std::uint32_t>(kSubnetRuleBase + k);
+      ++k;
+      router.rules.push_back(RuleSpec{subnet.cidr, table, prio});
+      if (subnet.ipv6Cidr) router.rules.push_back(RuleSpec{*subnet.ipv6Cidr, table, prio});
+      for (const auto& r : m.routeTables[subnet.routeTable].routes) {
+        const bool isV4 = r.destination.family() == net::Family::kIpv4;
+        RouteSpec spec;
+        spec.dst = r.destination;
+        spec.table = table;
+        switch (r.target) {
+          case model::Route::Target::kLocal: spec.type = RouteSpec::Type::kThrow; break;
+          case model::Route::Target::kInternetGateway:
+            spec.ifname = std::string(kGatewayLink);
+            spec.gateway = isV4 ? kGatewayVpc4 : kGatewayVpc6;
+            spec.onlink = isV4;
+            break;
+          case model::Route::Target::kPeering: {
+            auto it = peeringIf.find(r.targetIndex);
+            if (it == peeringIf.end()) {
+              spec.type = RouteSpec::Type::kBlackhole;
+              break;
+            }
+            const auto& pc = m.peerings[r.targetIndex];
+            const bool weRequest = pc.requester == v;
+            spec.ifname = it->second;
+            spec.gateway = isV4 ? peeringAddress(r.targetIndex, !weRequest) : (weRequest ? kGatewayVpc6 : kRouterGw6);
+            spec.onlink = isV4;
+            break;
+          }
+        }
+        router.routes.push_back(spec);
+      }
+    }
+
+    for (auto i : byVpc[v]) {
+      const auto& inst = m.instances[i];
+      const auto& subnet = m.subnets[inst.subnet];
+      const std::string eni = compile::labInterfaceName(inst.name);
+      NamespacePlan in;
+      in.name = instanceNamespace(inst);
+      in.role = Role::kInstance;
+      in.object = inst.name;
+      in.sysctls = {{"net/ipv6/conf/default/accept_dad", "0"}, {"net/ipv6/conf/default/accept_ra", "0"}};
+      in.up = {"lo", "eth0"};
+      plan.links.push_back(LinkPlan{in.name, "eth0", router.name, eni, "instance " + inst.name});
+      router.up.push_back(eni);
+      // Every packet of an instance goes through its VPC's router, as in AWS:
+      // the instance holds /32 (/128) addresses and a default route to the
+      // subnet's router address (.1), which the router holds on the ENI.
+      auto wire = [&](const IpAddress& addr, const Cidr& block) {
+        const IpAddress gw = block.network().offset(1);
+        in.addresses.push_back({"eth0", addr, addr.bits()});
+        router.addresses.push_back({eni, gw, addr.bits()});
+        router.routes.push_back(route(Cidr::host(addr), eni));
+      };
+      auto defaults = [&](const Cidr& block) {
+        const IpAddress gw = block.network().offset(1);
+        in.routes.push_back(route(Cidr::host(gw), "eth0"));
+        in.routes.push_back(route(Cidr::any(block.family()), "eth0", gw));
+      };
+      wire(inst.privateIp, subnet.cidr);
+      for (const auto& a : inst.secondaryIps) wire(a, subnet.cidr);
+      defaults(subnet.cidr);
+      if (subnet.ipv6Cidr && !inst.ipv6Addresses.empty()) {
+        for (const auto& a : inst.ipv6Addresses) wire(a, *subnet.ipv6Cidr);
+        defaults(*subnet.ipv6Cidr);
+      }
+      instances.push_back(std::move(in));
+    }
+    routers.push_back(std::move(router));
+  }
+
+  for (auto& r : routers) plan.namespaces.push_back(std::move(r));
+  for (auto& g : gateways) plan.namespaces.push_back(std::move(g));
+  if (needInternet) plan.namespaces.push_back(std::move(internet));
+  for (auto& i : instances) plan.namespaces.push_back(std::move(i));
+  for (auto& r : *rulesets)
+    if (!r.hostMode) plan.rulesets.push_back(std::move(r));
+  for (const auto& inst : m.instances)
+    if (inst.placement.kind == model::Placement::Kind::kHostInterface)
+      plan.notes.push_back(fmt::format("instance {}: on host {} (vpcfw apply --host), not in the lab", inst.name,
+                                       inst.placement.host));
+  return plan;
+}
+
+Expected<LabReport> labUp(const LabPlan& plan, const LabOptions& options) {
+  LabReport report;
+  const unsigned jobs = jobsFor(options);
+  auto say = [&](const std::string& s) {
+    if (options.progress) options.progress(s);
+  };
+  for (const auto& n : plan.namespaces)
+    if (namespaceExists(n.name))
+      return makeError(ErrorCode::kInvalidArgument,
+                       fmt::format("namespace {} already exists: a lab is up ('vpcfw lab apply' changes it, "
+                                   "'vpcfw lab down' removes it)",
+                                   n.name));
+  std::mutex mu;
   auto fail = [&](const Error& e) -> Expected<LabReport> {
     for (auto it = report.namespaces.rbegin(); it != report.namespaces.rend(); ++it) (void)deleteNamespace(*it);
     return unexpected(e);
   };
-  std::set<std::string> routers;
-  for (std::size_t i = 0; i < m.instances.size(); ++i) {
-    const auto& inst = m.instances[i];
-    if (!placement.byInstance[i] || placement.byInstance[i]->hostMode) continue;
-    const auto& a = *placement.byInstance[i];
-    if (routers.insert(a.fabric).second) {
-      progress(fmt::format("router {}", a.fabric));
-      if (auto r = createNamespace(a.fabric); !r) return fail(r.error());
-      report.namespaces.push_back(a.fabric);
-      for (const auto& [key, value] : {std::pair{"net/ipv4/ip_forward", "1"}, std::pair{"net/ipv6/conf/all/forwarding", "1"}})
-        if (auto r = writeSysctl(a.fabric, key, value); !r) return fail(r.error());
-      if (auto r = setLinkUp(a.fabric, "lo"); !r) return fail(r.error());
-    }
-    progress(fmt::format("instance {} ({} in {})", inst.name, a.ifname, a.fabric));
-    report.namespaces.push_back(instanceNamespace(inst));
-    if (auto r = wireInstance(m, inst, a.fabric, a.ifname); !r) return fail(r.error());
-  }
-  for (const auto& r : *rulesets) {
-    if (r.hostMode) continue;
-    progress(fmt::format("rules {}", r.fabric));
-    nft::ApplyOptions o;
-    o.netns = r.fabric;
-    if (auto a = nft::applyRuleset(r, o); !a) return fail(a.error());
+  auto phase = [&](const std::string& name, std::size_t n, const std::function<Expected<void>(std::size_t)>& fn) {
+    auto t0 = std::chrono::steady_clock::now();
+    auto r = parallelFor(n, jobs, fn);
+    report.phases.emplace_back(name, msSince(t0));
+    if (r) say(fmt::format("{:<12} {:>5}  {:>7.0f} ms", name, n, report.phases.back().second));
+    return r;
+  };
+  if (auto r = phase("namespaces", plan.namespaces.size(),
+                     [&](std::size_t i) -> Expected<void> {
+                       auto x = makeNamespace(plan.namespaces[i]);
+                       // Recorded even when the sysctls failed: it exists and must go on failure.
+                       if (x || namespaceExists(plan.namespaces[i].name)) {
+                         std::lock_guard lock(mu);
+                         report.namespaces.push_back(plan.namespaces[i].name);
+                       }
+                       return x;
+                     });
+      !r)
+    return fail(r.error());
+  if (auto r = phase("links", plan.links.size(), [&](std::size_t i) { return makeLink(plan.links[i]); }); !r)
+    return fail(r.error());
+  if (auto r = phase("addressing", plan.namespaces.size(), [&](std::size_t i) { return configure(plan.namespaces[i]); }); !r)
+    return fail(r.error());
+  if (auto r = phase("rules", plan.rulesets.size(),
+                     [&](std::size_t i) -> Expected<void> {
+                       nft::ApplyOptions o;
+                       o.netns = plan.rulesets[i].fabric;
+                       auto a = nft::applyRuleset(plan.rulesets[i], o);
+                       if (!a) return unexpected(a.error());
+                       return {};
+                     });
+      !r)
+    return fail(r.error());
+  report.links = plan.links.size();
+  for (const auto& n : plan.namespaces) {
+    report.addresses += n.addresses.size();
+    report.routes += n.routes.size();
+    report.rules += n.rules.size();
   }
   return report;
 }
 
-std::size_t labDown(const model::Model* m) {
+std::size_t labDown(const LabPlan* plan) {
   std::set<std::string> names;
-  for (const auto& n : listNamespaces(std::string(kPrefix))) names.insert(n);
-  if (m)
-    for (const auto& inst : m->instances)
-      if (inst.placement.kind == model::Placement::Kind::kLabNamespace) {
-        auto n = instanceNamespace(inst);
-        if (!listNamespaces(n).empty()) names.insert(n);
-      }
+  if (plan) {
+    for (const auto& n : plan->namespaces)
+      if (n.role != Role::kInternet && namespaceExists(n.name)) names.insert(n.name);
+  } else {
+    for (const auto& n : listNamespaces(std::string(kRouterPrefix))) names.insert(n);
+    for (const auto& n : listNamespaces(std::string(kOtherPrefix))) names.insert(n);
+  }
   std::size_t removed = 0;
   for (const auto& n : names)
     if (deleteNamespace(n)) ++removed;
+  // The internet goes with the last gateway on it (its links are gone by now).
+  const std::string inet = internetNamespace();
+  if (plan && plan->find(inet) && namespaceExists(inet)) {
+    bool used = false;
+    if (auto nl = Rtnl::open(inet))
+      if (auto links = nl->links())
+        used = std::any_of(links->begin(), links->end(), [](const LinkInfo& l) { return l.name != "lo"; });
+    if (!used && deleteNamespace(inet)) ++removed;
+  }
   return removed;
+}
+
+bool LabStatus::upToDate() const {
+  return std::all_of(namespaces.begin(), namespaces.end(), [](const NamespaceStatus& n) {
+    return n.planned && n.exists && n.interfacesUp == n.interfaces && (!n.hasRuleset || n.rulesetCurrent);
+  });
+}
+
+Expected<LabStatus> labStatus(const LabPlan* plan) {
+  LabStatus st;
+  std::set<std::string> seen;
+  auto add = [&](const std::string& name, const NamespacePlan* p) {
+    if (!seen.insert(name).second) return;
+    NamespaceStatus n;
+    n.name = name;
+    n.planned = p != nullptr;
+    if (p) {
+      n.role = std::string(roleName(p->role));
+      n.object = p->object;
+    } else {
+      n.role = name.rfind(kOtherPrefix, 0) == 0 ? "other" : "router";
+    }
+    n.exists = namespaceExists(name);
+    if (n.exists) {
+      if (auto nl = Rtnl::open(name)) {
+        if (auto links = nl->links()) {
+          for (const auto& l : *links) {
+            if (l.name == "lo") continue;
+            ++n.interfaces;
+            if (l.up) ++n.interfacesUp;
+            n.rxPackets += l.rxPackets;
+            n.txPackets += l.txPackets;
+          }
+        }
+      }
+      if (auto t = nft::tableStatus(name); t && t->exists) {
+        n.hasRuleset = true;
+        if (plan)
+          for (const auto& rs : plan->rulesets)
+            if (rs.fabric == name) {
+              auto d = nft::diffRuleset(rs, name);
+              n.rulesetCurrent = d && d->empty();
+            }
+      }
+    }
+    st.namespaces.push_back(std::move(n));
+  };
+  if (plan)
+    for (const auto& p : plan->namespaces) add(p.name, &p);
+  std::vector<std::string> found = listNamespaces(std::string(kRouterPrefix));
+  for (auto& n : listNamespaces(std::string(kOtherPrefix))) found.push_back(n);
+  std::sort(found.begin(), found.end());
+  for (const auto& n : found) add(n, nullptr);
+  return st;
+}
+
+Expected<LabApplyReport> labApply(const LabPlan& plan, const LabOptions& options) {
+  LabApplyReport report;
+  const unsigned jobs = jobsFor(options);
+  // The running lab's shared parts must be there; they are only checked for
+  // existence here (routing is compared below, rule by rule, by re-adding).
+  for (const auto& n : plan.namespaces)
+    if (n.role != Role::kInstance && !namespaceExists(n.name))
+      return makeError(ErrorCode::kInvalidArgument,
+                       fmt::format("{} {} is not in the running lab (no namespace {}); routing, gateways and peerings "
+                                   "change with 'vpcfw lab down' + 'vpcfw lab up'",
+                                   roleName(n.role), n.object, n.name));
+  // Instances: wire in the new ones, take out those the config dropped.
+  std::vector<const NamespacePlan*> fresh;
+  std::set<std::string> planned;
+  for (const auto& n : plan.namespaces) {
+    planned.insert(n.name);
+    if (n.role == Role::kInstance && !namespaceExists(n.name)) fresh.push_back(&n);
+  }
+  for (const auto& n : listNamespaces(std::string(kOtherPrefix) + "i:"))
+    if (!planned.contains(n)) {
+      if (auto r = deleteNamespace(n); !r) return unexpected(r.error());
+      report.removed.push_back(n);
+    }
+  if (auto r = parallelFor(fresh.size(), jobs, [&](std::size_t i) { return makeNamespace(*fresh[i]); }); !r)
+    return unexpected(r.error());
+  for (const auto* n : fresh) report.added.push_back(n->name);
+  std::vector<const LinkPlan*> links;
+  for (const auto& l : plan.links)
+    for (const auto* n : fresh)
+      if (l.ns == n->name) links.push_back(&l);
+  if (auto r = parallelFor(links.size(), jobs, [&](std::size_t i) { return makeLink(*links[i]); }); !r)
+    return unexpected(r.error());
+  if (auto r = parallelFor(fresh.size(), jobs, [&](std::size_t i) { return configure(*fresh[i]); }); !r)
+    return unexpected(r.error());
+  // Routers: new ENIs up, addressed and routed (existing entries are replaced
+  // in place, rules already present are left).
+  for (const auto& n : plan.namespaces) {
+    if (n.role != Role::kRouter || fresh.empty()) continue;
+    auto nl = Rtnl::open(n.name);
+    if (!nl) return unexpected(nl.error());
+    for (const auto* f : fresh)
+      for (const auto& l : plan.links)
+        if (l.ns == f->name && l.peerNs == n.name) {
+          if (auto r = nl->setLinkUp(l.peer); !r) return unexpected(r.error());
+          for (const auto& a : n.addresses)
+            if (a.ifname == l.peer)
+              if (auto r = nl->addAddress(a.ifname, a.address, a.prefix); !r) return unexpected(r.error());
+          for (const auto& rt : n.routes)
+            if (rt.ifname == l.peer)
+              if (auto r = nl->addRoute(rt); !r) return unexpected(r.error());
+        }
+  }
+  for (const auto& rs : plan.rulesets) {
+    nft::ApplyOptions o;
+    o.netns = rs.fabric;
+    auto a = nft::applyRuleset(rs, o);
+    if (!a) return unexpected(a.error());
+    for (const auto& c : a->changes) report.rulesetChanges.push_back(rs.fabric + ": " + c);
+  }
+  return report;
 }
 
 }  // namespace vpcfw::lab

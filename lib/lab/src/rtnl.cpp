@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <net/if.h>  // before the linux/ headers, which clash with it otherwise
 #include <libmnl/libmnl.h>
+#include <linux/fib_rules.h>
 #include <linux/if_addr.h>
 #include <linux/if_link.h>
 #include <linux/rtnetlink.h>
@@ -15,9 +16,9 @@
 
 #include <cerrno>
 #include <cstring>
-#include <ctime>
 #include <fstream>
 #include <thread>
+#include <utility>
 
 #include "vpcfw/nft/netns.h"
 
@@ -26,36 +27,11 @@ namespace {
 
 constexpr const char* kNetnsDir = "/run/netns";
 
-Expected<void> sysError(const std::string& what) { return makeError(ErrorCode::kKernel, what + ": " + std::strerror(errno)); }
-
-// Sends one request and waits for the kernel's acknowledgement.
-Expected<void> talk(nlmsghdr* nlh, const std::string& what) {
-  mnl_socket* nl = mnl_socket_open(NETLINK_ROUTE);
-  if (!nl) return sysError("rtnetlink socket");
-  if (mnl_socket_bind(nl, 0, MNL_SOCKET_AUTOPID) < 0) {
-    mnl_socket_close(nl);
-    return sysError("rtnetlink bind");
-  }
-  nlh->nlmsg_flags |= NLM_F_REQUEST | NLM_F_ACK;
-  nlh->nlmsg_seq = static_cast<std::uint32_t>(time(nullptr));
-  Expected<void> result;
-  if (mnl_socket_sendto(nl, nlh, nlh->nlmsg_len) < 0) {
-    result = sysError(what);
-  } else {
-    alignas(nlmsghdr) char buf[8192];
-    ssize_t n = mnl_socket_recvfrom(nl, buf, sizeof buf);
-    if (n < 0 || mnl_cb_run(buf, static_cast<std::size_t>(n), nlh->nlmsg_seq, mnl_socket_get_portid(nl), nullptr, nullptr) < 0)
-      result = sysError(what);
-  }
-  mnl_socket_close(nl);
-  return result;
+Error sysError(const std::string& what, int err = errno) {
+  return Error{ErrorCode::kKernel, what + ": " + std::strerror(err)};
 }
 
-Expected<unsigned> ifindex(const std::string& name) {
-  unsigned idx = if_nametoindex(name.c_str());
-  if (idx == 0) return makeError(ErrorCode::kNotFound, "no interface " + name);
-  return idx;
-}
+std::size_t addrLen(const net::IpAddress& a) { return a.isV4() ? 4 : 16; }
 
 }  // namespace
 
@@ -63,18 +39,18 @@ Expected<void> createNamespace(const std::string& name) {
   mkdir(kNetnsDir, 0755);
   const std::string path = nft::netnsPath(name);
   int fd = open(path.c_str(), O_RDONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0444);
-  if (fd < 0) return sysError("create " + path);
+  if (fd < 0) return unexpected(sysError("create " + path));
   close(fd);
   Expected<void> result;
   // A fresh namespace lives as long as something holds it: bind-mount the
   // thread's namespace on the file, as `ip netns add` does.
   std::thread([&] {
     if (unshare(CLONE_NEWNET) != 0) {
-      result = sysError("unshare a network namespace");
+      result = unexpected(sysError("unshare a network namespace"));
       return;
     }
     if (mount("/proc/thread-self/ns/net", path.c_str(), "none", MS_BIND, nullptr) != 0)
-      result = sysError("mount " + path);
+      result = unexpected(sysError("mount " + path));
   }).join();
   if (!result) unlink(path.c_str());
   return result;
@@ -83,7 +59,7 @@ Expected<void> createNamespace(const std::string& name) {
 Expected<void> deleteNamespace(const std::string& name) {
   const std::string path = nft::netnsPath(name);
   umount2(path.c_str(), MNT_DETACH);
-  if (unlink(path.c_str()) != 0 && errno != ENOENT) return sysError("remove " + path);
+  if (unlink(path.c_str()) != 0 && errno != ENOENT) return unexpected(sysError("remove " + path));
   return {};
 }
 
@@ -93,111 +69,259 @@ std::vector<std::string> listNamespaces(const std::string& prefix) {
   if (!d) return out;
   while (dirent* e = readdir(d)) {
     std::string n = e->d_name;
-    if (n.rfind(prefix, 0) == 0) out.push_back(n);
+    if (n != "." && n != ".." && n.rfind(prefix, 0) == 0) out.push_back(n);
   }
   closedir(d);
   return out;
 }
 
-Expected<void> createVeth(const Netns& ns, const std::string& name, const Netns& peerNs, const std::string& peer) {
-  int peerFd = -1;
-  if (peerNs) {
-    peerFd = open(nft::netnsPath(*peerNs).c_str(), O_RDONLY | O_CLOEXEC);
-    if (peerFd < 0) return sysError("open namespace " + *peerNs);
-  }
-  auto r = nft::runInNetns(ns, [&]() -> Expected<void> {
-    alignas(nlmsghdr) char buf[8192];
-    nlmsghdr* nlh = mnl_nlmsg_put_header(buf);
-    nlh->nlmsg_type = RTM_NEWLINK;
-    nlh->nlmsg_flags = NLM_F_CREATE | NLM_F_EXCL;
-    auto* ifm = static_cast<ifinfomsg*>(mnl_nlmsg_put_extra_header(nlh, sizeof(ifinfomsg)));
-    ifm->ifi_family = AF_UNSPEC;
-    mnl_attr_put_strz(nlh, IFLA_IFNAME, name.c_str());
-    nlattr* info = mnl_attr_nest_start(nlh, IFLA_LINKINFO);
-    mnl_attr_put_strz(nlh, IFLA_INFO_KIND, "veth");
-    nlattr* data = mnl_attr_nest_start(nlh, IFLA_INFO_DATA);
-    nlattr* peerInfo = mnl_attr_nest_start(nlh, VETH_INFO_PEER);
-    // The peer's attributes follow an ifinfomsg of its own.
-    std::memset(mnl_nlmsg_get_payload_tail(nlh), 0, sizeof(ifinfomsg));
-    nlh->nlmsg_len += MNL_ALIGN(sizeof(ifinfomsg));
-    mnl_attr_put_strz(nlh, IFLA_IFNAME, peer.c_str());
-    if (peerFd >= 0) mnl_attr_put_u32(nlh, IFLA_NET_NS_FD, static_cast<std::uint32_t>(peerFd));
-    mnl_attr_nest_end(nlh, peerInfo);
-    mnl_attr_nest_end(nlh, data);
-    mnl_attr_nest_end(nlh, info);
-    return talk(nlh, "create veth " + name + "/" + peer);
-  });
-  if (peerFd >= 0) close(peerFd);
-  return r;
-}
-
-Expected<void> setLinkUp(const Netns& ns, const std::string& ifname) {
-  return nft::runInNetns(ns, [&]() -> Expected<void> {
-    auto idx = ifindex(ifname);
-    if (!idx) return unexpected(idx.error());
-    alignas(nlmsghdr) char buf[8192];
-    nlmsghdr* nlh = mnl_nlmsg_put_header(buf);
-    nlh->nlmsg_type = RTM_NEWLINK;
-    auto* ifm = static_cast<ifinfomsg*>(mnl_nlmsg_put_extra_header(nlh, sizeof(ifinfomsg)));
-    ifm->ifi_family = AF_UNSPEC;
-    ifm->ifi_index = static_cast<int>(*idx);
-    ifm->ifi_change = IFF_UP;
-    ifm->ifi_flags = IFF_UP;
-    return talk(nlh, "set " + ifname + " up");
-  });
-}
-
-Expected<void> addAddress(const Netns& ns, const std::string& ifname, const net::IpAddress& addr, int prefix) {
-  return nft::runInNetns(ns, [&]() -> Expected<void> {
-    auto idx = ifindex(ifname);
-    if (!idx) return unexpected(idx.error());
-    alignas(nlmsghdr) char buf[8192];
-    nlmsghdr* nlh = mnl_nlmsg_put_header(buf);
-    nlh->nlmsg_type = RTM_NEWADDR;
-    nlh->nlmsg_flags = NLM_F_CREATE | NLM_F_REPLACE;
-    auto* ifa = static_cast<ifaddrmsg*>(mnl_nlmsg_put_extra_header(nlh, sizeof(ifaddrmsg)));
-    ifa->ifa_family = addr.isV4() ? AF_INET : AF_INET6;
-    ifa->ifa_prefixlen = static_cast<unsigned char>(prefix);
-    ifa->ifa_index = *idx;
-    ifa->ifa_flags = addr.isV4() ? 0 : IFA_F_NODAD;
-    const auto len = static_cast<std::size_t>(addr.isV4() ? 4 : 16);
-    mnl_attr_put(nlh, IFA_LOCAL, len, addr.bytes().data());
-    mnl_attr_put(nlh, IFA_ADDRESS, len, addr.bytes().data());
-    return talk(nlh, "add address " + addr.toString() + " to " + ifname);
-  });
-}
-
-Expected<void> addRoute(const Netns& ns, const net::Cidr& dst, const std::string& ifname,
-                        const std::optional<net::IpAddress>& gateway) {
-  return nft::runInNetns(ns, [&]() -> Expected<void> {
-    auto idx = ifindex(ifname);
-    if (!idx) return unexpected(idx.error());
-    alignas(nlmsghdr) char buf[8192];
-    nlmsghdr* nlh = mnl_nlmsg_put_header(buf);
-    nlh->nlmsg_type = RTM_NEWROUTE;
-    nlh->nlmsg_flags = NLM_F_CREATE | NLM_F_REPLACE;
-    auto* rtm = static_cast<rtmsg*>(mnl_nlmsg_put_extra_header(nlh, sizeof(rtmsg)));
-    const bool v4 = dst.family() == net::Family::kIpv4;
-    rtm->rtm_family = v4 ? AF_INET : AF_INET6;
-    rtm->rtm_dst_len = static_cast<unsigned char>(dst.prefix());
-    rtm->rtm_table = RT_TABLE_MAIN;
-    rtm->rtm_protocol = RTPROT_STATIC;
-    rtm->rtm_scope = gateway ? RT_SCOPE_UNIVERSE : RT_SCOPE_LINK;
-    rtm->rtm_type = RTN_UNICAST;
-    const auto len = static_cast<std::size_t>(v4 ? 4 : 16);
-    if (dst.prefix() > 0) mnl_attr_put(nlh, RTA_DST, len, dst.network().bytes().data());
-    mnl_attr_put_u32(nlh, RTA_OIF, *idx);
-    if (gateway) mnl_attr_put(nlh, RTA_GATEWAY, len, gateway->bytes().data());
-    return talk(nlh, "add route " + dst.toString() + " dev " + ifname);
-  });
+bool namespaceExists(const std::string& name) {
+  struct stat st {};
+  return stat(nft::netnsPath(name).c_str(), &st) == 0;
 }
 
 Expected<void> writeSysctl(const Netns& ns, const std::string& key, const std::string& value) {
   return nft::runInNetns(ns, [&]() -> Expected<void> {
     std::ofstream f("/proc/sys/" + key);
-    if (!(f << value)) return sysError("write /proc/sys/" + key);
+    if (!(f << value) || !f.flush()) return unexpected(sysError("write /proc/sys/" + key));
     return {};
   });
+}
+
+// ------------------------------------------------------------------ Rtnl
+
+Expected<Rtnl> Rtnl::open(const Netns& ns) {
+  mnl_socket* s = nullptr;
+  auto r = nft::runInNetns(ns, [&]() -> Expected<void> {
+    s = mnl_socket_open(NETLINK_ROUTE);
+    if (!s) return unexpected(sysError("rtnetlink socket"));
+    if (mnl_socket_bind(s, 0, MNL_SOCKET_AUTOPID) < 0) {
+      int err = errno;
+      mnl_socket_close(s);
+      s = nullptr;
+      return unexpected(sysError("rtnetlink bind", err));
+    }
+    return {};
+  });
+  if (!r) return unexpected(r.error());
+  return Rtnl(s);
+}
+
+Rtnl::Rtnl(Rtnl&& o) noexcept
+    : sock_(std::exchange(o.sock_, nullptr)), seq_(o.seq_), indexCache_(std::move(o.indexCache_)) {}
+
+Rtnl& Rtnl::operator=(Rtnl&& o) noexcept {
+  if (this != &o) {
+    if (sock_) mnl_socket_close(sock_);
+    sock_ = std::exchange(o.sock_, nullptr);
+    seq_ = o.seq_;
+    indexCache_ = std::move(o.indexCache_);
+  }
+  return *this;
+}
+
+Rtnl::~Rtnl() {
+  if (sock_) mnl_socket_close(sock_);
+}
+
+// Sends one request and waits for the kernel's acknowledgement.
+Expected<void> Rtnl::talk(void* msg, const std::string& what) {
+  auto* nlh = static_cast<nlmsghdr*>(msg);
+  nlh->nlmsg_flags |= NLM_F_REQUEST | NLM_F_ACK;
+  nlh->nlmsg_seq = seq_++;
+  if (mnl_socket_sendto(sock_, nlh, nlh->nlmsg_len) < 0) return unexpected(sysError(what));
+  alignas(nlmsghdr) char buf[8192];
+  for (;;) {
+    ssize_t n = mnl_socket_recvfrom(sock_, buf, sizeof buf);
+    if (n < 0) return unexpected(sysError(what));
+    int rc = mnl_cb_run(buf, static_cast<std::size_t>(n), nlh->nlmsg_seq, mnl_socket_get_portid(sock_), nullptr, nullptr);
+    if (rc < 0) return unexpected(sysError(what));
+    if (rc == MNL_CB_STOP) return {};
+  }
+}
+
+Expected<unsigned> Rtnl::ifindex(const std::string& ifname) {
+  if (auto it = indexCache_.find(ifname); it != indexCache_.end()) return it->second;
+  alignas(nlmsghdr) char buf[16384];
+  nlmsghdr* nlh = mnl_nlmsg_put_header(buf);
+  nlh->nlmsg_type = RTM_GETLINK;
+  nlh->nlmsg_flags = NLM_F_REQUEST;
+  nlh->nlmsg_seq = seq_++;
+  auto* ifm = static_cast<ifinfomsg*>(mnl_nlmsg_put_extra_header(nlh, sizeof(ifinfomsg)));
+  ifm->ifi_family = AF_UNSPEC;
+  mnl_attr_put_strz(nlh, IFLA_IFNAME, ifname.c_str());
+  if (mnl_socket_sendto(sock_, nlh, nlh->nlmsg_len) < 0) return unexpected(sysError("look up " + ifname));
+  ssize_t n = mnl_socket_recvfrom(sock_, buf, sizeof buf);
+  if (n < 0) return unexpected(sysError("look up " + ifname));
+  unsigned index = 0;
+  int rc = mnl_cb_run(
+      buf, static_cast<std::size_t>(n), nlh->nlmsg_seq, mnl_socket_get_portid(sock_),
+      [](const nlmsghdr* h, void* data) {
+        *static_cast<unsigned*>(data) = static_cast<unsigned>(static_cast<const ifinfomsg*>(mnl_nlmsg_get_payload(h))->ifi_index);
+        return MNL_CB_OK;
+      },
+      &index);
+  if (rc < 0 || index == 0) return makeError(ErrorCode::kNotFound, "no interface " + ifname);
+  indexCache_[ifname] = index;
+  return index;
+}
+
+Expected<std::vector<LinkInfo>> Rtnl::links() {
+  alignas(nlmsghdr) char buf[16384];
+  nlmsghdr* nlh = mnl_nlmsg_put_header(buf);
+  nlh->nlmsg_type = RTM_GETLINK;
+  nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+  nlh->nlmsg_seq = seq_++;
+  auto* ifm = static_cast<ifinfomsg*>(mnl_nlmsg_put_extra_header(nlh, sizeof(ifinfomsg)));
+  ifm->ifi_family = AF_UNSPEC;
+  const std::uint32_t seq = nlh->nlmsg_seq;
+  if (mnl_socket_sendto(sock_, nlh, nlh->nlmsg_len) < 0) return unexpected(sysError("list links"));
+  std::vector<LinkInfo> out;
+  auto cb = [](const nlmsghdr* h, void* data) -> int {
+    auto* list = static_cast<std::vector<LinkInfo>*>(data);
+    const auto* m = static_cast<const ifinfomsg*>(mnl_nlmsg_get_payload(h));
+    LinkInfo li;
+    li.index = static_cast<unsigned>(m->ifi_index);
+    li.up = (m->ifi_flags & IFF_UP) != 0;
+    for (auto* a = static_cast<const nlattr*>(mnl_nlmsg_get_payload_offset(h, sizeof(ifinfomsg)));
+         mnl_attr_ok(a, static_cast<int>(static_cast<const char*>(mnl_nlmsg_get_payload_tail(h)) - reinterpret_cast<const char*>(a)));
+         a = mnl_attr_next(a)) {
+      switch (mnl_attr_get_type(a)) {
+        case IFLA_IFNAME: li.name = mnl_attr_get_str(a); break;
+        case IFLA_STATS64:
+          if (mnl_attr_get_payload_len(a) >= sizeof(rtnl_link_stats64)) {
+            rtnl_link_stats64 st;
+            std::memcpy(&st, mnl_attr_get_payload(a), sizeof st);
+            li.rxPackets = st.rx_packets;
+            li.txPackets = st.tx_packets;
+          }
+          break;
+        default: break;
+      }
+    }
+    list->push_back(std::move(li));
+    return MNL_CB_OK;
+  };
+  for (;;) {
+    ssize_t n = mnl_socket_recvfrom(sock_, buf, sizeof buf);
+    if (n < 0) return unexpected(sysError("list links"));
+    int rc = mnl_cb_run(buf, static_cast<std::size_t>(n), seq, mnl_socket_get_portid(sock_), cb, &out);
+    if (rc < 0) return unexpected(sysError("list links"));
+    if (rc == MNL_CB_STOP) break;
+  }
+  return out;
+}
+
+Expected<void> Rtnl::createVeth(const std::string& name, const Netns& peerNs, const std::string& peer) {
+  int peerFd = -1;
+  if (peerNs) {
+    peerFd = ::open(nft::netnsPath(*peerNs).c_str(), O_RDONLY | O_CLOEXEC);
+    if (peerFd < 0) return unexpected(sysError("open namespace " + *peerNs));
+  }
+  alignas(nlmsghdr) char buf[8192];
+  nlmsghdr* nlh = mnl_nlmsg_put_header(buf);
+  nlh->nlmsg_type = RTM_NEWLINK;
+  nlh->nlmsg_flags = NLM_F_CREATE | NLM_F_EXCL;
+  auto* ifm = static_cast<ifinfomsg*>(mnl_nlmsg_put_extra_header(nlh, sizeof(ifinfomsg)));
+  ifm->ifi_family = AF_UNSPEC;
+  mnl_attr_put_strz(nlh, IFLA_IFNAME, name.c_str());
+  nlattr* info = mnl_attr_nest_start(nlh, IFLA_LINKINFO);
+  mnl_attr_put_strz(nlh, IFLA_INFO_KIND, "veth");
+  nlattr* data = mnl_attr_nest_start(nlh, IFLA_INFO_DATA);
+  nlattr* peerInfo = mnl_attr_nest_start(nlh, VETH_INFO_PEER);
+  // The peer's attributes follow an ifinfomsg of its own.
+  std::memset(mnl_nlmsg_get_payload_tail(nlh), 0, sizeof(ifinfomsg));
+  nlh->nlmsg_len += MNL_ALIGN(sizeof(ifinfomsg));
+  mnl_attr_put_strz(nlh, IFLA_IFNAME, peer.c_str());
+  if (peerFd >= 0) mnl_attr_put_u32(nlh, IFLA_NET_NS_FD, static_cast<std::uint32_t>(peerFd));
+  mnl_attr_nest_end(nlh, peerInfo);
+  mnl_attr_nest_end(nlh, data);
+  mnl_attr_nest_end(nlh, info);
+  auto r = talk(nlh, "create veth " + name + "/" + peer);
+  if (peerFd >= 0) close(peerFd);
+  return r;
+}
+
+Expected<void> Rtnl::setLinkUp(const std::string& ifname) {
+  auto idx = ifindex(ifname);
+  if (!idx) return unexpected(idx.error());
+  alignas(nlmsghdr) char buf[8192];
+  nlmsghdr* nlh = mnl_nlmsg_put_header(buf);
+  nlh->nlmsg_type = RTM_NEWLINK;
+  auto* ifm = static_cast<ifinfomsg*>(mnl_nlmsg_put_extra_header(nlh, sizeof(ifinfomsg)));
+  ifm->ifi_family = AF_UNSPEC;
+  ifm->ifi_index = static_cast<int>(*idx);
+  ifm->ifi_change = IFF_UP;
+  ifm->ifi_flags = IFF_UP;
+  return talk(nlh, "set " + ifname + " up");
+}
+
+Expected<void> Rtnl::addAddress(const std::string& ifname, const net::IpAddress& addr, int prefix) {
+  auto idx = ifindex(ifname);
+  if (!idx) return unexpected(idx.error());
+  alignas(nlmsghdr) char buf[8192];
+  nlmsghdr* nlh = mnl_nlmsg_put_header(buf);
+  nlh->nlmsg_type = RTM_NEWADDR;
+  nlh->nlmsg_flags = NLM_F_CREATE | NLM_F_REPLACE;
+  auto* ifa = static_cast<ifaddrmsg*>(mnl_nlmsg_put_extra_header(nlh, sizeof(ifaddrmsg)));
+  ifa->ifa_family = addr.isV4() ? AF_INET : AF_INET6;
+  ifa->ifa_prefixlen = static_cast<unsigned char>(prefix);
+  ifa->ifa_index = *idx;
+  ifa->ifa_flags = addr.isV4() ? 0 : IFA_F_NODAD;
+  mnl_attr_put(nlh, IFA_LOCAL, addrLen(addr), addr.bytes().data());
+  mnl_attr_put(nlh, IFA_ADDRESS, addrLen(addr), addr.bytes().data());
+  return talk(nlh, "add address " + addr.toString() + " to " + ifname);
+}
+
+Expected<void> Rtnl::addRoute(const RouteSpec& r) {
+  alignas(nlmsghdr) char buf[8192];
+  nlmsghdr* nlh = mnl_nlmsg_put_header(buf);
+  nlh->nlmsg_type = RTM_NEWROUTE;
+  nlh->nlmsg_flags = NLM_F_CREATE | NLM_F_REPLACE;
+  auto* rtm = static_cast<rtmsg*>(mnl_nlmsg_put_extra_header(nlh, sizeof(rtmsg)));
+  const bool v4 = r.dst.family() == net::Family::kIpv4;
+  rtm->rtm_family = v4 ? AF_INET : AF_INET6;
+  rtm->rtm_dst_len = static_cast<unsigned char>(r.dst.prefix());
+  rtm->rtm_table = r.table < 256 ? static_cast<unsigned char>(r.table) : static_cast<unsigned char>(RT_TABLE_UNSPEC);
+  rtm->rtm_protocol = RTPROT_STATIC;
+  switch (r.type) {
+    case RouteSpec::Type::kUnicast:
+      rtm->rtm_type = RTN_UNICAST;
+      rtm->rtm_scope = r.gateway ? RT_SCOPE_UNIVERSE : RT_SCOPE_LINK;
+      break;
+    case RouteSpec::Type::kThrow: rtm->rtm_type = RTN_THROW; rtm->rtm_scope = RT_SCOPE_UNIVERSE; break;
+    case RouteSpec::Type::kBlackhole: rtm->rtm_type = RTN_BLACKHOLE; rtm->rtm_scope = RT_SCOPE_UNIVERSE; break;
+    case RouteSpec::Type::kLocal: rtm->rtm_type = RTN_LOCAL; rtm->rtm_scope = RT_SCOPE_HOST; break;
+  }
+  if (r.onlink) rtm->rtm_flags |= RTNH_F_ONLINK;
+  const std::size_t len = v4 ? 4 : 16;
+  if (r.dst.prefix() > 0) mnl_attr_put(nlh, RTA_DST, len, r.dst.network().bytes().data());
+  mnl_attr_put_u32(nlh, RTA_TABLE, r.table);
+  if (!r.ifname.empty()) {
+    auto idx = ifindex(r.ifname);
+    if (!idx) return unexpected(idx.error());
+    mnl_attr_put_u32(nlh, RTA_OIF, *idx);
+  }
+  if (r.gateway) mnl_attr_put(nlh, RTA_GATEWAY, len, r.gateway->bytes().data());
+  return talk(nlh, "add route " + r.dst.toString() + (r.ifname.empty() ? "" : " dev " + r.ifname) + " table " +
+                       std::to_string(r.table));
+}
+
+Expected<void> Rtnl::addRule(const RuleSpec& r) {
+  alignas(nlmsghdr) char buf[8192];
+  nlmsghdr* nlh = mnl_nlmsg_put_header(buf);
+  nlh->nlmsg_type = RTM_NEWRULE;
+  nlh->nlmsg_flags = NLM_F_CREATE | NLM_F_EXCL;
+  auto* frh = static_cast<fib_rule_hdr*>(mnl_nlmsg_put_extra_header(nlh, sizeof(fib_rule_hdr)));
+  const bool v4 = r.from.family() == net::Family::kIpv4;
+  frh->family = v4 ? AF_INET : AF_INET6;
+  frh->src_len = static_cast<unsigned char>(r.from.prefix());
+  frh->action = FR_ACT_TO_TBL;
+  frh->table = r.table < 256 ? static_cast<unsigned char>(r.table) : static_cast<unsigned char>(RT_TABLE_UNSPEC);
+  if (r.from.prefix() > 0) mnl_attr_put(nlh, FRA_SRC, v4 ? 4 : 16, r.from.network().bytes().data());
+  mnl_attr_put_u32(nlh, FRA_TABLE, r.table);
+  mnl_attr_put_u32(nlh, FRA_PRIORITY, r.priority);
+  return talk(nlh, "add rule from " + r.from.toString() + " table " + std::to_string(r.table));
 }
 
 }  // namespace vpcfw::lab

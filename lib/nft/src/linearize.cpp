@@ -162,6 +162,17 @@ struct RuleBuilder {
     bitwise(mask);
     cmp(NFT_CMP_NEQ, std::string(4, '\0'));
   }
+  // "snat ip to ADDR" / "dnat ip6 to ADDR", as nft encodes it.
+  void nat(const compile::Nat& n) {
+    auto* imm = add("immediate");
+    nftnl_expr_set_u32(imm, NFTNL_EXPR_IMM_DREG, NFT_REG_1);
+    nftnl_expr_set(imm, NFTNL_EXPR_IMM_DATA, n.to.bytes().data(), n.to.isV4() ? 4 : 16);
+    auto* e = add("nat");
+    nftnl_expr_set_u32(e, NFTNL_EXPR_NAT_TYPE, n.source ? NFT_NAT_SNAT : NFT_NAT_DNAT);
+    nftnl_expr_set_u32(e, NFTNL_EXPR_NAT_FAMILY, n.to.isV4() ? NFPROTO_IPV4 : NFPROTO_IPV6);
+    nftnl_expr_set_u32(e, NFTNL_EXPR_NAT_REG_ADDR_MIN, NFT_REG_1);
+  }
+
   void verdict(const compile::Verdict& v) {
     if (v.kind == compile::VerdictKind::kContinue) return;
     auto* e = add("immediate");
@@ -451,10 +462,14 @@ LinearTable linearize(const compile::Table& t) {
     nftnl_chain_set_str(nc, NFTNL_CHAIN_NAME, c.name.c_str());
     nftnl_chain_set_u32(nc, NFTNL_CHAIN_FAMILY, NFPROTO_INET);
     if (c.hook) {
-      std::uint32_t hook = *c.hook == "forward" ? NF_INET_FORWARD : *c.hook == "input" ? NF_INET_LOCAL_IN : NF_INET_LOCAL_OUT;
+      std::uint32_t hook = *c.hook == "forward"      ? NF_INET_FORWARD
+                           : *c.hook == "input"      ? NF_INET_LOCAL_IN
+                           : *c.hook == "prerouting" ? NF_INET_PRE_ROUTING
+                           : *c.hook == "postrouting" ? NF_INET_POST_ROUTING
+                                                      : NF_INET_LOCAL_OUT;
       nftnl_chain_set_u32(nc, NFTNL_CHAIN_HOOKNUM, hook);
       nftnl_chain_set_s32(nc, NFTNL_CHAIN_PRIO, c.priority);
-      nftnl_chain_set_str(nc, NFTNL_CHAIN_TYPE, "filter");
+      nftnl_chain_set_str(nc, NFTNL_CHAIN_TYPE, c.type.c_str());
       nftnl_chain_set_u32(nc, NFTNL_CHAIN_POLICY, c.policy.kind == compile::VerdictKind::kDrop ? NF_DROP : NF_ACCEPT);
     }
     lc.signature = chainSignature(nc);
@@ -471,6 +486,7 @@ LinearTable linearize(const compile::Table& t) {
       std::vector<std::string> deps;
       for (const auto& m : r.matches) b.match(m, deps);
       if (r.counter) b.add("counter");
+      if (r.nat) b.nat(*r.nat);
       b.verdict(r.verdict);
       setUserdataComment(nr, r.comment);
       lr.comment = r.comment;

@@ -44,6 +44,8 @@ Placement labPlacement(const model::Model& m);
 // "eni-<instance>" when it fits the 15-character limit, else a shortened name
 // with a hash of the full one, so distinct instances get distinct names.
 std::string labInterfaceName(const std::string& instance);
+// PREFIX + name when it fits 15 characters, else shortened with a hash.
+std::string interfaceName(std::string_view prefix, const std::string& name);
 std::string labFabricName(const std::string& vpc);
 
 // One ruleset per fabric that has ENIs, ordered by fabric name.

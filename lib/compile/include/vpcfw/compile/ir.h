@@ -82,17 +82,28 @@ struct Match {
 
 enum class CtState : std::uint8_t { kNone = 0, kEstablishedRelated, kInvalid };
 
+// Address translation through conntrack: the first packet of a flow picks
+// the new address, its replies are translated back. The lab's internet
+// gateways use it for 1:1 NAT between an instance's private and public IPv4.
+struct Nat {
+  bool source = false;  // snat (else dnat)
+  net::IpAddress to;
+  auto operator<=>(const Nat&) const = default;
+};
+
 struct Rule {
   std::vector<Match> matches;
   CtState ctState = CtState::kNone;  // an extra "ct state ..." match, before the others
   bool counter = false;
-  Verdict verdict;                   // kContinue: no verdict statement (vmap rules)
+  std::optional<Nat> nat;            // after the matches
+  Verdict verdict;                   // kContinue: no verdict statement (vmap rules, nat)
   std::string comment;               // names the config object the rule came from
 };
 
 struct Chain {
   std::string name;
-  std::optional<std::string> hook;   // "forward", "input", "output" for base chains
+  std::optional<std::string> hook;   // "forward", "input", "output", "prerouting", "postrouting"
+  std::string type = "filter";       // base chains: "filter" or "nat"
   int priority = 0;
   Verdict policy = Verdict::accept();  // base chains only
   std::vector<Rule> rules;

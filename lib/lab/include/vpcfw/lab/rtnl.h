@@ -1,14 +1,19 @@
-// Namespaces, links, addresses and routes over rtnetlink (libmnl), for the
-// namespace lab. Every call acts in a named network namespace (nullopt: the
-// caller's own) and returns the kernel's error as text.
+// Namespaces, links, addresses, routes and policy-routing rules over
+// rtnetlink (libmnl), for the namespace lab. An Rtnl session holds one
+// netlink socket opened inside a namespace; the socket stays there, so its
+// requests act in that namespace from whatever thread sends them.
 #pragma once
 
+#include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "vpcfw/base/error.h"
 #include "vpcfw/net/address.h"
+
+struct mnl_socket;
 
 namespace vpcfw::lab {
 
@@ -19,17 +24,61 @@ using Netns = std::optional<std::string>;
 [[nodiscard]] Expected<void> deleteNamespace(const std::string& name);
 // Names in /run/netns starting with `prefix`.
 std::vector<std::string> listNamespaces(const std::string& prefix);
+bool namespaceExists(const std::string& name);
 
-// A veth pair: `name` in namespace `ns`, `peer` in namespace `peerNs`.
-[[nodiscard]] Expected<void> createVeth(const Netns& ns, const std::string& name, const Netns& peerNs,
-                                        const std::string& peer);
-[[nodiscard]] Expected<void> setLinkUp(const Netns& ns, const std::string& ifname);
-// Adds addr/prefix to ifname (IPv6 without duplicate address detection).
-[[nodiscard]] Expected<void> addAddress(const Netns& ns, const std::string& ifname, const net::IpAddress& addr, int prefix);
-// A route to dst via ifname, through `gateway` when given (else on-link).
-[[nodiscard]] Expected<void> addRoute(const Netns& ns, const net::Cidr& dst, const std::string& ifname,
-                                      const std::optional<net::IpAddress>& gateway = std::nullopt);
 // Writes a sysctl of that namespace, e.g. "net/ipv4/ip_forward" = "1".
 [[nodiscard]] Expected<void> writeSysctl(const Netns& ns, const std::string& key, const std::string& value);
+
+struct RouteSpec {
+  enum class Type { kUnicast, kThrow, kLocal, kBlackhole };
+  net::Cidr dst;
+  std::string ifname;                      // empty for throw / blackhole
+  std::optional<net::IpAddress> gateway;   // else on-link
+  std::uint32_t table = 254;               // RT_TABLE_MAIN
+  Type type = Type::kUnicast;
+  bool onlink = false;                     // the gateway is on the link, whatever its address
+};
+
+// A policy-routing rule: packets from `from` look up `table`.
+struct RuleSpec {
+  net::Cidr from;
+  std::uint32_t table = 254;
+  std::uint32_t priority = 0;
+};
+
+struct LinkInfo {
+  std::string name;
+  unsigned index = 0;
+  bool up = false;
+  std::uint64_t rxPackets = 0, txPackets = 0;
+};
+
+class Rtnl {
+ public:
+  // A session in namespace `ns` (nullopt: the caller's own).
+  [[nodiscard]] static Expected<Rtnl> open(const Netns& ns);
+  Rtnl(Rtnl&& o) noexcept;
+  Rtnl& operator=(Rtnl&& o) noexcept;
+  Rtnl(const Rtnl&) = delete;
+  Rtnl& operator=(const Rtnl&) = delete;
+  ~Rtnl();
+
+  // A veth pair: `name` here, `peer` in namespace `peerNs` (nullopt: here).
+  [[nodiscard]] Expected<void> createVeth(const std::string& name, const Netns& peerNs, const std::string& peer);
+  [[nodiscard]] Expected<void> setLinkUp(const std::string& ifname);
+  // Adds addr/prefix to ifname (IPv6 without duplicate address detection).
+  [[nodiscard]] Expected<void> addAddress(const std::string& ifname, const net::IpAddress& addr, int prefix);
+  [[nodiscard]] Expected<void> addRoute(const RouteSpec& r);
+  [[nodiscard]] Expected<void> addRule(const RuleSpec& r);
+  [[nodiscard]] Expected<unsigned> ifindex(const std::string& ifname);
+  [[nodiscard]] Expected<std::vector<LinkInfo>> links();
+
+ private:
+  explicit Rtnl(mnl_socket* s) : sock_(s) {}
+  Expected<void> talk(void* nlh, const std::string& what);
+  mnl_socket* sock_ = nullptr;
+  std::uint32_t seq_ = 1;
+  std::map<std::string, unsigned> indexCache_;
+};
 
 }  // namespace vpcfw::lab

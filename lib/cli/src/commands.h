@@ -1,0 +1,30 @@
+// Pieces the CLI's command files share (private to the CLI).
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <chrono>
+#include <functional>
+#include <optional>
+#include <ostream>
+#include <string>
+
+#include "vpcfw/model/model.h"
+
+namespace vpcfw::cli {
+
+// A parsed command, ready to run.
+using Runner = std::function<int(std::ostream& out, std::ostream& err)>;
+
+// Loads and validates `path`, printing its diagnostics; when it has errors,
+// also "<path>: N error(s); <consequence>", and returns nothing.
+std::optional<model::Model> loadReported(const std::string& path, std::string_view consequence, std::ostream& err);
+
+double msSince(std::chrono::steady_clock::time_point t0);
+
+// `vpcfw lab up|down|status|apply|exec` (lab_commands.cpp) and `vpcfw probe`
+// (probe_command.cpp): each sets `selected` when it is the parsed command.
+void addLabCommands(CLI::App& app, Runner& selected);
+void addProbeCommand(CLI::App& app, Runner& selected);
+
+}  // namespace vpcfw::cli

@@ -1,0 +1,255 @@
+// `vpcfw lab up|down|status|apply|exec`.
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+#include <sched.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <memory>
+
+#include "commands.h"
+#include "vpcfw/cli/cli.h"
+#include "vpcfw/lab/lab.h"
+
+namespace vpcfw::cli {
+namespace {
+
+std::string addressesOf(const model::Instance& inst) {
+  std::string s = inst.privateIp.toString();
+  for (const auto& a : inst.secondaryIps) s += " " + a.toString();
+  for (const auto& a : inst.ipv6Addresses) s += " " + a.toString();
+  return s;
+}
+
+void printSummary(const model::Model& m, const lab::LabPlan& plan, std::ostream& out) {
+  out << fmt::format("{:<16} {:<12} {:<12} {:<32} {:<15} {}\n", "INSTANCE", "VPC", "SUBNET", "ADDRESSES", "PUBLIC IP",
+                     "NAMESPACE");
+  for (const auto& inst : m.instances) {
+    if (inst.placement.kind != model::Placement::Kind::kLabNamespace || inst.vpc == model::kNone) continue;
+    out << fmt::format("{:<16} {:<12} {:<12} {:<32} {:<15} {}\n", inst.name, m.vpcs[inst.vpc].name, inst.subnetName,
+                       addressesOf(inst), inst.publicIp ? inst.publicIp->toString() : "-", lab::instanceNamespace(inst));
+  }
+  out << '\n' << fmt::format("{:<10} {:<20} {}\n", "ROLE", "OBJECT", "NAMESPACE");
+  for (const auto& n : plan.namespaces)
+    if (n.role != lab::NamespacePlan::Role::kInstance)
+      out << fmt::format("{:<10} {:<20} {}\n", lab::roleName(n.role), n.object, n.name);
+  for (const auto& l : plan.links)
+    if (l.what.rfind("peering ", 0) == 0) out << fmt::format("{:<10} {:<20} {} <-> {}\n", "peering", l.what.substr(8), l.ns, l.peerNs);
+  for (const auto& note : plan.notes) out << "note: " << note << '\n';
+}
+
+std::optional<lab::LabPlan> planReported(const model::Model& m, std::string_view cmd, std::ostream& err) {
+  auto plan = lab::planLab(m);
+  if (!plan) {
+    err << "vpcfw lab " << cmd << ": " << plan.error().message << '\n';
+    return std::nullopt;
+  }
+  return std::move(*plan);
+}
+
+struct UpOptions {
+  std::string config;
+  unsigned jobs = 0;
+  bool quiet = false;
+};
+
+int labUp(const UpOptions& o, std::ostream& out, std::ostream& err) {
+  auto m = loadReported(o.config, "nothing was built", err);
+  if (!m) return kExitUsage;
+  auto plan = planReported(*m, "up", err);
+  if (!plan) return kExitUsage;
+  auto t0 = std::chrono::steady_clock::now();
+  lab::LabOptions lo;
+  lo.jobs = o.jobs;
+  if (!o.quiet) lo.progress = [&](const std::string& line) { err << "  " << line << '\n' << std::flush; };
+  auto r = lab::labUp(*plan, lo);
+  if (!r) {
+    err << "vpcfw lab up: " << r.error().message << " (what was built was removed)\n";
+    return kExitBlocked;
+  }
+  out << fmt::format("lab up: {} namespaces, {} links, {} addresses, {} routes, {} policy rules, {} rulesets in {:.0f} ms\n\n",
+                     r->namespaces.size(), r->links, r->addresses, r->routes, r->rules, plan->rulesets.size(), msSince(t0));
+  printSummary(*m, *plan, out);
+  return kExitOk;
+}
+
+int labDown(const std::string& path, std::ostream& out, std::ostream& err) {
+  std::optional<lab::LabPlan> plan;
+  if (!path.empty()) {
+    auto m = loadReported(path, "nothing was removed", err);
+    if (!m) return kExitUsage;
+    plan = planReported(*m, "down", err);
+    if (!plan) return kExitUsage;
+  }
+  auto t0 = std::chrono::steady_clock::now();
+  auto n = lab::labDown(plan ? &*plan : nullptr);
+  out << fmt::format("lab down: removed {} namespaces in {:.0f} ms\n", n, msSince(t0));
+  return kExitOk;
+}
+
+int labStatus(const std::string& path, bool json, std::ostream& out, std::ostream& err) {
+  std::optional<lab::LabPlan> plan;
+  if (!path.empty()) {
+    auto m = loadReported(path, "no status", err);
+    if (!m) return kExitUsage;
+    plan = planReported(*m, "status", err);
+    if (!plan) return kExitUsage;
+  }
+  auto st = lab::labStatus(plan ? &*plan : nullptr);
+  if (!st) {
+    err << "vpcfw lab status: " << st.error().message << '\n';
+    return kExitBlocked;
+  }
+  const bool running = std::any_of(st->namespaces.begin(), st->namespaces.end(), [](const auto& n) { return n.exists; });
+  if (json) {
+    nlohmann::json arr = nlohmann::json::array();
+    for (const auto& n : st->namespaces) {
+      nlohmann::json j{{"namespace", n.name}, {"role", n.role},       {"object", n.object},
+                       {"exists", n.exists},  {"planned", n.planned}, {"interfaces", n.interfaces},
+                       {"interfaces_up", n.interfacesUp}, {"rx_packets", n.rxPackets}, {"tx_packets", n.txPackets},
+                       {"ruleset", n.hasRuleset}};
+      if (plan && n.hasRuleset) j["ruleset_current"] = n.rulesetCurrent;
+      arr.push_back(std::move(j));
+    }
+    nlohmann::json j{{"running", running}, {"namespaces", arr}};
+    if (plan) j["up_to_date"] = st->upToDate();
+    out << j.dump(2) << '\n';
+  } else if (!running && st->namespaces.empty()) {
+    out << "no lab is running\n";
+  } else {
+    out << fmt::format("{:<28} {:<9} {:<14} {:<7} {:>9} {:>10} {:>10}  {}\n", "NAMESPACE", "ROLE", "OBJECT", "STATE",
+                       "LINKS UP", "RX PKTS", "TX PKTS", "RULES");
+    for (const auto& n : st->namespaces) {
+      std::string state = !n.exists ? "missing" : (n.planned || !plan) ? "up" : "extra";
+      std::string rules = !n.hasRuleset ? "-" : !plan || !n.planned ? "loaded" : n.rulesetCurrent ? "current" : "differs";
+      out << fmt::format("{:<28} {:<9} {:<14} {:<7} {:>9} {:>10} {:>10}  {}\n", n.name, n.role, n.object, state,
+                         fmt::format("{}/{}", n.interfacesUp, n.interfaces), n.rxPackets, n.txPackets, rules);
+    }
+    if (plan) out << (st->upToDate() ? "the lab matches the config\n" : "the lab differs from the config (vpcfw lab apply)\n");
+  }
+  if (plan) return st->upToDate() ? kExitOk : kExitBlocked;
+  return kExitOk;
+}
+
+int labApply(const std::string& path, std::ostream& out, std::ostream& err) {
+  auto m = loadReported(path, "nothing was changed", err);
+  if (!m) return kExitUsage;
+  auto plan = planReported(*m, "apply", err);
+  if (!plan) return kExitUsage;
+  auto t0 = std::chrono::steady_clock::now();
+  auto r = lab::labApply(*plan, {});
+  if (!r) {
+    err << "vpcfw lab apply: " << r.error().message << '\n';
+    return kExitBlocked;
+  }
+  for (const auto& a : r->added) out << "  + instance " << a << '\n';
+  for (const auto& a : r->removed) out << "  - instance " << a << '\n';
+  for (const auto& c : r->rulesetChanges) out << "  ~ " << c << '\n';
+  out << fmt::format("lab apply: {} instances added, {} removed, {} ruleset changes in {:.0f} ms\n", r->added.size(),
+                     r->removed.size(), r->rulesetChanges.size(), msSince(t0));
+  return kExitOk;
+}
+
+// Runs CMD inside a lab namespace and returns its exit status. TARGET is an
+// instance, "internet", "router:<vpc>" or "igw:<vpc>".
+int labExec(const std::string& target, const std::string& configPath, const std::vector<std::string>& cmd,
+            std::ostream& err) {
+  if (cmd.empty()) {
+    err << "vpcfw lab exec: no command given (vpcfw lab exec INSTANCE -- CMD ...)\n";
+    return kExitUsage;
+  }
+  std::string ns;
+  if (target == "internet") {
+    ns = lab::internetNamespace();
+  } else if (target.rfind("router:", 0) == 0) {
+    ns = std::string(lab::kRouterPrefix) + target.substr(7);
+  } else if (target.rfind("igw:", 0) == 0) {
+    ns = std::string(lab::kOtherPrefix) + target;
+  } else {
+    model::Instance inst;
+    inst.name = target;
+    if (!configPath.empty()) {
+      // The config knows an instance's own `netns:` name.
+      auto m = loadReported(configPath, "nothing was run", err);
+      if (!m) return kExitUsage;
+      auto i = m->findInstance(target);
+      if (i == model::kNone) {
+        err << fmt::format("vpcfw lab exec: {} has no instance {}\n", configPath, target);
+        return kExitUsage;
+      }
+      inst = m->instances[i];
+    }
+    ns = lab::instanceNamespace(inst);
+  }
+  const std::string path = "/run/netns/" + ns;
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    err << fmt::format("vpcfw lab exec: no lab namespace for {} ({})\n", target, path);
+    return kExitUsage;
+  }
+  pid_t pid = fork();
+  if (pid == 0) {
+    if (setns(fd, CLONE_NEWNET) != 0) _exit(127);
+    std::vector<char*> argv;
+    for (const auto& a : cmd) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    execvp(argv[0], argv.data());
+    _exit(127);
+  }
+  close(fd);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
+}
+
+}  // namespace
+
+void addLabCommands(CLI::App& app, Runner& selected) {
+  auto* labCmd = app.add_subcommand("lab", "The namespace lab: a config's VPCs, instances, gateways and peerings on this machine");
+  labCmd->require_subcommand(1);
+
+  auto up = std::make_shared<UpOptions>();
+  auto* upCmd = labCmd->add_subcommand("up", "Build the lab and apply its rules");
+  upCmd->add_option("config", up->config, "Config file (YAML)")->required();
+  upCmd->add_option("--jobs", up->jobs, "Parallel workers (default: a few per CPU)")->check(CLI::Range(1, 64));
+  upCmd->add_flag("--quiet", up->quiet, "No progress lines");
+  upCmd->callback([&selected, up] { selected = [up](std::ostream& o, std::ostream& e) { return labUp(*up, o, e); }; });
+
+  auto down = std::make_shared<std::string>();
+  auto* downCmd = labCmd->add_subcommand("down", "Remove every namespace vpcfw made (also after a crash)");
+  downCmd->add_option("config", *down, "Config file: remove only its lab (default: everything named vpcfw-* or vpcfw:*)");
+  downCmd->callback([&selected, down] { selected = [down](std::ostream& o, std::ostream& e) { return labDown(*down, o, e); }; });
+
+  struct StatusOptions {
+    std::string config;
+    bool json = false;
+  };
+  auto status = std::make_shared<StatusOptions>();
+  auto* statusCmd = labCmd->add_subcommand("status", "The running lab's namespaces, links, traffic and rules");
+  statusCmd->add_option("config", status->config, "Config file: compare the lab with it (exit 1 when it differs)");
+  statusCmd->add_flag("--json", status->json, "As JSON");
+  statusCmd->callback([&selected, status] {
+    selected = [status](std::ostream& o, std::ostream& e) { return labStatus(status->config, status->json, o, e); };
+  });
+
+  auto apply = std::make_shared<std::string>();
+  auto* applyCmd = labCmd->add_subcommand("apply", "Change a running lab's rules and instances without rebuilding it");
+  applyCmd->add_option("config", *apply, "Config file (YAML)")->required();
+  applyCmd->callback([&selected, apply] { selected = [apply](std::ostream& o, std::ostream& e) { return labApply(*apply, o, e); }; });
+
+  struct ExecOptions {
+    std::string target, config;
+    std::vector<std::string> args;
+  };
+  auto ex = std::make_shared<ExecOptions>();
+  auto* execCmd = labCmd->add_subcommand("exec", "Run a command inside an instance (or internet, router:VPC, igw:VPC)");
+  execCmd->add_option("instance", ex->target, "Instance name, 'internet', 'router:<vpc>' or 'igw:<vpc>'")->required();
+  execCmd->add_option("--config", ex->config, "Config file (needed when the instance sets its own netns:)");
+  execCmd->add_option("command", ex->args, "Command and arguments (after --)")->required();
+  execCmd->callback([&selected, ex] {
+    selected = [ex](std::ostream&, std::ostream& e) { return labExec(ex->target, ex->config, ex->args, e); };
+  });
+}
+
+}  // namespace vpcfw::cli
