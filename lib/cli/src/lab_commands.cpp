@@ -3,9 +3,10 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 #include <sched.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <cstring>
 #include <memory>
 
 #include "commands.h"
@@ -188,19 +189,21 @@ int labExec(const std::string& target, const std::string& configPath, const std:
     err << fmt::format("vpcfw lab exec: no lab namespace for {} ({})\n", target, path);
     return kExitUsage;
   }
-  pid_t pid = fork();
-  if (pid == 0) {
-    if (setns(fd, CLONE_NEWNET) != 0) _exit(127);
-    std::vector<char*> argv;
-    for (const auto& a : cmd) argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    execvp(argv[0], argv.data());
-    _exit(127);
+  // Enter the namespace and become the command: its exit status is ours,
+  // and a signal for us reaches it.
+  if (setns(fd, CLONE_NEWNET) != 0) {
+    err << fmt::format("vpcfw lab exec: cannot enter {}: {}\n", path, std::strerror(errno));
+    close(fd);
+    return kExitBlocked;
   }
   close(fd);
-  int status = 0;
-  waitpid(pid, &status, 0);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
+  std::vector<char*> argv;
+  for (const auto& a : cmd) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  err.flush();
+  execvp(argv[0], argv.data());
+  err << fmt::format("vpcfw lab exec: {}: {}\n", cmd[0], std::strerror(errno));
+  return 127;
 }
 
 }  // namespace

@@ -515,13 +515,17 @@ std::size_t labDown(const LabPlan* plan) {
   std::size_t removed = 0;
   for (const auto& n : names)
     if (deleteNamespace(n)) ++removed;
-  // The internet goes with the last gateway on it (its links are gone by now).
+  // The internet goes with the last gateway on it: it stays while it has
+  // links other than this lab's (their ends vanish a moment after the
+  // gateways' namespaces do).
   const std::string inet = internetNamespace();
-  if (plan && plan->find(inet) && namespaceExists(inet)) {
+  if (const NamespacePlan* ip = plan ? plan->find(inet) : nullptr; ip && namespaceExists(inet)) {
     bool used = false;
     if (auto nl = Rtnl::open(inet))
       if (auto links = nl->links())
-        used = std::any_of(links->begin(), links->end(), [](const LinkInfo& l) { return l.name != "lo"; });
+        used = std::any_of(links->begin(), links->end(), [&](const LinkInfo& l) {
+          return std::find(ip->up.begin(), ip->up.end(), l.name) == ip->up.end();
+        });
     if (!used && deleteNamespace(inet)) ++removed;
   }
   return removed;
