@@ -177,7 +177,7 @@ std::map<int, std::vector<std::uint16_t>> mentionedPorts(const model::Model& m, 
   std::map<int, std::set<std::uint16_t>> found;
   auto take = [&](const net::Protocol& p, const net::PortRange& r) {
     if (!p.hasPorts() || r.isAll()) return;
-    found[p.number()].insert(r.from);
+    found[p.number()].insert(std::max<std::uint16_t>(r.from, 1));  // port 0 cannot be listened on
   };
   for (const auto& g : m.groups)
     for (auto d : {model::Direction::kIngress, model::Direction::kEgress})
@@ -201,7 +201,7 @@ int probeMatrix(const model::Model& m, const ProbeOptions& o, std::ostream& out,
     ends.push_back(inst.name);
     if (m.vpcs[inst.vpc].internetGateway != model::kNone) internet = true;
   }
-  const std::string internetHost = "198.51.100.100";
+  const std::string internetHost = o.family == "6" ? "2001:db8:ffff::100" : "198.51.100.100";
   if (internet) ends.push_back(internetHost);
   struct Service {
     net::Protocol proto;
@@ -211,7 +211,7 @@ int probeMatrix(const model::Model& m, const ProbeOptions& o, std::ostream& out,
   std::vector<Service> services;
   for (const auto& [proto, ports] : mentionedPorts(m, 6))
     for (auto p : ports) services.push_back({net::Protocol(proto), p});
-  services.push_back({net::Protocol(net::Protocol::kIcmp), 0});
+  services.push_back({net::Protocol(o.family == "6" ? net::Protocol::kIcmpv6 : net::Protocol::kIcmp), 0});
 
   std::vector<Trial> trials;
   std::vector<std::tuple<std::size_t, std::size_t, std::size_t>> where;  // service, from, to
@@ -229,6 +229,7 @@ int probeMatrix(const model::Model& m, const ProbeOptions& o, std::ostream& out,
         t.request.protocol = services[s].proto;
         t.request.port = services[s].port;
         t.request.sourcePort = sport;
+        if (!o.family.empty()) t.request.family = o.family == "6" ? net::Family::kIpv6 : net::Family::kIpv4;
         sport = static_cast<std::uint16_t>(sport >= 60999 ? 49152 : sport + 1);
         if (auto e = prepare(m, t)) {
           skipped[{s, a, b}] = *e;
