@@ -69,6 +69,7 @@ int labUp(const UpOptions& o, std::ostream& out, std::ostream& err) {
     err << "vpcfw lab up: " << r.error().message << " (what was built was removed)\n";
     return kExitBlocked;
   }
+  if (auto w = lab::writeState(*plan, o.config); !w) err << "vpcfw lab up: " << w.error().message << '\n';
   out << fmt::format("lab up: {} namespaces, {} links, {} addresses, {} routes, {} policy rules, {} rulesets in {:.0f} ms\n\n",
                      r->namespaces.size(), r->links, r->addresses, r->routes, r->rules, plan->rulesets.size(), msSince(t0));
   printSummary(*m, *plan, out);
@@ -84,7 +85,7 @@ int labDown(const std::string& path, std::ostream& out, std::ostream& err) {
     if (!plan) return kExitUsage;
   }
   auto t0 = std::chrono::steady_clock::now();
-  auto n = lab::labDown(plan ? &*plan : nullptr);
+  auto n = lab::labDown(plan ? &*plan : nullptr, path);
   out << fmt::format("lab down: removed {} namespaces in {:.0f} ms\n", n, msSince(t0));
   return kExitOk;
 }
@@ -97,7 +98,7 @@ int labStatus(const std::string& path, bool json, std::ostream& out, std::ostrea
     plan = planReported(*m, "status", err);
     if (!plan) return kExitUsage;
   }
-  auto st = lab::labStatus(plan ? &*plan : nullptr);
+  auto st = lab::labStatus(plan ? &*plan : nullptr, path);
   if (!st) {
     err << "vpcfw lab status: " << st.error().message << '\n';
     return kExitBlocked;
@@ -139,16 +140,17 @@ int labApply(const std::string& path, std::ostream& out, std::ostream& err) {
   auto plan = planReported(*m, "apply", err);
   if (!plan) return kExitUsage;
   auto t0 = std::chrono::steady_clock::now();
-  auto r = lab::labApply(*plan, {});
+  auto r = lab::labApply(*plan, path, {});
   if (!r) {
     err << "vpcfw lab apply: " << r.error().message << '\n';
     return kExitBlocked;
   }
-  for (const auto& a : r->added) out << "  + instance " << a << '\n';
-  for (const auto& a : r->removed) out << "  - instance " << a << '\n';
-  for (const auto& c : r->rulesetChanges) out << "  ~ " << c << '\n';
-  out << fmt::format("lab apply: {} instances added, {} removed, {} ruleset changes in {:.0f} ms\n", r->added.size(),
-                     r->removed.size(), r->rulesetChanges.size(), msSince(t0));
+  for (const auto& a : r->added) out << "  + namespace " << a << '\n';
+  for (const auto& a : r->removed) out << "  - namespace " << a << '\n';
+  for (const auto& a : r->rebuilt) out << "  ~ namespace " << a << " (rebuilt: its addresses changed)\n";
+  for (const auto& c : r->changes) out << "  ~ " << c << '\n';
+  out << fmt::format("lab apply: {} namespaces added, {} removed, {} rebuilt, {} changes in {:.0f} ms\n", r->added.size(),
+                     r->removed.size(), r->rebuilt.size(), r->changes.size(), msSince(t0));
   return kExitOk;
 }
 

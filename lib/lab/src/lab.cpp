@@ -6,6 +6,8 @@
 #include <atomic>
 #include <cstdlib>
 #include <chrono>
+#include <filesystem>
+#include <fstream>
 #include <map>
 #include <mutex>
 #include <set>
@@ -503,11 +505,14 @@ Expected<LabReport> labUp(const LabPlan& plan, const LabOptions& options) {
   return report;
 }
 
-std::size_t labDown(const LabPlan* plan) {
+std::size_t labDown(const LabPlan* plan, const std::string& configPath) {
   std::set<std::string> names;
   if (plan) {
     for (const auto& n : plan->namespaces)
       if (n.role != Role::kInternet && namespaceExists(n.name)) names.insert(n.name);
+    for (const auto& n : readState(configPath))
+      if (n != internetNamespace() && namespaceExists(n)) names.insert(n);
+    std::remove(stateFile(configPath).c_str());
   } else {
     for (const auto& n : listNamespaces(std::string(kRouterPrefix))) names.insert(n);
     for (const auto& n : listNamespaces(std::string(kOtherPrefix))) names.insert(n);
@@ -537,7 +542,7 @@ bool LabStatus::upToDate() const {
   });
 }
 
-Expected<LabStatus> labStatus(const LabPlan* plan) {
+Expected<LabStatus> labStatus(const LabPlan* plan, const std::string& configPath) {
   LabStatus st;
   std::set<std::string> seen;
   auto add = [&](const std::string& name, const NamespacePlan* p) {
@@ -576,8 +581,13 @@ Expected<LabStatus> labStatus(const LabPlan* plan) {
     }
     st.namespaces.push_back(std::move(n));
   };
-  if (plan)
+  if (plan) {
+    // This lab only: the plan, and what the lab made that the plan dropped.
     for (const auto& p : plan->namespaces) add(p.name, &p);
+    for (const auto& n : readState(configPath))
+      if (namespaceExists(n)) add(n, nullptr);
+    return st;
+  }
   std::vector<std::string> found = listNamespaces(std::string(kRouterPrefix));
   for (auto& n : listNamespaces(std::string(kOtherPrefix))) found.push_back(n);
   std::sort(found.begin(), found.end());
@@ -585,65 +595,184 @@ Expected<LabStatus> labStatus(const LabPlan* plan) {
   return st;
 }
 
-Expected<LabApplyReport> labApply(const LabPlan& plan, const LabOptions& options) {
+std::string stateFile(const std::string& configPath) {
+  std::error_code ec;
+  auto abs = std::filesystem::weakly_canonical(configPath, ec);
+  const std::string key = ec ? configPath : abs.string();
+  std::uint32_t h = 2166136261u;
+  for (unsigned char c : key) h = (h ^ c) * 16777619u;
+  return fmt::format("/run/vpcfw/lab/{:08x}.state", h);
+}
+
+Expected<void> writeState(const LabPlan& plan, const std::string& configPath) {
+  const std::string path = stateFile(configPath);
+  std::error_code ec;
+  std::filesystem::create_directories(std::filesystem::path(path).parent_path(), ec);
+  std::ofstream f(path + ".tmp");
+  for (const auto& n : plan.namespaces) f << n.name << '\n';
+  f.close();
+  if (!f || std::rename((path + ".tmp").c_str(), path.c_str()) != 0)
+    return makeError(ErrorCode::kKernel, "cannot write " + path);
+  return {};
+}
+
+std::vector<std::string> readState(const std::string& configPath) {
+  std::vector<std::string> out;
+  std::ifstream f(stateFile(configPath));
+  for (std::string line; std::getline(f, line);)
+    if (!line.empty()) out.push_back(line);
+  return out;
+}
+
+namespace {
+
+bool ownedRule(const RuleSpec& r) { return r.priority >= kSubnetRuleBase && r.priority < kSubnetRuleBase + 1000; }
+
+bool isLinkLocal(const IpAddress& a) { return !a.isV4() && a.bytes()[0] == 0xfe && (a.bytes()[1] & 0xc0) == 0x80; }
+
+// True when an instance namespace holds other addresses than planned (it is rebuilt then).
+bool instanceChanged(const NamespacePlan& p) {
+  auto nl = Rtnl::open(p.name);
+  if (!nl) return true;
+  auto have = nl->addresses();
+  if (!have) return true;
+  std::set<std::pair<std::string, int>> a, b;
+  for (const auto& x : *have)
+    if (x.ifname == "eth0" && !isLinkLocal(x.address)) a.emplace(x.address.toString(), x.prefix);
+  for (const auto& x : p.addresses) b.emplace(x.address.toString(), x.prefix);
+  return a != b;
+}
+
+// Makes an existing namespace hold exactly the plan's interfaces (up),
+// addresses (added), static routes and policy-routing rules.
+Expected<void> reconcile(const NamespacePlan& p, const std::vector<LinkPlan>& links, std::vector<std::string>& changes) {
+  auto nl = Rtnl::open(p.name);
+  if (!nl) return unexpected(nl.error());
+  auto note = [&](const std::string& what) { changes.push_back(p.name + ": " + what); };
+  // Interfaces this plan no longer has (a peering or gateway removed): delete them.
+  std::set<std::string> planned(p.up.begin(), p.up.end());
+  for (const auto& l : links) {
+    if (l.ns == p.name) planned.insert(l.name);
+    if (l.peerNs == p.name) planned.insert(l.peer);
+  }
+  auto ls = nl->links();
+  if (!ls) return unexpected(ls.error());
+  for (const auto& l : *ls)
+    if (!planned.contains(l.name)) {
+      if (auto r = nl->deleteLink(l.name); !r) return r;
+      note("- link " + l.name);
+    }
+  for (const auto& i : p.up)
+    if (auto r = nl->setLinkUp(i); !r) return r;
+  auto addrs = nl->addresses();
+  if (!addrs) return unexpected(addrs.error());
+  for (const auto& a : p.addresses) {
+    bool present = std::any_of(addrs->begin(), addrs->end(), [&](const AddressInfo& x) {
+      return x.ifname == a.ifname && x.address == a.address && x.prefix == a.prefix;
+    });
+    if (present) continue;
+    if (auto r = nl->addAddress(a.ifname, a.address, a.prefix); !r) return r;
+    note(fmt::format("+ address {}/{} on {}", a.address.toString(), a.prefix, a.ifname));
+  }
+  auto routes = nl->staticRoutes();
+  if (!routes) return unexpected(routes.error());
+  for (const auto& r : *routes)
+    if (std::find(p.routes.begin(), p.routes.end(), r) == p.routes.end()) {
+      if (auto x = nl->deleteRoute(r); !x) return x;
+      note("- route " + describe(r));
+    }
+  for (const auto& r : p.routes)
+    if (std::find(routes->begin(), routes->end(), r) == routes->end()) {
+      if (auto x = nl->addRoute(r); !x) return x;
+      note("+ route " + describe(r));
+    }
+  auto rules = nl->rules();
+  if (!rules) return unexpected(rules.error());
+  for (const auto& r : *rules)
+    if (ownedRule(r) && std::find(p.rules.begin(), p.rules.end(), r) == p.rules.end()) {
+      if (auto x = nl->deleteRule(r); !x) return x;
+      note("- rule " + describe(r));
+    }
+  for (const auto& r : p.rules)
+    if (std::find(rules->begin(), rules->end(), r) == rules->end()) {
+      if (auto x = nl->addRule(r); !x) return x;
+      note("+ rule " + describe(r));
+    }
+  return {};
+}
+
+}  // namespace
+
+Expected<LabApplyReport> labApply(const LabPlan& plan, const std::string& configPath, const LabOptions& options) {
   LabApplyReport report;
   const unsigned jobs = jobsFor(options);
-  // The running lab's shared parts must be there; they are only checked for
-  // existence here (routing is compared below, rule by rule, by re-adding).
-  for (const auto& n : plan.namespaces)
-    if (n.role != Role::kInstance && !namespaceExists(n.name))
-      return makeError(ErrorCode::kInvalidArgument,
-                       fmt::format("{} {} is not in the running lab (no namespace {}); routing, gateways and peerings "
-                                   "change with 'vpcfw lab down' + 'vpcfw lab up'",
-                                   roleName(n.role), n.object, n.name));
-  // Instances: wire in the new ones, take out those the config dropped.
-  std::vector<const NamespacePlan*> fresh;
+  // 1. Namespaces: remove what the lab had and the plan dropped; rebuild
+  //    instances whose addresses changed; build what is missing.
   std::set<std::string> planned;
-  for (const auto& n : plan.namespaces) {
-    planned.insert(n.name);
-    if (n.role == Role::kInstance && !namespaceExists(n.name)) fresh.push_back(&n);
-  }
-  for (const auto& n : listNamespaces(std::string(kOtherPrefix) + "i:"))
-    if (!planned.contains(n)) {
+  for (const auto& n : plan.namespaces) planned.insert(n.name);
+  for (const auto& n : readState(configPath))
+    if (!planned.contains(n) && namespaceExists(n) && n != internetNamespace()) {
       if (auto r = deleteNamespace(n); !r) return unexpected(r.error());
       report.removed.push_back(n);
     }
+  std::vector<const NamespacePlan*> fresh;
+  for (const auto& n : plan.namespaces) {
+    if (namespaceExists(n.name)) {
+      if (n.role != Role::kInstance || !instanceChanged(n)) continue;
+      if (auto r = deleteNamespace(n.name); !r) return unexpected(r.error());
+      report.rebuilt.push_back(n.name);
+    } else {
+      report.added.push_back(n.name);
+    }
+    fresh.push_back(&n);
+  }
+  if (!fresh.empty()) {
+    // A removed namespace's veth ends vanish from their peers a moment later;
+    // wait for them so a rebuilt instance can take its interface name again.
+    for (int tries = 0; tries < 100; ++tries) {
+      bool pending = false;
+      for (const auto* f : fresh)
+        for (const auto& l : plan.links)
+          if (l.ns == f->name && namespaceExists(l.peerNs))
+            if (auto nl = Rtnl::open(l.peerNs); nl && nl->ifindex(l.peer)) pending = true;
+      if (!pending) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+  }
   if (auto r = parallelFor(fresh.size(), jobs, [&](std::size_t i) { return makeNamespace(*fresh[i]); }); !r)
     return unexpected(r.error());
-  for (const auto* n : fresh) report.added.push_back(n->name);
+  // 2. Links whose ends are missing.
   std::vector<const LinkPlan*> links;
-  for (const auto& l : plan.links)
-    for (const auto* n : fresh)
-      if (l.ns == n->name) links.push_back(&l);
+  for (const auto& l : plan.links) {
+    auto nl = Rtnl::open(l.ns);
+    if (!nl) return unexpected(nl.error());
+    if (!nl->ifindex(l.name)) links.push_back(&l);
+  }
   if (auto r = parallelFor(links.size(), jobs, [&](std::size_t i) { return makeLink(*links[i]); }); !r)
     return unexpected(r.error());
-  if (auto r = parallelFor(fresh.size(), jobs, [&](std::size_t i) { return configure(*fresh[i]); }); !r)
+  for (const auto* l : links) report.changes.push_back(l->ns + ": + link " + l->name + " (" + l->what + ")");
+  // 3. Addresses, routes, rules.
+  std::mutex mu;
+  if (auto r = parallelFor(plan.namespaces.size(), jobs,
+                           [&](std::size_t i) -> Expected<void> {
+                             std::vector<std::string> changes;
+                             auto x = reconcile(plan.namespaces[i], plan.links, changes);
+                             const bool isFresh = std::find(fresh.begin(), fresh.end(), &plan.namespaces[i]) != fresh.end();
+                             std::lock_guard lock(mu);
+                             if (!isFresh) report.changes.insert(report.changes.end(), changes.begin(), changes.end());
+                             return x;
+                           });
+      !r)
     return unexpected(r.error());
-  // Routers: new ENIs up, addressed and routed (existing entries are replaced
-  // in place, rules already present are left).
-  for (const auto& n : plan.namespaces) {
-    if (n.role != Role::kRouter || fresh.empty()) continue;
-    auto nl = Rtnl::open(n.name);
-    if (!nl) return unexpected(nl.error());
-    for (const auto* f : fresh)
-      for (const auto& l : plan.links)
-        if (l.ns == f->name && l.peerNs == n.name) {
-          if (auto r = nl->setLinkUp(l.peer); !r) return unexpected(r.error());
-          for (const auto& a : n.addresses)
-            if (a.ifname == l.peer)
-              if (auto r = nl->addAddress(a.ifname, a.address, a.prefix); !r) return unexpected(r.error());
-          for (const auto& rt : n.routes)
-            if (rt.ifname == l.peer)
-              if (auto r = nl->addRoute(rt); !r) return unexpected(r.error());
-        }
-  }
+  // 4. Rules: only the difference.
   for (const auto& rs : plan.rulesets) {
     nft::ApplyOptions o;
     o.netns = rs.fabric;
     auto a = nft::applyRuleset(rs, o);
     if (!a) return unexpected(a.error());
-    for (const auto& c : a->changes) report.rulesetChanges.push_back(rs.fabric + ": " + c);
+    for (const auto& c : a->changes) report.changes.push_back(rs.fabric + ": " + c);
   }
+  if (auto w = writeState(plan, configPath); !w) return unexpected(w.error());
   return report;
 }
 

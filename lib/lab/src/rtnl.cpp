@@ -17,6 +17,7 @@
 #include <cerrno>
 #include <cstring>
 #include <fstream>
+#include <optional>
 #include <thread>
 #include <utility>
 
@@ -256,6 +257,19 @@ Expected<void> Rtnl::setLinkUp(const std::string& ifname) {
   return talk(nlh, "set " + ifname + " up");
 }
 
+Expected<void> Rtnl::deleteLink(const std::string& ifname) {
+  auto idx = ifindex(ifname);
+  if (!idx) return unexpected(idx.error());
+  alignas(nlmsghdr) char buf[8192];
+  nlmsghdr* nlh = mnl_nlmsg_put_header(buf);
+  nlh->nlmsg_type = RTM_DELLINK;
+  auto* ifm = static_cast<ifinfomsg*>(mnl_nlmsg_put_extra_header(nlh, sizeof(ifinfomsg)));
+  ifm->ifi_family = AF_UNSPEC;
+  ifm->ifi_index = static_cast<int>(*idx);
+  indexCache_.erase(ifname);
+  return talk(nlh, "delete link " + ifname);
+}
+
 Expected<void> Rtnl::addAddress(const std::string& ifname, const net::IpAddress& addr, int prefix) {
   auto idx = ifindex(ifname);
   if (!idx) return unexpected(idx.error());
@@ -273,11 +287,10 @@ Expected<void> Rtnl::addAddress(const std::string& ifname, const net::IpAddress&
   return talk(nlh, "add address " + addr.toString() + " to " + ifname);
 }
 
-Expected<void> Rtnl::addRoute(const RouteSpec& r) {
-  alignas(nlmsghdr) char buf[8192];
-  nlmsghdr* nlh = mnl_nlmsg_put_header(buf);
-  nlh->nlmsg_type = RTM_NEWROUTE;
-  nlh->nlmsg_flags = NLM_F_CREATE | NLM_F_REPLACE;
+void Rtnl::fillRoute(void* msg, const RouteSpec& r, bool add, Expected<void>& status) {
+  auto* nlh = static_cast<nlmsghdr*>(msg);
+  nlh->nlmsg_type = add ? RTM_NEWROUTE : RTM_DELROUTE;
+  nlh->nlmsg_flags = add ? NLM_F_CREATE | NLM_F_REPLACE : 0;
   auto* rtm = static_cast<rtmsg*>(mnl_nlmsg_put_extra_header(nlh, sizeof(rtmsg)));
   const bool v4 = r.dst.family() == net::Family::kIpv4;
   rtm->rtm_family = v4 ? AF_INET : AF_INET6;
@@ -299,19 +312,37 @@ Expected<void> Rtnl::addRoute(const RouteSpec& r) {
   mnl_attr_put_u32(nlh, RTA_TABLE, r.table);
   if (!r.ifname.empty()) {
     auto idx = ifindex(r.ifname);
-    if (!idx) return unexpected(idx.error());
+    if (!idx) {
+      status = unexpected(idx.error());
+      return;
+    }
     mnl_attr_put_u32(nlh, RTA_OIF, *idx);
   }
   if (r.gateway) mnl_attr_put(nlh, RTA_GATEWAY, len, r.gateway->bytes().data());
-  return talk(nlh, "add route " + r.dst.toString() + (r.ifname.empty() ? "" : " dev " + r.ifname) + " table " +
-                       std::to_string(r.table));
 }
 
-Expected<void> Rtnl::addRule(const RuleSpec& r) {
+Expected<void> Rtnl::addRoute(const RouteSpec& r) {
   alignas(nlmsghdr) char buf[8192];
   nlmsghdr* nlh = mnl_nlmsg_put_header(buf);
-  nlh->nlmsg_type = RTM_NEWRULE;
-  nlh->nlmsg_flags = NLM_F_CREATE | NLM_F_EXCL;
+  Expected<void> status;
+  fillRoute(nlh, r, true, status);
+  if (!status) return status;
+  return talk(nlh, "add route " + describe(r));
+}
+
+Expected<void> Rtnl::deleteRoute(const RouteSpec& r) {
+  alignas(nlmsghdr) char buf[8192];
+  nlmsghdr* nlh = mnl_nlmsg_put_header(buf);
+  Expected<void> status;
+  fillRoute(nlh, r, false, status);
+  if (!status) return status;
+  return talk(nlh, "delete route " + describe(r));
+}
+
+namespace {
+void fillRule(nlmsghdr* nlh, const RuleSpec& r, bool add) {
+  nlh->nlmsg_type = add ? RTM_NEWRULE : RTM_DELRULE;
+  nlh->nlmsg_flags = add ? NLM_F_CREATE | NLM_F_EXCL : 0;
   auto* frh = static_cast<fib_rule_hdr*>(mnl_nlmsg_put_extra_header(nlh, sizeof(fib_rule_hdr)));
   const bool v4 = r.from.family() == net::Family::kIpv4;
   frh->family = v4 ? AF_INET : AF_INET6;
@@ -321,7 +352,199 @@ Expected<void> Rtnl::addRule(const RuleSpec& r) {
   if (r.from.prefix() > 0) mnl_attr_put(nlh, FRA_SRC, v4 ? 4 : 16, r.from.network().bytes().data());
   mnl_attr_put_u32(nlh, FRA_TABLE, r.table);
   mnl_attr_put_u32(nlh, FRA_PRIORITY, r.priority);
-  return talk(nlh, "add rule from " + r.from.toString() + " table " + std::to_string(r.table));
+}
+
+template <typename F>
+void forEachAttr(const nlmsghdr* h, std::size_t headerSize, F&& f) {
+  for (auto* a = static_cast<const nlattr*>(mnl_nlmsg_get_payload_offset(h, headerSize));
+       mnl_attr_ok(a, static_cast<int>(static_cast<const char*>(mnl_nlmsg_get_payload_tail(h)) - reinterpret_cast<const char*>(a)));
+       a = mnl_attr_next(a))
+    f(a);
+}
+
+std::optional<net::IpAddress> addrAttr(const nlattr* a, int family) {
+  const auto len = mnl_attr_get_payload_len(a);
+  if (family == AF_INET && len == 4) return net::IpAddress::fromBytes(net::Family::kIpv4, static_cast<const std::uint8_t*>(mnl_attr_get_payload(a)));
+  if (family == AF_INET6 && len == 16) return net::IpAddress::fromBytes(net::Family::kIpv6, static_cast<const std::uint8_t*>(mnl_attr_get_payload(a)));
+  return std::nullopt;
+}
+}  // namespace
+
+Expected<void> Rtnl::addRule(const RuleSpec& r) {
+  alignas(nlmsghdr) char buf[8192];
+  nlmsghdr* nlh = mnl_nlmsg_put_header(buf);
+  fillRule(nlh, r, true);
+  return talk(nlh, "add rule " + describe(r));
+}
+
+Expected<void> Rtnl::deleteRule(const RuleSpec& r) {
+  alignas(nlmsghdr) char buf[8192];
+  nlmsghdr* nlh = mnl_nlmsg_put_header(buf);
+  fillRule(nlh, r, false);
+  return talk(nlh, "delete rule " + describe(r));
+}
+
+Expected<void> Rtnl::dump(int type, int family, std::size_t headerSize, const std::function<void(const void*)>& each,
+                          const std::string& what) {
+  alignas(nlmsghdr) char buf[16384];
+  nlmsghdr* nlh = mnl_nlmsg_put_header(buf);
+  nlh->nlmsg_type = static_cast<std::uint16_t>(type);
+  nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+  nlh->nlmsg_seq = seq_++;
+  auto* hdr = static_cast<unsigned char*>(mnl_nlmsg_put_extra_header(nlh, headerSize));
+  hdr[0] = static_cast<unsigned char>(family);  // every rtnetlink header starts with the family
+  const std::uint32_t seq = nlh->nlmsg_seq;
+  if (mnl_socket_sendto(sock_, nlh, nlh->nlmsg_len) < 0) return unexpected(sysError(what));
+  auto cb = [](const nlmsghdr* h, void* data) -> int {
+    (*static_cast<const std::function<void(const void*)>*>(data))(h);
+    return MNL_CB_OK;
+  };
+  for (;;) {
+    ssize_t n = mnl_socket_recvfrom(sock_, buf, sizeof buf);
+    if (n < 0) return unexpected(sysError(what));
+    int rc = mnl_cb_run(buf, static_cast<std::size_t>(n), seq, mnl_socket_get_portid(sock_), cb,
+                        const_cast<std::function<void(const void*)>*>(&each));
+    if (rc < 0) return unexpected(sysError(what));
+    if (rc == MNL_CB_STOP) return {};
+  }
+}
+
+Expected<std::string> Rtnl::ifnameOf(unsigned index) {
+  for (const auto& [name, idx] : indexCache_)
+    if (idx == index) return name;
+  auto ls = links();
+  if (!ls) return unexpected(ls.error());
+  for (const auto& l : *ls) {
+    indexCache_[l.name] = l.index;
+    if (l.index == index) return l.name;
+  }
+  return makeError(ErrorCode::kNotFound, "no interface with index " + std::to_string(index));
+}
+
+Expected<std::vector<RouteSpec>> Rtnl::staticRoutes() {
+  std::vector<RouteSpec> out;
+  std::vector<unsigned> oifs;
+  for (int family : {AF_INET, AF_INET6}) {
+    auto r = dump(RTM_GETROUTE, family, sizeof(rtmsg), [&](const void* msg) {
+      const auto* h = static_cast<const nlmsghdr*>(msg);
+      const auto* rtm = static_cast<const rtmsg*>(mnl_nlmsg_get_payload(h));
+      if (rtm->rtm_protocol != RTPROT_STATIC) return;
+      RouteSpec spec;
+      spec.table = rtm->rtm_table;
+      spec.onlink = (rtm->rtm_flags & RTNH_F_ONLINK) != 0;
+      switch (rtm->rtm_type) {
+        case RTN_THROW: spec.type = RouteSpec::Type::kThrow; break;
+        case RTN_BLACKHOLE: spec.type = RouteSpec::Type::kBlackhole; break;
+        case RTN_LOCAL: spec.type = RouteSpec::Type::kLocal; break;
+        default: spec.type = RouteSpec::Type::kUnicast; break;
+      }
+      std::optional<net::IpAddress> dst;
+      unsigned oif = 0;
+      forEachAttr(h, sizeof(rtmsg), [&](const nlattr* a) {
+        switch (mnl_attr_get_type(a)) {
+          case RTA_TABLE: spec.table = mnl_attr_get_u32(a); break;
+          case RTA_DST: dst = addrAttr(a, family); break;
+          case RTA_GATEWAY: spec.gateway = addrAttr(a, family); break;
+          case RTA_OIF: oif = mnl_attr_get_u32(a); break;
+          default: break;
+        }
+      });
+      const auto fam = family == AF_INET ? net::Family::kIpv4 : net::Family::kIpv6;
+      spec.dst = net::Cidr::make(dst ? *dst : net::Cidr::any(fam).network(), rtm->rtm_dst_len);
+      out.push_back(spec);
+      oifs.push_back(oif);
+    }, "list routes");
+    if (!r) return unexpected(r.error());
+  }
+  for (std::size_t i = 0; i < out.size(); ++i) {
+    if (!oifs[i]) continue;
+    auto n = ifnameOf(oifs[i]);
+    if (!n) return unexpected(n.error());
+    // A blackhole or throw route reports the loopback device; the plan names none.
+    if (out[i].type == RouteSpec::Type::kUnicast || out[i].type == RouteSpec::Type::kLocal) out[i].ifname = *n;
+  }
+  return out;
+}
+
+Expected<std::vector<RuleSpec>> Rtnl::rules() {
+  std::vector<RuleSpec> out;
+  for (int family : {AF_INET, AF_INET6}) {
+    auto r = dump(RTM_GETRULE, family, sizeof(fib_rule_hdr), [&](const void* msg) {
+      const auto* h = static_cast<const nlmsghdr*>(msg);
+      const auto* frh = static_cast<const fib_rule_hdr*>(mnl_nlmsg_get_payload(h));
+      RuleSpec spec;
+      spec.table = frh->table;
+      std::optional<net::IpAddress> src;
+      forEachAttr(h, sizeof(fib_rule_hdr), [&](const nlattr* a) {
+        switch (mnl_attr_get_type(a)) {
+          case FRA_TABLE: spec.table = mnl_attr_get_u32(a); break;
+          case FRA_PRIORITY: spec.priority = mnl_attr_get_u32(a); break;
+          case FRA_SRC: src = addrAttr(a, family); break;
+          default: break;
+        }
+      });
+      const auto fam = family == AF_INET ? net::Family::kIpv4 : net::Family::kIpv6;
+      spec.from = net::Cidr::make(src ? *src : net::Cidr::any(fam).network(), frh->src_len);
+      out.push_back(spec);
+    }, "list rules");
+    if (!r) return unexpected(r.error());
+  }
+  return out;
+}
+
+Expected<std::vector<AddressInfo>> Rtnl::addresses() {
+  std::vector<AddressInfo> out;
+  std::vector<unsigned> idx;
+  for (int family : {AF_INET, AF_INET6}) {
+    auto r = dump(RTM_GETADDR, family, sizeof(ifaddrmsg), [&](const void* msg) {
+      const auto* h = static_cast<const nlmsghdr*>(msg);
+      const auto* ifa = static_cast<const ifaddrmsg*>(mnl_nlmsg_get_payload(h));
+      std::optional<net::IpAddress> local, address;
+      forEachAttr(h, sizeof(ifaddrmsg), [&](const nlattr* a) {
+        if (mnl_attr_get_type(a) == IFA_LOCAL) local = addrAttr(a, family);
+        if (mnl_attr_get_type(a) == IFA_ADDRESS) address = addrAttr(a, family);
+      });
+      auto a = local ? local : address;
+      if (!a) return;
+      out.push_back(AddressInfo{{}, *a, ifa->ifa_prefixlen});
+      idx.push_back(ifa->ifa_index);
+    }, "list addresses");
+    if (!r) return unexpected(r.error());
+  }
+  for (std::size_t i = 0; i < out.size(); ++i) {
+    auto n = ifnameOf(idx[i]);
+    if (!n) return unexpected(n.error());
+    out[i].ifname = *n;
+  }
+  return out;
+}
+
+bool operator==(const RouteSpec& a, const RouteSpec& b) {
+  return a.dst == b.dst && a.ifname == b.ifname && a.gateway == b.gateway && a.table == b.table && a.type == b.type &&
+         a.onlink == b.onlink;
+}
+
+bool operator==(const RuleSpec& a, const RuleSpec& b) {
+  return a.from == b.from && a.table == b.table && a.priority == b.priority;
+}
+
+std::string describe(const RouteSpec& r) {
+  std::string s;
+  switch (r.type) {
+    case RouteSpec::Type::kThrow: s = "throw "; break;
+    case RouteSpec::Type::kBlackhole: s = "blackhole "; break;
+    case RouteSpec::Type::kLocal: s = "local "; break;
+    case RouteSpec::Type::kUnicast: break;
+  }
+  s += r.dst.toString();
+  if (r.gateway) s += " via " + r.gateway->toString();
+  if (!r.ifname.empty()) s += " dev " + r.ifname;
+  if (r.onlink) s += " onlink";
+  return s + " table " + std::to_string(r.table);
+}
+
+std::string describe(const RuleSpec& r) {
+  return "from " + r.from.toString() + " lookup " + std::to_string(r.table) + " priority " + std::to_string(r.priority);
 }
 
 }  // namespace vpcfw::lab

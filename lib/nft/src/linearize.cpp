@@ -162,7 +162,7 @@ struct RuleBuilder {
     bitwise(mask);
     cmp(NFT_CMP_NEQ, std::string(4, '\0'));
   }
-  // "snat ip to ADDR" / "dnat ip6 to ADDR", as nft encodes it.
+  // "snat ip to ADDR" / "dnat ip6 to ADDR".
   void nat(const compile::Nat& n) {
     auto* imm = add("immediate");
     nftnl_expr_set_u32(imm, NFTNL_EXPR_IMM_DREG, NFT_REG_1);
@@ -171,6 +171,10 @@ struct RuleBuilder {
     nftnl_expr_set_u32(e, NFTNL_EXPR_NAT_TYPE, n.source ? NFT_NAT_SNAT : NFT_NAT_DNAT);
     nftnl_expr_set_u32(e, NFTNL_EXPR_NAT_FAMILY, n.to.isV4() ? NFPROTO_IPV4 : NFPROTO_IPV6);
     nftnl_expr_set_u32(e, NFTNL_EXPR_NAT_REG_ADDR_MIN, NFT_REG_1);
+    // What the kernel stores (and lists) for "to ADDR": a range of one
+    // address. Said explicitly so that a read-back compares equal.
+    nftnl_expr_set_u32(e, NFTNL_EXPR_NAT_REG_ADDR_MAX, NFT_REG_1);
+    nftnl_expr_set_u32(e, NFTNL_EXPR_NAT_FLAGS, 1 /* NF_NAT_RANGE_MAP_IPS */);
   }
 
   void verdict(const compile::Verdict& v) {

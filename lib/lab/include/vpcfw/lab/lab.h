@@ -101,7 +101,7 @@ struct LabReport {
 // (also what a crash or a half-built lab left). With one: only the plan's
 // namespaces, and the internet when no gateway is left on it. Returns how
 // many went.
-std::size_t labDown(const LabPlan* plan);
+std::size_t labDown(const LabPlan* plan, const std::string& configPath = {});
 
 // A running lab next to its plan.
 struct NamespaceStatus {
@@ -118,16 +118,28 @@ struct LabStatus {
   std::vector<NamespaceStatus> namespaces;
   bool upToDate() const;  // every planned namespace exists, rules current, nothing extra
 };
-[[nodiscard]] Expected<LabStatus> labStatus(const LabPlan* plan);
+// With a plan: that lab's namespaces (planned, and made but no longer
+// planned per its state file); without: every vpcfw namespace.
+[[nodiscard]] Expected<LabStatus> labStatus(const LabPlan* plan, const std::string& configPath = {});
 
-// Changes a running lab to `plan` without rebuilding it: new instances are
-// wired in, removed ones taken out, and every ruleset is brought up to date
-// incrementally (established flows survive). Changes to routing, gateways
-// or peerings need `lab down` + `lab up`; they are reported as errors.
+// Changes a running lab to `plan` without rebuilding it: namespaces the
+// plan adds are built and wired in, those it drops (per the lab's state file)
+// removed, an instance whose addresses changed is rebuilt; links, addresses,
+// routes and policy-routing rules are reconciled (missing ones added, stale
+// ones removed); every ruleset is brought up to date incrementally, so
+// established flows survive what the rules still allow.
 struct LabApplyReport {
-  std::vector<std::string> added, removed;  // instance namespaces
-  std::vector<std::string> rulesetChanges;  // "<fabric>: <change>"
+  std::vector<std::string> added, removed, rebuilt;  // namespaces
+  std::vector<std::string> changes;                  // "<namespace>: + route ...", "<fabric>: <ruleset change>"
 };
-[[nodiscard]] Expected<LabApplyReport> labApply(const LabPlan& plan, const LabOptions& options);
+[[nodiscard]] Expected<LabApplyReport> labApply(const LabPlan& plan, const std::string& configPath,
+                                                const LabOptions& options);
+
+// Where a lab built from `configPath` records its namespaces
+// (/run/vpcfw/lab/<hash>.state), so apply and down find what it made even
+// after the config changed.
+std::string stateFile(const std::string& configPath);
+[[nodiscard]] Expected<void> writeState(const LabPlan& plan, const std::string& configPath);
+std::vector<std::string> readState(const std::string& configPath);
 
 }  // namespace vpcfw::lab

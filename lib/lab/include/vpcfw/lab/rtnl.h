@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -46,6 +47,17 @@ struct RuleSpec {
   std::uint32_t priority = 0;
 };
 
+bool operator==(const RouteSpec& a, const RouteSpec& b);
+bool operator==(const RuleSpec& a, const RuleSpec& b);
+std::string describe(const RouteSpec& r);  // "10.0.0.0/16 via 169.254.0.2 dev igw0 table 100", ...
+std::string describe(const RuleSpec& r);   // "from 10.0.1.0/24 lookup 100 priority 1000"
+
+struct AddressInfo {
+  std::string ifname;
+  net::IpAddress address;
+  int prefix = 0;
+};
+
 struct LinkInfo {
   std::string name;
   unsigned index = 0;
@@ -66,16 +78,27 @@ class Rtnl {
   // A veth pair: `name` here, `peer` in namespace `peerNs` (nullopt: here).
   [[nodiscard]] Expected<void> createVeth(const std::string& name, const Netns& peerNs, const std::string& peer);
   [[nodiscard]] Expected<void> setLinkUp(const std::string& ifname);
+  [[nodiscard]] Expected<void> deleteLink(const std::string& ifname);  // a veth takes its peer with it
   // Adds addr/prefix to ifname (IPv6 without duplicate address detection).
   [[nodiscard]] Expected<void> addAddress(const std::string& ifname, const net::IpAddress& addr, int prefix);
   [[nodiscard]] Expected<void> addRoute(const RouteSpec& r);
   [[nodiscard]] Expected<void> addRule(const RuleSpec& r);
   [[nodiscard]] Expected<unsigned> ifindex(const std::string& ifname);
   [[nodiscard]] Expected<std::vector<LinkInfo>> links();
+  // Routes vpcfw made (protocol static), in every table; rules in every family.
+  [[nodiscard]] Expected<std::vector<RouteSpec>> staticRoutes();
+  [[nodiscard]] Expected<std::vector<RuleSpec>> rules();
+  [[nodiscard]] Expected<std::vector<AddressInfo>> addresses();
+  [[nodiscard]] Expected<void> deleteRoute(const RouteSpec& r);
+  [[nodiscard]] Expected<void> deleteRule(const RuleSpec& r);
 
  private:
   explicit Rtnl(mnl_socket* s) : sock_(s) {}
   Expected<void> talk(void* nlh, const std::string& what);
+  Expected<void> dump(int type, int family, std::size_t headerSize, const std::function<void(const void* nlh)>& each,
+                      const std::string& what);
+  Expected<std::string> ifnameOf(unsigned index);
+  void fillRoute(void* nlh, const RouteSpec& r, bool add, Expected<void>& status);
   mnl_socket* sock_ = nullptr;
   std::uint32_t seq_ = 1;
   std::map<std::string, unsigned> indexCache_;
