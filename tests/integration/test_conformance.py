@@ -151,13 +151,21 @@ instances:
   - {name: "{T}a", subnet: a, private_ip: 10.60.1.10, security_groups: [%s]}
   - {name: "{T}b", subnet: b, private_ip: 10.60.2.10, security_groups: [db]}
 """
-    with MiniLab(vpcfw, base % "other") as lab:
-        expect(results, "group reference: a non-member is dropped", lab.probe("{T}a", "{T}b", port=5432), "dropped")
-        out = lab.apply(base % "app").stdout
-        expect(results, "group reference follows membership (member now, no rule changed)",
-               lab.probe("{T}a", "{T}b", port=5432), "ok")
-        results.append(("a membership change is applied as set elements, not rules",
-                        "element" in out and "chain" not in out.replace("chains", "")))
+    # A small group is compiled into the shared sets' elements, a group of more
+    # than 8 addresses into a member set: both must follow membership.
+    many = "".join(f'  - {{name: "{{T}}m{k}", subnet: c, private_ip: 10.60.3.{20 + k}, security_groups: [app]}}\n'
+                   for k in range(9))
+    for size, extra in (("small group", ""), ("large group", many)):
+        with MiniLab(vpcfw, base % "other" + extra) as lab:
+            expect(results, f"group reference ({size}): a non-member is dropped", lab.probe("{T}a", "{T}b", port=5432),
+                   "dropped")
+            out = lab.apply(base % "app" + extra).stdout
+            expect(results, f"group reference ({size}) follows membership (member now, no rule changed)",
+                   lab.probe("{T}a", "{T}b", port=5432), "ok")
+            results.append((f"a membership change ({size}) is applied as set elements, not rules",
+                            "element" in out and "chain" not in out.replace("chains", "")))
+            if extra:
+                expect(results, "group reference (large group): another member", lab.probe("{T}m3", "{T}b", port=5432), "ok")
 
 
 def default_group(vpcfw, results):

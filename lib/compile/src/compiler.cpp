@@ -324,6 +324,16 @@ class FabricCompiler {
     return names;
   }
 
+  // Groups with at most this many member addresses are referenced through
+  // the shared sets' elements; larger ones through a member set (so a group
+  // of N members referenced by N ENIs does not become N x N elements).
+  static constexpr std::size_t kExpandMembers = 8;
+  std::size_t memberAddresses(std::size_t g) const {
+    std::size_t n = 0;
+    for (auto i : m_.groups[g].members) n += 1 + m_.instances[i].ipv6Addresses.size();
+    return n;
+  }
+
   static int dirIndex(Direction d) { return d == Direction::kEgress ? 0 : 1; }
 
   // The interface that names the ENI of a packet: in a router the ENI is
@@ -341,7 +351,8 @@ class FabricCompiler {
     const Field addr = addrField(fam, out ? Direction::kEgress : Direction::kIngress);
     const std::string prefix = out ? "sg_out_" : "sg_in_";
     const std::string suffix = v4 ? "4" : "6";
-    const std::string what = fmt::format("security groups, {}: every ENI's CIDR and prefix-list rules", out ? "egress" : "ingress");
+    const std::string what =
+        fmt::format("security groups, {}: every ENI's CIDR, prefix-list and small-group rules", out ? "egress" : "ingress");
     auto& slots = groupSets_[dirIndex(dir)][famIndex(fam)];
     slots[0] = addSet(prefix + "all" + suffix, {ifField, addr}, true, what + " (all protocols)");
     slots[1] = addSet(prefix + "proto" + suffix, {ifField, addr, Field::kL4proto}, true, what + " (protocols)");
@@ -398,8 +409,24 @@ class FabricCompiler {
           } else if (auto* pl = std::get_if<model::PrefixListRef>(&r.peer)) {
             for (const auto& e : m_.prefixLists[pl->prefixList].entries)
               byFamily[famIndex(e.family())].push_back(AddressMatch{e, l4Of(r.protocol, r.ports, r.icmp, e.family())});
+          } else if (auto g2 = std::get<model::GroupRef>(r.peer).group; memberAddresses(g2) <= kExpandMembers) {
+            // A small group's members go into the shared sets like CIDRs:
+            // elements are far cheaper for the kernel than a member set and
+            // a chain per ENI, and a membership change is still element-only.
+            for (auto fam : {Family::kIpv4, Family::kIpv6}) {
+              if (r.protocol.number() == Protocol::kIcmp && fam == Family::kIpv6) continue;
+              if (r.protocol.number() == Protocol::kIcmpv6 && fam == Family::kIpv4) continue;
+              for (auto i : m_.groups[g2].members) {
+                const auto& member = m_.instances[i];
+                if (fam == Family::kIpv4)
+                  byFamily[0].push_back(AddressMatch{net::Cidr::host(member.privateIp), l4Of(r.protocol, r.ports, r.icmp, fam)});
+                else if (m_.vpcs[m_.groups[g2].vpc].ipv6Cidr)
+                  for (const auto& a : member.ipv6Addresses)
+                    byFamily[1].push_back(AddressMatch{net::Cidr::host(a), l4Of(r.protocol, r.ports, r.icmp, fam)});
+              }
+            }
           } else {
-            refs.push_back(RefRule{&r, std::get<model::GroupRef>(r.peer).group, fmt::format("{} {}", group.name, r.index)});
+            refs.push_back(RefRule{&r, g2, fmt::format("{} {}", group.name, r.index)});
           }
         }
       }
