@@ -451,8 +451,35 @@ def spoofing(vpcfw, results):
             results.append((f"{name} (sent: {sent == 0}, saw: {got})", sent == 0 and got == want))
 
 
+def many_enis(vpcfw, results):
+    # 40 ENIs in one fabric: the security-group sets are sharded (more than 16
+    # ENIs); every shard must hold its ENIs' rules and nothing else.
+    servers = "".join(f'  - {{name: "{{T}}s{k}", subnet: b, private_ip: 10.60.2.{20 + k}, security_groups: [web%s]}}\n'
+                      % (", special" if k == 13 else "") for k in range(40))
+    text = vpc() + """
+security_groups:
+  - name: web
+    vpc: "{T}v"
+    ingress:
+      - {protocol: tcp, ports: 80, cidr: 10.60.1.0/24}
+  - name: special
+    vpc: "{T}v"
+    ingress:
+      - {protocol: tcp, ports: 81, group: client}
+  - name: client
+    vpc: "{T}v"
+instances:
+  - {name: "{T}a", subnet: a, private_ip: 10.60.1.10, security_groups: [client]}
+""" + servers
+    with MiniLab(vpcfw, text) as lab:
+        for k in (0, 7, 13, 22, 31, 39):
+            expect(results, f"40 ENIs (sharded sets): s{k} port 80 allowed", lab.probe("{T}a", f"{{T}}s{k}", port=80), "ok")
+            expect(results, f"40 ENIs (sharded sets): s{k} port 81 " + ("allowed (its own group)" if k == 13 else "dropped"),
+                   lab.probe("{T}a", f"{{T}}s{k}", port=81), "ok" if k == 13 else "dropped")
+
+
 BEHAVIOURS = [nacl_order, nacl_defaults, ephemeral, same_subnet, groups, references, default_group, icmp, families,
-              protocols, peering, internet, established, spoofing]
+              protocols, peering, internet, established, spoofing, many_enis]
 
 
 def main():

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <functional>
+#include <array>
 #include <map>
 #include <set>
 
@@ -104,6 +105,8 @@ void appendL4Matches(std::vector<Match>& out, const L4Match& l4, Family f) {
 
 Value addressValue(const net::Cidr& c) { return AddressRange{c.network(), c.last()}; }
 
+std::uint32_t fnv1a(std::string_view s);
+
 class FabricCompiler {
  public:
   FabricCompiler(const model::Model& m, const Placement& p, std::string fabric) : m_(m), p_(p), fabric_(std::move(fabric)) {}
@@ -127,10 +130,18 @@ class FabricCompiler {
     naclIn_ = addMap("nacl_in", "ENI -> its subnet's NACL, ingress");
     sgRefsOut_ = addMap("sg_out_refs", "ENI -> its group-reference rules, egress");
     sgRefsIn_ = addMap("sg_in_refs", "ENI -> its group-reference rules, ingress");
-    // Every ENI's CIDR and prefix-list rules share these sets, keyed by the
-    // ENI's interface: a few lookups per new flow whatever the rule count.
-    for (auto dir : {Direction::kEgress, Direction::kIngress})
-      for (auto fam : {Family::kIpv4, Family::kIpv6}) createGroupSets(dir, fam);
+    // Every ENI's CIDR, prefix-list and small-group rules share these sets,
+    // keyed by the ENI's interface: a few lookups per new flow whatever the
+    // rule count. Beyond kShardEnis ENIs they are split into shards by a hash
+    // of the interface name: the kernel clones a concatenated interval set
+    // (pipapo) whole in every transaction that changes it, so a one-rule
+    // change costs time in proportion to the size of its shard, not of all
+    // rules of the fabric.
+    while (shards_ * kShardEnis < enis_.size()) shards_ *= 2;
+    groupSets_.resize(shards_);
+    for (std::size_t k = 0; k < shards_; ++k)
+      for (auto dir : {Direction::kEgress, Direction::kIngress})
+        for (auto fam : {Family::kIpv4, Family::kIpv6}) createGroupSets(dir, fam, k);
 
     if (hostMode_) {
       // The host's own traffic: policy accept, so that a failed or partial
@@ -175,8 +186,11 @@ class FabricCompiler {
   std::vector<Chain> chains_;
   Names names_;
   std::size_t enisSet_ = 0, src4_ = 0, src6_ = 0, naclOut_ = 0, naclIn_ = 0, sgRefsOut_ = 0, sgRefsIn_ = 0;
-  // [egress/ingress][IPv4/IPv6][all, proto, ports, icmp] -> set index
-  std::size_t groupSets_[2][2][4] = {};
+  // Per shard: [egress/ingress][IPv4/IPv6][all, proto, ports, icmp] -> set index
+  static constexpr std::size_t kShardEnis = 16;
+  std::size_t shards_ = 1;
+  std::vector<std::array<std::array<std::array<std::size_t, 4>, 2>, 2>> groupSets_;
+  std::size_t shardOf(std::size_t inst) const { return shards_ == 1 ? 0 : fnv1a(ifname(inst)) % shards_; }
   std::map<std::size_t, std::pair<std::string, std::string>> memberSets_;  // group -> (v4 set, v6 set)
 
   const std::string& ifname(std::size_t inst) const { return p_.byInstance[inst]->ifname; }
@@ -345,15 +359,18 @@ class FabricCompiler {
   }
   static int famIndex(Family f) { return f == Family::kIpv4 ? 0 : 1; }
 
-  void createGroupSets(Direction dir, Family fam) {
+  std::string shardSuffix(std::size_t k) const { return shards_ == 1 ? "" : fmt::format("_s{}", k); }
+
+  void createGroupSets(Direction dir, Family fam, std::size_t shard) {
     const bool out = dir == Direction::kEgress, v4 = fam == Family::kIpv4;
     const Field ifField = out ? Field::kIifname : Field::kOifname;
     const Field addr = addrField(fam, out ? Direction::kEgress : Direction::kIngress);
     const std::string prefix = out ? "sg_out_" : "sg_in_";
-    const std::string suffix = v4 ? "4" : "6";
+    const std::string suffix = (v4 ? "4" : "6") + shardSuffix(shard);
     const std::string what =
-        fmt::format("security groups, {}: every ENI's CIDR, prefix-list and small-group rules", out ? "egress" : "ingress");
-    auto& slots = groupSets_[dirIndex(dir)][famIndex(fam)];
+        fmt::format("security groups, {}: {} CIDR, prefix-list and small-group rules", out ? "egress" : "ingress",
+                    shards_ == 1 ? std::string("every ENI's") : fmt::format("shard {} of the ENIs'", shard));
+    auto& slots = groupSets_[shard][dirIndex(dir)][famIndex(fam)];
     slots[0] = addSet(prefix + "all" + suffix, {ifField, addr}, true, what + " (all protocols)");
     slots[1] = addSet(prefix + "proto" + suffix, {ifField, addr, Field::kL4proto}, true, what + " (protocols)");
     slots[2] = addSet(prefix + "ports" + suffix, {ifField, addr, Field::kL4proto, Field::kThDport}, true, what + " (tcp/udp ports)");
@@ -363,31 +380,55 @@ class FabricCompiler {
   }
 
   // One chain per direction: the shared set lookups, then the ENI's group
-  // references (a goto, so that their `return` leaves this chain too).
+  // references (a goto, so that their `return` leaves this chain too). With
+  // shards, the direction's chain sends each ENI to its shard's chain.
   void buildGroupChain(Direction dir) {
     const bool out = dir == Direction::kEgress;
-    Chain& c = newChain(out ? "sg_out" : "sg_in");
+    const std::string base = out ? "sg_out" : "sg_in";
     const std::string dirText = out ? "egress" : "ingress";
     const Field eniField = eniInterfaceField(dir);
-    for (int f = 0; f < 2; ++f)
-      for (int k = 0; k < 4; ++k) {
-        const auto& set = t_.sets[groupSets_[dirIndex(dir)][f][k]];
-        std::vector<Field> key = set.key;
-        key[0] = eniField;
-        c.rules.push_back(verdictRule({Match{key, Op::kInSet, std::nullopt, set.name}}, Verdict::ret(),
-                                      fmt::format("security groups, {}: a rule allows", dirText)));
-      }
-    Rule refs;
-    refs.matches = {Match{{eniField}, Op::kVmap, std::nullopt, t_.sets[out ? sgRefsOut_ : sgRefsIn_].name}};
-    refs.comment = fmt::format("security groups, {}: rules that reference groups", dirText);
-    c.rules.push_back(refs);
-    c.rules.push_back(verdictRule({}, Verdict::drop(), fmt::format("security groups, {}: no rule allows", dirText)));
+    std::optional<std::size_t> dispatch;
+    if (shards_ > 1) {
+      Chain& c = newChain(base);
+      const std::size_t map = addMap(base + "_shards", fmt::format("ENI -> its shard of the security-group sets, {}", dirText));
+      Rule r;
+      r.matches = {Match{{eniField}, Op::kVmap, std::nullopt, t_.sets[map].name}};
+      r.comment = fmt::format("security groups, {}: the ENI's shard", dirText);
+      c.rules.push_back(r);
+      c.rules.push_back(verdictRule({}, Verdict::drop(), fmt::format("security groups, {}: no rule allows", dirText)));
+      dispatch = map;
+    }
+    for (std::size_t k = 0; k < shards_; ++k) {
+      Chain& c = newChain(base + shardSuffix(k));
+      for (int f = 0; f < 2; ++f)
+        for (int j = 0; j < 4; ++j) {
+          const auto& set = t_.sets[groupSets_[k][dirIndex(dir)][f][j]];
+          std::vector<Field> key = set.key;
+          key[0] = eniField;
+          c.rules.push_back(verdictRule({Match{key, Op::kInSet, std::nullopt, set.name}}, Verdict::ret(),
+                                        fmt::format("security groups, {}: a rule allows", dirText)));
+        }
+      Rule refs;
+      refs.matches = {Match{{eniField}, Op::kVmap, std::nullopt, t_.sets[out ? sgRefsOut_ : sgRefsIn_].name}};
+      refs.comment = fmt::format("security groups, {}: rules that reference groups", dirText);
+      c.rules.push_back(refs);
+      c.rules.push_back(verdictRule({}, Verdict::drop(), fmt::format("security groups, {}: no rule allows", dirText)));
+      if (dispatch) shardChains_[dirIndex(dir)].push_back({*dispatch, c.name});
+    }
   }
+  // [egress/ingress] -> (shard map, chain of shard k), in shard order
+  std::vector<std::pair<std::size_t, std::string>> shardChains_[2];
 
   void compileEni(std::size_t instIndex) {
     const auto& inst = m_.instances[instIndex];
     const std::string& ifn = ifname(instIndex);
     t_.sets[enisSet_].elements.push_back(SetElement{{ifn}, std::nullopt});
+    const std::size_t shard = shardOf(instIndex);
+    for (int d = 0; d < 2; ++d)
+      if (!shardChains_[d].empty()) {
+        const auto& [map, chain] = shardChains_[d][shard];
+        t_.sets[map].elements.push_back(SetElement{{ifn}, Verdict::goTo(chain)});
+      }
     t_.sets[src4_].elements.push_back(SetElement{{ifn, AddressRange{inst.privateIp, inst.privateIp}}, std::nullopt});
     for (const auto& a : inst.secondaryIps) t_.sets[src4_].elements.push_back(SetElement{{ifn, AddressRange{a, a}}, std::nullopt});
     for (const auto& a : inst.ipv6Addresses) t_.sets[src6_].elements.push_back(SetElement{{ifn, AddressRange{a, a}}, std::nullopt});
@@ -432,7 +473,7 @@ class FabricCompiler {
       }
       for (auto fam : {Family::kIpv4, Family::kIpv6}) {
         auto elements = buildSetElements(byFamily[famIndex(fam)]);
-        auto& slots = groupSets_[dirIndex(dir)][famIndex(fam)];
+        auto& slots = groupSets_[shard][dirIndex(dir)][famIndex(fam)];
         int k = 0;
         for (auto* elems : {&elements.all, &elements.protocol, &elements.ports, &elements.icmp}) {
           for (auto& e : *elems) {
