@@ -555,9 +555,11 @@ class FabricCompiler {
     auto inSet = [&](std::vector<Field> key, std::size_t si, Op op = Op::kInSet) {
       return Match{std::move(key), op, std::nullopt, t_.sets[si].name};
     };
-    f.push_back(verdictRule({inSet({Field::kIifname}, enisSet_), inSet({Field::kIifname, Field::kIpSaddr}, src4_, Op::kNotInSet)},
+    // The address lookup first: its family check ends the rule for the other
+    // family at once, and a packet from an ENI's own address needs one lookup.
+    f.push_back(verdictRule({inSet({Field::kIifname, Field::kIpSaddr}, src4_, Op::kNotInSet), inSet({Field::kIifname}, enisSet_)},
                             Verdict::drop(), "anti-spoofing: an ENI sends only from its own IPv4 addresses"));
-    f.push_back(verdictRule({inSet({Field::kIifname}, enisSet_), inSet({Field::kIifname, Field::kIp6Saddr}, src6_, Op::kNotInSet)},
+    f.push_back(verdictRule({inSet({Field::kIifname, Field::kIp6Saddr}, src6_, Op::kNotInSet), inSet({Field::kIifname}, enisSet_)},
                             Verdict::drop(), "anti-spoofing: an ENI sends only from its own IPv6 addresses"));
     Rule vmap;
     vmap.matches = {inSet({Field::kIifname}, naclOut_, Op::kVmap)};
