@@ -659,7 +659,9 @@ Expected<void> reconcile(const NamespacePlan& p, const std::vector<LinkPlan>& li
   if (!ls) return unexpected(ls.error());
   for (const auto& l : *ls)
     if (!planned.contains(l.name)) {
-      if (auto r = nl->deleteLink(l.name); !r) return r;
+      // The far end's namespace may be going away right now, taking the
+      // link with it: one that vanished meanwhile is not an error.
+      if (auto r = nl->deleteLink(l.name); !r && r.error().code != ErrorCode::kNotFound && nl->ifindex(l.name)) return r;
       note("- link " + l.name);
     }
   for (const auto& i : p.up)
@@ -678,7 +680,8 @@ Expected<void> reconcile(const NamespacePlan& p, const std::vector<LinkPlan>& li
   if (!routes) return unexpected(routes.error());
   for (const auto& r : *routes)
     if (std::find(p.routes.begin(), p.routes.end(), r) == p.routes.end()) {
-      if (auto x = nl->deleteRoute(r); !x) return x;
+      auto x = nl->deleteRoute(r);
+      if (!x && x.error().code != ErrorCode::kNotFound) return x;  // gone already: its link vanished
       note("- route " + describe(r));
     }
   for (const auto& r : p.routes)

@@ -267,7 +267,9 @@ Expected<void> Rtnl::deleteLink(const std::string& ifname) {
   ifm->ifi_family = AF_UNSPEC;
   ifm->ifi_index = static_cast<int>(*idx);
   indexCache_.erase(ifname);
-  return talk(nlh, "delete link " + ifname);
+  auto r = talk(nlh, "delete link " + ifname);
+  if (!r && errno == ENODEV) return makeError(ErrorCode::kNotFound, "no interface " + ifname);
+  return r;
 }
 
 Expected<void> Rtnl::addAddress(const std::string& ifname, const net::IpAddress& addr, int prefix) {
@@ -336,7 +338,9 @@ Expected<void> Rtnl::deleteRoute(const RouteSpec& r) {
   Expected<void> status;
   fillRoute(nlh, r, false, status);
   if (!status) return status;
-  return talk(nlh, "delete route " + describe(r));
+  auto x = talk(nlh, "delete route " + describe(r));
+  if (!x && (errno == ESRCH || errno == ENODEV)) return makeError(ErrorCode::kNotFound, "no route " + describe(r));
+  return x;
 }
 
 namespace {
@@ -456,14 +460,17 @@ Expected<std::vector<RouteSpec>> Rtnl::staticRoutes() {
     }, "list routes");
     if (!r) return unexpected(r.error());
   }
+  std::vector<RouteSpec> named;
   for (std::size_t i = 0; i < out.size(); ++i) {
-    if (!oifs[i]) continue;
-    auto n = ifnameOf(oifs[i]);
-    if (!n) return unexpected(n.error());
-    // A blackhole or throw route reports the loopback device; the plan names none.
-    if (out[i].type == RouteSpec::Type::kUnicast || out[i].type == RouteSpec::Type::kLocal) out[i].ifname = *n;
+    if (oifs[i]) {
+      auto n = ifnameOf(oifs[i]);
+      if (!n) continue;  // on a link that vanished since the dump: the route went with it
+      // A blackhole or throw route reports the loopback device; the plan names none.
+      if (out[i].type == RouteSpec::Type::kUnicast || out[i].type == RouteSpec::Type::kLocal) out[i].ifname = *n;
+    }
+    named.push_back(std::move(out[i]));
   }
-  return out;
+  return named;
 }
 
 Expected<std::vector<RuleSpec>> Rtnl::rules() {
@@ -511,12 +518,14 @@ Expected<std::vector<AddressInfo>> Rtnl::addresses() {
     }, "list addresses");
     if (!r) return unexpected(r.error());
   }
+  std::vector<AddressInfo> named;
   for (std::size_t i = 0; i < out.size(); ++i) {
     auto n = ifnameOf(idx[i]);
-    if (!n) return unexpected(n.error());
+    if (!n) continue;  // the link vanished since the dump
     out[i].ifname = *n;
+    named.push_back(std::move(out[i]));
   }
-  return out;
+  return named;
 }
 
 bool operator==(const RouteSpec& a, const RouteSpec& b) {
