@@ -9,15 +9,10 @@ import json
 import os
 import subprocess
 
+from netlab import run  # noqa: F401  (the tests import it from here too)
+
 RUN_TAG = f"c{os.getpid() % 100000}"
 os.environ["VPCFW_LAB_INTERNET"] = f"vpcfw:internet-{RUN_TAG}"
-
-
-def run(*args, check=True, input=None):
-    r = subprocess.run(args, capture_output=True, text=True, input=input)
-    if check and r.returncode != 0:
-        raise RuntimeError(f"{' '.join(args)}: {r.stdout.strip()} {r.stderr.strip()}")
-    return r
 
 
 class MiniLab:

@@ -104,7 +104,7 @@ def report(results, label):
 def run(*args, check=True, input=None):
     r = subprocess.run(args, capture_output=True, text=True, input=input)
     if check and r.returncode != 0:
-        raise RuntimeError(f"{' '.join(args)}: {r.stderr.strip()}")
+        raise RuntimeError(f"{' '.join(map(str, args))}: {r.stdout.strip()} {r.stderr.strip()}")
     return r
 
 

@@ -276,36 +276,24 @@ std::vector<ProbeResult> runProbes(const std::vector<ProbeSpec>& probes, std::ch
       mh.msg_controllen = sizeof control;
       ssize_t n = recvmsg(fd, &mh, 0);
       if (n < 0) return;
-      // Echo it back from the address it was sent to.
+      // Echo it back from the address it was sent to: the packet-info
+      // message it came with, turned into the source to send from.
       iov.iov_len = static_cast<std::size_t>(n);
-      char outControl[256];
-      std::size_t outLen = 0;
       for (cmsghdr* cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm)) {
         if (cm->cmsg_level == IPPROTO_IP && cm->cmsg_type == IP_PKTINFO) {
           in_pktinfo info;
           std::memcpy(&info, CMSG_DATA(cm), sizeof info);
           info.ipi_spec_dst = info.ipi_addr;
           info.ipi_ifindex = 0;
-          auto* o = reinterpret_cast<cmsghdr*>(outControl);
-          o->cmsg_level = IPPROTO_IP;
-          o->cmsg_type = IP_PKTINFO;
-          o->cmsg_len = CMSG_LEN(sizeof info);
-          std::memcpy(CMSG_DATA(o), &info, sizeof info);
-          outLen = CMSG_SPACE(sizeof info);
+          std::memcpy(CMSG_DATA(cm), &info, sizeof info);
         } else if (cm->cmsg_level == IPPROTO_IPV6 && cm->cmsg_type == IPV6_PKTINFO) {
           in6_pktinfo info;
           std::memcpy(&info, CMSG_DATA(cm), sizeof info);
           info.ipi6_ifindex = 0;
-          auto* o = reinterpret_cast<cmsghdr*>(outControl);
-          o->cmsg_level = IPPROTO_IPV6;
-          o->cmsg_type = IPV6_PKTINFO;
-          o->cmsg_len = CMSG_LEN(sizeof info);
-          std::memcpy(CMSG_DATA(o), &info, sizeof info);
-          outLen = CMSG_SPACE(sizeof info);
+          std::memcpy(CMSG_DATA(cm), &info, sizeof info);
         }
       }
-      mh.msg_control = outLen ? outControl : nullptr;
-      mh.msg_controllen = outLen;
+      if (mh.msg_controllen == 0) mh.msg_control = nullptr;
       mh.msg_flags = 0;
       (void)sendmsg(fd, &mh, 0);
     }
