@@ -49,6 +49,17 @@ std::optional<lab::LabPlan> planReported(const model::Model& m, std::string_view
   return std::move(*plan);
 }
 
+// With a config: its plan (nullopt in *plan when none is given); false when
+// the config is unusable (diagnostics printed).
+bool optionalPlan(const std::string& path, std::string_view consequence, std::string_view cmd,
+                  std::optional<lab::LabPlan>& plan, std::ostream& err) {
+  if (path.empty()) return true;
+  auto m = loadReported(path, consequence, err);
+  if (!m) return false;
+  plan = planReported(*m, cmd, err);
+  return plan.has_value();
+}
+
 struct UpOptions {
   std::string config;
   unsigned jobs = 0;
@@ -78,12 +89,7 @@ int labUp(const UpOptions& o, std::ostream& out, std::ostream& err) {
 
 int labDown(const std::string& path, std::ostream& out, std::ostream& err) {
   std::optional<lab::LabPlan> plan;
-  if (!path.empty()) {
-    auto m = loadReported(path, "nothing was removed", err);
-    if (!m) return kExitUsage;
-    plan = planReported(*m, "down", err);
-    if (!plan) return kExitUsage;
-  }
+  if (!optionalPlan(path, "nothing was removed", "down", plan, err)) return kExitUsage;
   auto t0 = std::chrono::steady_clock::now();
   auto n = lab::labDown(plan ? &*plan : nullptr, path);
   out << fmt::format("lab down: removed {} namespaces in {:.0f} ms\n", n, msSince(t0));
@@ -92,12 +98,7 @@ int labDown(const std::string& path, std::ostream& out, std::ostream& err) {
 
 int labStatus(const std::string& path, bool json, std::ostream& out, std::ostream& err) {
   std::optional<lab::LabPlan> plan;
-  if (!path.empty()) {
-    auto m = loadReported(path, "no status", err);
-    if (!m) return kExitUsage;
-    plan = planReported(*m, "status", err);
-    if (!plan) return kExitUsage;
-  }
+  if (!optionalPlan(path, "no status", "status", plan, err)) return kExitUsage;
   auto st = lab::labStatus(plan ? &*plan : nullptr, path);
   if (!st) {
     err << "vpcfw lab status: " << st.error().message << '\n';

@@ -193,7 +193,7 @@ std::map<int, std::vector<std::uint16_t>> mentionedPorts(const model::Model& m, 
   return out;
 }
 
-int probeMatrix(const model::Model& m, const ProbeOptions& o, std::ostream& out, std::ostream& err) {
+int probeMatrix(const model::Model& m, const ProbeOptions& o, std::ostream& out) {
   std::vector<std::string> ends;
   bool internet = false;
   for (const auto& inst : m.instances) {
@@ -282,7 +282,6 @@ int probeMatrix(const model::Model& m, const ProbeOptions& o, std::ostream& out,
       out << fmt::format("{} probes; {} disagree with vpcfw explain{}\n", trials.size(), disagreements,
                          disagreements ? " (marked !)" : "");
   }
-  (void)err;
   if (o.explain) return disagreements ? kExitDisagree : kExitOk;
   return kExitOk;
 }
@@ -290,7 +289,7 @@ int probeMatrix(const model::Model& m, const ProbeOptions& o, std::ostream& out,
 int probeCommand(const ProbeOptions& o, std::ostream& out, std::ostream& err) {
   auto m = loadReported(o.config, "nothing was probed", err);
   if (!m) return kExitUsage;
-  if (o.matrix) return probeMatrix(*m, o, out, err);
+  if (o.matrix) return probeMatrix(*m, o, out);
   if (o.from.empty() || o.to.empty()) {
     err << "vpcfw probe: --from and --to are required (or --matrix)\n";
     return kExitUsage;

@@ -746,11 +746,17 @@ Expected<LabApplyReport> labApply(const LabPlan& plan, const std::string& config
     return unexpected(r.error());
   // 2. Links whose ends are missing.
   std::vector<const LinkPlan*> links;
+  std::map<std::string, Rtnl> sessions;  // one socket per namespace
   for (const auto& l : plan.links) {
-    auto nl = Rtnl::open(l.ns);
-    if (!nl) return unexpected(nl.error());
-    if (!nl->ifindex(l.name)) links.push_back(&l);
+    auto it = sessions.find(l.ns);
+    if (it == sessions.end()) {
+      auto nl = Rtnl::open(l.ns);
+      if (!nl) return unexpected(nl.error());
+      it = sessions.emplace(l.ns, std::move(*nl)).first;
+    }
+    if (!it->second.ifindex(l.name)) links.push_back(&l);
   }
+  sessions.clear();
   if (auto r = parallelFor(links.size(), jobs, [&](std::size_t i) { return makeLink(*links[i]); }); !r)
     return unexpected(r.error());
   for (const auto* l : links) report.changes.push_back(l->ns + ": + link " + l->name + " (" + l->what + ")");

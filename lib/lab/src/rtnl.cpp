@@ -130,13 +130,18 @@ Expected<void> Rtnl::talk(void* msg, const std::string& what) {
   auto* nlh = static_cast<nlmsghdr*>(msg);
   nlh->nlmsg_flags |= NLM_F_REQUEST | NLM_F_ACK;
   nlh->nlmsg_seq = seq_++;
-  if (mnl_socket_sendto(sock_, nlh, nlh->nlmsg_len) < 0) return unexpected(sysError(what));
+  lastErrno_ = 0;
+  auto fail = [&] {
+    lastErrno_ = errno;
+    return unexpected(sysError(what, lastErrno_));
+  };
+  if (mnl_socket_sendto(sock_, nlh, nlh->nlmsg_len) < 0) return fail();
   alignas(nlmsghdr) char buf[8192];
   for (;;) {
     ssize_t n = mnl_socket_recvfrom(sock_, buf, sizeof buf);
-    if (n < 0) return unexpected(sysError(what));
+    if (n < 0) return fail();
     int rc = mnl_cb_run(buf, static_cast<std::size_t>(n), nlh->nlmsg_seq, mnl_socket_get_portid(sock_), nullptr, nullptr);
-    if (rc < 0) return unexpected(sysError(what));
+    if (rc < 0) return fail();
     if (rc == MNL_CB_STOP) return {};
   }
 }
@@ -268,7 +273,7 @@ Expected<void> Rtnl::deleteLink(const std::string& ifname) {
   ifm->ifi_index = static_cast<int>(*idx);
   indexCache_.erase(ifname);
   auto r = talk(nlh, "delete link " + ifname);
-  if (!r && errno == ENODEV) return makeError(ErrorCode::kNotFound, "no interface " + ifname);
+  if (!r && lastErrno_ == ENODEV) return makeError(ErrorCode::kNotFound, "no interface " + ifname);
   return r;
 }
 
@@ -339,7 +344,7 @@ Expected<void> Rtnl::deleteRoute(const RouteSpec& r) {
   fillRoute(nlh, r, false, status);
   if (!status) return status;
   auto x = talk(nlh, "delete route " + describe(r));
-  if (!x && (errno == ESRCH || errno == ENODEV)) return makeError(ErrorCode::kNotFound, "no route " + describe(r));
+  if (!x && (lastErrno_ == ESRCH || lastErrno_ == ENODEV)) return makeError(ErrorCode::kNotFound, "no route " + describe(r));
   return x;
 }
 

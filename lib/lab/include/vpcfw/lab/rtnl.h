@@ -101,6 +101,7 @@ class Rtnl {
   void fillRoute(void* nlh, const RouteSpec& r, bool add, Expected<void>& status);
   mnl_socket* sock_ = nullptr;
   std::uint32_t seq_ = 1;
+  int lastErrno_ = 0;  // the kernel's answer to the last failed request
   std::map<std::string, unsigned> indexCache_;
 };
 
