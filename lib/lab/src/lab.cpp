@@ -15,6 +15,7 @@
 
 #include "vpcfw/compile/compiler.h"
 #include "vpcfw/nft/applier.h"
+#include "vpcfw/nft/netns.h"
 
 namespace vpcfw::lab {
 namespace {
@@ -176,12 +177,32 @@ double msSince(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
 }
 
+// Neighbour resolution (ARP, IPv6 ND) on the namespace's links retries after
+// 100 ms instead of 1 s: a solicitation sent while a fresh veth is still
+// coming up would otherwise hold the first packets of a new lab for a second.
+// (The per-namespace `default` entries do not exist outside the initial
+// namespace, so each interface is set.)
+Expected<void> fastNeighbours(const NamespacePlan& p) {
+  return nft::runInNetns(p.name, [&]() -> Expected<void> {
+    for (const auto& i : p.up) {
+      if (i == "lo") continue;
+      for (const char* fam : {"ipv4", "ipv6"}) {
+        const std::string key = fmt::format("/proc/sys/net/{}/neigh/{}/retrans_time_ms", fam, i);
+        std::ofstream f(key);
+        if (!(f << "100") || !f.flush()) return makeError(ErrorCode::kKernel, p.name + ": cannot write " + key);
+      }
+    }
+    return {};
+  });
+}
+
 // Brings a namespace's interfaces up and gives it its addresses, routes and rules.
 Expected<void> configure(const NamespacePlan& p) {
   auto nl = Rtnl::open(p.name);
   if (!nl) return unexpected(nl.error());
   for (const auto& i : p.up)
     if (auto r = nl->setLinkUp(i); !r) return r;
+  if (auto r = fastNeighbours(p); !r) return r;
   for (const auto& a : p.addresses)
     if (auto r = nl->addAddress(a.ifname, a.address, a.prefix); !r) return r;
   for (const auto& r : p.routes)
