@@ -12,6 +12,7 @@
 #include "commands.h"
 #include "vpcfw/cli/cli.h"
 #include "vpcfw/lab/lab.h"
+#include "vpcfw/names/names.h"
 
 namespace vpcfw::cli {
 namespace {
@@ -167,9 +168,9 @@ int labExec(const std::string& target, const std::string& configPath, const std:
   if (target == "internet") {
     ns = lab::internetNamespace();
   } else if (target.rfind("router:", 0) == 0) {
-    ns = std::string(lab::kRouterPrefix) + target.substr(7);
+    ns = names::routerNamespace(target.substr(7));
   } else if (target.rfind("igw:", 0) == 0) {
-    ns = std::string(lab::kOtherPrefix) + target;
+    ns = names::gatewayNamespace(target.substr(4));
   } else {
     model::Instance inst;
     inst.name = target;
@@ -186,8 +187,12 @@ int labExec(const std::string& target, const std::string& configPath, const std:
     }
     ns = lab::instanceNamespace(inst);
   }
-  const std::string path = "/run/netns/" + ns;
-  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  const std::string path = names::namespacePath(ns);
+  if (path.empty()) {
+    err << fmt::format("vpcfw lab exec: '{}' cannot name a lab namespace\n", target);
+    return kExitUsage;
+  }
+  int fd = open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
   if (fd < 0) {
     err << fmt::format("vpcfw lab exec: no lab namespace for {} ({})\n", target, path);
     return kExitUsage;

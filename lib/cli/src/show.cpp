@@ -4,6 +4,7 @@
 #include "show.h"
 
 #include "vpcfw/compile/compiler.h"
+#include "vpcfw/names/names.h"
 
 namespace vpcfw::cli {
 namespace {
@@ -33,7 +34,7 @@ nlohmann::json modelToJson(const model::Model& m) {
            {"default_network_acl", m.nacls[v.defaultNacl].name},
            {"default_security_group", m.groups[v.defaultGroup].name},
            {"main_route_table", m.routeTables[v.mainRouteTable].name},
-           {"fabric", compile::labFabricName(v.name)}};
+           {"fabric", names::routerNamespace(v.name)}};
     if (v.ipv6Cidr) j["ipv6_cidr"] = v.ipv6Cidr->toString();
     if (v.internetGateway != model::kNone) j["internet_gateway"] = m.internetGateways[v.internetGateway].name;
     out["vpcs"].push_back(j);

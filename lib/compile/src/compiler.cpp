@@ -9,6 +9,7 @@
 #include <set>
 
 #include "vpcfw/compile/intervals.h"
+#include "vpcfw/names/names.h"
 
 namespace vpcfw::compile {
 namespace {
@@ -105,7 +106,12 @@ void appendL4Matches(std::vector<Match>& out, const L4Match& l4, Family f) {
 
 Value addressValue(const net::Cidr& c) { return AddressRange{c.network(), c.last()}; }
 
-std::uint32_t fnv1a(std::string_view s);
+// Shards by interface name: any stable hash will do.
+std::uint32_t fnv1a(std::string_view s) {
+  std::uint32_t h = 2166136261u;
+  for (unsigned char c : s) h = (h ^ c) * 16777619u;
+  return h;
+}
 
 class FabricCompiler {
  public:
@@ -579,23 +585,7 @@ class FabricCompiler {
   }
 };
 
-std::uint32_t fnv1a(std::string_view s) {
-  std::uint32_t h = 2166136261u;
-  for (unsigned char c : s) h = (h ^ c) * 16777619u;
-  return h;
-}
-
 }  // namespace
-
-std::string interfaceName(std::string_view prefix, const std::string& name) {
-  std::string n = std::string(prefix) + name;
-  if (n.size() <= 15) return n;
-  return fmt::format("{}{}-{:04x}", prefix, name.substr(0, 10 - prefix.size()), fnv1a(name) & 0xffff);
-}
-
-std::string labInterfaceName(const std::string& instance) { return interfaceName("eni-", instance); }
-
-std::string labFabricName(const std::string& vpc) { return "vpcfw-" + vpc; }
 
 Placement labPlacement(const model::Model& m) {
   Placement p;
@@ -608,7 +598,7 @@ Placement labPlacement(const model::Model& m) {
       p.byInstance.push_back(Attachment{inst.placement.host, inst.placement.interface, true});
       continue;
     }
-    p.byInstance.push_back(Attachment{labFabricName(m.vpcs[inst.vpc].name), labInterfaceName(inst.name), false});
+    p.byInstance.push_back(Attachment{names::routerNamespace(m.vpcs[inst.vpc].name), names::eniInterface(inst.name), false});
   }
   return p;
 }

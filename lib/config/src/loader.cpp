@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "vpcfw/model/validate.h"
+#include "vpcfw/names/names.h"
 
 namespace vpcfw::config {
 namespace {
@@ -19,14 +20,8 @@ using net::Cidr;
 using net::IpAddress;
 
 // Names end up in nftables chain names, namespace names and messages, so they
-// are kept to a safe alphabet.
-bool validName(const std::string& n) {
-  if (n.empty() || n.size() > 64) return false;
-  return std::all_of(n.begin(), n.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_' ||
-           c == '.';
-  });
-}
+// are kept to the alphabet names:: allows.
+bool validName(const std::string& n) { return names::isValidObjectName(n); }
 
 class Reader {
  public:

@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "vpcfw/compile/compiler.h"
+#include "vpcfw/names/names.h"
 #include "vpcfw/nft/applier.h"
 #include "vpcfw/nft/netns.h"
 
@@ -30,9 +31,9 @@ using Role = NamespacePlan::Role;
 
 constexpr std::uint32_t kSubnetTableBase = 100;   // table of the VPC's k-th subnet: 100 + k
 constexpr std::uint32_t kSubnetRuleBase = 1000;   // its rules' priority
-constexpr std::string_view kGatewayLink = "igw0"; // router side of the router-gateway link
-constexpr std::string_view kGatewayVpcSide = "vpc0";
-constexpr std::string_view kGatewayInetSide = "inet0";
+constexpr std::string_view kGatewayLink = names::kRouterGatewayInterface;  // router side of the router-gateway link
+constexpr std::string_view kGatewayVpcSide = names::kGatewayVpcInterface;
+constexpr std::string_view kGatewayInetSide = names::kGatewayInternetInterface;
 
 IpAddress ip(const char* s) { return *IpAddress::parse(s); }
 
@@ -238,14 +239,14 @@ std::string_view roleName(Role r) {
 }
 
 std::string instanceNamespace(const model::Instance& inst) {
-  return inst.placement.netns.empty() ? std::string(kOtherPrefix) + "i:" + inst.name : inst.placement.netns;
+  return names::instanceNamespace(inst.name, inst.placement.netns);
 }
-std::string routerNamespace(const model::Vpc& vpc) { return compile::labFabricName(vpc.name); }
-std::string gatewayNamespace(const model::Vpc& vpc) { return std::string(kOtherPrefix) + "igw:" + vpc.name; }
+std::string routerNamespace(const model::Vpc& vpc) { return names::routerNamespace(vpc.name); }
+std::string gatewayNamespace(const model::Vpc& vpc) { return names::gatewayNamespace(vpc.name); }
 
 std::string internetNamespace() {
   const char* env = std::getenv("VPCFW_LAB_INTERNET");
-  return env && *env ? std::string(env) : std::string(kOtherPrefix) + "internet";
+  return env && *env ? std::string(env) : std::string(names::kDefaultInternetNamespace);
 }
 
 const std::vector<Cidr>& internetRanges() {
@@ -306,7 +307,7 @@ Expected<LabPlan> planLab(const model::Model& m) {
         plan.notes.push_back(fmt::format("peering {}: not built (a side has no lab instances)", pc.name));
       continue;
     }
-    peeringIf[p] = compile::interfaceName("pcx-", pc.name);
+    peeringIf[p] = names::peeringInterface(pc.name);
     plan.links.push_back(LinkPlan{routerNamespace(m.vpcs[pc.requester]), peeringIf[p], routerNamespace(m.vpcs[pc.accepter]),
                                   peeringIf[p], "peering " + pc.name});
   }
@@ -323,7 +324,7 @@ Expected<LabPlan> planLab(const model::Model& m) {
     const bool hasGateway = vpc.internetGateway != kNone;
     if (hasGateway) {
       const std::string gwNs = gatewayNamespace(vpc);
-      const std::string inetIf = compile::interfaceName("igw-", vpc.name);
+      const std::string inetIf = names::gatewayInternetInterface(vpc.name);
       needInternet = true;
       plan.links.push_back(LinkPlan{router.name, std::string(kGatewayLink), gwNs, std::string(kGatewayVpcSide),
                                     "internet gateway " + m.internetGateways[vpc.internetGateway].name});
@@ -419,13 +420,13 @@ Expected<LabPlan> planLab(const model::Model& m) {
     for (auto i : byVpc[v]) {
       const auto& inst = m.instances[i];
       const auto& subnet = m.subnets[inst.subnet];
-      const std::string eni = compile::labInterfaceName(inst.name);
+      const std::string eni = names::eniInterface(inst.name);
       NamespacePlan in;
       in.name = instanceNamespace(inst);
       in.role = Role::kInstance;
       in.object = inst.name;
       in.sysctls = {{"net/ipv6/conf/default/accept_dad", "0"}, {"net/ipv6/conf/default/accept_ra", "0"}};
-      in.up = {"lo", "eth0"};
+      in.up = {"lo", std::string(names::kInstanceInterface)};
       plan.links.push_back(LinkPlan{in.name, "eth0", router.name, eni, "instance " + inst.name});
       router.up.push_back(eni);
       // Every packet of an instance goes through its VPC's router, as in AWS:
@@ -535,8 +536,8 @@ std::size_t labDown(const LabPlan* plan, const std::string& configPath) {
       if (n != internetNamespace() && namespaceExists(n)) names.insert(n);
     std::remove(stateFile(configPath).c_str());
   } else {
-    for (const auto& n : listNamespaces(std::string(kRouterPrefix))) names.insert(n);
-    for (const auto& n : listNamespaces(std::string(kOtherPrefix))) names.insert(n);
+    for (const auto& n : listNamespaces(std::string(names::kRouterPrefix))) names.insert(n);
+    for (const auto& n : listNamespaces(std::string(names::kOtherPrefix))) names.insert(n);
   }
   std::size_t removed = 0;
   for (const auto& n : names)
@@ -575,7 +576,7 @@ Expected<LabStatus> labStatus(const LabPlan* plan, const std::string& configPath
       n.role = std::string(roleName(p->role));
       n.object = p->object;
     } else {
-      n.role = name.rfind(kOtherPrefix, 0) == 0 ? "other" : "router";
+      n.role = name.rfind(names::kOtherPrefix, 0) == 0 ? "other" : "router";
     }
     n.exists = namespaceExists(name);
     if (n.exists) {
@@ -609,8 +610,8 @@ Expected<LabStatus> labStatus(const LabPlan* plan, const std::string& configPath
       if (namespaceExists(n)) add(n, nullptr);
     return st;
   }
-  std::vector<std::string> found = listNamespaces(std::string(kRouterPrefix));
-  for (auto& n : listNamespaces(std::string(kOtherPrefix))) found.push_back(n);
+  std::vector<std::string> found = listNamespaces(std::string(names::kRouterPrefix));
+  for (auto& n : listNamespaces(std::string(names::kOtherPrefix))) found.push_back(n);
   std::sort(found.begin(), found.end());
   for (const auto& n : found) add(n, nullptr);
   return st;

@@ -36,17 +36,10 @@ struct Placement {
 };
 
 // The placement the config declares: an instance in a lab namespace has its
-// VPC's router namespace "vpcfw-<vpc>" as fabric, with an interface there
-// named by labInterfaceName(); an instance on a host interface has the host as
-// fabric (host mode).
+// VPC's router namespace (names::routerNamespace) as fabric, with the
+// interface names::eniInterface there; an instance on a host interface has
+// the host as fabric (host mode).
 Placement labPlacement(const model::Model& m);
-
-// "eni-<instance>" when it fits the 15-character limit, else a shortened name
-// with a hash of the full one, so distinct instances get distinct names.
-std::string labInterfaceName(const std::string& instance);
-// PREFIX + name when it fits 15 characters, else shortened with a hash.
-std::string interfaceName(std::string_view prefix, const std::string& name);
-std::string labFabricName(const std::string& vpc);
 
 // One ruleset per fabric that has ENIs, ordered by fabric name.
 [[nodiscard]] Expected<std::vector<Ruleset>> compileRulesets(const model::Model& m, const Placement& p);

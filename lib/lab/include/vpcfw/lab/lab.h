@@ -31,13 +31,10 @@
 
 namespace vpcfw::lab {
 
-// Every namespace the lab makes starts with one of these ("vpcfw-<vpc>" for
-// routers, "vpcfw:" for the rest; VPC names cannot hold ':').
-inline constexpr std::string_view kRouterPrefix = "vpcfw-";
-inline constexpr std::string_view kOtherPrefix = "vpcfw:";
 // "vpcfw:internet", or $VPCFW_LAB_INTERNET (several labs side by side, tests).
 std::string internetNamespace();
 
+// The namespaces of model objects, as names::* names them.
 std::string instanceNamespace(const model::Instance& inst);  // its `netns:` or "vpcfw:i:<name>"
 std::string routerNamespace(const model::Vpc& vpc);           // "vpcfw-<vpc>"
 std::string gatewayNamespace(const model::Vpc& vpc);          // "vpcfw:igw:<vpc>"
