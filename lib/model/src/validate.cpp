@@ -6,6 +6,8 @@
 #include <map>
 #include <set>
 
+#include "vpcfw/names/names.h"
+
 namespace vpcfw::model {
 namespace {
 
@@ -23,6 +25,33 @@ constexpr int kMaxRulesTimesGroups = 1000;
 constexpr int kMaxPeeringsPerVpc = 125;
 constexpr int kMaxRoutesPerTable = 1000;
 constexpr std::size_t kMaxDescription = 255;
+
+// Address ranges that no public IP or route may use: AWS never assigns them,
+// and NAT or routing to them would break the host the lab runs on.
+struct SpecialRange {
+  Cidr cidr;
+  std::string_view what;
+};
+const std::vector<SpecialRange>& specialRanges() {
+  static const std::vector<SpecialRange> ranges = {
+      {Cidr::parse("0.0.0.0/8")->cidr, "unspecified (\"this network\")"},
+      {Cidr::parse("127.0.0.0/8")->cidr, "loopback"},
+      {Cidr::parse("169.254.0.0/16")->cidr, "link-local"},
+      {Cidr::parse("224.0.0.0/4")->cidr, "multicast"},
+      {Cidr::parse("240.0.0.0/4")->cidr, "reserved or broadcast"},
+      {Cidr::parse("::/128")->cidr, "unspecified"},
+      {Cidr::parse("::1/128")->cidr, "loopback"},
+      {Cidr::parse("fe80::/10")->cidr, "link-local"},
+      {Cidr::parse("ff00::/8")->cidr, "multicast"},
+  };
+  return ranges;
+}
+// The special range that holds all of `c`, or nullptr.
+const SpecialRange* specialRangeOf(const Cidr& c) {
+  for (const auto& r : specialRanges())
+    if (r.cidr.contains(c)) return &r;
+  return nullptr;
+}
 
 std::size_t editDistance(std::string_view a, std::string_view b) {
   std::vector<std::size_t> prev(b.size() + 1), cur(b.size() + 1);
@@ -52,6 +81,7 @@ class Validator {
     checkSubnets();
     checkInstances();
     checkGroupRules();  // needs instances (members) and peerings
+    checkKernelNames();
   }
 
  private:
@@ -126,11 +156,12 @@ class Validator {
     atMost(l.groupsPerEni, kMaxGroupsPerEni, "groups_per_eni");
     atMost(l.peeringsPerVpc, kMaxPeeringsPerVpc, "peerings_per_vpc");
     atMost(l.routesPerTable, kMaxRoutesPerTable, "routes_per_table");
-    if (l.sgRulesPerDirection * l.groupsPerEni > kMaxRulesTimesGroups)
+    // Each factor may be up to 10^9 as written: multiply in 64 bits.
+    const long long product = static_cast<long long>(l.sgRulesPerDirection) * l.groupsPerEni;
+    if (product > kMaxRulesTimesGroups)
       d_.error(l.origin.of("groups_per_eni"),
                fmt::format("sg_rules_per_direction ({}) x groups_per_eni ({}) = {} exceeds AWS's maximum of {}",
-                           l.sgRulesPerDirection, l.groupsPerEni, l.sgRulesPerDirection * l.groupsPerEni,
-                           kMaxRulesTimesGroups));
+                           l.sgRulesPerDirection, l.groupsPerEni, product, kMaxRulesTimesGroups));
   }
 
   // ------------------------------------------------------------ VPCs
@@ -246,6 +277,7 @@ class Validator {
         continue;
       }
       pl.family = pl.entries.front().family();
+      for (const auto& e : pl.entries) checkPeerCidr(e, pl.origin.of("entries"));
       for (const auto& e : pl.entries)
         if (e.family() != pl.family)
           d_.error(pl.origin.of("entries"),
@@ -268,6 +300,11 @@ class Validator {
   // in reading protocol 58 with an IPv4 CIDR as "all ICMP".
   void checkRuleFields(const Protocol& proto, net::IcmpMatch& icmp, const Origin& o,
                        std::optional<Family> family, bool isNacl) {
+    // AWS's API rejects a TCP or UDP rule without a port range; so does vpcfw
+    // rather than guess that "all ports" was meant.
+    if (proto.hasPorts() && !hasField(o, "ports"))
+      d_.error(o.of("protocol"), fmt::format("a {} rule needs a port range, as in AWS", proto.toString()),
+               "write `ports: 0-65535` for every port");
     if (!proto.hasPorts() && hasField(o, "ports"))
       d_.warning(o.of("ports"), fmt::format("ports are ignored for protocol {}: it matches all ports", proto.toString()));
     bool icmpGiven = hasField(o, "icmp_type") || hasField(o, "icmp_code");
@@ -295,6 +332,15 @@ class Validator {
         d_.error(o.of("protocol"), "protocol icmpv6 (58) does not match IPv4 traffic", "use icmp (1) with an IPv4 CIDR");
       }
     }
+  }
+
+  // A peer no packet through an ENI can have: accepted (AWS accepts it), with
+  // a warning. Link-local stays quiet: 169.254.169.254 is a real peer.
+  void checkPeerCidr(const Cidr& c, const SourceLocation& at) {
+    const auto* s = specialRangeOf(c);
+    if (!s || s->what == "link-local") return;
+    d_.warning(at, fmt::format("{} is in the {} range: no packet through an ENI carries such an address, so this never matches",
+                               c.toString(), s->what));
   }
 
   static bool hasField(const Origin& o, std::string_view f) {
@@ -334,6 +380,7 @@ class Validator {
                  fmt::format("the first one is at line {}; rule numbers are unique per direction",
                              pos->second->origin.of("rule").line));
       checkRuleFields(r.protocol, r.icmp, r.origin, r.cidr.family(), true);
+      checkPeerCidr(r.cidr, r.origin.of("cidr"));
       (r.cidr.family() == Family::kIpv4 ? count4 : count6)++;
     }
     const int quota = m_.limits.naclRulesPerDirection;
@@ -425,6 +472,9 @@ class Validator {
                  "'/' separates a VPC name from a group name in references");
       if (g.description.size() > kMaxDescription)
         d_.error(g.origin.of("description"), fmt::format("description is {} characters; AWS allows 255", g.description.size()));
+      else if (!descriptionCharsOk(g.description))
+        d_.error(g.origin.of("description"), "group description has characters AWS does not allow",
+                 "allowed: a-z A-Z 0-9 spaces and ._-:/()#,@[]+=&;{}!$*");
       if (g.vpc == kNone) continue;
       auto [pos, fresh] = seen.emplace(std::pair{g.vpc, g.name}, &g.origin);
       if (!fresh)
@@ -497,12 +547,13 @@ class Validator {
       if (g.vpc == kNone) continue;
       for (auto dir : {Direction::kIngress, Direction::kEgress}) {
         auto& rules = dir == Direction::kIngress ? g.ingress : g.egress;
-        int count4 = 0, count6 = 0;
+        long long count4 = 0, count6 = 0;  // a prefix list counts as its max entries (up to 10^6 each)
         for (std::size_t k = 0; k < rules.size(); ++k) {
           auto& r = rules[k];
           std::optional<Family> fam;
           if (auto* c = std::get_if<Cidr>(&r.peer)) {
             fam = c->family();
+            checkPeerCidr(*c, r.origin.of("cidr"));
             (*fam == Family::kIpv4 ? count4 : count6)++;
           } else if (auto* ref = std::get_if<GroupRef>(&r.peer)) {
             resolveGroupRef(g, *ref, r.origin);
@@ -587,6 +638,10 @@ class Validator {
         if (!dests.insert(r.destination).second)
           d_.error(r.origin.of("destination"),
                    fmt::format("route table '{}' has two routes for {}", t.name, r.destination.toString()));
+        if (const auto* special = specialRangeOf(r.destination))
+          d_.error(r.origin.of("destination"),
+                   fmt::format("route destination {} is in the {} range {}; AWS refuses routes to it",
+                               r.destination.toString(), special->what, special->cidr.toString()));
         if (r.destination.family() == net::Family::kIpv6 && !v.ipv6Cidr)
           d_.warning(r.origin.of("destination"),
                      fmt::format("IPv6 route {} in a VPC without an IPv6 block", r.destination.toString()));
@@ -657,6 +712,10 @@ class Validator {
     for (std::size_t i = 0; i < m_.subnets.size(); ++i) {
       auto& s = m_.subnets[i];
       s.vpc = resolveVpc(s.vpcName, s.origin, fmt::format("subnet '{}'", s.name));
+      if (!s.availabilityZone.empty() && !names::isValidObjectName(s.availabilityZone))
+        d_.error(s.origin.of("availability_zone"),
+                 fmt::format("'{}' is not a valid availability zone name", echo(s.availabilityZone)),
+                 "use 1..64 characters from a-z A-Z 0-9 - _ . (e.g. us-east-1a)");
       if (s.vpc == kNone) continue;
       const auto& v = m_.vpcs[s.vpc];
       if (++perVpc[s.vpc] == m_.limits.subnetsPerVpc + 1)
@@ -785,6 +844,10 @@ class Validator {
         const auto& at = inst.origin.of("public_ip");
         if (!inst.publicIp->isV4())
           d_.error(at, fmt::format("public_ip {} must be IPv4", inst.publicIp->toString()));
+        else if (const auto* special = specialRangeOf(Cidr::host(*inst.publicIp)))
+          d_.error(at, fmt::format("public_ip {} is in the {} range {}; AWS never assigns such an address",
+                                   inst.publicIp->toString(), special->what, special->cidr.toString()),
+                   "use an address of the lab's internet, e.g. 203.0.113.10");
         else if (m_.vpcContaining(*inst.publicIp) != kNone)
           d_.error(at, fmt::format("public_ip {} lies inside VPC '{}'", inst.publicIp->toString(),
                                    m_.vpcs[m_.vpcContaining(*inst.publicIp)].name));
@@ -829,30 +892,97 @@ class Validator {
     }
   }
 
-  static bool validIfName(const std::string& n) {
-    if (n.empty() || n.size() > 15 || n == "." || n == "..") return false;
-    return std::none_of(n.begin(), n.end(), [](char c) { return c == '/' || c == ':' || c <= ' ' || c == 127; });
-  }
-
   void checkPlacement(Instance& inst, std::map<std::string, std::string>& netnsUsed,
                       std::map<std::pair<std::string, std::string>, std::string>& ifaceUsed) {
     auto& p = inst.placement;
     if (p.kind == Placement::Kind::kHostInterface) {
-      if (!validIfName(p.interface))
-        d_.error(inst.origin.of("interface"), fmt::format("'{}' is not a valid interface name (1..15 characters, no '/', ':' or spaces)", p.interface));
+      if (!names::isValidHostName(p.host))
+        d_.error(inst.origin.of("host"), fmt::format("'{}' is not a valid host name", echo(p.host)),
+                 "use 1..64 characters from a-z A-Z 0-9 - _ .");
+      if (!names::isValidInterfaceName(p.interface))
+        d_.error(inst.origin.of("interface"),
+                 fmt::format("'{}' is not a valid interface name", echo(p.interface)),
+                 "1..15 printable characters, no '/', ':' or spaces (the kernel's IFNAMSIZ)");
+      else if (names::isReservedInterface(p.interface))
+        d_.error(inst.origin.of("interface"),
+                 fmt::format("interface '{}' cannot be an ENI: the host needs it for itself", p.interface));
       auto [pos, fresh] = ifaceUsed.emplace(std::pair{p.host, p.interface}, inst.name);
       if (!fresh)
         d_.error(inst.origin.of("interface"), fmt::format("interface '{}' of host '{}' is already instance '{}'",
-                                                          p.interface, p.host, pos->second));
+                                                          echo(p.interface), echo(p.host), pos->second));
       return;
     }
     if (!p.netns.empty()) {
-      if (p.netns.size() > 64 || p.netns.find('/') != std::string::npos || p.netns == "." || p.netns == "..")
-        d_.error(inst.origin.of("netns"), fmt::format("'{}' is not a valid namespace name", p.netns));
+      if (!names::isValidNamespaceName(p.netns))
+        d_.error(inst.origin.of("netns"), fmt::format("'{}' is not a valid namespace name", echo(p.netns)),
+                 fmt::format("use 1..{} characters from a-z A-Z 0-9 . _ - : @ +, not starting with '.'",
+                             names::kNamespaceNameMax));
+      else if (names::hasGeneratedPrefix(p.netns))
+        d_.error(inst.origin.of("netns"),
+                 fmt::format("namespace '{}' starts with '{}' or '{}', which vpcfw keeps for the names it generates",
+                             p.netns, names::kRouterPrefix, names::kOtherPrefix),
+                 "choose another name, or omit `netns` to get vpcfw:i:<instance>");
       auto [pos, fresh] = netnsUsed.emplace(p.netns, inst.name);
       if (!fresh)
-        d_.error(inst.origin.of("netns"), fmt::format("namespace '{}' is already instance '{}'", p.netns, pos->second));
+        d_.error(inst.origin.of("netns"),
+                 fmt::format("namespace '{}' is already instance '{}'", echo(p.netns), pos->second));
     }
+  }
+
+  // The names the kernel will see, after every prefix and shortening: two
+  // objects may never meet in one namespace. Interface names are shortened
+  // with a 16-bit hash, so distinct config names can collide here.
+  void checkKernelNames() {
+    // ENIs: one interface per lab instance in its VPC's router.
+    std::map<std::pair<std::size_t, std::string>, const Instance*> enis;
+    for (const auto& inst : m_.instances) {
+      if (inst.vpc == kNone || inst.placement.kind != Placement::Kind::kLabNamespace) continue;
+      const std::string ifname = names::eniInterface(inst.name);
+      auto [pos, fresh] = enis.emplace(std::pair{inst.vpc, ifname}, &inst);
+      if (!fresh)
+        d_.error(inst.origin.of("name"),
+                 fmt::format("instances '{}' and '{}' would both be interface '{}' in VPC '{}''s router", pos->second->name,
+                             inst.name, ifname, m_.vpcs[inst.vpc].name),
+                 "names are shortened to fit 15 characters; rename one of them");
+    }
+    // Peerings: one interface per active peering in each of its two routers.
+    std::map<std::pair<std::size_t, std::string>, const Peering*> links;
+    for (const auto& pc : m_.peerings) {
+      if (!pc.active || pc.requester == kNone || pc.accepter == kNone || pc.requester == pc.accepter) continue;
+      const std::string ifname = names::peeringInterface(pc.name);
+      for (auto v : {pc.requester, pc.accepter}) {
+        auto [pos, fresh] = links.emplace(std::pair{v, ifname}, &pc);
+        if (!fresh)
+          d_.error(pc.origin.of("name"),
+                   fmt::format("peerings '{}' and '{}' would both be interface '{}' in VPC '{}''s router",
+                               pos->second->name, pc.name, ifname, m_.vpcs[v].name),
+                   "names are shortened to fit 15 characters; rename one of them");
+      }
+    }
+    // Internet gateways: one interface each in the shared internet namespace.
+    std::map<std::string, const Vpc*> gateways;
+    for (const auto& v : m_.vpcs) {
+      if (v.internetGateway == kNone) continue;
+      const std::string ifname = names::gatewayInternetInterface(v.name);
+      auto [pos, fresh] = gateways.emplace(ifname, &v);
+      if (!fresh)
+        d_.error(v.origin.of("name"),
+                 fmt::format("the internet gateways of VPCs '{}' and '{}' would both be interface '{}' in the internet "
+                             "namespace",
+                             pos->second->name, v.name, ifname),
+                 "names are shortened to fit 15 characters; rename one of the VPCs");
+    }
+  }
+
+  // A value the user wrote, for a message: bounded and printable.
+  static std::string echo(std::string_view s) {
+    std::string out;
+    for (unsigned char c : s.substr(0, 64)) {
+      if (c >= 0x20 && c < 0x7f) out += static_cast<char>(c);
+      else out += fmt::format("\\x{:02x}", c);
+    }
+    if (s.size() > 64) out += "...";
+    return out;
   }
 };
 
