@@ -58,7 +58,7 @@ std::optional<model::Model> loadReported(const std::string& path, std::string_vi
   Diagnostics diags;
   auto m = loadConfig(path, diags);
   err << diags.format();
-  if (!m) err << fmt::format("{}: {} error(s); {}\n", path, diags.errorCount(), consequence);
+  if (!m) err << fmt::format("{}: {} error(s); {}\n", escapeForMessage(path), diags.errorCount(), consequence);
   return m;
 }
 
@@ -99,8 +99,8 @@ int validateCommand(const std::string& path, bool json, std::ostream& out, std::
     out << jsonText(j) << '\n';
   } else {
     err << diags.format();
-    if (m) out << fmt::format("{}: valid: {}\n", path, summary(*m));
-    else err << fmt::format("{}: {} error(s); nothing was used\n", path, diags.errorCount());
+    if (m) out << fmt::format("{}: valid: {}\n", escapeForMessage(path), summary(*m));
+    else err << fmt::format("{}: {} error(s); nothing was used\n", escapeForMessage(path), diags.errorCount());
   }
   return m ? kExitOk : kExitUsage;
 }
@@ -191,7 +191,7 @@ Expected<std::vector<std::pair<compile::Ruleset, std::optional<std::string>>>> t
   auto m = loadConfig(o.config, diags);
   const double loadMs = msSince(t0);
   err << diags.format();
-  if (!m) return makeError(ErrorCode::kInvalidArgument, fmt::format("{}: {} error(s); nothing was changed", o.config, diags.errorCount()));
+  if (!m) return makeError(ErrorCode::kInvalidArgument, fmt::format("{}: {} error(s); nothing was changed", escapeForMessage(o.config), diags.errorCount()));
   t0 = std::chrono::steady_clock::now();
   auto rulesets = compile::compileRulesets(*m, compile::labPlacement(*m));
   if (o.timing) out << fmt::format("timing: load+validate {:.1f} ms, compile {:.1f} ms\n", loadMs, msSince(t0));
