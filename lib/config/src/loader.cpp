@@ -40,6 +40,7 @@ class Reader {
   Reader(std::string file, Diagnostics& d) : file_(std::move(file)), d_(d) {}
 
   SourceLocation loc(const YAML::Node& n) const {
+    if (!n.IsDefined()) return SourceLocation{file_, 0, 0};
     auto m = n.Mark();
     if (m.is_null()) return SourceLocation{file_, 0, 0};
     return SourceLocation{file_, m.line + 1, m.column + 1};
@@ -204,11 +205,13 @@ class Reader {
   }
 
   // A scalar or a list of scalars, each with its position.
+  // A missing key's node is not even a null: anything but IsDefined() throws.
   std::vector<YAML::Node> oneOrMany(const YAML::Node& v) {
     std::vector<YAML::Node> out;
+    if (!v.IsDefined() || v.IsNull()) return out;
     if (v.IsSequence())
       for (const auto& x : v) out.push_back(x);
-    else if (v.IsDefined() && !v.IsNull())
+    else
       out.push_back(v);
     return out;
   }
