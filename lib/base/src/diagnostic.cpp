@@ -45,8 +45,8 @@ std::size_t nextChar(std::string_view s, std::size_t i, bool& escape) {
   }
   if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)) || (cp >= 0xD800 && cp <= 0xDFFF))
     return 1;
-  escape = (cp >= 0x80 && cp <= 0x9F) || cp == 0x061C || cp == 0x200E || cp == 0x200F || cp == 0x2028 ||
-           cp == 0x2029 || (cp >= 0x202A && cp <= 0x202E) || (cp >= 0x2066 && cp <= 0x2069);
+  escape = (cp >= 0x80 && cp <= 0x9F) || cp == 0x061C || cp == 0x200E || cp == 0x200F || cp == 0x2028 || cp == 0x2029 ||
+           (cp >= 0x202A && cp <= 0x202E) || (cp >= 0x2066 && cp <= 0x2069);
   return len;
 }
 
@@ -148,8 +148,7 @@ std::string closestName(std::string_view name, const std::vector<std::string>& c
 std::string formatDiagnostic(const Diagnostic& d) {
   std::string where = d.where.file.empty() ? std::string("<input>") : d.where.file;
   if (d.where.line > 0) where += fmt::format(":{}:{}", d.where.line, d.where.column);
-  std::string out = fmt::format("{}: {}: {}", where, d.severity == Severity::kError ? "error" : "warning",
-                                d.message);
+  std::string out = fmt::format("{}: {}: {}", where, d.severity == Severity::kError ? "error" : "warning", d.message);
   if (!d.hint.empty()) out += fmt::format("\n  hint: {}", d.hint);
   return out;
 }
@@ -183,7 +182,8 @@ void Diagnostics::add(Diagnostic d) {
   // Text of the config reaches messages through many modules; this is the one
   // place that guarantees what a terminal or a JSON encoder gets.
   if (!isPrintableText(d.where.file)) d.where.file = escapeForMessage(d.where.file);
-  if (d.message.size() > kMaxMessageChars || !isPrintableText(d.message)) d.message = bounded(d.message, kMaxMessageChars);
+  if (d.message.size() > kMaxMessageChars || !isPrintableText(d.message))
+    d.message = bounded(d.message, kMaxMessageChars);
   if (d.hint.size() > kMaxMessageChars || !isPrintableText(d.hint)) d.hint = bounded(d.hint, kMaxMessageChars);
   items_.push_back(std::move(d));
 }

@@ -48,7 +48,9 @@ std::optional<model::Model> loadConfig(const std::string& path, Diagnostics& dia
 
 // JSON text of `j`. Strings from configs, paths and arguments may hold invalid
 // UTF-8, on which plain dump() throws: such bytes become U+FFFD.
-std::string jsonText(const nlohmann::json& j) { return j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace); }
+std::string jsonText(const nlohmann::json& j) {
+  return j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace);
+}
 
 }  // namespace
 
@@ -99,8 +101,10 @@ int validateCommand(const std::string& path, bool json, std::ostream& out, std::
     out << jsonText(j) << '\n';
   } else {
     err << diags.format();
-    if (m) out << fmt::format("{}: valid: {}\n", escapeForMessage(path), summary(*m));
-    else err << fmt::format("{}: {} error(s); nothing was used\n", escapeForMessage(path), diags.errorCount());
+    if (m)
+      out << fmt::format("{}: valid: {}\n", escapeForMessage(path), summary(*m));
+    else
+      err << fmt::format("{}: {} error(s); nothing was used\n", escapeForMessage(path), diags.errorCount());
   }
   return m ? kExitOk : kExitUsage;
 }

@@ -372,7 +372,8 @@ class ConfigParser {
     model::PrefixList pl;
     r_.checkKeys(n, {"name", "entries", "max_entries"}, "prefix list", pl.origin);
     pl.name = r_.name(n, "prefix list");
-    if (!r_.has(n, "entries")) r_.error(n, fmt::format("{} is missing required key 'entries'", named("prefix list", pl.name)));
+    if (!r_.has(n, "entries"))
+      r_.error(n, fmt::format("{} is missing required key 'entries'", named("prefix list", pl.name)));
     else if (r_.isSeq(n["entries"], "entries"))
       for (const auto& e : n["entries"])
         if (auto c = r_.cidr(e, "prefix list entry")) pl.entries.push_back(*c);

@@ -3,7 +3,6 @@
 // to them, files above the size limit (also files whose size says 0), files
 // that fail to read; and `vpcfw validate --json` on bytes that are not UTF-8.
 #include <doctest/doctest.h>
-
 #include <fcntl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -12,9 +11,9 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <cstring>
 #include <future>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -165,9 +164,8 @@ TEST_CASE("the size limit is checked before reading and while reading") {
   vpcfw::Diagnostics d;
   CHECK_FALSE(vpcfw::config::loadConfigFile(path, d, small));
   REQUIRE(d.all().size() == 1);
-  CHECK(vpcfw::formatDiagnostic(d.all()[0]) ==
-        path + ": error: the config file is larger than the limit of " + std::to_string(small.maxBytes) +
-            " bytes\n  hint: raise it");
+  CHECK(vpcfw::formatDiagnostic(d.all()[0]) == path + ": error: the config file is larger than the limit of " +
+                                                   std::to_string(small.maxBytes) + " bytes\n  hint: raise it");
 
   // /proc files report size 0: only the count while reading can stop them.
   vpcfw::Diagnostics p;

@@ -3,7 +3,6 @@
 // "did you mean" hints that cannot cost names x candidates. Each attack is
 // tried in several shapes, next to a baseline that is accepted.
 #include <doctest/doctest.h>
-
 #include <fmt/format.h>
 
 #include <chrono>
@@ -53,10 +52,10 @@ Timed timedLoad(const std::string& yaml) {
 }  // namespace
 
 TEST_CASE("a file holds exactly one YAML document") {
-  CHECK(loadOk("").vpcs.empty());                               // empty: nothing declared
-  CHECK(loadOk("# only a comment\n").vpcs.empty());             // still nothing
-  CHECK(loadOk("---\n" + kVpc).vpcs.size() == 1);               // an explicit start is one document
-  CHECK(loadOk("---\n" + kVpc + "...\n").vpcs.size() == 1);     // and so is an explicit end
+  CHECK(loadOk("").vpcs.empty());                            // empty: nothing declared
+  CHECK(loadOk("# only a comment\n").vpcs.empty());          // still nothing
+  CHECK(loadOk("---\n" + kVpc).vpcs.size() == 1);            // an explicit start is one document
+  CHECK(loadOk("---\n" + kVpc + "...\n").vpcs.size() == 1);  // and so is an explicit end
   CHECK(loadDiagnostics(kVpc + "---\nsubnets: []\n") ==
         std::vector<std::string>{"3:1: error: a second YAML document: a config file holds exactly one"});
   CHECK(loadDiagnostics(kVpc + "---\n") ==  // an empty second document is one too
@@ -113,9 +112,9 @@ TEST_CASE("aliases cannot make a small file expensive (billion laughs)") {
     }
     return y;
   };
-  for (const std::string& yaml : {laughs("lol, lol, lol, lol, lol, lol, lol, lol, lol, lol", "", "") + "vpcs: *l29\n",
-                                  laughs("{name: v, cidr: 10.0.0.0/16}", "", "") + "instances: *l29\n",
-                                  laughs("x", "{k: ", "}")}) {
+  for (const std::string& yaml :
+       {laughs("lol, lol, lol, lol, lol, lol, lol, lol, lol, lol", "", "") + "vpcs: *l29\n",
+        laughs("{name: v, cidr: 10.0.0.0/16}", "", "") + "instances: *l29\n", laughs("x", "{k: ", "}")}) {
     auto t = timedLoad(yaml);
     CHECK_FALSE(t.ok);
     REQUIRE(t.diags.size() == 1);
@@ -156,16 +155,19 @@ TEST_CASE("echoed strings are cut to 64 characters and escaped") {
             "2:12: error: VPC: 'name' is 100000 bytes long; at most 1024 are read"},
            {"vpcs:\n  - {name: " + kilo + ", cidr: 10.0.0.0/16}\n", "2:12: error: VPC name " + shown + " is not valid"},
            {"vpcs:\n  - {name: v, cidr: " + huge + "}\n", "2:21: error: VPC cidr: " + shown + " is not a CIDR block"},
-           {kVpc + "subnets:\n  - {name: s, vpc: v, cidr: 10.0.0.0/24}\ninstances:\n  - {name: i, subnet: s, "
-                   "private_ip: " + huge + "}\n",
+           {kVpc +
+                "subnets:\n  - {name: s, vpc: v, cidr: 10.0.0.0/24}\ninstances:\n  - {name: i, subnet: s, "
+                "private_ip: " +
+                huge + "}\n",
             "6:38: error: private_ip: " + shown + " is not an IPv4 or IPv6 address"},
            {kVpc + "network_acls:\n  - {name: n, vpc: v, ingress: [{rule: 1, protocol: " + kilo + "}]}\n",
             "4:53: error: NACL 'n' ingress rule 1: " + shown + " is not a protocol"},
            {kVpc + "network_acls:\n  - {name: n, vpc: v, ingress: [{rule: 1, protocol: " + huge + "}]}\n",
             "4:53: error: NACL 'n' ingress rule 1: 'protocol' is 100000 bytes long; at most 1024 are read"},
            {kVpc + huge + ": 1\n", "3:100001: error: YAML syntax error: illegal map value"},  // a plain key
-           {kVpc + "? " + huge + "\n: 1\n", "3:3: error: config: unknown key " + shown},  // an explicit key
-           {"limits: {profile: " + huge + "}\n", "1:19: error: limits: 'profile' is 100000 bytes long; at most 1024 are read"},
+           {kVpc + "? " + huge + "\n: 1\n", "3:3: error: config: unknown key " + shown},      // an explicit key
+           {"limits: {profile: " + huge + "}\n",
+            "1:19: error: limits: 'profile' is 100000 bytes long; at most 1024 are read"},
            {"limits: {vpcs: " + huge + "}\n", "1:16: error: limits 'vpcs' must be a whole number, not " + shown},
        }) {
     auto d = loadDiagnostics(c.yaml);
@@ -196,19 +198,24 @@ TEST_CASE("control characters and invalid UTF-8 never reach a message raw") {
     std::string value, escaped;
   };
   for (const Case& c : std::vector<Case>{
-           {"a\xff", "a\\xff"},                      // not UTF-8 at all
-           {"a\xc3", "a\\xc3"},                      // truncated sequence
-           {"\xc0\xaf", "\\xc0\\xaf"},               // overlong '/'
-           {"\xed\xa0\x80", "\\xed\\xa0\\x80"},      // UTF-16 surrogate
+           {"a\xff", "a\\xff"},                           // not UTF-8 at all
+           {"a\xc3", "a\\xc3"},                           // truncated sequence
+           {"\xc0\xaf", "\\xc0\\xaf"},                    // overlong '/'
+           {"\xed\xa0\x80", "\\xed\\xa0\\x80"},           // UTF-16 surrogate
            {"\xf4\x90\x80\x80", "\\xf4\\x90\\x80\\x80"},  // above U+10FFFF
-           {"\x1b[31mred", "\\x1b[31mred"},          // terminal escape
-           {"a\rb", "a\\x0db"},                      // carriage return
-           {"\xc2\x9b" "31m", "\\xc2\\x9b31m"},      // C1 control (CSI)
-           {"abc\xe2\x80\xae" "fdp", "abc\\xe2\\x80\\xaefdp"},  // right-to-left override
+           {"\x1b[31mred", "\\x1b[31mred"},               // terminal escape
+           {"a\rb", "a\\x0db"},                           // carriage return
+           {"\xc2\x9b"
+            "31m",
+            "\\xc2\\x9b31m"},  // C1 control (CSI)
+           {"abc\xe2\x80\xae"
+            "fdp",
+            "abc\\xe2\\x80\\xaefdp"},                // right-to-left override
            {"x\xe2\x80\xa8y", "x\\xe2\\x80\\xa8y"},  // line separator
        }) {
     CAPTURE(c.escaped);
-    auto d = loadDiagnostics(kVpc + "security_groups:\n  - name: g\n    vpc: v\n    description: \"" + c.value + "\"\n");
+    auto d =
+        loadDiagnostics(kVpc + "security_groups:\n  - name: g\n    vpc: v\n    description: \"" + c.value + "\"\n");
     REQUIRE(d.size() == 1);
     CHECK(d[0] == "6:18: error: security group: 'description' must be printable UTF-8 text, not '" + c.escaped + "'");
     CHECK(validUtf8(d[0]));
@@ -220,7 +227,8 @@ TEST_CASE("control characters and invalid UTF-8 never reach a message raw") {
   auto m = loadOk(kVpc + "security_groups:\n  - {name: g, vpc: v, description: \"caf\xc3\xa9 \xe6\x97\xa5\"}\n");
   CHECK(m.groups[m.findGroup("g", 0)].description == "caf\xc3\xa9 \xe6\x97\xa5");
   // Free text is bounded: a description of 2 KB is refused by the loader.
-  auto d = loadDiagnostics(kVpc + "security_groups:\n  - {name: g, vpc: v, description: " + std::string(2048, 'd') + "}\n");
+  auto d =
+      loadDiagnostics(kVpc + "security_groups:\n  - {name: g, vpc: v, description: " + std::string(2048, 'd') + "}\n");
   REQUIRE(d.size() == 1);
   CHECK(d[0] == "4:36: error: security group: 'description' is 2048 bytes long; at most 1024 are read");
 }

@@ -46,6 +46,7 @@ std::optional<model::Model> loadConfigString(std::string_view yaml, const std::s
 std::optional<std::string> readConfigFile(const std::string& path, const LoadOptions& options, Diagnostics& diags);
 
 // readConfigFile + loadConfigString.
-std::optional<model::Model> loadConfigFile(const std::string& path, Diagnostics& diags, const LoadOptions& options = {});
+std::optional<model::Model> loadConfigFile(const std::string& path, Diagnostics& diags,
+                                           const LoadOptions& options = {});
 
 }  // namespace vpcfw::config
