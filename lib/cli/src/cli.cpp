@@ -4,7 +4,9 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include <charconv>
 #include <chrono>
+#include <cstdlib>
 #include <ostream>
 
 #include "vpcfw/compile/compiler.h"
@@ -23,14 +25,42 @@
 #include "show.h"
 
 namespace vpcfw::cli {
+namespace {
+
+// loadConfigFile with the size limit VPCFW_MAX_CONFIG_BYTES sets (a number of
+// bytes; docs/config.md); a malformed value is an error, not the default.
+std::optional<model::Model> loadConfig(const std::string& path, Diagnostics& diags) {
+  config::LoadOptions options;
+  options.limitHint = "set VPCFW_MAX_CONFIG_BYTES to a larger number of bytes to read it";
+  if (const char* env = std::getenv("VPCFW_MAX_CONFIG_BYTES")) {
+    std::string_view v(env);
+    std::size_t n = 0;
+    auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+    if (v.empty() || ec != std::errc() || p != v.data() + v.size() || n == 0) {
+      diags.error(SourceLocation{"VPCFW_MAX_CONFIG_BYTES", 0, 0},
+                  fmt::format("must be a positive number of bytes, not {}", quoteForMessage(v)));
+      return std::nullopt;
+    }
+    options.maxBytes = n;
+  }
+  return config::loadConfigFile(path, diags, options);
+}
+
+// JSON text of `j`. Strings from configs, paths and arguments may hold invalid
+// UTF-8, on which plain dump() throws: such bytes become U+FFFD.
+std::string jsonText(const nlohmann::json& j) {
+  return j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+}  // namespace
 
 // Loads and validates `path`, printing its diagnostics; when it has errors,
 // also "<path>: N error(s); <consequence>", and returns nothing.
 std::optional<model::Model> loadReported(const std::string& path, std::string_view consequence, std::ostream& err) {
   Diagnostics diags;
-  auto m = config::loadConfigFile(path, diags);
+  auto m = loadConfig(path, diags);
   err << diags.format();
-  if (!m) err << fmt::format("{}: {} error(s); {}\n", path, diags.errorCount(), consequence);
+  if (!m) err << fmt::format("{}: {} error(s); {}\n", escapeForMessage(path), diags.errorCount(), consequence);
   return m;
 }
 
@@ -64,15 +94,17 @@ std::string summary(const model::Model& m) {
 
 int validateCommand(const std::string& path, bool json, std::ostream& out, std::ostream& err) {
   Diagnostics diags;
-  auto m = config::loadConfigFile(path, diags);
+  auto m = loadConfig(path, diags);
   if (json) {
     nlohmann::json j{{"file", path}, {"valid", m.has_value()}, {"diagnostics", diagnosticsToJson(diags)}};
     if (m) j["summary"] = summary(*m);
-    out << j.dump(2) << '\n';
+    out << jsonText(j) << '\n';
   } else {
     err << diags.format();
-    if (m) out << fmt::format("{}: valid: {}\n", path, summary(*m));
-    else err << fmt::format("{}: {} error(s); nothing was used\n", path, diags.errorCount());
+    if (m)
+      out << fmt::format("{}: valid: {}\n", escapeForMessage(path), summary(*m));
+    else
+      err << fmt::format("{}: {} error(s); nothing was used\n", escapeForMessage(path), diags.errorCount());
   }
   return m ? kExitOk : kExitUsage;
 }
@@ -113,7 +145,7 @@ int explainCommand(const ExplainOptions& o, std::ostream& out, std::ostream& err
     return kExitUsage;
   }
   if (o.json)
-    out << eval::verdictToJson(*v).dump(2) << '\n';
+    out << jsonText(eval::verdictToJson(*v)) << '\n';
   else
     out << eval::formatVerdictText(*v);
   return v->reachable() ? kExitOk : kExitBlocked;
@@ -122,7 +154,7 @@ int explainCommand(const ExplainOptions& o, std::ostream& out, std::ostream& err
 int showCommand(const std::string& path, std::ostream& out, std::ostream& err) {
   auto m = loadReported(path, "nothing to show", err);
   if (!m) return kExitUsage;
-  out << modelToJson(*m).dump(2) << '\n';
+  out << jsonText(modelToJson(*m)) << '\n';
   return kExitOk;
 }
 
@@ -160,10 +192,10 @@ Expected<std::vector<std::pair<compile::Ruleset, std::optional<std::string>>>> t
                                                                                        std::ostream& err) {
   Diagnostics diags;
   auto t0 = std::chrono::steady_clock::now();
-  auto m = config::loadConfigFile(o.config, diags);
+  auto m = loadConfig(o.config, diags);
   const double loadMs = msSince(t0);
   err << diags.format();
-  if (!m) return makeError(ErrorCode::kInvalidArgument, fmt::format("{}: {} error(s); nothing was changed", o.config, diags.errorCount()));
+  if (!m) return makeError(ErrorCode::kInvalidArgument, fmt::format("{}: {} error(s); nothing was changed", escapeForMessage(o.config), diags.errorCount()));
   t0 = std::chrono::steady_clock::now();
   auto rulesets = compile::compileRulesets(*m, compile::labPlacement(*m));
   if (o.timing) out << fmt::format("timing: load+validate {:.1f} ms, compile {:.1f} ms\n", loadMs, msSince(t0));
@@ -277,9 +309,13 @@ int statusCommand(const std::string& netns, bool json, std::ostream& out, std::o
     nlohmann::json counters = nlohmann::json::array();
     for (const auto& c : st->counters)
       counters.push_back({{"chain", c.chain}, {"rule", c.comment}, {"packets", c.packets}, {"bytes", c.bytes}});
-    out << nlohmann::json{{"namespace", where}, {"table", st->exists}, {"sets", st->sets}, {"elements", st->elements},
-                          {"chains", st->chains}, {"rules", st->rules}, {"counters", counters}}
-               .dump(2)
+    out << jsonText(nlohmann::json{{"namespace", where},
+                                   {"table", st->exists},
+                                   {"sets", st->sets},
+                                   {"elements", st->elements},
+                                   {"chains", st->chains},
+                                   {"rules", st->rules},
+                                   {"counters", counters}})
         << '\n';
     return kExitOk;
   }

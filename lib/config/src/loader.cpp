@@ -1,13 +1,20 @@
 #include "vpcfw/config/loader.h"
 
+#include <fcntl.h>
 #include <fmt/format.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <yaml-cpp/eventhandler.h>
+#include <yaml-cpp/parser.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <charconv>
-#include <fstream>
+#include <cstring>
 #include <set>
-#include <sstream>
+#include <span>
+#include <spanstream>
 
 #include "vpcfw/model/validate.h"
 #include "vpcfw/names/names.h"
@@ -28,6 +35,7 @@ class Reader {
   Reader(std::string file, Diagnostics& d) : file_(std::move(file)), d_(d) {}
 
   SourceLocation loc(const YAML::Node& n) const {
+    if (!n.IsDefined()) return SourceLocation{file_, 0, 0};
     auto m = n.Mark();
     if (m.is_null()) return SourceLocation{file_, 0, 0};
     return SourceLocation{file_, m.line + 1, m.column + 1};
@@ -55,13 +63,13 @@ class Reader {
         error(it->first, fmt::format("{}: keys must be plain names", what));
         continue;
       }
-      auto key = it->first.Scalar();
-      if (!seen.insert(key).second) error(it->first, fmt::format("{}: duplicate key '{}'", what, key));
+      const auto& key = it->first.Scalar();
+      if (!seen.insert(key).second) error(it->first, fmt::format("{}: duplicate key {}", what, quoteForMessage(key)));
       if (std::find(allowed.begin(), allowed.end(), key) == allowed.end()) {
         std::vector<std::string> names(allowed.begin(), allowed.end());
-        auto c = model::closestName(key, names);
-        error(it->first, fmt::format("{}: unknown key '{}'", what, key),
-              c.empty() ? fmt::format("known keys: {}", fmt::join(names, ", ")) : fmt::format("did you mean '{}'?", c));
+        auto hint = d_.didYouMean(key, names);
+        error(it->first, fmt::format("{}: unknown key {}", what, quoteForMessage(key)),
+              hint.empty() ? fmt::format("known keys: {}", fmt::join(names, ", ")) : hint);
         continue;
       }
       o.set(key, loc(it->second));
@@ -81,16 +89,45 @@ class Reader {
       error(v, fmt::format("{}: '{}' must be a single value", what, key));
       return std::nullopt;
     }
-    return v.Scalar();
+    return text(v, fmt::format("{}: '{}'", what, key));
   }
 
+  // A string value: bounded, valid UTF-8 and printable, or an error. Values
+  // reach messages, JSON, nftables comments and file names.
+  std::optional<std::string> text(const YAML::Node& v, std::string_view what) {
+    const auto& s = v.Scalar();
+    if (s.size() > kMaxTextBytes) {
+      error(v, fmt::format("{} is {} bytes long; at most {} are read", what, s.size(), kMaxTextBytes));
+      return std::nullopt;
+    }
+    if (!isPrintableText(s)) {
+      error(v, fmt::format("{} must be printable UTF-8 text, not {}", what, quoteForMessage(s)),
+            "control characters and invalid UTF-8 bytes are shown as \\xNN");
+      return std::nullopt;
+    }
+    return s;
+  }
+
+  // The object's name; empty (and an error) when it is missing or not valid,
+  // so that messages built from names echo only valid ones.
   std::string name(const YAML::Node& n, std::string_view what) {
     auto s = scalar(n, "name", what, true);
     if (!s) return {};
-    if (!validName(*s))
-      error(n["name"], fmt::format("{} name '{}' is not valid", what, *s),
+    if (!validName(*s)) {
+      error(n["name"], fmt::format("{} name {} is not valid", what, quoteForMessage(*s)),
             "use 1..64 characters from a-z A-Z 0-9 - _ .");
+      return {};
+    }
     return *s;
+  }
+
+  // A value for a parser of addresses, ports or protocols: printable and short
+  // enough to echo whole. Anything longer cannot be one.
+  bool token(const YAML::Node& v, std::string_view what, std::string_view kind) {
+    const auto& s = v.Scalar();
+    if (s.size() <= kQuotedChars && isPrintableText(s)) return true;
+    error(v, fmt::format("{}: {} is not {}", what, quoteForMessage(s), kind));
+    return false;
   }
 
   std::optional<long long> integer(const YAML::Node& v, std::string_view what) {
@@ -102,7 +139,7 @@ class Reader {
     long long out = 0;
     auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
     if (s.empty() || ec != std::errc() || p != s.data() + s.size()) {
-      error(v, fmt::format("{} must be a whole number, not '{}'", what, s));
+      error(v, fmt::format("{} must be a whole number, not {}", what, quoteForMessage(s)));
       return std::nullopt;
     }
     return out;
@@ -137,6 +174,7 @@ class Reader {
       error(v, fmt::format("{} must be a CIDR block such as 10.0.0.0/16", what));
       return std::nullopt;
     }
+    if (!token(v, what, "a CIDR block")) return std::nullopt;
     auto p = Cidr::parse(v.Scalar());
     if (!p) {
       error(v, fmt::format("{}: {}", what, p.error()));
@@ -152,6 +190,7 @@ class Reader {
       error(v, fmt::format("{} must be an IP address", what));
       return std::nullopt;
     }
+    if (!token(v, what, "an IPv4 or IPv6 address")) return std::nullopt;
     auto a = IpAddress::parse(v.Scalar());
     if (!a) {
       error(v, fmt::format("{}: {}", what, a.error()));
@@ -161,11 +200,13 @@ class Reader {
   }
 
   // A scalar or a list of scalars, each with its position.
+  // A missing key's node is not even a null: anything but IsDefined() throws.
   std::vector<YAML::Node> oneOrMany(const YAML::Node& v) {
     std::vector<YAML::Node> out;
+    if (!v.IsDefined() || v.IsNull()) return out;
     if (v.IsSequence())
       for (const auto& x : v) out.push_back(x);
-    else if (v.IsDefined() && !v.IsNull())
+    else
       out.push_back(v);
     return out;
   }
@@ -173,7 +214,7 @@ class Reader {
   // Protocol, ports and ICMP type/code, shared by NACL and SG rules.
   void ruleMatch(const YAML::Node& n, std::string_view what, net::Protocol& proto, net::PortRange& ports,
                  net::IcmpMatch& icmp) {
-    if (auto p = scalar(n, "protocol", what, true)) {
+    if (auto p = scalar(n, "protocol", what, true); p && token(n["protocol"], what, "a protocol")) {
       auto parsed = net::Protocol::parse(*p);
       if (parsed)
         proto = *parsed;
@@ -184,6 +225,7 @@ class Reader {
       YAML::Node v = n["ports"];
       if (!v.IsScalar()) {
         error(v, fmt::format("{}: ports must be a port (443) or a range (1024-65535)", what));
+      } else if (!token(v, what, "a port or port range")) {
       } else if (auto r = net::PortRange::parse(v.Scalar()); r) {
         ports = *r;
       } else {
@@ -198,6 +240,11 @@ class Reader {
   std::string file_;
   Diagnostics& d_;
 };
+
+// "VPC 'v'", or "VPC" for an object whose name is missing or not valid.
+std::string named(std::string_view kind, const std::string& name) {
+  return name.empty() ? std::string(kind) : fmt::format("{} '{}'", kind, name);
+}
 
 class ConfigParser {
  public:
@@ -256,7 +303,8 @@ class ConfigParser {
         l.sgRulesPerDirection = l.groupsPerEni = l.groupsPerVpc = l.peeringsPerVpc = l.routesPerTable = kLab;
         l.prefixListEntries = kLab;
       } else if (*p != "aws") {
-        r_.error(n["profile"], fmt::format("unknown limits profile '{}'", *p), "use 'aws' (the default) or 'lab'");
+        r_.error(n["profile"], fmt::format("unknown limits profile {}", quoteForMessage(*p)),
+                 "use 'aws' (the default) or 'lab'");
       }
     }
     auto set = [&](const char* key, int& field) {
@@ -279,7 +327,7 @@ class ConfigParser {
     model::Vpc v;
     r_.checkKeys(n, {"name", "cidr", "ipv6_cidr"}, "VPC", v.origin);
     v.name = r_.name(n, "VPC");
-    if (!r_.has(n, "cidr")) r_.error(n, fmt::format("VPC '{}' is missing required key 'cidr'", v.name));
+    if (!r_.has(n, "cidr")) r_.error(n, fmt::format("{} is missing required key 'cidr'", named("VPC", v.name)));
     auto blocks = r_.oneOrMany(n["cidr"]);
     for (std::size_t i = 0; i < blocks.size(); ++i) {
       v.origin.set("cidr" + std::to_string(i), r_.loc(blocks[i]));
@@ -309,7 +357,7 @@ class ConfigParser {
       else if (*s == "pending-acceptance" || *s == "rejected" || *s == "deleted")
         p.active = false;
       else
-        r_.error(n["status"], fmt::format("unknown peering status '{}'", *s),
+        r_.error(n["status"], fmt::format("unknown peering status {}", quoteForMessage(*s)),
                  "use active, pending-acceptance, rejected or deleted");
     }
     m_.peerings.push_back(std::move(p));
@@ -319,7 +367,8 @@ class ConfigParser {
     model::PrefixList pl;
     r_.checkKeys(n, {"name", "entries", "max_entries"}, "prefix list", pl.origin);
     pl.name = r_.name(n, "prefix list");
-    if (!r_.has(n, "entries")) r_.error(n, fmt::format("prefix list '{}' is missing required key 'entries'", pl.name));
+    if (!r_.has(n, "entries"))
+      r_.error(n, fmt::format("{} is missing required key 'entries'", named("prefix list", pl.name)));
     else if (r_.isSeq(n["entries"], "entries"))
       for (const auto& e : n["entries"])
         if (auto c = r_.cidr(e, "prefix list entry")) pl.entries.push_back(*c);
@@ -380,13 +429,13 @@ class ConfigParser {
 
   model::NaclRule parseNaclRule(const YAML::Node& n, const std::string& acl, std::string_view dir) {
     model::NaclRule r;
-    std::string what = fmt::format("NACL '{}' {} rule", acl, dir);
+    std::string what = fmt::format("{} {} rule", named("NACL", acl), dir);
     r_.checkKeys(n, {"rule", "protocol", "ports", "icmp_type", "icmp_code", "cidr", "action"}, what, r.origin);
     if (!r_.has(n, "rule"))
       r_.error(n, fmt::format("{} is missing required key 'rule' (its number)", what));
     else if (auto num = r_.integer(n["rule"], "rule number")) {
       r.number = *num < -1'000'000 || *num > 1'000'000 ? 0 : static_cast<int>(*num);
-      what = fmt::format("NACL '{}' {} rule {}", acl, dir, r.number);
+      what = fmt::format("{} {} rule {}", named("NACL", acl), dir, r.number);
     }
     r_.ruleMatch(n, what, r.protocol, r.ports, r.icmp);
     if (!r_.has(n, "cidr"))
@@ -397,7 +446,7 @@ class ConfigParser {
       if (auto a = model::parseAction(*act))
         r.action = *a;
       else
-        r_.error(n["action"], fmt::format("{}: action must be allow or deny, not '{}'", what, *act));
+        r_.error(n["action"], fmt::format("{}: action must be allow or deny, not {}", what, quoteForMessage(*act)));
     }
     return r;
   }
@@ -425,7 +474,7 @@ class ConfigParser {
 
   model::SgRule parseGroupRule(const YAML::Node& n, const std::string& group, std::string_view dir) {
     model::SgRule r;
-    std::string what = fmt::format("security group '{}' {} rule", group, dir);
+    std::string what = fmt::format("{} {} rule", named("security group", group), dir);
     r_.checkKeys(n, {"protocol", "ports", "icmp_type", "icmp_code", "cidr", "group", "prefix_list", "description"},
                  what, r.origin);
     r_.ruleMatch(n, what, r.protocol, r.ports, r.icmp);
@@ -450,7 +499,7 @@ class ConfigParser {
     s.name = r_.name(n, "subnet");
     s.vpcName = r_.scalar(n, "vpc", "subnet", true).value_or("");
     if (!r_.has(n, "cidr"))
-      r_.error(n, fmt::format("subnet '{}' is missing required key 'cidr'", s.name));
+      r_.error(n, fmt::format("{} is missing required key 'cidr'", named("subnet", s.name)));
     else if (auto c = r_.cidr(n["cidr"], "subnet cidr"))
       s.cidr = *c;
     if (r_.has(n, "ipv6_cidr")) s.ipv6Cidr = r_.cidr(n["ipv6_cidr"], "subnet ipv6_cidr");
@@ -469,7 +518,7 @@ class ConfigParser {
     i.name = r_.name(n, "instance");
     i.subnetName = r_.scalar(n, "subnet", "instance", true).value_or("");
     if (!r_.has(n, "private_ip"))
-      r_.error(n, fmt::format("instance '{}' is missing required key 'private_ip'", i.name));
+      r_.error(n, fmt::format("{} is missing required key 'private_ip'", named("instance", i.name)));
     else if (auto a = r_.address(n["private_ip"], "private_ip"))
       i.privateIp = *a;
     auto addresses = [&](const char* key, std::vector<IpAddress>& out) {
@@ -488,30 +537,140 @@ class ConfigParser {
       std::size_t k = 0;
       for (const auto& g : n["security_groups"]) {
         i.origin.set("security_groups" + std::to_string(k++), r_.loc(g));
-        if (g.IsScalar())
-          i.groupNames.push_back(g.Scalar());
-        else
+        if (g.IsScalar()) {
+          if (auto name = r_.text(g, "security_groups entry")) i.groupNames.push_back(*name);
+        } else
           r_.error(g, "security_groups entries must be group names");
       }
       if (k == 0)
-        r_.error(n["security_groups"], fmt::format("instance '{}' lists no security groups", i.name),
+        r_.error(n["security_groups"], fmt::format("{} lists no security groups", named("instance", i.name)),
                  "omit the key to use the VPC's default group");
     }
     bool hostMode = r_.has(n, "host") || r_.has(n, "interface");
     if (hostMode && r_.has(n, "netns"))
-      r_.error(n["netns"], fmt::format("instance '{}' sets both 'netns' and 'host'/'interface'", i.name),
+      r_.error(n["netns"], fmt::format("{} sets both 'netns' and 'host'/'interface'", named("instance", i.name)),
                "an ENI lives either in a lab namespace or on an interface of a host");
     if (hostMode) {
       i.placement.kind = model::Placement::Kind::kHostInterface;
-      i.placement.host = r_.scalar(n, "host", fmt::format("instance '{}' (host mode)", i.name), true).value_or("");
-      i.placement.interface =
-          r_.scalar(n, "interface", fmt::format("instance '{}' (host mode)", i.name), true).value_or("");
+      std::string what = named("instance", i.name) + " (host mode)";
+      i.placement.host = r_.scalar(n, "host", what, true).value_or("");
+      i.placement.interface = r_.scalar(n, "interface", what, true).value_or("");
     } else {
       i.placement.netns = r_.scalar(n, "netns", "instance", false).value_or("");
     }
     m_.instances.push_back(std::move(i));
   }
 };
+
+// Stops the shape check at its first finding: where and what.
+struct ShapeError {
+  YAML::Mark mark;
+  std::string message;
+  std::string hint;
+};
+
+// Reads the YAML event stream before any node is built: one document, nesting
+// at most kMaxNesting deep, aliases expanding it to at most `budget` (one per
+// node plus the bytes of each scalar, an alias counting as what it stands
+// for). The parser shares an aliased node instead of copying it, but the
+// loader walks every use, so a "billion laughs" file would cost exponential
+// time there; measured here it costs one pass over the events.
+class ShapeCheck final : public YAML::EventHandler {
+ public:
+  explicit ShapeCheck(std::uint64_t budget) : budget_(budget) {}
+
+  void OnDocumentStart(const YAML::Mark& mark) override {
+    if (++documents_ > 1)
+      throw ShapeError{mark, "a second YAML document: a config file holds exactly one",
+                       "remove this '---' line (and the documents after it) or split the file"};
+  }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark& mark, YAML::anchor_t anchor) override { leaf(mark, anchor, 1); }
+  void OnScalar(const YAML::Mark& mark, const std::string&, YAML::anchor_t anchor, const std::string& value) override {
+    leaf(mark, anchor, 1 + value.size());
+  }
+  void OnAlias(const YAML::Mark& mark, YAML::anchor_t anchor) override {
+    if (anchor >= sizes_.size() || sizes_[anchor] == kOpen)
+      throw ShapeError{mark, "an alias inside the node it refers to (a cycle)", {}};
+    add(mark, sizes_[anchor]);
+  }
+  void OnSequenceStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t anchor,
+                       YAML::EmitterStyle::value) override {
+    open(mark, anchor);
+  }
+  void OnSequenceEnd() override { close(); }
+  void OnMapStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t anchor,
+                  YAML::EmitterStyle::value) override {
+    open(mark, anchor);
+  }
+  void OnMapEnd() override { close(); }
+
+ private:
+  static constexpr std::uint64_t kOpen = ~std::uint64_t{0};
+  struct Frame {
+    YAML::anchor_t anchor;
+    std::uint64_t startTotal;
+  };
+
+  // total_ never exceeds budget_, so sizes are exact and nothing overflows.
+  void add(const YAML::Mark& mark, std::uint64_t size) {
+    if (size > budget_ - total_)
+      throw ShapeError{mark, fmt::format("aliases expand the config beyond {} nodes and bytes", budget_),
+                       fmt::format("aliases may expand a config to {} times its size (at least {}); write the "
+                                   "repeated parts out",
+                                   kExpansionFactor, kMinExpansion)};
+    total_ += size;
+  }
+  void anchorSize(YAML::anchor_t anchor, std::uint64_t size) {
+    if (anchor == YAML::NullAnchor) return;
+    if (sizes_.size() <= anchor) sizes_.resize(anchor + 1, 0);
+    sizes_[anchor] = size;
+  }
+  void leaf(const YAML::Mark& mark, YAML::anchor_t anchor, std::uint64_t size) {
+    add(mark, size);
+    anchorSize(anchor, size);
+  }
+  void open(const YAML::Mark& mark, YAML::anchor_t anchor) {
+    if (stack_.size() >= static_cast<std::size_t>(kMaxNesting))
+      throw ShapeError{mark, fmt::format("lists and mappings nested more than {} deep", kMaxNesting), {}};
+    stack_.push_back(Frame{anchor, total_});
+    add(mark, 1);
+    anchorSize(anchor, kOpen);
+  }
+  void close() {
+    Frame f = stack_.back();
+    stack_.pop_back();
+    anchorSize(f.anchor, total_ - f.startTotal);
+  }
+
+  std::uint64_t budget_;
+  std::uint64_t total_ = 0;
+  int documents_ = 0;
+  std::vector<Frame> stack_;
+  std::vector<std::uint64_t> sizes_;  // by anchor id (yaml-cpp numbers them from 1)
+};
+
+SourceLocation markLocation(const std::string& file, const YAML::Mark& m) {
+  if (m.is_null()) return SourceLocation{file, 0, 0};
+  return SourceLocation{file, m.line + 1, m.column + 1};
+}
+
+// Closes a file descriptor on every path out of readConfigFile.
+struct Fd {
+  int fd = -1;
+  ~Fd() {
+    if (fd >= 0) ::close(fd);
+  }
+};
+
+std::string notRegular(mode_t mode) {
+  if (S_ISDIR(mode)) return "the config path is a directory, not a file";
+  if (S_ISFIFO(mode)) return "the config path is a FIFO, not a regular file";
+  if (S_ISCHR(mode)) return "the config path is a character device, not a regular file";
+  if (S_ISBLK(mode)) return "the config path is a block device, not a regular file";
+  if (S_ISSOCK(mode)) return "the config path is a socket, not a regular file";
+  return "the config path is not a regular file";
+}
 
 }  // namespace
 
@@ -520,20 +679,27 @@ bool parseConfig(std::string_view yaml, const std::string& sourceName, model::Mo
   out.sourceFile = sourceName;
   Reader reader(sourceName, diags);
   YAML::Node root;
+  // yaml-cpp reports syntax errors by exception; this is the boundary where
+  // they become diagnostics.
   try {
-    root = YAML::Load(std::string(yaml));
+    std::ispanstream events{std::span<const char>(yaml.data(), yaml.size())};
+    YAML::Parser parser(events);
+    ShapeCheck shape(std::max(kMinExpansion, kExpansionFactor * static_cast<std::uint64_t>(yaml.size())));
+    while (parser.HandleNextDocument(shape)) {
+    }
+    std::ispanstream text{std::span<const char>(yaml.data(), yaml.size())};
+    root = YAML::Load(text);
+  } catch (const ShapeError& e) {
+    diags.error(markLocation(sourceName, e.mark), e.message, e.hint);
+    return false;
   } catch (const YAML::Exception& e) {
-    // yaml-cpp reports syntax errors by exception; this is the boundary where
-    // they become diagnostics.
-    diags.error(SourceLocation{sourceName, e.mark.is_null() ? 0 : e.mark.line + 1, e.mark.is_null() ? 0 : e.mark.column + 1},
-                "YAML syntax error: " + e.msg);
+    diags.error(markLocation(sourceName, e.mark), "YAML syntax error: " + e.msg);
     return false;
   }
   try {
     ConfigParser(reader, out).parseRoot(root);
   } catch (const YAML::Exception& e) {
-    diags.error(SourceLocation{sourceName, e.mark.is_null() ? 0 : e.mark.line + 1, e.mark.is_null() ? 0 : e.mark.column + 1},
-                "cannot read config: " + e.msg);
+    diags.error(markLocation(sourceName, e.mark), "cannot read config: " + e.msg);
   }
   return diags.errorCount() == before;
 }
@@ -545,15 +711,50 @@ std::optional<model::Model> loadConfigString(std::string_view yaml, const std::s
   return m;
 }
 
-std::optional<model::Model> loadConfigFile(const std::string& path, Diagnostics& diags) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    diags.error(SourceLocation{path, 0, 0}, "cannot open config file");
+std::optional<std::string> readConfigFile(const std::string& path, const LoadOptions& options, Diagnostics& diags) {
+  auto fail = [&](std::string message, std::string hint = {}) -> std::optional<std::string> {
+    diags.error(SourceLocation{path, 0, 0}, std::move(message), std::move(hint));
     return std::nullopt;
+  };
+  auto failErrno = [&](std::string_view what) { return fail(fmt::format("{}: {}", what, std::strerror(errno))); };
+  auto tooLarge = [&] {
+    return fail(fmt::format("the config file is larger than the limit of {} bytes", options.maxBytes),
+                options.limitHint);
+  };
+  // stat() first, so that a device or FIFO is not even opened (opening some
+  // devices acts on them); the fstat() of what was opened is the check that
+  // counts, as the path may change in between. O_NONBLOCK: opening a FIFO
+  // must not wait for a writer.
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return failErrno("cannot open config file");
+  if (!S_ISREG(st.st_mode)) return fail(notRegular(st.st_mode));
+  Fd f{::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY)};
+  if (f.fd < 0) return failErrno("cannot open config file");
+  if (::fstat(f.fd, &st) != 0) return failErrno("cannot read config file");
+  if (!S_ISREG(st.st_mode)) return fail(notRegular(st.st_mode));
+  if (st.st_size < 0 || static_cast<std::uint64_t>(st.st_size) > options.maxBytes) return tooLarge();
+  // The size is checked again while reading: a file may grow, and /proc-like
+  // files report 0.
+  std::string text;
+  text.reserve(static_cast<std::size_t>(st.st_size));
+  char buf[1 << 16];
+  for (;;) {
+    ssize_t n = ::read(f.fd, buf, sizeof buf);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return failErrno("cannot read config file");
+    }
+    if (n == 0) break;
+    if (static_cast<std::size_t>(n) > options.maxBytes - text.size()) return tooLarge();
+    text.append(buf, static_cast<std::size_t>(n));
   }
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return loadConfigString(ss.str(), path, diags);
+  return text;
+}
+
+std::optional<model::Model> loadConfigFile(const std::string& path, Diagnostics& diags, const LoadOptions& options) {
+  auto text = readConfigFile(path, options, diags);
+  if (!text) return std::nullopt;
+  return loadConfigString(*text, path, diags);
 }
 
 }  // namespace vpcfw::config

@@ -186,7 +186,8 @@ TEST_CASE("an unreadable file is one located error") {
   auto m = vpcfw::config::loadConfigFile("/nonexistent/vpcfw.yaml", diags);
   CHECK_FALSE(m.has_value());
   REQUIRE(diags.all().size() == 1);
-  CHECK(vpcfw::formatDiagnostic(diags.all()[0]) == "/nonexistent/vpcfw.yaml: error: cannot open config file");
+  CHECK(vpcfw::formatDiagnostic(diags.all()[0]) ==
+        "/nonexistent/vpcfw.yaml: error: cannot open config file: No such file or directory");
 }
 
 TEST_CASE("a flood of warnings never hides an error") {
