@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <map>
 #include <set>
+#include <tuple>
 
 #include "vpcfw/names/names.h"
 
@@ -53,16 +54,54 @@ const SpecialRange* specialRangeOf(const Cidr& c) {
   return nullptr;
 }
 
-std::size_t editDistance(std::string_view a, std::string_view b) {
-  std::vector<std::size_t> prev(b.size() + 1), cur(b.size() + 1);
-  for (std::size_t j = 0; j <= b.size(); ++j) prev[j] = j;
-  for (std::size_t i = 1; i <= a.size(); ++i) {
-    cur[0] = i;
-    for (std::size_t j = 1; j <= b.size(); ++j)
-      cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1)});
-    std::swap(prev, cur);
+// Look-ups by name in O(1), for a model whose vectors only grow while it is
+// validated (AWS defaults are appended): the first object of a name wins, as
+// Model::find* would return it. Keeps validation linear in the config's size.
+template <class V, class Key, class KeyOf>
+class NameIndex {
+ public:
+  NameIndex(const V& items, KeyOf keyOf) : items_(items), keyOf_(keyOf) {}
+  std::size_t find(const Key& k) {
+    for (; indexed_ < items_.size(); ++indexed_) index_.emplace(keyOf_(items_[indexed_]), indexed_);
+    auto it = index_.find(k);
+    return it == index_.end() ? kNone : it->second;
   }
-  return prev[b.size()];
+
+ private:
+  const V& items_;
+  KeyOf keyOf_;
+  std::size_t indexed_ = 0;
+  std::map<Key, std::size_t> index_;
+};
+template <class V>
+auto byName(const V& items) {
+  auto key = [](const auto& x) { return x.name; };
+  return NameIndex<V, std::string, decltype(key)>(items, key);
+}
+template <class V>
+auto byVpcAndName(const V& items) {
+  auto key = [](const auto& x) { return std::pair{x.vpc, x.name}; };
+  return NameIndex<V, std::pair<std::size_t, std::string>, decltype(key)>(items, key);
+}
+
+// Calls report(earlier, later) once for each CIDR that overlaps one before
+// it, in O(n log n): CIDRs nest or are disjoint, so after sorting by start,
+// one that overlaps anything overlaps the one reaching furthest so far.
+template <class F>
+void forEachOverlap(std::vector<std::pair<Cidr, std::size_t>> blocks, F report) {
+  std::sort(blocks.begin(), blocks.end(), [](const auto& a, const auto& b) {
+    if (a.first.network() != b.first.network()) return a.first.network() < b.first.network();
+    if (a.first.prefix() != b.first.prefix()) return a.first.prefix() < b.first.prefix();
+    return a.second < b.second;
+  });
+  const std::pair<Cidr, std::size_t>* reach = nullptr;
+  for (const auto& b : blocks) {
+    if (reach && reach->first.family() == b.first.family() && reach->first.overlaps(b.first)) {
+      report(std::min(reach->second, b.second), std::max(reach->second, b.second));
+      continue;
+    }
+    if (!reach || reach->first.family() != b.first.family() || reach->first.last() < b.first.last()) reach = &b;
+  }
 }
 
 class Validator {
@@ -87,6 +126,23 @@ class Validator {
  private:
   Model& m_;
   Diagnostics& d_;
+  decltype(byName(m_.vpcs)) vpcIndex_ = byName(m_.vpcs);
+  decltype(byName(m_.subnets)) subnetIndex_ = byName(m_.subnets);
+  decltype(byName(m_.prefixLists)) prefixListIndex_ = byName(m_.prefixLists);
+  decltype(byName(m_.internetGateways)) gatewayIndex_ = byName(m_.internetGateways);
+  decltype(byName(m_.peerings)) peeringIndex_ = byName(m_.peerings);
+  decltype(byVpcAndName(m_.groups)) groupIndex_ = byVpcAndName(m_.groups);
+  decltype(byVpcAndName(m_.nacls)) naclIndex_ = byVpcAndName(m_.nacls);
+  decltype(byVpcAndName(m_.routeTables)) routeTableIndex_ = byVpcAndName(m_.routeTables);
+  std::set<std::pair<std::size_t, std::size_t>> activePairs_;  // filled by checkPeerings
+
+  // "name" in `vpc`, or "vpc/name" (as Model::findGroup).
+  std::size_t findGroup(std::string_view ref, std::size_t vpc) {
+    auto slash = ref.find('/');
+    if (slash == std::string_view::npos) return groupIndex_.find({vpc, std::string(ref)});
+    std::size_t v = vpcIndex_.find(std::string(ref.substr(0, slash)));
+    return v == kNone ? kNone : groupIndex_.find({v, std::string(ref.substr(slash + 1))});
+  }
 
   template <class V>
   std::vector<std::string> namesOf(const V& items, std::size_t vpc = kNone) const {
@@ -100,16 +156,19 @@ class Validator {
     return out;
   }
 
-  std::string didYouMean(std::string_view name, const std::vector<std::string>& candidates) const {
-    auto c = closestName(name, candidates);
-    return c.empty() ? std::string() : fmt::format("did you mean '{}'?", c);
+  // Bounded by Diagnostics' suggestion budget, and candidates listed only
+  // while a hint can still be shown.
+  template <class V>
+  std::string didYouMean(std::string_view name, const V& items, std::size_t vpc = kNone) {
+    if (!d_.wantsSuggestions()) return {};
+    return d_.didYouMean(name, namesOf(items, vpc));
   }
 
   // Resolves `vpcName` of an object; reports an unknown VPC.
   std::size_t resolveVpc(const std::string& vpcName, const Origin& o, std::string_view what) {
-    std::size_t v = m_.findVpc(vpcName);
+    std::size_t v = vpcIndex_.find(vpcName);
     if (v == kNone)
-      d_.error(o.of("vpc"), fmt::format("{} refers to unknown VPC '{}'", what, vpcName), didYouMean(vpcName, namesOf(m_.vpcs)));
+      d_.error(o.of("vpc"), fmt::format("{} refers to unknown VPC {}", what, quoteForMessage(vpcName)), didYouMean(vpcName, m_.vpcs));
     return v;
   }
 
@@ -196,10 +255,13 @@ class Validator {
         checkBlockSize(c, 16, 28, at, "VPC CIDR block");
         for (const auto& f : kForbidden)
           if (f.overlaps(c)) d_.error(at, fmt::format("VPC block {} overlaps reserved range {}", c.toString(), f.toString()));
-        for (std::size_t j = 0; j < i; ++j)
-          if (v.cidrs[j].overlaps(c))
-            d_.error(at, fmt::format("VPC block {} overlaps block {} of the same VPC", c.toString(), v.cidrs[j].toString()));
       }
+      std::vector<std::pair<Cidr, std::size_t>> blocks;
+      for (std::size_t i = 0; i < v.cidrs.size(); ++i) blocks.emplace_back(v.cidrs[i], i);
+      forEachOverlap(std::move(blocks), [&](std::size_t j, std::size_t i) {
+        d_.error(v.origin.of("cidr" + std::to_string(i)),
+                 fmt::format("VPC block {} overlaps block {} of the same VPC", v.cidrs[i].toString(), v.cidrs[j].toString()));
+      });
       if (v.ipv6Cidr) {
         if (v.ipv6Cidr->network().isV4())
           d_.error(v.origin.of("ipv6_cidr"), fmt::format("ipv6_cidr {} is not IPv6", v.ipv6Cidr->toString()));
@@ -233,14 +295,14 @@ class Validator {
     std::set<std::pair<std::size_t, std::size_t>> pairs;
     for (auto& p : m_.peerings) {
       std::string what = fmt::format("peering '{}'", p.name);
-      p.requester = m_.findVpc(p.requesterName);
-      p.accepter = m_.findVpc(p.accepterName);
+      p.requester = vpcIndex_.find(p.requesterName);
+      p.accepter = vpcIndex_.find(p.accepterName);
       if (p.requester == kNone)
-        d_.error(p.origin.of("requester"), fmt::format("{} refers to unknown VPC '{}'", what, p.requesterName),
-                 didYouMean(p.requesterName, namesOf(m_.vpcs)));
+        d_.error(p.origin.of("requester"), fmt::format("{} refers to unknown VPC {}", what, quoteForMessage(p.requesterName)),
+                 didYouMean(p.requesterName, m_.vpcs));
       if (p.accepter == kNone)
-        d_.error(p.origin.of("accepter"), fmt::format("{} refers to unknown VPC '{}'", what, p.accepterName),
-                 didYouMean(p.accepterName, namesOf(m_.vpcs)));
+        d_.error(p.origin.of("accepter"), fmt::format("{} refers to unknown VPC {}", what, quoteForMessage(p.accepterName)),
+                 didYouMean(p.accepterName, m_.vpcs));
       if (p.requester == kNone || p.accepter == kNone) continue;
       if (p.requester == p.accepter) {
         d_.error(p.origin.of("accepter"), fmt::format("{} connects VPC '{}' to itself", what, p.requesterName));
@@ -248,12 +310,14 @@ class Validator {
       }
       const auto& a = m_.vpcs[p.requester];
       const auto& b = m_.vpcs[p.accepter];
-      for (const auto& ca : a.cidrs)
-        for (const auto& cb : b.cidrs)
-          if (ca.overlaps(cb))
-            d_.error(p.origin.at,
-                     fmt::format("{}: VPC '{}' block {} overlaps VPC '{}' block {}; peered VPCs must not overlap", what,
-                                 a.name, ca.toString(), b.name, cb.toString()));
+      std::vector<std::pair<Cidr, std::size_t>> blocks;  // a's blocks first, then b's
+      for (const auto& c : a.cidrs) blocks.emplace_back(c, blocks.size());
+      for (const auto& c : b.cidrs) blocks.emplace_back(c, blocks.size());
+      forEachOverlap(std::move(blocks), [&](std::size_t j, std::size_t i) {
+        if (j >= a.cidrs.size() || i < a.cidrs.size()) return;  // within one VPC: reported there
+        d_.error(p.origin.at, fmt::format("{}: VPC '{}' block {} overlaps VPC '{}' block {}; peered VPCs must not overlap",
+                                          what, a.name, a.cidrs[j].toString(), b.name, b.cidrs[i - a.cidrs.size()].toString()));
+      });
       if (a.ipv6Cidr && b.ipv6Cidr && a.ipv6Cidr->overlaps(*b.ipv6Cidr))
         d_.error(p.origin.at, fmt::format("{}: the IPv6 blocks of '{}' and '{}' overlap", what, a.name, b.name));
       if (!p.active) continue;
@@ -266,6 +330,7 @@ class Validator {
                    fmt::format("VPC '{}' has more than {} active peerings", m_.vpcs[v].name, m_.limits.peeringsPerVpc),
                    "raise `limits: peerings_per_vpc` (AWS maximum 125)");
     }
+    activePairs_ = std::move(pairs);
   }
 
   // ----------------------------------------------------- prefix lists
@@ -525,12 +590,15 @@ class Validator {
     }
   }
 
-  static bool sameRule(const SgRule& a, const SgRule& b) {
-    if (a.protocol != b.protocol || a.ports != b.ports || a.icmp != b.icmp || a.peer.index() != b.peer.index())
-      return false;
-    if (auto* c = std::get_if<Cidr>(&a.peer)) return *c == std::get<Cidr>(b.peer);
-    if (auto* g = std::get_if<GroupRef>(&a.peer)) return g->group == std::get<GroupRef>(b.peer).group;
-    return std::get<PrefixListRef>(a.peer).prefixList == std::get<PrefixListRef>(b.peer).prefixList;
+  // What makes two rules the same to AWS (InvalidPermission.Duplicate).
+  using RuleKey = std::tuple<Protocol, net::PortRange, net::IcmpMatch, std::size_t, Cidr, std::size_t>;
+  static RuleKey ruleKey(const SgRule& r) {
+    Cidr cidr;
+    std::size_t target = kNone;
+    if (auto* c = std::get_if<Cidr>(&r.peer)) cidr = *c;
+    else if (auto* g = std::get_if<GroupRef>(&r.peer)) target = g->group;
+    else target = std::get<PrefixListRef>(r.peer).prefixList;
+    return {r.protocol, r.ports, r.icmp, r.peer.index(), cidr, target};
   }
 
   static bool descriptionCharsOk(const std::string& s) {
@@ -548,6 +616,7 @@ class Validator {
       for (auto dir : {Direction::kIngress, Direction::kEgress}) {
         auto& rules = dir == Direction::kIngress ? g.ingress : g.egress;
         long long count4 = 0, count6 = 0;  // a prefix list counts as its max entries (up to 10^6 each)
+        std::map<RuleKey, int> seen;
         for (std::size_t k = 0; k < rules.size(); ++k) {
           auto& r = rules[k];
           std::optional<Family> fam;
@@ -560,10 +629,10 @@ class Validator {
             ++count4;  // a group reference counts as one rule
           } else {
             auto& pl = std::get<PrefixListRef>(r.peer);
-            pl.prefixList = m_.findPrefixList(pl.name);
+            pl.prefixList = prefixListIndex_.find(pl.name);
             if (pl.prefixList == kNone) {
-              d_.error(r.origin.of("prefix_list"), fmt::format("unknown prefix list '{}'", pl.name),
-                       didYouMean(pl.name, namesOf(m_.prefixLists)));
+              d_.error(r.origin.of("prefix_list"), fmt::format("unknown prefix list {}", quoteForMessage(pl.name)),
+                       didYouMean(pl.name, m_.prefixLists));
             } else {
               const auto& list = m_.prefixLists[pl.prefixList];
               fam = list.family;
@@ -578,12 +647,11 @@ class Validator {
           else if (!descriptionCharsOk(r.description))
             d_.error(r.origin.of("description"), "rule description has characters AWS does not allow",
                      "allowed: a-z A-Z 0-9 spaces and ._-:/()#,@[]+=&;{}!$*");
-          for (std::size_t j = 0; j < k; ++j)
-            if (sameRule(rules[j], r))
-              d_.error(r.origin.at,
-                       fmt::format("security group '{}' {} rule {} duplicates rule {}", g.name, directionName(dir),
-                                   r.index, rules[j].index),
-                       "AWS rejects duplicate rules (InvalidPermission.Duplicate)");
+          if (auto [first, fresh] = seen.emplace(ruleKey(r), r.index); !fresh)
+            d_.error(r.origin.at,
+                     fmt::format("security group '{}' {} rule {} duplicates rule {}", g.name, directionName(dir), r.index,
+                                 first->second),
+                     "AWS rejects duplicate rules (InvalidPermission.Duplicate)");
         }
         const int quota = m_.limits.sgRulesPerDirection;
         for (auto [count, fam] : {std::pair{count4, Family::kIpv4}, std::pair{count6, Family::kIpv6}})
@@ -597,16 +665,15 @@ class Validator {
   }
 
   void resolveGroupRef(const SecurityGroup& owner, GroupRef& ref, const Origin& o) {
-    ref.group = m_.findGroup(ref.name, owner.vpc);
+    ref.group = findGroup(ref.name, owner.vpc);
     if (ref.group == kNone) {
-      d_.error(o.of("group"), fmt::format("unknown security group '{}'", ref.name),
-               didYouMean(ref.name, namesOf(m_.groups, owner.vpc)).empty()
-                   ? "a group in another VPC is named as vpc-name/group-name"
-                   : didYouMean(ref.name, namesOf(m_.groups, owner.vpc)));
+      const std::string hint = didYouMean(ref.name, m_.groups, owner.vpc);
+      d_.error(o.of("group"), fmt::format("unknown security group {}", quoteForMessage(ref.name)),
+               hint.empty() ? "a group in another VPC is named as vpc-name/group-name" : hint);
       return;
     }
     const auto& target = m_.groups[ref.group];
-    if (target.vpc != owner.vpc && m_.activePeering(owner.vpc, target.vpc) == kNone)
+    if (target.vpc != owner.vpc && !activePairs_.contains(std::minmax(owner.vpc, target.vpc)))
       d_.error(o.of("group"),
                fmt::format("security group '{}' is in VPC '{}', which has no active peering with VPC '{}'", ref.name,
                            target.vpcName, owner.vpcName),
@@ -651,24 +718,20 @@ class Validator {
                      fmt::format("route {} lies inside VPC block {}, which the local route covers",
                                  r.destination.toString(), b.toString()));
         if (r.target == Route::Target::kInternetGateway) {
-          std::size_t gi = kNone;
-          for (std::size_t k = 0; k < m_.internetGateways.size(); ++k)
-            if (m_.internetGateways[k].name == r.targetName) gi = k;
+          const std::size_t gi = gatewayIndex_.find(r.targetName);
           if (gi == kNone)
-            d_.error(r.origin.of("internet_gateway"), fmt::format("unknown internet gateway '{}'", r.targetName),
-                     didYouMean(r.targetName, namesOf(m_.internetGateways)));
+            d_.error(r.origin.of("internet_gateway"), fmt::format("unknown internet gateway {}", quoteForMessage(r.targetName)),
+                     didYouMean(r.targetName, m_.internetGateways));
           else if (m_.internetGateways[gi].vpc != t.vpc)
             d_.error(r.origin.of("internet_gateway"),
                      fmt::format("internet gateway '{}' is attached to VPC '{}', not '{}'", r.targetName,
                                  m_.internetGateways[gi].vpcName, t.vpcName));
           r.targetIndex = gi;
         } else if (r.target == Route::Target::kPeering) {
-          std::size_t pi = kNone;
-          for (std::size_t k = 0; k < m_.peerings.size(); ++k)
-            if (m_.peerings[k].name == r.targetName) pi = k;
+          const std::size_t pi = peeringIndex_.find(r.targetName);
           if (pi == kNone) {
-            d_.error(r.origin.of("peering"), fmt::format("unknown peering '{}'", r.targetName),
-                     didYouMean(r.targetName, namesOf(m_.peerings)));
+            d_.error(r.origin.of("peering"), fmt::format("unknown peering {}", quoteForMessage(r.targetName)),
+                     didYouMean(r.targetName, m_.peerings));
           } else if (m_.peerings[pi].requester != t.vpc && m_.peerings[pi].accepter != t.vpc) {
             d_.error(r.origin.of("peering"),
                      fmt::format("peering '{}' does not involve VPC '{}'", r.targetName, t.vpcName),
@@ -714,7 +777,7 @@ class Validator {
       s.vpc = resolveVpc(s.vpcName, s.origin, fmt::format("subnet '{}'", s.name));
       if (!s.availabilityZone.empty() && !names::isValidObjectName(s.availabilityZone))
         d_.error(s.origin.of("availability_zone"),
-                 fmt::format("'{}' is not a valid availability zone name", echo(s.availabilityZone)),
+                 fmt::format("{} is not a valid availability zone name", quoteForMessage(s.availabilityZone)),
                  "use 1..64 characters from a-z A-Z 0-9 - _ . (e.g. us-east-1a)");
       if (s.vpc == kNone) continue;
       const auto& v = m_.vpcs[s.vpc];
@@ -739,37 +802,47 @@ class Validator {
           d_.error(s.origin.of("ipv6_cidr"), fmt::format("subnet IPv6 block {} is not inside VPC block {}",
                                                          s.ipv6Cidr->toString(), v.ipv6Cidr->toString()));
       }
-      for (std::size_t j = 0; j < i; ++j) {
-        const auto& o = m_.subnets[j];
-        if (o.vpc != s.vpc) continue;
-        if (o.cidr.overlaps(s.cidr))
-          d_.error(s.origin.of("cidr"), fmt::format("subnet '{}' block {} overlaps subnet '{}' block {}", s.name,
-                                                    s.cidr.toString(), o.name, o.cidr.toString()));
-        if (s.ipv6Cidr && o.ipv6Cidr && o.ipv6Cidr->overlaps(*s.ipv6Cidr))
-          d_.error(s.origin.of("ipv6_cidr"),
-                   fmt::format("subnet '{}' IPv6 block overlaps subnet '{}'", s.name, o.name));
-      }
       if (s.routeTableName.empty()) {
         s.routeTable = v.mainRouteTable;
       } else {
-        s.routeTable = m_.findRouteTable(s.routeTableName, s.vpc);
+        s.routeTable = routeTableIndex_.find({s.vpc, s.routeTableName});
         if (s.routeTable == kNone)
           d_.error(s.origin.of("route_table"),
                    fmt::format("subnet '{}' refers to route table '{}', which VPC '{}' does not have", s.name,
                                s.routeTableName, v.name),
-                   didYouMean(s.routeTableName, namesOf(m_.routeTables, s.vpc)));
+                   didYouMean(s.routeTableName, m_.routeTables, s.vpc));
       }
       if (s.naclName.empty()) {
         s.nacl = v.defaultNacl;
       } else {
-        s.nacl = m_.findNacl(s.naclName, s.vpc);
+        s.nacl = naclIndex_.find({s.vpc, s.naclName});
         if (s.nacl == kNone)
           d_.error(s.origin.of("network_acl"),
                    fmt::format("subnet '{}' refers to network ACL '{}', which VPC '{}' does not have", s.name,
                                s.naclName, v.name),
-                   didYouMean(s.naclName, namesOf(m_.nacls, s.vpc)));
+                   didYouMean(s.naclName, m_.nacls, s.vpc));
       }
     }
+    // Overlaps within each VPC, each subnet reported once, against the
+    // earlier-declared one of the pair.
+    std::map<std::size_t, std::vector<std::pair<Cidr, std::size_t>>> v4, v6;
+    for (std::size_t i = 0; i < m_.subnets.size(); ++i) {
+      const auto& s = m_.subnets[i];
+      if (s.vpc == kNone) continue;
+      if (s.cidr.network().isV4()) v4[s.vpc].emplace_back(s.cidr, i);
+      if (s.ipv6Cidr) v6[s.vpc].emplace_back(*s.ipv6Cidr, i);
+    }
+    for (auto& [vpc, blocks] : v4)
+      forEachOverlap(std::move(blocks), [&](std::size_t j, std::size_t i) {
+        const auto &s = m_.subnets[i], &o = m_.subnets[j];
+        d_.error(s.origin.of("cidr"), fmt::format("subnet '{}' block {} overlaps subnet '{}' block {}", s.name,
+                                                  s.cidr.toString(), o.name, o.cidr.toString()));
+      });
+    for (auto& [vpc, blocks] : v6)
+      forEachOverlap(std::move(blocks), [&](std::size_t j, std::size_t i) {
+        d_.error(m_.subnets[i].origin.of("ipv6_cidr"), fmt::format("subnet '{}' IPv6 block overlaps subnet '{}'",
+                                                                   m_.subnets[i].name, m_.subnets[j].name));
+      });
   }
 
   // ---------------------------------------------------------- instances
@@ -812,10 +885,10 @@ class Validator {
     std::map<std::pair<std::string, std::string>, std::string> ifaceUsed;
     for (std::size_t i = 0; i < m_.instances.size(); ++i) {
       auto& inst = m_.instances[i];
-      inst.subnet = m_.findSubnet(inst.subnetName);
+      inst.subnet = subnetIndex_.find(inst.subnetName);
       if (inst.subnet == kNone) {
-        d_.error(inst.origin.of("subnet"), fmt::format("instance '{}' refers to unknown subnet '{}'", inst.name, inst.subnetName),
-                 didYouMean(inst.subnetName, namesOf(m_.subnets)));
+        d_.error(inst.origin.of("subnet"), fmt::format("instance '{}' refers to unknown subnet {}", inst.name, quoteForMessage(inst.subnetName)),
+                 didYouMean(inst.subnetName, m_.subnets));
         continue;
       }
       const auto& s = m_.subnets[inst.subnet];
@@ -869,10 +942,10 @@ class Validator {
         for (std::size_t k = 0; k < inst.groupNames.size(); ++k) {
           const auto& gname = inst.groupNames[k];
           const auto& at = inst.origin.of("security_groups" + std::to_string(k));
-          std::size_t g = m_.findGroup(gname, inst.vpc);
+          std::size_t g = findGroup(gname, inst.vpc);
           if (g == kNone) {
-            d_.error(at, fmt::format("instance '{}' refers to unknown security group '{}'", inst.name, gname),
-                     didYouMean(gname, namesOf(m_.groups, inst.vpc)));
+            d_.error(at, fmt::format("instance '{}' refers to unknown security group {}", inst.name, quoteForMessage(gname)),
+                     didYouMean(gname, m_.groups, inst.vpc));
             continue;
           }
           if (m_.groups[g].vpc != inst.vpc) {
@@ -897,24 +970,24 @@ class Validator {
     auto& p = inst.placement;
     if (p.kind == Placement::Kind::kHostInterface) {
       if (!names::isValidHostName(p.host))
-        d_.error(inst.origin.of("host"), fmt::format("'{}' is not a valid host name", echo(p.host)),
+        d_.error(inst.origin.of("host"), fmt::format("{} is not a valid host name", quoteForMessage(p.host)),
                  "use 1..64 characters from a-z A-Z 0-9 - _ .");
       if (!names::isValidInterfaceName(p.interface))
         d_.error(inst.origin.of("interface"),
-                 fmt::format("'{}' is not a valid interface name", echo(p.interface)),
+                 fmt::format("{} is not a valid interface name", quoteForMessage(p.interface)),
                  "1..15 printable characters, no '/', ':' or spaces (the kernel's IFNAMSIZ)");
       else if (names::isReservedInterface(p.interface))
         d_.error(inst.origin.of("interface"),
                  fmt::format("interface '{}' cannot be an ENI: the host needs it for itself", p.interface));
       auto [pos, fresh] = ifaceUsed.emplace(std::pair{p.host, p.interface}, inst.name);
       if (!fresh)
-        d_.error(inst.origin.of("interface"), fmt::format("interface '{}' of host '{}' is already instance '{}'",
-                                                          echo(p.interface), echo(p.host), pos->second));
+        d_.error(inst.origin.of("interface"), fmt::format("interface {} of host {} is already instance '{}'",
+                                                          quoteForMessage(p.interface), quoteForMessage(p.host), pos->second));
       return;
     }
     if (!p.netns.empty()) {
       if (!names::isValidNamespaceName(p.netns))
-        d_.error(inst.origin.of("netns"), fmt::format("'{}' is not a valid namespace name", echo(p.netns)),
+        d_.error(inst.origin.of("netns"), fmt::format("{} is not a valid namespace name", quoteForMessage(p.netns)),
                  fmt::format("use 1..{} characters from a-z A-Z 0-9 . _ - : @ +, not starting with '.'",
                              names::kNamespaceNameMax));
       else if (names::hasGeneratedPrefix(p.netns))
@@ -925,7 +998,7 @@ class Validator {
       auto [pos, fresh] = netnsUsed.emplace(p.netns, inst.name);
       if (!fresh)
         d_.error(inst.origin.of("netns"),
-                 fmt::format("namespace '{}' is already instance '{}'", echo(p.netns), pos->second));
+                 fmt::format("namespace {} is already instance '{}'", quoteForMessage(p.netns), pos->second));
     }
   }
 
@@ -974,32 +1047,9 @@ class Validator {
     }
   }
 
-  // A value the user wrote, for a message: bounded and printable.
-  static std::string echo(std::string_view s) {
-    std::string out;
-    for (unsigned char c : s.substr(0, 64)) {
-      if (c >= 0x20 && c < 0x7f) out += static_cast<char>(c);
-      else out += fmt::format("\\x{:02x}", c);
-    }
-    if (s.size() > 64) out += "...";
-    return out;
-  }
 };
 
 }  // namespace
-
-std::string closestName(std::string_view name, const std::vector<std::string>& candidates) {
-  std::string best;
-  std::size_t bestDist = std::max<std::size_t>(2, name.size() / 3) + 1;
-  for (const auto& c : candidates) {
-    std::size_t d = editDistance(name, c);
-    if (d < bestDist) {
-      bestDist = d;
-      best = c;
-    }
-  }
-  return best;
-}
 
 bool validate(Model& m, Diagnostics& diags) {
   std::size_t before = diags.errorCount();

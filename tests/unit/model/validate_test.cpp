@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include "support/test_config.h"
+#include "vpcfw/config/loader.h"
 #include "vpcfw/model/validate.h"
 
 using vpcfw::test::hasDiagnostic;
@@ -398,8 +399,8 @@ TEST_CASE("a reference typo gets a suggestion") {
   vpcfw::Diagnostics diags;
   auto d = loadDiagnostics(kBase + "instances: [{name: i, subnet: ss, private_ip: 10.0.1.10}]");
   CHECK(hasDiagnostic(d, "instance 'i' refers to unknown subnet 'ss'"));
-  CHECK(vpcfw::model::closestName("web-sgg", {"web-sg", "db-sg"}) == "web-sg");
-  CHECK(vpcfw::model::closestName("zzzzzz", {"web-sg", "db-sg"}).empty());
+  CHECK(vpcfw::closestName("web-sgg", {"web-sg", "db-sg"}) == "web-sg");
+  CHECK(vpcfw::closestName("zzzzzz", {"web-sg", "db-sg"}).empty());
 }
 
 TEST_CASE("per-VPC quotas: subnets, NACLs, groups; routes per table; prefix list size") {
@@ -425,4 +426,23 @@ TEST_CASE("per-VPC quotas: subnets, NACLs, groups; routes per table; prefix list
            "ingress: [{protocol: tcp, ports: 22, prefix_list: p}, {protocol: tcp, ports: 23, cidr: 10.0.0.0/8}]}]\n",
        "security group 'g' has 11 IPv4 ingress rules, above the quota of 10"},
   });
+}
+
+TEST_CASE("pairwise checks report each object once, so a config of n copies costs linear work") {
+  // n aliased copies of one subnet, one rule and one VPC block: the old
+  // pairwise checks reported n^2/2 overlaps and duplicates.
+  const int n = 3000;
+  std::string yaml = "vpcs:\n  - {name: v, cidr: [10.0.0.0/16";
+  for (int i = 0; i < 40; ++i) yaml += ", 10.0.0.0/16";
+  yaml += "]}\nlimits: {profile: lab}\nsubnets:\n  - &s {name: s, vpc: v, cidr: 10.0.1.0/24}\n";
+  for (int i = 0; i < n; ++i) yaml += "  - *s\n";
+  yaml += "security_groups:\n  - name: g\n    vpc: v\n    ingress:\n      - &r {protocol: tcp, ports: 22, cidr: 10.0.0.0/8}\n";
+  for (int i = 0; i < n; ++i) yaml += "      - *r\n";
+  vpcfw::Diagnostics diags;
+  auto m = vpcfw::config::loadConfigString(yaml, "t.yaml", diags);
+  REQUIRE_FALSE(m);
+  // n duplicate names + n overlaps + n duplicate rules + 40 block overlaps (+ a couple of others).
+  CHECK(diags.errorCount() >= static_cast<std::size_t>(3 * n));
+  CHECK(diags.errorCount() <= static_cast<std::size_t>(3 * n + 50));
+  CHECK(diags.all().size() <= vpcfw::Diagnostics::kDefaultCap + vpcfw::Diagnostics::kDefaultWarningCap);
 }

@@ -75,6 +75,9 @@ class Diagnostics {
   // error) or when the suggestion budget is spent, so that a config with many
   // unknown names costs linear time, not names x candidates.
   std::string didYouMean(std::string_view name, const std::vector<std::string>& candidates);
+  // False once didYouMean would answer nothing anyway: callers can skip
+  // listing candidates.
+  bool wantsSuggestions() const { return shownErrors_ < cap_ && suggestionCost_ < kSuggestionBudget; }
 
   bool hasErrors() const { return errors_ > 0; }
   std::size_t errorCount() const { return errors_; }

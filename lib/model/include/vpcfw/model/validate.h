@@ -13,8 +13,4 @@ namespace vpcfw::model {
 // were no errors (warnings allowed). A model that failed must not be used.
 bool validate(Model& m, Diagnostics& diags);
 
-// The closest of `candidates` to `name` within a small edit distance, for
-// "did you mean" hints; empty when nothing is close.
-std::string closestName(std::string_view name, const std::vector<std::string>& candidates);
-
 }  // namespace vpcfw::model
