@@ -120,6 +120,7 @@ struct Probe {
   std::string error;     // the harness failed it
   bool requestLeft = false, requestArrived = false, replySent = false, replyAtSource = false, replyReturned = false;
   std::string detail;
+  Clock::time_point sent;
   double ms = 0;
   bool replyExpected() const { return !spec->protocol.isIcmpAny() || isEcho(*spec); }
 };
@@ -140,12 +141,12 @@ class Harness {
     openObservers();
     openListeners();
     sendBaselines(false);
-    start_ = Clock::now();
     for (auto& p : probes_) startClient(p);
-    loop(start_ + timeout);
-    const double total = elapsedMs();
+    // From the last send: starting many clients takes a while, and the last
+    // one gets its full time too.
+    loop(Clock::now() + timeout);
     for (auto& p : probes_)
-      if (!p.done) p.ms = total;
+      if (!p.done) p.ms = sinceSent(p);
     closeBaselines();
     std::vector<ProbeResult> results;
     for (const auto& p : probes_) results.push_back(verdict(p));
@@ -153,7 +154,9 @@ class Harness {
   }
 
  private:
-  double elapsedMs() const { return std::chrono::duration<double, std::milli>(Clock::now() - start_).count(); }
+  static double sinceSent(const Probe& p) {
+    return std::chrono::duration<double, std::milli>(Clock::now() - p.sent).count();
+  }
 
   void openObservers() {
     for (auto& [ns, o] : observers_) {
@@ -285,6 +288,7 @@ class Harness {
       if (sendto(p.fd.get(), msg.data(), msg.size(), 0, to.get(), to.len) < 0)
         return fail(p, fmt::format("cannot send to {}: {}", s.dst.toString(), errnoText(errno)));
     }
+    p.sent = Clock::now();
     p.waiting = p.replyExpected();  // else only arrival is observed: done when the observer sees it
   }
 
@@ -293,7 +297,7 @@ class Harness {
     p.waiting = false;
     p.replyReturned = replied;
     p.detail = std::move(detail);
-    p.ms = elapsedMs();
+    p.ms = sinceSent(p);
     p.fd.reset();
   }
 
@@ -358,7 +362,7 @@ class Harness {
           p.requestArrived = true;
           if (!p.replyExpected() && !p.done) {
             p.done = true;
-            p.ms = elapsedMs();
+            p.ms = sinceSent(p);
             p.fd.reset();
           }
         }
@@ -412,78 +416,71 @@ class Harness {
     }
   }
 
-  void pollObservers(int ms) {
+  // One poll over the observers, the listeners and the clients still
+  // waiting for a reply; handles what is ready. False when poll failed.
+  bool pollOnce(int timeoutMs) {
+    using Source = std::variant<Observer*, Listener*, Probe*>;
     std::vector<pollfd> pf;
-    std::vector<Observer*> on;
+    std::vector<Source> on;
     for (auto& [ns, o] : observers_)
       if (o.fd) {
         pf.push_back({o.fd.get(), POLLIN, 0});
-        on.push_back(&o);
+        on.emplace_back(&o);
       }
-    if (poll(pf.data(), pf.size(), ms) <= 0) return;
-    for (std::size_t k = 0; k < pf.size(); ++k)
-      if (pf[k].revents) observe(*on[k]);
+    for (auto& [key, l] : listeners_)
+      if (l.fd) {
+        pf.push_back({l.fd.get(), POLLIN, 0});
+        on.emplace_back(&l);
+      }
+    for (auto& p : probes_)
+      if (p.waiting) {
+        const bool tcp = p.spec->protocol.number() == net::Protocol::kTcp;
+        pf.push_back({p.fd.get(), static_cast<short>(tcp ? POLLOUT : POLLIN), 0});
+        on.emplace_back(&p);
+      }
+    const int n = poll(pf.data(), pf.size(), timeoutMs);
+    if (n < 0) return errno == EINTR;
+    for (std::size_t k = 0; k < pf.size(); ++k) {
+      if (!pf[k].revents) continue;
+      std::visit([this](auto* s) {
+        using T = std::remove_pointer_t<decltype(s)>;
+        if constexpr (std::is_same_v<T, Observer>) observe(*s);
+        else if constexpr (std::is_same_v<T, Listener>) serve(*s);
+        else if (s->waiting) client(*s);
+      }, on[k]);
+    }
+    return true;
   }
 
-  // Until every probe is done or the deadline: observers, listeners and the
-  // clients still waiting for a reply, in one poll.
+  // Until every probe is done or the deadline.
   void loop(Clock::time_point deadline) {
-    using Source = std::variant<Observer*, Listener*, Probe*>;
     for (;;) {
       const auto now = Clock::now();
       if (now >= deadline || std::all_of(probes_.begin(), probes_.end(), [](const Probe& p) { return p.done; })) return;
-      std::vector<pollfd> pf;
-      std::vector<Source> on;
-      for (auto& [ns, o] : observers_)
-        if (o.fd) {
-          pf.push_back({o.fd.get(), POLLIN, 0});
-          on.emplace_back(&o);
-        }
-      for (auto& [key, l] : listeners_)
-        if (l.fd) {
-          pf.push_back({l.fd.get(), POLLIN, 0});
-          on.emplace_back(&l);
-        }
-      for (auto& p : probes_)
-        if (p.waiting) {
-          const bool tcp = p.spec->protocol.number() == net::Protocol::kTcp;
-          pf.push_back({p.fd.get(), static_cast<short>(tcp ? POLLOUT : POLLIN), 0});
-          on.emplace_back(&p);
-        }
       const auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now).count() + 1;
-      const int n = poll(pf.data(), pf.size(), static_cast<int>(wait));
-      if (n < 0 && errno != EINTR) {
+      if (!pollOnce(static_cast<int>(wait))) {
         const std::string why = "poll: " + errnoText(errno);
         for (auto& p : probes_)
           if (!p.done) fail(p, why);
         return;
       }
-      for (std::size_t k = 0; k < pf.size(); ++k) {
-        if (!pf[k].revents) continue;
-        std::visit([this](auto* s) {
-          using T = std::remove_pointer_t<decltype(s)>;
-          if constexpr (std::is_same_v<T, Observer>) observe(*s);
-          else if constexpr (std::is_same_v<T, Listener>) serve(*s);
-          else if (s->waiting) client(*s);
-        }, on[k]);
-      }
     }
   }
 
-  // The closing baselines, and what is still in flight: then each observer's
-  // blind spots (a baseline it missed, packets it dropped).
+  // The closing baselines, and what is still in flight (a reply on its way
+  // at the deadline still counts: it came back), then each observer's blind
+  // spots (a baseline it missed, packets it dropped).
   void closeBaselines() {
     sendBaselines(true);
     const auto begin = Clock::now();
     for (;;) {
-      for (auto& [ns, o] : observers_)
-        if (o.fd) observe(o);
+      if (!pollOnce(5)) break;
       const bool all = std::all_of(baselines_.begin(), baselines_.end(),
                                    [](const Baseline& b) { return b.seen || !b.error.empty(); });
       const auto now = Clock::now();
       if (now - begin >= kBaselineWait || (all && now - begin >= kInFlight)) break;
-      pollObservers(5);
     }
+    (void)pollOnce(0);  // a reply an observer saw last is on its socket too by now
     for (auto& [ns, o] : observers_) {
       if (!o.openError.empty()) continue;
       tpacket_stats stats{};
@@ -544,7 +541,6 @@ class Harness {
   std::map<ListenerKey, Listener> listeners_;
   std::vector<Baseline> baselines_;
   std::uint64_t nonce_ = 0;
-  Clock::time_point start_;
 };
 
 }  // namespace
