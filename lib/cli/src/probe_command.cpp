@@ -6,15 +6,14 @@
 
 #include <map>
 #include <memory>
-#include <random>
 
 #include "commands.h"
 #include "vpcfw/cli/cli.h"
 #include "vpcfw/eval/evaluator.h"
 #include "vpcfw/lab/lab.h"
-#include "vpcfw/probe/conntrack.h"
 #include "vpcfw/probe/plan.h"
 #include "vpcfw/probe/run.h"
+#include "vpcfw/probe/session.h"
 
 namespace vpcfw::cli {
 namespace {
@@ -30,27 +29,19 @@ std::optional<net::Family> familyOf(const ProbeOptions& o) {
   return o.family == "6" ? net::Family::kIpv6 : net::Family::kIpv4;
 }
 
-// What a run needs of the lab: where baselines enter it, and fresh
-// identifiers (its conntrack tables read). Prints why not and returns the
-// exit status on failure.
-struct Harness {
-  probe::LabView view;
-  probe::IdentifierPool ids;
-};
-expected<Harness, int> harnessFor(const model::Model& m, std::ostream& err) {
+// The run's session with the lab; prints why not and returns the exit status on failure.
+expected<probe::Session, int> session(const model::Model& m, std::ostream& err) {
   auto plan = lab::planLab(m);
   if (!plan) {
     err << "vpcfw probe: " << plan.error().message << " (nothing was probed)\n";
     return unexpected<int>(kExitUsage);
   }
-  auto view = probe::labView(*plan);
-  auto tracked = probe::trackedIdentifiers(view.trackers);
-  if (!tracked) {
-    err << "vpcfw probe: " << tracked.error().message << " (is the lab up? nothing was probed)\n";
+  auto s = probe::openSession(*plan);
+  if (!s) {
+    err << "vpcfw probe: " << s.error().message << " (is the lab up? nothing was probed)\n";
     return unexpected<int>(kExitHarness);
   }
-  const std::uint64_t seed = static_cast<std::uint64_t>(std::random_device{}()) << 32 | std::random_device{}();
-  return Harness{std::move(view), probe::IdentifierPool(std::move(*tracked), seed)};
+  return std::move(*s);
 }
 
 std::string observedText(const probe::ProbeResult& r) {
@@ -132,7 +123,7 @@ int probeOne(const model::Model& m, const ProbeOptions& o, std::ostream& out, st
     err << "vpcfw probe: " << e.error().message << '\n';
     return kExitUsage;
   }
-  auto h = harnessFor(m, err);
+  auto h = session(m, err);
   if (!h) return h.error();
   auto planned = probe::planProbe(m, req, h->ids);
   if (!planned) {
@@ -209,7 +200,7 @@ void printMatrix(const probe::Matrix& x, const probe::Summary& sum, bool explain
 }
 
 int probeMatrix(const model::Model& m, const ProbeOptions& o, std::ostream& out, std::ostream& err) {
-  auto h = harnessFor(m, err);
+  auto h = session(m, err);
   if (!h) return h.error();
   auto x = probe::planMatrix(m, familyOf(o), h->ids);
   if (!x) {
