@@ -179,6 +179,34 @@ def no_riding(results, vpcfw):
               rc == 0 and outcome(p) == "ok", (rc, p))
 
 
+def seeded(results, vpcfw):
+    """With the draws fixed ($VPCFW_PROBE_SEED), a second run would take the
+    first run's port and identifier; the conntrack check must move it."""
+    env = {"VPCFW_PROBE_SEED": "20261201"}
+    firsts = []
+    for k in range(2):
+        with MiniLab(vpcfw, FULL) as lab:
+            old = dict(os.environ)
+            os.environ.update(env)
+            try:
+                runs = [(probe(lab, "{T}a", "{T}b", "--proto", "udp", "--port", "53"),
+                         probe(lab, "{T}a", "{T}b", "--proto", "icmp")) for _ in range(2)]
+            finally:
+                os.environ.clear()
+                os.environ.update(old)
+            (u1, i1), (u2, i2) = [(u[1], i[1]) for u, i in runs]
+            firsts.append((u1.get("source_port"), i1.get("icmp_id")))
+            check(results, f"seeded lab {k + 1}: both runs ok",
+                  all(rc == 0 for pair in runs for rc, _ in pair) and all(
+                      outcome(p) == "ok" for p in (u1, i1, u2, i2)), runs)
+            check(results, f"seeded lab {k + 1}: the second run skips the udp port the first one left tracked",
+                  u1.get("source_port") != u2.get("source_port"), (u1.get("source_port"), u2.get("source_port")))
+            check(results, f"seeded lab {k + 1}: and the ICMP identifier",
+                  i1.get("icmp_id") != i2.get("icmp_id"), (i1.get("icmp_id"), i2.get("icmp_id")))
+    check(results, "control: on a fresh lab the same seed draws the same first port and identifier",
+          firsts[0] == firsts[1] and None not in firsts[0], firsts)
+
+
 def main():
     if os.geteuid() != 0:
         print("skipped: needs root")
@@ -202,6 +230,7 @@ def main():
               rc == 4 and "ERR" in out and "Too many open files" in out and "Success" not in out, (rc, out[-600:]))
     fresh_identifiers(results, vpcfw)
     no_riding(results, vpcfw)
+    seeded(results, vpcfw)
     return report(results, "probe truth")
 
 

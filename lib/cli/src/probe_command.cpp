@@ -4,8 +4,11 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
-#include <map>
+#include <charconv>
+#include <cstdlib>
 #include <memory>
+#include <optional>
+#include <string_view>
 
 #include "commands.h"
 #include "vpcfw/cli/cli.h"
@@ -29,14 +32,26 @@ std::optional<net::Family> familyOf(const ProbeOptions& o) {
   return o.family == "6" ? net::Family::kIpv6 : net::Family::kIpv4;
 }
 
-// The run's session with the lab; prints why not and returns the exit status on failure.
+// The run's session with the lab; prints why not and returns the exit status
+// on failure. $VPCFW_PROBE_SEED fixes the identifier draws (tests).
 expected<probe::Session, int> session(const model::Model& m, std::ostream& err) {
+  std::optional<std::uint64_t> seed;
+  if (const char* text = std::getenv("VPCFW_PROBE_SEED")) {
+    std::uint64_t v = 0;
+    const std::string_view sv(text);
+    auto [end, ec] = std::from_chars(sv.data(), sv.data() + sv.size(), v);
+    if (ec != std::errc() || end != sv.data() + sv.size() || sv.empty()) {
+      err << "vpcfw probe: $VPCFW_PROBE_SEED must be a number (nothing was probed)\n";
+      return unexpected<int>(kExitUsage);
+    }
+    seed = v;
+  }
   auto plan = lab::planLab(m);
   if (!plan) {
     err << "vpcfw probe: " << plan.error().message << " (nothing was probed)\n";
     return unexpected<int>(kExitUsage);
   }
-  auto s = probe::openSession(*plan);
+  auto s = probe::openSession(*plan, seed);
   if (!s) {
     err << "vpcfw probe: " << s.error().message << " (is the lab up? nothing was probed)\n";
     return unexpected<int>(kExitHarness);

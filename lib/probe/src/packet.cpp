@@ -1,12 +1,11 @@
 // Packet bytes for the probe harness: parsing what observers see, building
 // ICMP probes and baseline frames.
-#include "packet.h"
+#include "vpcfw/probe/packet.h"
 
+#include <linux/if_ether.h>
 #include <netinet/in.h>
 
-#include <algorithm>
 #include <cstring>
-#include <linux/if_ether.h>
 
 namespace vpcfw::probe {
 namespace {

@@ -22,7 +22,7 @@
 #include <variant>
 
 #include "fd.h"
-#include "packet.h"
+#include "vpcfw/probe/packet.h"
 #include "vpcfw/nft/netns.h"
 
 namespace vpcfw::probe {

@@ -7,13 +7,15 @@
 
 namespace vpcfw::probe {
 
-Expected<Session> openSession(const lab::LabPlan& plan) {
+Expected<Session> openSession(const lab::LabPlan& plan, std::optional<std::uint64_t> seed) {
   auto view = labView(plan);
   auto tracked = trackedIdentifiers(view.trackers);
   if (!tracked) return unexpected<Error>(tracked.error());
-  std::random_device rd;
-  const std::uint64_t seed = static_cast<std::uint64_t>(rd()) << 32 | rd();
-  return Session{std::move(view), IdentifierPool(std::move(*tracked), seed)};
+  if (!seed) {
+    std::random_device rd;
+    seed = static_cast<std::uint64_t>(rd()) << 32 | rd();
+  }
+  return Session{std::move(view), IdentifierPool(std::move(*tracked), *seed)};
 }
 
 }  // namespace vpcfw::probe

@@ -3,6 +3,9 @@
 // flow holds (the routers' and gateways' conntrack tables read).
 #pragma once
 
+#include <cstdint>
+#include <optional>
+
 #include "vpcfw/base/error.h"
 #include "vpcfw/lab/lab.h"
 #include "vpcfw/probe/plan.h"
@@ -15,7 +18,9 @@ struct Session {
 };
 
 // Errors: the lab's conntrack tables cannot be read (a router or gateway
-// namespace is missing: the lab is not up). Identifiers are seeded afresh.
-[[nodiscard]] Expected<Session> openSession(const lab::LabPlan& plan);
+// namespace is missing: the lab is not up). Identifiers are drawn from
+// `seed`, or a fresh random one; a fixed seed repeats the draws but never a
+// tracked identifier (tests use it to show the conntrack check works).
+[[nodiscard]] Expected<Session> openSession(const lab::LabPlan& plan, std::optional<std::uint64_t> seed = std::nullopt);
 
 }  // namespace vpcfw::probe
