@@ -259,7 +259,7 @@ void addProbeCommand(CLI::App& app, Runner& selected) {
   cmd->add_option("--to", o->to, "Destination: instance name or internet address");
   cmd->add_option("--proto", o->proto, "tcp, udp, icmp or icmpv6")->capture_default_str();
   cmd->add_option("--port", o->port, "Destination port (tcp/udp)")->check(CLI::Range(0, 65535));
-  cmd->add_option("--sport", o->sourcePort, "Source port (default: a fresh ephemeral port)")->check(CLI::Range(1, 65535));
+  cmd->add_option("--sport", o->sourcePort, "Source port, used as given (default: a fresh one that no tracked flow holds)")->check(CLI::Range(1, 65535));
   cmd->add_option("--icmp-type", o->icmpType, "ICMP type (default: echo request)")->check(CLI::Range(0, 255));
   cmd->add_option("--icmp-code", o->icmpCode, "ICMP code")->check(CLI::Range(0, 255));
   cmd->add_option("--family", o->family, "4 or 6, when both ends are instances")->check(CLI::IsMember({"4", "6"}));
