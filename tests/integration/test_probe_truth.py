@@ -117,6 +117,32 @@ def sabotage(results, vpcfw, name, breaker, frm="{T}a", to="{T}b", needle=""):
               all(not p["request_arrived"] for p in bad), (rc, out[:400]))
 
 
+def impostor(results, vpcfw):
+    """The destination's name now points at another namespace (bind-mounted
+    over it): its observer and listeners open fine there, but only the
+    baseline, sent down the real wire, shows it is not where the packets go."""
+    with MiniLab(vpcfw, FULL) as lab:
+        fake = f"vpcfw-probetruth-{lab.tag}"
+        target = "/run/netns/" + ns(lab, "{T}b")
+        run(IP, "netns", "add", fake)
+        mounted = False
+        try:
+            run("mount", "--bind", "/run/netns/" + fake, target)
+            mounted = True
+            for args in (["--port", "22"], ["--proto", "udp", "--port", "53"]):
+                rc, p = probe(lab, "{T}a", "{T}b", *args)
+                check(results, f"impostor destination: {' '.join(args)} is a harness error (baseline), not dropped",
+                      is_error(rc, p, "baseline"), (rc, p))
+            # A positive needs no baseline: the real destination's kernel answered.
+            rc, p = probe(lab, "{T}a", "{T}b", "--proto", "icmp")
+            check(results, "impostor destination: icmp echo is answered by the real one: ok",
+                  rc == 0 and outcome(p) == "ok", (rc, p))
+        finally:
+            if mounted:
+                run("umount", target, check=False)
+            run(IP, "netns", "del", fake, check=False)
+
+
 def ns(lab, instance):
     return "vpcfw:i:" + lab.name(instance)
 
@@ -224,6 +250,7 @@ def main():
              lambda lab: run(IP, "-n", ns(lab, "{T}b"), "link", "del", "eth0"))
     sabotage(results, vpcfw, "source eth0 down",
              lambda lab: run(IP, "-n", ns(lab, "{T}a"), "link", "set", "eth0", "down"))
+    impostor(results, vpcfw)
     with MiniLab(vpcfw, FULL) as lab:
         rc, out = matrix(lab, prefix=("prlimit", "--nofile=12"))
         check(results, "out of file descriptors: exit 4, ERR, the kernel's reason read on the right thread",
