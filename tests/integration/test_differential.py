@@ -145,7 +145,9 @@ class Gen:
 def matrix(vpcfw, path, family):
     r = run(vpcfw, "probe", path, "--matrix", "--explain", "--json", "--family", family, "--timeout", "400", check=False)
     if r.returncode not in (0, 3):
-        raise RuntimeError(r.stderr.strip())
+        errors = [f"{p['from']} -> {p['to']} {p['protocol']} {p.get('port', '')}: {p['error']}"
+                  for p in (json.loads(r.stdout)["probes"] if r.stdout else []) if p["harness_error"]]
+        raise RuntimeError(f"probe exit {r.returncode}: {r.stderr.strip()} {errors[:5]}")
     return json.loads(r.stdout)["probes"]
 
 
