@@ -8,6 +8,7 @@
 
 #include "support/test_config.h"
 #include "vpcfw/compile/compiler.h"
+#include "vpcfw/names/names.h"
 #include "vpcfw/probe/plan.h"
 
 using namespace vpcfw;
@@ -203,7 +204,7 @@ TEST_CASE("labView: baselines enter an instance from its router's ENI, the inter
   const auto& web1 = v.entries.at("vpcfw:i:web1");
   REQUIRE(web1.size() == 1);
   CHECK(web1[0].ns == "vpcfw-shop");
-  CHECK(web1[0].ifname == compile::labInterfaceName("web1"));
+  CHECK(web1[0].ifname == names::eniInterface("web1"));
   REQUIRE(v.entries.contains(lab::internetNamespace()));
   const auto& inet = v.entries.at(lab::internetNamespace());
   REQUIRE(inet.size() == 1);
