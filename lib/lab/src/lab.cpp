@@ -440,6 +440,26 @@ void inspect(NamespaceStatus& n, const NamespacePlan* p, const LabPlan* plan, st
 
 // ------------------------------------------------------------ apply
 
+// The veth ends in the planned namespaces whose peers are in `held`
+// (namespaces an apply leaves as they are): namespace -> interface names.
+std::map<std::string, std::set<std::string>> linksInto(const std::vector<std::string>& held, const LabPlan& plan) {
+  std::map<std::string, std::set<std::string>> out;
+  if (held.empty()) return out;
+  std::vector<std::pair<unsigned, unsigned>> ends;  // (index, peer index) in the held namespaces
+  for (const auto& h : held)
+    if (auto nl = Rtnl::open(h))
+      if (auto ls = nl->links())
+        for (const auto& l : *ls)
+          if (l.peerIndex) ends.emplace_back(l.index, l.peerIndex);
+  for (const auto& n : plan.namespaces)
+    if (auto nl = Rtnl::open(n.name))
+      if (auto ls = nl->links())
+        for (const auto& l : *ls)
+          // The pair names each other: this end's index is the held end's peer and back.
+          if (std::find(ends.begin(), ends.end(), std::pair{l.peerIndex, l.index}) != ends.end()) out[n.name].insert(l.name);
+  return out;
+}
+
 // Undo steps of one namespace's reconciliation, run in reverse on failure.
 class Undo {
  public:
@@ -462,7 +482,8 @@ struct Reconciled {
 // routes, policy-routing rules and interfaces (up), all or nothing: a step
 // that fails undoes the earlier ones, and interfaces the plan dropped are
 // deleted only after everything else succeeded.
-Expected<void> reconcile(const NamespacePlan& p, const std::vector<LinkPlan>& links, Reconciled& out) {
+Expected<void> reconcile(const NamespacePlan& p, const std::vector<LinkPlan>& links, const std::set<std::string>& kept,
+                         Reconciled& out) {
   auto nl = Rtnl::open(p.name);
   if (!nl) return unexpected(nl.error());
   Undo undo;
@@ -535,7 +556,7 @@ Expected<void> reconcile(const NamespacePlan& p, const std::vector<LinkPlan>& li
   auto ls = nl->links();
   if (!ls) return failed(ls.error());
   for (const auto& l : *ls)
-    if (!planned.contains(l.name)) {
+    if (!planned.contains(l.name) && !kept.contains(l.name)) {
       // The far end's namespace may be going away right now, taking the
       // link with it: one that vanished meanwhile is not an error.
       if (auto r = nl->deleteLink(l.name); !r && r.error().code != ErrorCode::kNotFound && nl->ifindex(l.name))
@@ -700,8 +721,8 @@ Expected<LabStatus> labStatus(const LabPlan* plan, const LabId* lab) {
   LabStatus st;
   st.planned = plan != nullptr;
   std::set<std::string> seen;
-  auto add = [&](const std::string& name, const NamespacePlan* p, const NsRecord* rec) {
-    if (!seen.insert(name).second) return;
+  auto add = [&](const std::string& name, const NamespacePlan* p, const NsRecord* rec) -> NamespaceStatus* {
+    if (!seen.insert(name).second) return nullptr;
     NamespaceStatus n;
     n.name = name;
     n.planned = p != nullptr;
@@ -720,6 +741,7 @@ Expected<LabStatus> labStatus(const LabPlan* plan, const LabId* lab) {
     if (n.exists && id && *id) inspect(n, p, plan, st.problems);
     if (n.exists && !n.verified && (!id || !*id)) st.problems.push_back(name + ": not a mounted network namespace");
     st.namespaces.push_back(std::move(n));
+    return &st.namespaces.back();
   };
   if (plan && lab) {
     auto rec = readRecord(*dir, lab->key);
@@ -733,10 +755,8 @@ Expected<LabStatus> labStatus(const LabPlan* plan, const LabId* lab) {
       r.namespaces.clear();
     }
     for (const auto& p : plan->namespaces) add(p.name, &p, r.find(p.name));
-    for (const auto& n : r.namespaces) {
-      add(n.name, nullptr, &n);
-      if (!st.namespaces.empty() && st.namespaces.back().name == n.name) st.namespaces.back().differences.push_back("extra");
-    }
+    for (const auto& n : r.namespaces)
+      if (NamespaceStatus* x = add(n.name, nullptr, &n); x && x->exists) x->differences.push_back("extra");
     return st;
   }
   for (const auto& key : recordKeys(*dir)) {
@@ -746,12 +766,12 @@ Expected<LabStatus> labStatus(const LabPlan* plan, const LabId* lab) {
       continue;
     }
     if (*rec)
-      for (const auto& n : (*rec)->namespaces) add(n.name, nullptr, &n);
+      for (const auto& n : (*rec)->namespaces) (void)add(n.name, nullptr, &n);
   }
   std::vector<std::string> found = listNamespaces(std::string(names::kRouterPrefix));
   for (auto& n : listNamespaces(std::string(names::kOtherPrefix))) found.push_back(n);
   std::sort(found.begin(), found.end());
-  for (const auto& n : found) add(n, nullptr, nullptr);
+  for (const auto& n : found) (void)add(n, nullptr, nullptr);
   return st;
 }
 
@@ -792,7 +812,8 @@ Expected<LabApplyReport> labApply(const LabPlan& plan, const LabId& lab, const L
   }
   // 1. What the lab made and the plan dropped: removed, unless a process
   //    holds it (its name would go, the namespace and its addresses would
-  //    live on out of vpcfw's sight).
+  //    live on out of vpcfw's sight): then it is left as it is, links too.
+  std::vector<std::string> held;
   for (const auto& n : before.namespaces) {
     if (planned.contains(n.name)) continue;
     const Proven p = prove(n);
@@ -806,6 +827,7 @@ Expected<LabApplyReport> labApply(const LabPlan& plan, const LabId& lab, const L
       continue;
     }
     if (auto holders = namespaceHolders(n.id); !holders.empty()) {
+      held.push_back(n.name);
       std::string pids;
       for (const auto& h : holders) pids += (pids.empty() ? "" : ", ") + h;
       report.refused.push_back(fmt::format("{}: not removed: held by pid {}; stop that, then run 'vpcfw lab apply' again",
@@ -876,6 +898,7 @@ Expected<LabApplyReport> labApply(const LabPlan& plan, const LabId& lab, const L
     return unexpected(r.error());
   for (const auto* l : links) report.changes.push_back(l->ns + ": + link " + l->name + " (" + l->what + ")");
   // 5. Addresses, routes, rules: per namespace, all or nothing.
+  const auto kept = linksInto(held, plan);
   std::mutex mu;
   (void)parallelFor(plan.namespaces.size(), jobs, [&](std::size_t i) -> Expected<void> {
     const NamespacePlan& p = plan.namespaces[i];
@@ -886,7 +909,8 @@ Expected<LabApplyReport> labApply(const LabPlan& plan, const LabId& lab, const L
       return {};
     }
     Reconciled rc;
-    auto x = reconcile(p, plan.links, rc);
+    const auto k = kept.find(p.name);
+    auto x = reconcile(p, plan.links, k == kept.end() ? std::set<std::string>{} : k->second, rc);
     std::lock_guard lock(mu);
     if (!x) {
       report.refused.push_back(x.error().message);

@@ -322,6 +322,9 @@ Expected<std::vector<LinkInfo>> Rtnl::links() {
          a = mnl_attr_next(a)) {
       switch (mnl_attr_get_type(a)) {
         case IFLA_IFNAME: li.name = mnl_attr_get_str(a); break;
+        case IFLA_LINK:
+          if (mnl_attr_get_payload_len(a) >= sizeof(std::uint32_t)) li.peerIndex = mnl_attr_get_u32(a);
+          break;
         case IFLA_STATS64:
           if (mnl_attr_get_payload_len(a) >= sizeof(rtnl_link_stats64)) {
             rtnl_link_stats64 st;

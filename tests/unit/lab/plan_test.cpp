@@ -196,3 +196,24 @@ TEST_CASE("internet hosts of the lab are the documentation ranges") {
   CHECK_FALSE(lab::isLabInternetHost(*net::IpAddress::parse("8.8.8.8")));
   CHECK_FALSE(lab::isLabInternetHost(*net::IpAddress::parse("2606:4700::1111")));
 }
+
+TEST_CASE("the internet namespace is the caller's: named in the plan, checked, never two objects in one") {
+  auto m = test::loadExample("two-tier");
+  auto plan = lab::planLab(m, "vpcfw:internet-t1");
+  REQUIRE(plan);
+  CHECK(plan->internet == "vpcfw:internet-t1");
+  CHECK(ns(*plan, "vpcfw:internet-t1").role == NamespacePlan::Role::kInternet);
+  CHECK(plan->find("vpcfw:internet") == nullptr);
+  // The gateway's link to the internet ends in it.
+  CHECK(std::any_of(plan->links.begin(), plan->links.end(), [](const lab::LinkPlan& l) { return l.peerNs == "vpcfw:internet-t1"; }));
+  for (const char* bad : {"", ".", "..", "../x", "/run/netns", "a/b", ".hidden"}) {
+    CAPTURE(bad);
+    auto p = lab::planLab(m, bad);
+    REQUIRE_FALSE(p);
+    CHECK(p.error().message.find("cannot name") != std::string::npos);
+  }
+  // An instance's own namespace may not be the internet's.
+  auto clash = lab::planLab(m, "vpcfw:i:web1");
+  REQUIRE_FALSE(clash);
+  CHECK(clash.error().message.find("planned twice") != std::string::npos);
+}

@@ -64,6 +64,7 @@ struct AddressInfo {
 struct LinkInfo {
   std::string name;
   unsigned index = 0;
+  unsigned peerIndex = 0;  // a veth's peer (IFLA_LINK), in the peer's namespace; 0 when none
   bool up = false;
   std::uint64_t rxPackets = 0, txPackets = 0;
 };
