@@ -7,6 +7,7 @@ concurrent and interrupted commands, and of a truthful `lab status`:
 - a record that is a symlink, another user's, or group-writable is refused;
 - a foreign `ip netns add vpcfw-...` survives `lab down` with and without a config;
 - a second lab claiming a namespace of the first fails and leaves it intact;
+- two labs share the internet namespace; it goes with the last of them;
 - two concurrent `lab up` of one config: one builds, the other refuses;
 - `lab up` killed at several points: status says so, `lab down` removes all;
 - `lab apply` re-addresses an instance a process holds in place, and refuses to
@@ -242,6 +243,33 @@ def shared_names(env, results):
     results.append(("shared: nothing left", ours() == []))
 
 
+def shared_internet(env, results):
+    """Two labs with gateways share the internet namespace; it goes with the last."""
+    inet = os.environ["VPCFW_LAB_INTERNET"]
+    a = env.write("inet-a", config(f"{TAG}ia", 88, [(f"{TAG}iaa", 10)]))
+    b = env.write("inet-b", config(f"{TAG}ib", 89, [(f"{TAG}ibb", 10)]))
+    env.lab("up", "--quiet", a, check=True)
+    ino = inode(inet)
+    r = env.lab("up", "--quiet", b)
+    code, _ = env.status(b)
+    results.append(("shared internet: a second lab joins the first's internet", r.returncode == 0 and code == 0
+                    and inode(inet) == ino))
+    probe = run(env.vpcfw, "probe", b, "--from", "198.51.100.9", "--to", f"{TAG}ibb", "--proto", "tcp", "--port", "80",
+                check=False)
+    results.append(("shared internet: the second lab is reachable from it", probe.returncode == 0))
+    r = env.lab("apply", b)
+    code_a, _ = env.status(a)
+    probe = run(env.vpcfw, "probe", a, "--from", "198.51.100.9", "--to", f"{TAG}iaa", "--proto", "tcp", "--port", "80",
+                check=False)
+    results.append(("shared internet: apply of the second leaves the first's links and routes there",
+                    r.returncode == 0 and code_a == 0 and probe.returncode == 0))
+    env.lab("down", a, check=True)
+    code, _ = env.status(b)
+    results.append(("shared internet: down of the first keeps it for the second", inode(inet) == ino and code == 0))
+    env.lab("down", b, check=True)
+    results.append(("shared internet: down of the last removes it", inode(inet) is None and ours() == []))
+
+
 def concurrent_up(env, results):
     cfg = env.write("conc", config(f"{TAG}c", 96, [(f"{TAG}c{i}", 10 + i) for i in range(4)]))
     for attempt in range(3):
@@ -369,7 +397,7 @@ def main():
     env = Env(sys.argv[1])
     results = []
     try:
-        for t in (forged_records, unsafe_records, foreign_namespaces, shared_names, concurrent_up, killed_up, held,
+        for t in (forged_records, unsafe_records, foreign_namespaces, shared_names, shared_internet, concurrent_up, killed_up, held,
                   status_truth):
             try:
                 t(env, results)

@@ -383,8 +383,12 @@ void inspect(NamespaceStatus& n, const NamespacePlan* p, const LabPlan* plan, st
     else if (!it->up && std::find(p->up.begin(), p->up.end(), i) != p->up.end())
       diff("link " + i + " down");
   }
+  // The internet is shared: other labs' gateways have links, addresses and
+  // routes there too; only this lab's interfaces are compared for extras.
+  const bool shared = p->role == Role::kInternet;
+  auto mine = [&](const std::string& ifname) { return !shared || (want.contains(ifname) && ifname != "lo"); };
   for (const auto& l : *links)
-    if (!want.contains(l.name)) diff("extra link " + l.name);
+    if (!want.contains(l.name) && !shared) diff("extra link " + l.name);
   auto addrs = nl->addresses();
   auto routes = nl->staticRoutes();
   auto rules = nl->rules();
@@ -404,7 +408,7 @@ void inspect(NamespaceStatus& n, const NamespacePlan* p, const LabPlan* plan, st
                                            [&](const AddressPlan& a) { return a.ifname == x.ifname && a.address == x.address; }))
         continue;
     }
-    if (std::none_of(p->addresses.begin(), p->addresses.end(), [&](const AddressPlan& a) {
+    if (mine(x.ifname) && std::none_of(p->addresses.begin(), p->addresses.end(), [&](const AddressPlan& a) {
           return x.ifname == a.ifname && x.address == a.address && x.prefix == a.prefix;
         }))
       diff(fmt::format("extra address {}/{} on {}", x.address.toString(), x.prefix, x.ifname));
@@ -412,7 +416,8 @@ void inspect(NamespaceStatus& n, const NamespacePlan* p, const LabPlan* plan, st
   for (const auto& r : p->routes)
     if (std::find(routes->begin(), routes->end(), r) == routes->end()) diff("missing route " + describe(r));
   for (const auto& r : *routes)
-    if (std::find(p->routes.begin(), p->routes.end(), r) == p->routes.end()) diff("extra route " + describe(r));
+    if (mine(r.ifname) && std::find(p->routes.begin(), p->routes.end(), r) == p->routes.end())
+      diff("extra route " + describe(r));
   for (const auto& r : p->rules)
     if (std::find(rules->begin(), rules->end(), r) == rules->end()) diff("missing rule " + describe(r));
   for (const auto& r : *rules)
@@ -495,6 +500,10 @@ Expected<void> reconcile(const NamespacePlan& p, const std::vector<LinkPlan>& li
     return unexpected(Error{e.code, p.name + ": " + e.message + " (its changes were undone)", e.sysErrno});
   };
   const std::set<std::string> planned = plannedInterfaces(p, links);
+  // The internet is shared with other labs: only what is on this lab's own
+  // links there is this lab's to remove (a gateway's link goes with its namespace).
+  const bool shared = p.role == Role::kInternet;
+  auto mine = [&](const std::string& ifname) { return !shared || (planned.contains(ifname) && ifname != "lo"); };
   for (const auto& i : p.up)
     if (auto r = nl->setLinkUp(i); !r) return failed(r.error());
   auto addrs = nl->addresses();
@@ -526,7 +535,7 @@ Expected<void> reconcile(const NamespacePlan& p, const std::vector<LinkPlan>& li
   auto routes = nl->staticRoutes();
   if (!routes) return failed(routes.error());
   for (const auto& r : *routes)
-    if (std::find(p.routes.begin(), p.routes.end(), r) == p.routes.end()) {
+    if (mine(r.ifname) && std::find(p.routes.begin(), p.routes.end(), r) == p.routes.end()) {
       auto x = nl->deleteRoute(r);
       if (!x && x.error().code != ErrorCode::kNotFound) return failed(x.error());  // gone already: its link vanished
       undo.push([&nl, r] { return nl->addRoute(r); });
@@ -556,7 +565,7 @@ Expected<void> reconcile(const NamespacePlan& p, const std::vector<LinkPlan>& li
   auto ls = nl->links();
   if (!ls) return failed(ls.error());
   for (const auto& l : *ls)
-    if (!planned.contains(l.name) && !kept.contains(l.name)) {
+    if (!planned.contains(l.name) && !kept.contains(l.name) && !shared) {
       // The far end's namespace may be going away right now, taking the
       // link with it: one that vanished meanwhile is not an error.
       if (auto r = nl->deleteLink(l.name); !r && r.error().code != ErrorCode::kNotFound && nl->ifindex(l.name))
