@@ -49,7 +49,7 @@ security_groups:
 instances:
 """
     for i, (name, octet) in enumerate(instances):
-        pub = f", public_ip: 203.0.113.{200 + i}" if gateway and i == 0 else ""
+        pub = f", public_ip: 203.0.113.{100 + cidr8}" if gateway and i == 0 else ""  # distinct per lab
         text += f"  - {{name: {name}, subnet: s1, private_ip: 10.{cidr8}.1.{octet}{pub}, security_groups: [open]}}\n"
     return text
 
