@@ -18,6 +18,7 @@ Everything runs with a private VPCFW_RUN_DIR and a private internet namespace;
 every namespace name carries this run's tag.
 
 usage: test_lab_hardening.py VPCFW    (root; exit 77 = skipped)"""
+import fcntl
 import json
 import os
 import shutil
@@ -281,8 +282,34 @@ def concurrent_up(env, results):
         code, _ = env.status(cfg)
         results.append((f"concurrent up #{attempt}: exactly one builds, the other refuses cleanly, the lab matches",
                         len(ok) == 1 and len(bad) == 1 and "is up" in bad[0][1] and code == 0))
+        if attempt == 0:
+            concurrent_apply(env, cfg, results)
         r = env.lab("down", cfg)
         results.append((f"concurrent up #{attempt}: down leaves nothing", r.returncode == 0 and ours() == []))
+
+
+def concurrent_apply(env, cfg, results):
+    """Applies of one lab wait for each other; a held lock is waited on, and said so."""
+    env.write("conc", config(f"{TAG}c", 96, [(f"{TAG}c{i}", 20 + i) for i in range(4)]))
+    procs = [subprocess.Popen([env.vpcfw, "lab", "apply", cfg], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for _ in range(2)]
+    outs = [p.communicate() + (p.returncode,) for p in procs]
+    code, _ = env.status(cfg)
+    readdressed = sorted(o[0].count("its addresses changed") for o in outs)
+    results.append(("concurrent apply: both succeed, one after the other (one re-addresses, the other finds nothing to do)",
+                    all(o[2] == 0 for o in outs) and readdressed == [0, 4] and code == 0))
+    key = os.path.basename(env.record(cfg))[:-len(".state")]
+    fd = os.open(os.path.join(env.run_dir, "lock", f"lab.{key}"), os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        p = subprocess.Popen([env.vpcfw, "lab", "apply", cfg], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(1.0)
+        waited = p.poll() is None
+    finally:
+        os.close(fd)
+    out, err = p.communicate()
+    results.append(("concurrent apply: a held lab lock is waited for (and said), then the apply runs",
+                    waited and p.returncode == 0 and "waiting for another vpcfw command" in err))
 
 
 def killed_up(env, results):

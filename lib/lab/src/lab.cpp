@@ -724,7 +724,7 @@ bool LabStatus::upToDate() const {
 
 Expected<LabStatus> labStatus(const LabPlan* plan, const LabId* lab) {
   if (geteuid() != 0)
-    return makeError(ErrorCode::kNotOwned, "lab status needs root: it looks inside the lab's namespaces; nothing was checked");
+    return makeError(ErrorCode::kInvalidArgument, "lab status needs root: it looks inside the lab's namespaces; nothing was checked");
   auto dir = state::Dir::open("lab");
   if (!dir) return unexpected(dir.error());
   LabStatus st;

@@ -404,7 +404,7 @@ Expected<void> Rtnl::deleteLink(const std::string& ifname) {
   ifm->ifi_index = static_cast<int>(*idx);
   indexCache_.erase(ifname);
   auto r = talk(nlh, "delete link " + ifname);
-  if (!r && lastErrno_ == ENODEV) return makeError(ErrorCode::kNotFound, "no interface " + ifname);
+  if (!r && lastErrno_ == ENODEV) return makeError(ErrorCode::kNotFound, "no interface " + ifname, lastErrno_);
   return r;
 }
 
@@ -492,7 +492,7 @@ Expected<void> Rtnl::deleteRoute(const RouteSpec& r) {
   fillRoute(nlh, r, false, status);
   if (!status) return status;
   auto x = talk(nlh, "delete route " + describe(r));
-  if (!x && (lastErrno_ == ESRCH || lastErrno_ == ENODEV)) return makeError(ErrorCode::kNotFound, "no route " + describe(r));
+  if (!x && (lastErrno_ == ESRCH || lastErrno_ == ENODEV)) return makeError(ErrorCode::kNotFound, "no route " + describe(r), lastErrno_);
   return x;
 }
 
