@@ -20,6 +20,7 @@
 #include "vpcfw/base/error.h"
 #include "vpcfw/lab/plan.h"
 #include "vpcfw/lab/record.h"
+#include "vpcfw/state/state.h"
 
 namespace vpcfw::lab {
 
@@ -37,7 +38,7 @@ struct LabId {
 struct LabOptions {
   unsigned jobs = 0;  // parallel workers; 0: a few per CPU
   std::function<void(const std::string&)> progress;  // one line per phase, and lock waits
-  std::chrono::milliseconds lockTimeout{30'000};
+  std::chrono::milliseconds lockTimeout = state::kDefaultLockTimeout;  // waiting for another command on the lab
 };
 
 struct LabReport {
