@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -198,28 +199,58 @@ class Journal {
     std::lock_guard l(mu_);
     return record_;
   }
+  // Returns once a record holding the entry is on disk. Workers adding at
+  // once share one write (a group commit): whoever finds no write under
+  // way writes everything added so far; the others wait for it.
   [[nodiscard]] Expected<void> add(const std::string& name, const NsId& id, bool shared) {
-    std::lock_guard l(mu_);
+    std::unique_lock l(mu_);
     record_.add(name, id, shared);
-    return writeLocked();
+    const std::uint64_t mine = ++added_;
+    while (written_ < mine) {
+      if (failed_ >= mine) return unexpected(*error_);
+      if (writing_) {
+        cv_.wait(l);
+        continue;
+      }
+      writing_ = true;
+      const std::uint64_t upto = added_;
+      const std::string content = formatRecord(record_);
+      l.unlock();
+      auto w = write(content, false);
+      l.lock();
+      writing_ = false;
+      if (w) {
+        written_ = std::max(written_, upto);
+      } else {
+        failed_ = std::max(failed_, upto);
+        error_ = w.error();
+      }
+      cv_.notify_all();
+    }
+    return {};
   }
   [[nodiscard]] Expected<void> remove(const std::string& name) {
-    std::lock_guard l(mu_);
+    std::unique_lock l(mu_);
+    cv_.wait(l, [&] { return !writing_; });
     record_.remove(name);
-    return writeLocked();
+    return write(formatRecord(record_), record_.namespaces.empty());
   }
 
  private:
-  Expected<void> writeLocked() {
+  Expected<void> write(const std::string& content, bool empty) {
     const std::string file = recordFile(key_);
-    auto r = record_.namespaces.empty() ? dir_.remove(file) : dir_.writeFile(file, formatRecord(record_));
+    auto r = empty ? dir_.remove(file) : dir_.writeFile(file, content);
     if (!r) return withContext(r.error(), "lab record " + dir_.path() + "/" + file);
     return {};
   }
   state::Dir dir_;
   std::string key_;
   mutable std::mutex mu_;
+  std::condition_variable cv_;
   LabRecord record_;
+  std::uint64_t added_ = 0, written_ = 0, failed_ = 0;  // entries added, on disk, whose write failed
+  bool writing_ = false;
+  std::optional<Error> error_;
 };
 
 // What a record entry is now.
