@@ -3,7 +3,6 @@
 #include "vpcfw/lab/lab.h"
 
 #include <dirent.h>
-#include <fcntl.h>
 #include <unistd.h>
 
 #include <fmt/format.h>
@@ -194,7 +193,6 @@ class Journal {
   }
 
   const state::Dir& dir() const { return dir_; }
-  const std::string& key() const { return key_; }
   LabRecord snapshot() const {
     std::lock_guard l(mu_);
     return record_;

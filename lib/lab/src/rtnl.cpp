@@ -199,9 +199,8 @@ Expected<bool> waitLinkGone(const std::string& ns, const std::string& ifname, st
       }
       return unexpected(sysError("read link events"));
     }
-    std::size_t len = static_cast<std::size_t>(n);
-    for (auto* h = reinterpret_cast<const nlmsghdr*>(buf); mnl_nlmsg_ok(h, static_cast<int>(len));
-         h = mnl_nlmsg_next(h, reinterpret_cast<int*>(&len))) {
+    int len = static_cast<int>(n);
+    for (auto* h = reinterpret_cast<const nlmsghdr*>(buf); mnl_nlmsg_ok(h, len); h = mnl_nlmsg_next(h, &len)) {
       if (h->nlmsg_type != RTM_DELLINK) continue;
       const auto* ifm = static_cast<const ifinfomsg*>(mnl_nlmsg_get_payload(h));
       if (static_cast<unsigned>(ifm->ifi_index) == *idx) return true;
