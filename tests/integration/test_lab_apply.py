@@ -74,7 +74,7 @@ def main():
         expect(results, "before: a -> b", lab.probe("{T}a", "{T}b", port=80), "ok")
 
         out = lab.apply(config([A, B2, C])).stdout
-        results.append(("apply: a new instance is built, a re-addressed one rebuilt",
+        results.append(("apply: a new instance is built, a re-addressed one changed in place",
                         "+ namespace vpcfw:i:" + lab.name("{T}c") in out and "~ namespace vpcfw:i:" + lab.name("{T}b") in out))
         expect(results, "apply: the new instance is reachable", lab.probe("{T}a", "{T}c", port=80), "ok")
         expect(results, "apply: the re-addressed instance is reachable at its new address",
@@ -95,7 +95,7 @@ def main():
         expect(results, "apply: the gateway route is back", lab.probe("198.51.100.8", "{T}a", port=80), "ok")
 
         again = lab.apply(config([A, B2, W], routes=(IGW, PEER_ROUTE), peered=True)).stdout
-        results.append(("a second apply changes nothing", "0 namespaces added, 0 removed, 0 rebuilt, 0 changes" in again))
+        results.append(("a second apply changes nothing", "0 namespaces added, 0 removed, 0 re-addressed, 0 changes, 0 refused" in again))
         status = run(vpcfw, "lab", "status", lab.path, "--json", check=False)
         results.append(("lab status: the changed lab matches its config", status.returncode == 0))
 

@@ -22,6 +22,10 @@ std::optional<model::Model> loadReported(const std::string& path, std::string_vi
 
 double msSince(std::chrono::steady_clock::time_point t0);
 
+// The lab's internet namespace: $VPCFW_LAB_INTERNET (checked: it becomes a
+// path under /run/netns) or vpcfw:internet; prints why not as `command`.
+std::optional<std::string> internetReported(std::string_view command, std::ostream& err);
+
 // `vpcfw lab up|down|status|apply|exec` (lab_commands.cpp) and `vpcfw probe`
 // (probe_command.cpp): each sets `selected` when it is the parsed command.
 void addLabCommands(CLI::App& app, Runner& selected);

@@ -15,6 +15,18 @@
 #include "vpcfw/names/names.h"
 
 namespace vpcfw::cli {
+
+std::optional<std::string> internetReported(std::string_view command, std::ostream& err) {
+  std::string inet = lab::internetNamespace();
+  if (!names::isValidNamespaceName(inet)) {
+    err << fmt::format("{}: VPCFW_LAB_INTERNET={} cannot name a namespace (1..{} of [A-Za-z0-9._:@+-], "
+                       "not starting with '.')\n",
+                       command, quoteForMessage(inet), names::kNamespaceNameMax);
+    return std::nullopt;
+  }
+  return inet;
+}
+
 namespace {
 
 std::string addressesOf(const model::Instance& inst) {
@@ -42,12 +54,23 @@ void printSummary(const model::Model& m, const lab::LabPlan& plan, std::ostream&
 }
 
 std::optional<lab::LabPlan> planReported(const model::Model& m, std::string_view cmd, std::ostream& err) {
-  auto plan = lab::planLab(m);
+  auto inet = internetReported(fmt::format("vpcfw lab {}", cmd), err);
+  if (!inet) return std::nullopt;
+  auto plan = lab::planLab(m, *inet);
   if (!plan) {
     err << "vpcfw lab " << cmd << ": " << plan.error().message << '\n';
     return std::nullopt;
   }
   return std::move(*plan);
+}
+
+std::optional<lab::LabId> labIdReported(const std::string& path, std::string_view cmd, std::ostream& err) {
+  auto id = lab::labIdOf(path);
+  if (!id) {
+    err << "vpcfw lab " << cmd << ": " << id.error().message << '\n';
+    return std::nullopt;
+  }
+  return *id;
 }
 
 // With a config: its plan (nullopt in *plan when none is given); false when
@@ -61,6 +84,16 @@ bool optionalPlan(const std::string& path, std::string_view consequence, std::st
   return plan.has_value();
 }
 
+lab::LabOptions optionsFor(unsigned jobs, bool quiet, std::ostream& err) {
+  lab::LabOptions lo;
+  lo.jobs = jobs;
+  // Lock waits are always said; phases unless --quiet.
+  lo.progress = [&err, quiet](const std::string& line) {
+    if (!quiet || line.starts_with("waiting")) err << "  " << line << '\n' << std::flush;
+  };
+  return lo;
+}
+
 struct UpOptions {
   std::string config;
   unsigned jobs = 0;
@@ -72,16 +105,14 @@ int labUp(const UpOptions& o, std::ostream& out, std::ostream& err) {
   if (!m) return kExitUsage;
   auto plan = planReported(*m, "up", err);
   if (!plan) return kExitUsage;
+  auto id = labIdReported(o.config, "up", err);
+  if (!id) return kExitUsage;
   auto t0 = std::chrono::steady_clock::now();
-  lab::LabOptions lo;
-  lo.jobs = o.jobs;
-  if (!o.quiet) lo.progress = [&](const std::string& line) { err << "  " << line << '\n' << std::flush; };
-  auto r = lab::labUp(*plan, lo);
+  auto r = lab::labUp(*plan, *id, optionsFor(o.jobs, o.quiet, err));
   if (!r) {
-    err << "vpcfw lab up: " << r.error().message << " (what was built was removed)\n";
+    err << "vpcfw lab up: " << r.error().message << '\n';
     return kExitBlocked;
   }
-  if (auto w = lab::writeState(*plan, o.config); !w) err << "vpcfw lab up: " << w.error().message << '\n';
   out << fmt::format("lab up: {} namespaces, {} links, {} addresses, {} routes, {} policy rules, {} rulesets in {:.0f} ms\n\n",
                      r->namespaces.size(), r->links, r->addresses, r->routes, r->rules, plan->rulesets.size(), msSince(t0));
   printSummary(*m, *plan, out);
@@ -91,49 +122,72 @@ int labUp(const UpOptions& o, std::ostream& out, std::ostream& err) {
 int labDown(const std::string& path, std::ostream& out, std::ostream& err) {
   std::optional<lab::LabPlan> plan;
   if (!optionalPlan(path, "nothing was removed", "down", plan, err)) return kExitUsage;
+  std::optional<lab::LabId> id;
+  if (!path.empty() && !(id = labIdReported(path, "down", err))) return kExitUsage;
   auto t0 = std::chrono::steady_clock::now();
-  auto n = lab::labDown(plan ? &*plan : nullptr, path);
-  out << fmt::format("lab down: removed {} namespaces in {:.0f} ms\n", n, msSince(t0));
-  return kExitOk;
+  auto r = lab::labDown(plan ? &*plan : nullptr, id ? &*id : nullptr, optionsFor(0, true, err));
+  if (!r) {
+    err << "vpcfw lab down: " << r.error().message << '\n';
+    return kExitBlocked;
+  }
+  for (const auto& n : r->leftAlone) err << "vpcfw lab down: " << n << '\n';
+  for (const auto& e : r->errors) err << "vpcfw lab down: error: " << e << '\n';
+  out << fmt::format("lab down: removed {} namespaces in {:.0f} ms\n", r->removed.size(), msSince(t0));
+  return r->errors.empty() ? kExitOk : kExitBlocked;
 }
 
 int labStatus(const std::string& path, bool json, std::ostream& out, std::ostream& err) {
   std::optional<lab::LabPlan> plan;
   if (!optionalPlan(path, "no status", "status", plan, err)) return kExitUsage;
-  auto st = lab::labStatus(plan ? &*plan : nullptr, path);
+  std::optional<lab::LabId> id;
+  if (!path.empty() && !(id = labIdReported(path, "status", err))) return kExitUsage;
+  auto st = lab::labStatus(plan ? &*plan : nullptr, id ? &*id : nullptr);
   if (!st) {
+    if (json)
+      out << nlohmann::json{{"error", st.error().message}, {"up_to_date", false}}.dump(2) << '\n';
     err << "vpcfw lab status: " << st.error().message << '\n';
     return kExitBlocked;
   }
   const bool running = std::any_of(st->namespaces.begin(), st->namespaces.end(), [](const auto& n) { return n.exists; });
+  auto stateOf = [&](const lab::NamespaceStatus& n) -> std::string {
+    if (!n.exists) return "missing";
+    if (!n.recorded) return "foreign";
+    if (!n.verified) return "unknown";
+    if (plan && !n.planned) return "extra";
+    return n.differences.empty() ? "up" : "differs";
+  };
   if (json) {
     nlohmann::json arr = nlohmann::json::array();
     for (const auto& n : st->namespaces) {
-      nlohmann::json j{{"namespace", n.name}, {"role", n.role},       {"object", n.object},
-                       {"exists", n.exists},  {"planned", n.planned}, {"interfaces", n.interfaces},
+      nlohmann::json j{{"namespace", n.name},         {"role", n.role},         {"object", n.object},
+                       {"state", stateOf(n)},         {"exists", n.exists},     {"planned", n.planned},
+                       {"recorded", n.recorded},      {"verified", n.verified}, {"interfaces", n.interfaces},
                        {"interfaces_up", n.interfacesUp}, {"rx_packets", n.rxPackets}, {"tx_packets", n.txPackets},
-                       {"ruleset", n.hasRuleset}};
+                       {"ruleset", n.hasRuleset},     {"differences", n.differences}};
       if (plan && n.hasRuleset) j["ruleset_current"] = n.rulesetCurrent;
       arr.push_back(std::move(j));
     }
-    nlohmann::json j{{"running", running}, {"namespaces", arr}};
+    nlohmann::json j{{"running", running}, {"namespaces", arr}, {"problems", st->problems}};
     if (plan) j["up_to_date"] = st->upToDate();
-    out << j.dump(2) << '\n';
-  } else if (!running && st->namespaces.empty()) {
+    out << j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << '\n';
+  } else if (!running && st->namespaces.empty() && st->problems.empty()) {
     out << "no lab is running\n";
   } else {
-    out << fmt::format("{:<28} {:<9} {:<14} {:<7} {:>9} {:>10} {:>10}  {}\n", "NAMESPACE", "ROLE", "OBJECT", "STATE",
+    out << fmt::format("{:<28} {:<9} {:<14} {:<8} {:>9} {:>10} {:>10}  {}\n", "NAMESPACE", "ROLE", "OBJECT", "STATE",
                        "LINKS UP", "RX PKTS", "TX PKTS", "RULES");
     for (const auto& n : st->namespaces) {
-      std::string state = !n.exists ? "missing" : (n.planned || !plan) ? "up" : "extra";
-      std::string rules = !n.hasRuleset ? "-" : !plan || !n.planned ? "loaded" : n.rulesetCurrent ? "current" : "differs";
-      out << fmt::format("{:<28} {:<9} {:<14} {:<7} {:>9} {:>10} {:>10}  {}\n", n.name, n.role, n.object, state,
+      std::string rules = !n.verified ? "?" : !n.hasRuleset ? "-" : !plan || !n.planned ? "loaded" : n.rulesetCurrent ? "current" : "differs";
+      out << fmt::format("{:<28} {:<9} {:<14} {:<8} {:>9} {:>10} {:>10}  {}\n", n.name, n.role, n.object, stateOf(n),
                          fmt::format("{}/{}", n.interfacesUp, n.interfaces), n.rxPackets, n.txPackets, rules);
+      for (const auto& d : n.differences) out << "    " << d << '\n';
     }
-    if (plan) out << (st->upToDate() ? "the lab matches the config\n" : "the lab differs from the config (vpcfw lab apply)\n");
+    for (const auto& p : st->problems) out << "could not check: " << p << '\n';
+    if (plan)
+      out << (st->upToDate() ? "the lab matches the config\n"
+                             : "the lab differs from the config, or could not be fully checked (vpcfw lab apply)\n");
   }
   if (plan) return st->upToDate() ? kExitOk : kExitBlocked;
-  return kExitOk;
+  return st->problems.empty() ? kExitOk : kExitBlocked;
 }
 
 int labApply(const std::string& path, std::ostream& out, std::ostream& err) {
@@ -141,19 +195,23 @@ int labApply(const std::string& path, std::ostream& out, std::ostream& err) {
   if (!m) return kExitUsage;
   auto plan = planReported(*m, "apply", err);
   if (!plan) return kExitUsage;
+  auto id = labIdReported(path, "apply", err);
+  if (!id) return kExitUsage;
   auto t0 = std::chrono::steady_clock::now();
-  auto r = lab::labApply(*plan, path, {});
+  auto r = lab::labApply(*plan, *id, optionsFor(0, true, err));
   if (!r) {
     err << "vpcfw lab apply: " << r.error().message << '\n';
     return kExitBlocked;
   }
   for (const auto& a : r->added) out << "  + namespace " << a << '\n';
   for (const auto& a : r->removed) out << "  - namespace " << a << '\n';
-  for (const auto& a : r->rebuilt) out << "  ~ namespace " << a << " (rebuilt: its addresses changed)\n";
+  for (const auto& a : r->readdressed) out << "  ~ namespace " << a << " (its addresses changed, in place)\n";
   for (const auto& c : r->changes) out << "  ~ " << c << '\n';
-  out << fmt::format("lab apply: {} namespaces added, {} removed, {} rebuilt, {} changes in {:.0f} ms\n", r->added.size(),
-                     r->removed.size(), r->rebuilt.size(), r->changes.size(), msSince(t0));
-  return kExitOk;
+  for (const auto& c : r->refused) err << "vpcfw lab apply: not applied: " << c << '\n';
+  out << fmt::format("lab apply: {} namespaces added, {} removed, {} re-addressed, {} changes, {} refused in {:.0f} ms\n",
+                     r->added.size(), r->removed.size(), r->readdressed.size(), r->changes.size(), r->refused.size(),
+                     msSince(t0));
+  return r->refused.empty() ? kExitOk : kExitBlocked;
 }
 
 // Runs CMD inside a lab namespace and returns its exit status. TARGET is an
@@ -166,7 +224,9 @@ int labExec(const std::string& target, const std::string& configPath, const std:
   }
   std::string ns;
   if (target == "internet") {
-    ns = lab::internetNamespace();
+    auto inet = internetReported("exec", err);
+    if (!inet) return kExitUsage;
+    ns = *inet;
   } else if (target.rfind("router:", 0) == 0) {
     ns = names::routerNamespace(target.substr(7));
   } else if (target.rfind("igw:", 0) == 0) {
@@ -228,8 +288,8 @@ void addLabCommands(CLI::App& app, Runner& selected) {
   upCmd->callback([&selected, up] { selected = [up](std::ostream& o, std::ostream& e) { return labUp(*up, o, e); }; });
 
   auto down = std::make_shared<std::string>();
-  auto* downCmd = labCmd->add_subcommand("down", "Remove every namespace vpcfw made (also after a crash)");
-  downCmd->add_option("config", *down, "Config file: remove only its lab (default: everything named vpcfw-* or vpcfw:*)");
+  auto* downCmd = labCmd->add_subcommand("down", "Remove the namespaces vpcfw made (per its records, also after a crash)");
+  downCmd->add_option("config", *down, "Config file: remove only its lab (default: every lab vpcfw has a record of)");
   downCmd->callback([&selected, down] { selected = [down](std::ostream& o, std::ostream& e) { return labDown(*down, o, e); }; });
 
   struct StatusOptions {

@@ -46,7 +46,9 @@ expected<probe::Session, int> session(const model::Model& m, std::ostream& err) 
     }
     seed = v;
   }
-  auto plan = lab::planLab(m);
+  auto inet = internetReported("vpcfw probe", err);
+  if (!inet) return unexpected<int>(kExitUsage);
+  auto plan = lab::planLab(m, *inet);
   if (!plan) {
     err << "vpcfw probe: " << plan.error().message << " (nothing was probed)\n";
     return unexpected<int>(kExitUsage);

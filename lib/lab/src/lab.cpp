@@ -1,11 +1,17 @@
+// Carrying out a lab plan: up, apply, status and down, each under the lab's
+// lock, with the lab's record as the proof of what it made (docs/lab.md).
 #include "vpcfw/lab/lab.h"
+
+#include <dirent.h>
+#include <unistd.h>
 
 #include <fmt/format.h>
 
 #include <algorithm>
 #include <atomic>
-#include <cstdlib>
 #include <chrono>
+#include <condition_variable>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -13,132 +19,17 @@
 #include <set>
 #include <thread>
 
-#include "vpcfw/compile/compiler.h"
+#include "vpcfw/lab/rtnl.h"
 #include "vpcfw/names/names.h"
 #include "vpcfw/nft/applier.h"
 #include "vpcfw/nft/netns.h"
+#include "vpcfw/state/state.h"
 
 namespace vpcfw::lab {
 namespace {
 
-using compile::Field;
-using compile::Match;
-using compile::Op;
-using model::kNone;
-using net::Cidr;
-using net::IpAddress;
 using Role = NamespacePlan::Role;
-
-constexpr std::uint32_t kSubnetTableBase = 100;   // table of the VPC's k-th subnet: 100 + k
-constexpr std::uint32_t kSubnetRuleBase = 1000;   // its rules' priority
-constexpr std::string_view kGatewayLink = names::kRouterGatewayInterface;  // router side of the router-gateway link
-constexpr std::string_view kGatewayVpcSide = names::kGatewayVpcInterface;
-constexpr std::string_view kGatewayInetSide = names::kGatewayInternetInterface;
-
-IpAddress ip(const char* s) { return *IpAddress::parse(s); }
-
-// Point-to-point links carry link-local next hops: the router-gateway link
-// 169.254.0.1 (router) / .2 (gateway), the gateway-internet link .6 (gateway)
-// / .5 (internet); IPv6 fe80::1/::2 and fe80::6/::5 the same way.
-const IpAddress kRouterGw4 = ip("169.254.0.1"), kGatewayVpc4 = ip("169.254.0.2"), kInternetSide4 = ip("169.254.0.5"),
-                kGatewayInet4 = ip("169.254.0.6");
-const IpAddress kRouterGw6 = ip("fe80::1"), kGatewayVpc6 = ip("fe80::2"), kInternetSide6 = ip("fe80::5"),
-                kGatewayInet6 = ip("fe80::6");
-
-// Peering k: 169.254.(1 + k/64).(4(k%64)) /30, requester .1, accepter .2;
-// IPv6 fe80::1 (requester) and fe80::2 (accepter) on the link.
-IpAddress peeringAddress(std::size_t k, bool requester) {
-  const auto third = static_cast<unsigned>(1 + k / 64), fourth = static_cast<unsigned>(4 * (k % 64) + (requester ? 1 : 2));
-  return *IpAddress::parse(fmt::format("169.254.{}.{}", third, fourth));
-}
-
-std::vector<std::pair<std::string, std::string>> routerSysctls() {
-  return {{"net/ipv4/conf/all/rp_filter", "0"},      {"net/ipv4/conf/default/rp_filter", "0"},
-          {"net/ipv4/ip_forward", "1"},              {"net/ipv6/conf/all/forwarding", "1"},
-          {"net/ipv6/conf/default/accept_dad", "0"}, {"net/ipv6/conf/default/accept_ra", "0"}};
-}
-
-RouteSpec route(const Cidr& dst, std::string ifname, std::optional<IpAddress> gw = std::nullopt,
-                std::uint32_t table = 254, bool onlink = false) {
-  RouteSpec r;
-  r.dst = dst;
-  r.ifname = std::move(ifname);
-  r.gateway = gw;
-  r.table = table;
-  r.onlink = onlink;
-  return r;
-}
-
-Match eq(Field f, compile::Value v) { return Match{{f}, Op::kEq, std::move(v), {}}; }
-compile::AddressRange single(const IpAddress& a) { return {a, a}; }
-compile::AddressRange rangeOf(const Cidr& c) { return {c.network(), c.last()}; }
-
-// The gateway's table: 1:1 NAT for instances with a public IPv4 address,
-// their IPv6 addresses as they are, nothing else through.
-compile::Ruleset gatewayRuleset(const model::Model& m, std::size_t vpcIndex, const std::string& ns) {
-  const auto& vpc = m.vpcs[vpcIndex];
-  compile::Ruleset rs;
-  rs.fabric = ns;
-  rs.table.name = "vpcfw";
-  auto chain = [](std::string name, std::string type, int priority, compile::Verdict policy) {
-    compile::Chain c;
-    c.hook = name;
-    c.name = std::move(name);
-    c.type = std::move(type);
-    c.priority = priority;
-    c.policy = policy;
-    return c;
-  };
-  compile::Chain fwd = chain("forward", "filter", 0, compile::Verdict::drop());
-  compile::Chain pre = chain("prerouting", "nat", -100, compile::Verdict::accept());
-  compile::Chain post = chain("postrouting", "nat", 100, compile::Verdict::accept());
-  compile::Rule est;
-  est.ctState = compile::CtState::kEstablishedRelated;
-  est.verdict = compile::Verdict::accept();
-  fwd.rules.push_back(est);
-  const std::string vpcSide(kGatewayVpcSide), inetSide(kGatewayInetSide);
-  for (const auto& inst : m.instances) {
-    if (inst.vpc != vpcIndex || !inst.publicIp || inst.placement.kind != model::Placement::Kind::kLabNamespace) continue;
-    const std::string what = fmt::format("instance {}: {} <-> {}", inst.name, inst.privateIp.toString(), inst.publicIp->toString());
-    compile::Rule d;
-    d.matches = {eq(Field::kIifname, inetSide), eq(Field::kIpDaddr, single(*inst.publicIp))};
-    d.nat = compile::Nat{false, inst.privateIp};
-    d.comment = what;
-    pre.rules.push_back(d);
-    compile::Rule s;
-    s.matches = {eq(Field::kOifname, inetSide), eq(Field::kIpSaddr, single(inst.privateIp))};
-    s.nat = compile::Nat{true, *inst.publicIp};
-    s.comment = what;
-    post.rules.push_back(s);
-    compile::Rule out;
-    out.matches = {eq(Field::kIifname, vpcSide), eq(Field::kIpSaddr, single(inst.privateIp))};
-    out.verdict = compile::Verdict::accept();
-    out.comment = what;
-    fwd.rules.push_back(out);
-    compile::Rule in;
-    in.matches = {eq(Field::kIifname, inetSide), eq(Field::kIpDaddr, single(inst.privateIp))};  // after dnat
-    in.verdict = compile::Verdict::accept();
-    in.comment = what;
-    fwd.rules.push_back(in);
-  }
-  if (vpc.ipv6Cidr) {
-    compile::Rule out;
-    out.matches = {eq(Field::kIifname, vpcSide), eq(Field::kIp6Saddr, rangeOf(*vpc.ipv6Cidr))};
-    out.verdict = compile::Verdict::accept();
-    out.comment = "IPv6 of VPC " + vpc.name + ", not translated";
-    fwd.rules.push_back(out);
-    compile::Rule in = out;
-    in.matches = {eq(Field::kIifname, inetSide), eq(Field::kIp6Daddr, rangeOf(*vpc.ipv6Cidr))};
-    fwd.rules.push_back(in);
-  }
-  compile::Rule drop;
-  drop.counter = true;
-  drop.verdict = compile::Verdict::drop();
-  drop.comment = "the internet gateway routes only public addresses and the VPC's IPv6";
-  fwd.rules.push_back(drop);
-  rs.table.chains = {std::move(fwd), std::move(pre), std::move(post)};
-  return rs;
-}
+using net::IpAddress;
 
 // Runs fn(0..n-1) on up to `jobs` threads; the first error wins.
 Expected<void> parallelFor(std::size_t n, unsigned jobs, const std::function<Expected<void>(std::size_t)>& fn) {
@@ -213,276 +104,575 @@ Expected<void> configure(const NamespacePlan& p) {
   return {};
 }
 
-Expected<void> makeNamespace(const NamespacePlan& p) {
-  if (auto r = createNamespace(p.name); !r) return r;
-  for (const auto& [k, v] : p.sysctls)
-    if (auto r = writeSysctl(p.name, k, v); !r) return unexpected(Error{r.error().code, p.name + ": " + r.error().message});
-  return {};
-}
-
 Expected<void> makeLink(const LinkPlan& l) {
   auto nl = Rtnl::open(l.ns);
   if (!nl) return unexpected(nl.error());
   return nl->createVeth(l.name, l.peerNs, l.peer);
 }
 
-}  // namespace
+// How long a removed namespace's veth ends may take to vanish from their peers.
+constexpr std::chrono::milliseconds kLinkGoneTimeout{3000};
 
-std::string_view roleName(Role r) {
-  switch (r) {
-    case Role::kRouter: return "router";
-    case Role::kInstance: return "instance";
-    case Role::kGateway: return "gateway";
-    case Role::kInternet: return "internet";
+std::string leftAloneWhy() {
+  return "not made by vpcfw (or its record is lost); left alone; remove with `ip netns delete` if it is yours";
+}
+
+// ------------------------------------------------------------ records
+
+Expected<std::optional<LabRecord>> readRecord(const state::Dir& dir, const std::string& key) {
+  const std::string file = recordFile(key);
+  auto text = dir.readFile(file, kRecordMaxBytes);
+  if (!text) return withContext(text.error(), "lab record " + dir.path() + "/" + file);
+  if (!*text) return std::optional<LabRecord>{};
+  auto r = parseRecord(**text);
+  if (!r)
+    return makeError(ErrorCode::kInvalidArgument,
+                     fmt::format("lab record {}/{}: {}; nothing in it is trusted or acted on (fix or remove the file)",
+                                 dir.path(), file, r.error().message));
+  return std::optional<LabRecord>{std::move(*r)};
+}
+
+// The keys of every lab record in the directory.
+std::vector<std::string> recordKeys(const state::Dir& dir) {
+  std::vector<std::string> out;
+  const int fd = dup(dir.fd());
+  if (fd < 0) return out;
+  DIR* d = fdopendir(fd);
+  if (!d) {
+    close(fd);
+    return out;
   }
-  return "?";
+  rewinddir(d);
+  constexpr std::string_view kSuffix = ".state";
+  while (dirent* e = readdir(d)) {
+    std::string_view n = e->d_name;
+    if (!n.starts_with("lab-") || !n.ends_with(kSuffix)) continue;
+    const std::string key(n.substr(0, n.size() - kSuffix.size()));
+    if (state::isSafeComponent(key)) out.push_back(key);
+  }
+  closedir(d);
+  std::sort(out.begin(), out.end());
+  return out;
 }
 
-std::string instanceNamespace(const model::Instance& inst) {
-  return names::instanceNamespace(inst.name, inst.placement.netns);
+// True when a record other than `key`'s names `name` with identity `id`
+// (or cannot be read: then it might, and the namespace is kept).
+bool referencedElsewhere(const state::Dir& dir, const std::string& key, const std::string& name, const NsId& id) {
+  for (const auto& k : recordKeys(dir)) {
+    if (k == key) continue;
+    auto r = readRecord(dir, k);
+    if (!r) return true;
+    if (!*r) continue;
+    if (const NsRecord* n = (*r)->find(name); n && n->id == id) return true;
+  }
+  return false;
 }
-std::string routerNamespace(const model::Vpc& vpc) { return names::routerNamespace(vpc.name); }
-std::string gatewayNamespace(const model::Vpc& vpc) { return names::gatewayNamespace(vpc.name); }
+
+// The record of one lab, written through to disk on every change (a
+// journal: a process killed at any point leaves a record of all it made).
+class Journal {
+ public:
+  Journal(state::Dir dir, std::string key, LabRecord record)
+      : dir_(std::move(dir)), key_(std::move(key)), record_(std::move(record)) {}
+
+  [[nodiscard]] static Expected<std::unique_ptr<Journal>> open(const LabId& lab) {
+    auto dir = state::Dir::open("lab");
+    if (!dir) return unexpected(dir.error());
+    auto rec = readRecord(*dir, lab.key);
+    if (!rec) return unexpected(rec.error());
+    LabRecord r;
+    r.config = lab.config;
+    if (*rec) {
+      if ((*rec)->config != lab.config)
+        return makeError(ErrorCode::kInvalidArgument,
+                         fmt::format("lab record {}/{} is the record of {}, not of {}; nothing was done", dir->path(),
+                                     recordFile(lab.key), (*rec)->config, lab.config));
+      r = std::move(**rec);
+    }
+    return std::make_unique<Journal>(std::move(*dir), lab.key, std::move(r));
+  }
+
+  const state::Dir& dir() const { return dir_; }
+  LabRecord snapshot() const {
+    std::lock_guard l(mu_);
+    return record_;
+  }
+  // Returns once a record holding the entry is on disk. Workers adding at
+  // once share one write (a group commit): whoever finds no write under
+  // way writes everything added so far; the others wait for it.
+  [[nodiscard]] Expected<void> add(const std::string& name, const NsId& id, bool shared) {
+    std::unique_lock l(mu_);
+    record_.add(name, id, shared);
+    const std::uint64_t mine = ++added_;
+    while (written_ < mine) {
+      if (failed_ >= mine) return unexpected(*error_);
+      if (writing_) {
+        cv_.wait(l);
+        continue;
+      }
+      writing_ = true;
+      const std::uint64_t upto = added_;
+      const std::string content = formatRecord(record_);
+      l.unlock();
+      auto w = write(content, false);
+      l.lock();
+      writing_ = false;
+      if (w) {
+        written_ = std::max(written_, upto);
+      } else {
+        failed_ = std::max(failed_, upto);
+        error_ = w.error();
+      }
+      cv_.notify_all();
+    }
+    return {};
+  }
+  [[nodiscard]] Expected<void> remove(const std::string& name) {
+    std::unique_lock l(mu_);
+    cv_.wait(l, [&] { return !writing_; });
+    record_.remove(name);
+    return write(formatRecord(record_), record_.namespaces.empty());
+  }
+
+ private:
+  Expected<void> write(const std::string& content, bool empty) {
+    const std::string file = recordFile(key_);
+    auto r = empty ? dir_.remove(file) : dir_.writeFile(file, content);
+    if (!r) return withContext(r.error(), "lab record " + dir_.path() + "/" + file);
+    return {};
+  }
+  state::Dir dir_;
+  std::string key_;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  LabRecord record_;
+  std::uint64_t added_ = 0, written_ = 0, failed_ = 0;  // entries added, on disk, whose write failed
+  bool writing_ = false;
+  std::optional<Error> error_;
+};
+
+// What a record entry is now.
+enum class Proof { kGone, kOurs, kOther };
+struct Proven {
+  Proof proof = Proof::kGone;
+  std::string why;  // for kOther
+};
+Proven prove(const NsRecord& r) {
+  auto id = namespaceIdentity(r.name);
+  if (!id) return {Proof::kOther, id.error().message};
+  if (!*id) return {Proof::kGone, {}};
+  if (**id != r.id)
+    return {Proof::kOther, fmt::format("it is {}, not the namespace the record names ({})", describe(**id), describe(r.id))};
+  return {Proof::kOurs, {}};
+}
+
+// The internet namespace `name` (identity `id`) as a lab's record names it:
+// a lab may then share it.
+bool internetRecorded(const state::Dir& dir, const std::string& name, const NsId& id) {
+  for (const auto& k : recordKeys(dir)) {
+    auto r = readRecord(dir, k);
+    if (!r || !*r) continue;
+    if (const NsRecord* n = (*r)->find(name); n && n->shared && n->id == id) return true;
+  }
+  return false;
+}
+
+// ------------------------------------------------------------ locks
+
+Expected<state::Lock> acquire(std::string_view kind, const std::string& name, const LabOptions& o) {
+  return state::Lock::acquire(kind, name, o.lockTimeout, [&](const std::string& holder) {
+    if (o.progress) o.progress(fmt::format("waiting for another vpcfw command on this lab ({})", holder));
+  });
+}
+
+// The lab's lock, then the internet's when the lab has one.
+struct Locks {
+  std::optional<state::Lock> lab, internet;
+};
+Expected<Locks> lockLab(const std::string& key, const std::string& internet, const LabOptions& o) {
+  Locks l;
+  auto a = acquire("lab", key, o);
+  if (!a) return unexpected(a.error());
+  l.lab = std::move(*a);
+  if (!internet.empty()) {
+    auto b = acquire("lab-internet", internet, o);
+    if (!b) return unexpected(b.error());
+    l.internet = std::move(*b);
+  }
+  return l;
+}
+
+std::string recordedInternet(const LabRecord& r) {
+  for (const auto& n : r.namespaces)
+    if (n.shared) return n.name;
+  return {};
+}
+
+// ------------------------------------------------------------ lab down of one record
+
+Expected<void> downOne(const state::Dir& dir, const std::string& key, const std::string& config, const LabPlan* plan,
+                       const LabOptions& options, LabDownReport& rep) {
+  auto labLock = acquire("lab", key, options);
+  if (!labLock) return unexpected(labLock.error());
+  auto rec = readRecord(dir, key);
+  if (!rec) return unexpected(rec.error());
+  LabRecord r;
+  if (*rec) r = std::move(**rec);
+  if (*rec && !config.empty() && r.config != config)
+    return makeError(ErrorCode::kInvalidArgument, fmt::format("lab record {}/{} is the record of {}, not of {}; nothing was done",
+                                                              dir.path(), recordFile(key), r.config, config));
+  std::optional<state::Lock> inetLock;
+  if (const std::string inet = recordedInternet(r); !inet.empty()) {
+    auto l = acquire("lab-internet", inet, options);
+    if (!l) return unexpected(l.error());
+    inetLock = std::move(*l);
+  }
+  LabRecord keep;
+  keep.config = r.config;
+  // The internet last: the gateways' links into it go first.
+  std::stable_partition(r.namespaces.begin(), r.namespaces.end(), [](const NsRecord& n) { return !n.shared; });
+  for (const auto& n : r.namespaces) {
+    const Proven p = prove(n);
+    if (p.proof == Proof::kGone) continue;
+    if (p.proof == Proof::kOther) {
+      rep.errors.push_back(fmt::format("{}: recorded by the lab of {}, but {}; left alone", n.name, r.config, p.why));
+      continue;
+    }
+    if (n.shared && referencedElsewhere(dir, key, n.name, n.id)) {
+      rep.leftAlone.push_back(n.name + ": the internet of another lab too; kept for it");
+      continue;
+    }
+    if (auto d = deleteNamespace(n.name, n.id); !d) {
+      rep.errors.push_back(n.name + ": " + d.error().message);
+      keep.namespaces.push_back(n);
+      continue;
+    }
+    rep.removed.push_back(n.name);
+  }
+  if (plan)
+    for (const auto& n : plan->namespaces)
+      if (!r.find(n.name) && namespaceExists(n.name))
+        rep.leftAlone.push_back(n.name + ": no record of this lab says vpcfw made it (another lab's, or " + leftAloneWhy() + ")");
+  const std::string file = recordFile(key);
+  auto w = keep.namespaces.empty() ? dir.remove(file) : dir.writeFile(file, formatRecord(keep));
+  if (!w) return withContext(w.error(), "lab record " + dir.path() + "/" + file);
+  return {};
+}
+
+// ------------------------------------------------------------ status
+
+bool isLinkLocal(const IpAddress& a) { return !a.isV4() && a.bytes()[0] == 0xfe && (a.bytes()[1] & 0xc0) == 0x80; }
+
+// The interfaces a namespace's plan has: those it brings up and its link ends.
+std::set<std::string> plannedInterfaces(const NamespacePlan& p, const std::vector<LinkPlan>& links) {
+  std::set<std::string> s(p.up.begin(), p.up.end());
+  for (const auto& l : links) {
+    if (l.ns == p.name) s.insert(l.name);
+    if (l.peerNs == p.name) s.insert(l.peer);
+  }
+  return s;
+}
+
+// Looks inside one namespace: links, and against its plan (when given)
+// links up, addresses, static routes, policy rules and its ruleset.
+void inspect(NamespaceStatus& n, const NamespacePlan* p, const LabPlan* plan, std::vector<std::string>& problems) {
+  auto nl = Rtnl::open(n.name);
+  if (!nl) {
+    problems.push_back(n.name + ": could not look inside: " + nl.error().message);
+    return;
+  }
+  auto links = nl->links();
+  if (!links) {
+    problems.push_back(n.name + ": could not list links: " + links.error().message);
+    return;
+  }
+  for (const auto& l : *links) {
+    if (l.name == "lo") continue;
+    ++n.interfaces;
+    if (l.up) ++n.interfacesUp;
+    n.rxPackets += l.rxPackets;
+    n.txPackets += l.txPackets;
+  }
+  auto table = nft::tableStatus(n.name);
+  if (!table) {
+    problems.push_back(n.name + ": could not read its nftables table: " + table.error().message);
+    return;
+  }
+  n.hasRuleset = table->exists;
+  if (!p) {
+    n.verified = true;
+    return;
+  }
+  auto diff = [&](const std::string& d) { n.differences.push_back(d); };
+  const std::set<std::string> want = plannedInterfaces(*p, plan->links);
+  for (const auto& i : want) {
+    auto it = std::find_if(links->begin(), links->end(), [&](const LinkInfo& l) { return l.name == i; });
+    if (it == links->end())
+      diff("missing link " + i);
+    else if (!it->up && std::find(p->up.begin(), p->up.end(), i) != p->up.end())
+      diff("link " + i + " down");
+  }
+  // The internet is shared: other labs' gateways have links, addresses and
+  // routes there too; only this lab's interfaces are compared for extras.
+  const bool shared = p->role == Role::kInternet;
+  auto mine = [&](const std::string& ifname) { return !shared || (want.contains(ifname) && ifname != "lo"); };
+  for (const auto& l : *links)
+    if (!want.contains(l.name) && !shared) diff("extra link " + l.name);
+  auto addrs = nl->addresses();
+  auto routes = nl->staticRoutes();
+  auto rules = nl->rules();
+  if (!addrs || !routes || !rules) {
+    problems.push_back(n.name + ": could not read its addresses, routes or rules");
+    return;
+  }
+  for (const auto& a : p->addresses)
+    if (std::none_of(addrs->begin(), addrs->end(), [&](const AddressInfo& x) {
+          return x.ifname == a.ifname && x.address == a.address && x.prefix == a.prefix;
+        }))
+      diff(fmt::format("missing address {}/{} on {}", a.address.toString(), a.prefix, a.ifname));
+  for (const auto& x : *addrs) {
+    if (x.ifname == "lo" || (isLinkLocal(x.address) && x.prefix == 64)) {
+      // the kernel's own (loopback, and every interface's fe80::/64), unless planned
+      if (x.ifname == "lo" || std::none_of(p->addresses.begin(), p->addresses.end(),
+                                           [&](const AddressPlan& a) { return a.ifname == x.ifname && a.address == x.address; }))
+        continue;
+    }
+    if (mine(x.ifname) && std::none_of(p->addresses.begin(), p->addresses.end(), [&](const AddressPlan& a) {
+          return x.ifname == a.ifname && x.address == a.address && x.prefix == a.prefix;
+        }))
+      diff(fmt::format("extra address {}/{} on {}", x.address.toString(), x.prefix, x.ifname));
+  }
+  for (const auto& r : p->routes)
+    if (std::find(routes->begin(), routes->end(), r) == routes->end()) diff("missing route " + describe(r));
+  for (const auto& r : *routes)
+    if (mine(r.ifname) && std::find(p->routes.begin(), p->routes.end(), r) == p->routes.end())
+      diff("extra route " + describe(r));
+  for (const auto& r : p->rules)
+    if (std::find(rules->begin(), rules->end(), r) == rules->end()) diff("missing rule " + describe(r));
+  for (const auto& r : *rules)
+    if (isLabRule(r) && std::find(p->rules.begin(), p->rules.end(), r) == p->rules.end()) diff("extra rule " + describe(r));
+  const compile::Ruleset* rs = nullptr;
+  for (const auto& x : plan->rulesets)
+    if (x.fabric == n.name) rs = &x;
+  if (rs) {
+    if (!n.hasRuleset) {
+      diff("no ruleset loaded");
+    } else {
+      auto d = nft::diffRuleset(*rs, n.name);
+      if (!d) {
+        problems.push_back(n.name + ": could not compare its ruleset: " + d.error().message);
+        return;
+      }
+      n.rulesetCurrent = d->empty();
+      if (!n.rulesetCurrent) diff(fmt::format("ruleset differs ({} changes)", d->size()));
+    }
+  } else if (n.hasRuleset) {
+    diff("a vpcfw table the plan does not have");
+  }
+  n.verified = true;
+}
+
+// ------------------------------------------------------------ apply
+
+// The veth ends in the planned namespaces whose peers are in `held`
+// (namespaces an apply leaves as they are): namespace -> interface names.
+std::map<std::string, std::set<std::string>> linksInto(const std::vector<std::string>& held, const LabPlan& plan) {
+  std::map<std::string, std::set<std::string>> out;
+  if (held.empty()) return out;
+  std::vector<std::pair<unsigned, unsigned>> ends;  // (index, peer index) in the held namespaces
+  for (const auto& h : held)
+    if (auto nl = Rtnl::open(h))
+      if (auto ls = nl->links())
+        for (const auto& l : *ls)
+          if (l.peerIndex) ends.emplace_back(l.index, l.peerIndex);
+  for (const auto& n : plan.namespaces)
+    if (auto nl = Rtnl::open(n.name))
+      if (auto ls = nl->links())
+        for (const auto& l : *ls)
+          // The pair names each other: this end's index is the held end's peer and back.
+          if (std::find(ends.begin(), ends.end(), std::pair{l.peerIndex, l.index}) != ends.end()) out[n.name].insert(l.name);
+  return out;
+}
+
+// Undo steps of one namespace's reconciliation, run in reverse on failure.
+class Undo {
+ public:
+  void push(std::function<Expected<void>()> f) { steps_.push_back(std::move(f)); }
+  void run() {
+    for (auto it = steps_.rbegin(); it != steps_.rend(); ++it) (void)(*it)();
+    steps_.clear();
+  }
+
+ private:
+  std::vector<std::function<Expected<void>()>> steps_;
+};
+
+struct Reconciled {
+  std::vector<std::string> changes;
+  bool addressesChanged = false;
+};
+
+// Makes an existing namespace hold exactly the plan's addresses, static
+// routes, policy-routing rules and interfaces (up), all or nothing: a step
+// that fails undoes the earlier ones, and interfaces the plan dropped are
+// deleted only after everything else succeeded.
+Expected<void> reconcile(const NamespacePlan& p, const std::vector<LinkPlan>& links, const std::set<std::string>& kept,
+                         Reconciled& out) {
+  auto nl = Rtnl::open(p.name);
+  if (!nl) return unexpected(nl.error());
+  Undo undo;
+  auto note = [&](const std::string& what) { out.changes.push_back(p.name + ": " + what); };
+  auto failed = [&](const Error& e) {
+    undo.run();
+    out.changes.clear();
+    out.addressesChanged = false;
+    return unexpected(Error{e.code, p.name + ": " + e.message + " (its changes were undone)", e.sysErrno});
+  };
+  const std::set<std::string> planned = plannedInterfaces(p, links);
+  // The internet is shared with other labs: only what is on this lab's own
+  // links there is this lab's to remove (a gateway's link goes with its namespace).
+  const bool shared = p.role == Role::kInternet;
+  auto mine = [&](const std::string& ifname) { return !shared || (planned.contains(ifname) && ifname != "lo"); };
+  for (const auto& i : p.up)
+    if (auto r = nl->setLinkUp(i); !r) return failed(r.error());
+  auto addrs = nl->addresses();
+  if (!addrs) return failed(addrs.error());
+  for (const auto& a : p.addresses) {
+    bool present = std::any_of(addrs->begin(), addrs->end(), [&](const AddressInfo& x) {
+      return x.ifname == a.ifname && x.address == a.address && x.prefix == a.prefix;
+    });
+    if (present) continue;
+    if (auto r = nl->addAddress(a.ifname, a.address, a.prefix); !r) return failed(r.error());
+    undo.push([&nl, a] { return nl->deleteAddress(a.ifname, a.address, a.prefix); });
+    note(fmt::format("+ address {}/{} on {}", a.address.toString(), a.prefix, a.ifname));
+    out.addressesChanged = true;
+  }
+  // Addresses the plan no longer has, on the interfaces it has (the kernel's
+  // loopback and link-local addresses stay).
+  for (const auto& x : *addrs) {
+    if (x.ifname == "lo" || !planned.contains(x.ifname) || isLinkLocal(x.address)) continue;
+    if (std::any_of(p.addresses.begin(), p.addresses.end(), [&](const AddressPlan& a) {
+          return x.ifname == a.ifname && x.address == a.address && x.prefix == a.prefix;
+        }))
+      continue;
+    if (auto r = nl->deleteAddress(x.ifname, x.address, x.prefix); !r && r.error().code != ErrorCode::kNotFound)
+      return failed(r.error());
+    undo.push([&nl, x] { return nl->addAddress(x.ifname, x.address, x.prefix); });
+    note(fmt::format("- address {}/{} on {}", x.address.toString(), x.prefix, x.ifname));
+    out.addressesChanged = true;
+  }
+  auto routes = nl->staticRoutes();
+  if (!routes) return failed(routes.error());
+  for (const auto& r : *routes)
+    if (mine(r.ifname) && std::find(p.routes.begin(), p.routes.end(), r) == p.routes.end()) {
+      auto x = nl->deleteRoute(r);
+      if (!x && x.error().code != ErrorCode::kNotFound) return failed(x.error());  // gone already: its link vanished
+      undo.push([&nl, r] { return nl->addRoute(r); });
+      note("- route " + describe(r));
+    }
+  for (const auto& r : p.routes)
+    if (std::find(routes->begin(), routes->end(), r) == routes->end()) {
+      if (auto x = nl->addRoute(r); !x) return failed(x.error());
+      undo.push([&nl, r] { return nl->deleteRoute(r); });
+      note("+ route " + describe(r));
+    }
+  auto rules = nl->rules();
+  if (!rules) return failed(rules.error());
+  for (const auto& r : *rules)
+    if (isLabRule(r) && std::find(p.rules.begin(), p.rules.end(), r) == p.rules.end()) {
+      if (auto x = nl->deleteRule(r); !x) return failed(x.error());
+      undo.push([&nl, r] { return nl->addRule(r); });
+      note("- rule " + describe(r));
+    }
+  for (const auto& r : p.rules)
+    if (std::find(rules->begin(), rules->end(), r) == rules->end()) {
+      if (auto x = nl->addRule(r); !x) return failed(x.error());
+      undo.push([&nl, r] { return nl->deleteRule(r); });
+      note("+ rule " + describe(r));
+    }
+  // Interfaces this plan no longer has (a peering or gateway removed).
+  auto ls = nl->links();
+  if (!ls) return failed(ls.error());
+  for (const auto& l : *ls)
+    if (!planned.contains(l.name) && !kept.contains(l.name) && !shared) {
+      // The far end's namespace may be going away right now, taking the
+      // link with it: one that vanished meanwhile is not an error.
+      if (auto r = nl->deleteLink(l.name); !r && r.error().code != ErrorCode::kNotFound && nl->ifindex(l.name))
+        return failed(r.error());
+      note("- link " + l.name);
+    }
+  return {};
+}
+
+}  // namespace
 
 std::string internetNamespace() {
   const char* env = std::getenv("VPCFW_LAB_INTERNET");
   return env && *env ? std::string(env) : std::string(names::kDefaultInternetNamespace);
 }
 
-const std::vector<Cidr>& internetRanges() {
-  static const std::vector<Cidr> ranges = {Cidr::parse("192.0.2.0/24")->cidr, Cidr::parse("198.51.100.0/24")->cidr,
-                                           Cidr::parse("203.0.113.0/24")->cidr, Cidr::parse("2001:db8::/32")->cidr};
-  return ranges;
+Expected<LabId> labIdOf(const std::string& configPath) {
+  std::error_code ec;
+  auto abs = std::filesystem::weakly_canonical(std::filesystem::absolute(configPath, ec), ec);
+  if (ec) return makeError(ErrorCode::kIo, "cannot resolve " + configPath + ": " + ec.message(), ec.value());
+  LabId id;
+  id.config = abs.string();
+  id.key = recordKey(id.config);
+  return id;
 }
 
-bool isLabInternetHost(const IpAddress& a) {
-  return std::any_of(internetRanges().begin(), internetRanges().end(), [&](const Cidr& c) { return c.contains(a); });
-}
-
-const NamespacePlan* LabPlan::find(std::string_view name) const {
-  for (const auto& n : namespaces)
-    if (n.name == name) return &n;
-  return nullptr;
-}
-
-Expected<LabPlan> planLab(const model::Model& m) {
-  LabPlan plan;
-  auto placement = compile::labPlacement(m);
-  auto rulesets = compile::compileRulesets(m, placement);
-  if (!rulesets) return unexpected(rulesets.error());
-
-  // Which VPCs have lab instances: only those get a router (and gateway, peerings).
-  std::vector<std::vector<std::size_t>> byVpc(m.vpcs.size());
-  for (std::size_t i = 0; i < m.instances.size(); ++i) {
-    const auto& inst = m.instances[i];
-    if (inst.vpc == kNone || inst.placement.kind != model::Placement::Kind::kLabNamespace) continue;
-    byVpc[inst.vpc].push_back(i);
-  }
-  if (std::all_of(byVpc.begin(), byVpc.end(), [](const auto& v) { return v.empty(); }))
-    return makeError(ErrorCode::kInvalidArgument, "the config places no instance in the lab (every instance is on a host)");
-
-  std::vector<NamespacePlan> routers, gateways, instances;
-  NamespacePlan internet;
-  internet.name = internetNamespace();
-  internet.role = Role::kInternet;
-  internet.object = "internet";
-  internet.sysctls = {{"net/ipv4/ip_nonlocal_bind", "1"},
-                      {"net/ipv6/ip_nonlocal_bind", "1"},
-                      {"net/ipv4/ip_forward", "1"},
-                      {"net/ipv6/conf/all/forwarding", "1"},
-                      {"net/ipv6/conf/default/accept_dad", "0"}};
-  internet.up = {"lo"};
-  for (const auto& c : internetRanges()) {
-    RouteSpec r = route(c, "lo");
-    r.type = RouteSpec::Type::kLocal;  // every address of the range answers (in main, so /32s via gateways win)
-    internet.routes.push_back(r);
-  }
-  bool needInternet = false;
-
-  std::map<std::size_t, std::string> peeringIf;  // peering index -> interface name (both sides)
-  for (std::size_t p = 0; p < m.peerings.size(); ++p) {
-    const auto& pc = m.peerings[p];
-    if (!pc.active || byVpc[pc.requester].empty() || byVpc[pc.accepter].empty()) {
-      if (pc.active)
-        plan.notes.push_back(fmt::format("peering {}: not built (a side has no lab instances)", pc.name));
-      continue;
-    }
-    peeringIf[p] = names::peeringInterface(pc.name);
-    plan.links.push_back(LinkPlan{routerNamespace(m.vpcs[pc.requester]), peeringIf[p], routerNamespace(m.vpcs[pc.accepter]),
-                                  peeringIf[p], "peering " + pc.name});
-  }
-
-  for (std::size_t v = 0; v < m.vpcs.size(); ++v) {
-    if (byVpc[v].empty()) continue;
-    const auto& vpc = m.vpcs[v];
-    NamespacePlan router;
-    router.name = routerNamespace(vpc);
-    router.role = Role::kRouter;
-    router.object = vpc.name;
-    router.sysctls = routerSysctls();
-    router.up = {"lo"};
-    const bool hasGateway = vpc.internetGateway != kNone;
-    if (hasGateway) {
-      const std::string gwNs = gatewayNamespace(vpc);
-      const std::string inetIf = names::gatewayInternetInterface(vpc.name);
-      needInternet = true;
-      plan.links.push_back(LinkPlan{router.name, std::string(kGatewayLink), gwNs, std::string(kGatewayVpcSide),
-                                    "internet gateway " + m.internetGateways[vpc.internetGateway].name});
-      plan.links.push_back(LinkPlan{gwNs, std::string(kGatewayInetSide), internet.name, inetIf,
-                                    "internet gateway " + m.internetGateways[vpc.internetGateway].name + " to the internet"});
-      router.up.emplace_back(kGatewayLink);
-      router.addresses.push_back({std::string(kGatewayLink), kRouterGw4, 30});
-      router.addresses.push_back({std::string(kGatewayLink), kRouterGw6, 64});
-
-      NamespacePlan gw;
-      gw.name = gwNs;
-      gw.role = Role::kGateway;
-      gw.object = m.internetGateways[vpc.internetGateway].name;
-      gw.sysctls = routerSysctls();
-      gw.up = {"lo", std::string(kGatewayVpcSide), std::string(kGatewayInetSide)};
-      gw.addresses = {{std::string(kGatewayVpcSide), kGatewayVpc4, 30},
-                      {std::string(kGatewayVpcSide), kGatewayVpc6, 64},
-                      {std::string(kGatewayInetSide), kGatewayInet4, 30},
-                      {std::string(kGatewayInetSide), kGatewayInet6, 64}};
-      for (const auto& c : vpc.cidrs) gw.routes.push_back(route(c, std::string(kGatewayVpcSide), kRouterGw4, 254, true));
-      if (vpc.ipv6Cidr) gw.routes.push_back(route(*vpc.ipv6Cidr, std::string(kGatewayVpcSide), kRouterGw6));
-      gw.routes.push_back(route(Cidr::any(net::Family::kIpv4), std::string(kGatewayInetSide), kInternetSide4, 254, true));
-      gw.routes.push_back(route(Cidr::any(net::Family::kIpv6), std::string(kGatewayInetSide), kInternetSide6));
-      gateways.push_back(std::move(gw));
-      plan.rulesets.push_back(gatewayRuleset(m, v, gwNs));
-
-      internet.up.push_back(inetIf);
-      internet.addresses.push_back({inetIf, kInternetSide4, 30});
-      internet.addresses.push_back({inetIf, kInternetSide6, 64});
-      for (auto i : byVpc[v])
-        if (m.instances[i].publicIp)
-          internet.routes.push_back(route(Cidr::host(*m.instances[i].publicIp), inetIf, kGatewayInet4, 254, true));
-      if (vpc.ipv6Cidr) internet.routes.push_back(route(*vpc.ipv6Cidr, inetIf, kGatewayInet6));
-    }
-    for (const auto& [p, ifn] : peeringIf) {
-      const auto& pc = m.peerings[p];
-      if (pc.requester != v && pc.accepter != v) continue;
-      router.up.push_back(ifn);
-      router.addresses.push_back({ifn, peeringAddress(p, pc.requester == v), 30});
-      router.addresses.push_back({ifn, pc.requester == v ? kRouterGw6 : kGatewayVpc6, 64});
-    }
-
-    // What no table routes is dropped silently, as in AWS (no ICMP errors).
-    for (auto f : {net::Family::kIpv4, net::Family::kIpv6}) {
-      RouteSpec bh;
-      bh.dst = Cidr::any(f);
-      bh.type = RouteSpec::Type::kBlackhole;
-      router.routes.push_back(bh);
-    }
-    // One table per subnet, chosen by source address: the subnet's route
-    // table. Local routes "throw" to the main table, which holds only the
-    // VPC's instances: so traffic from a peering or the gateway (no rule of
-    // its own) reaches this VPC's instances and nothing else.
-    std::size_t k = 0;
-    for (std::size_t s = 0; s < m.subnets.size(); ++s) {
-      const auto& subnet = m.subnets[s];
-      if (subnet.vpc != v) continue;
-      const auto table = static_cast<std::uint32_t>(kSubnetTableBase + k);
-      const auto prio = static_cast<std::uint32_t>(kSubnetRuleBase + k);
-      ++k;
-      router.rules.push_back(RuleSpec{subnet.cidr, table, prio});
-      if (subnet.ipv6Cidr) router.rules.push_back(RuleSpec{*subnet.ipv6Cidr, table, prio});
-      for (const auto& r : m.routeTables[subnet.routeTable].routes) {
-        const bool isV4 = r.destination.family() == net::Family::kIpv4;
-        RouteSpec spec;
-        spec.dst = r.destination;
-        spec.table = table;
-        switch (r.target) {
-          case model::Route::Target::kLocal: spec.type = RouteSpec::Type::kThrow; break;
-          case model::Route::Target::kInternetGateway:
-            spec.ifname = std::string(kGatewayLink);
-            spec.gateway = isV4 ? kGatewayVpc4 : kGatewayVpc6;
-            spec.onlink = isV4;
-            break;
-          case model::Route::Target::kPeering: {
-            auto it = peeringIf.find(r.targetIndex);
-            if (it == peeringIf.end()) {
-              spec.type = RouteSpec::Type::kBlackhole;
-              break;
-            }
-            const auto& pc = m.peerings[r.targetIndex];
-            const bool weRequest = pc.requester == v;
-            spec.ifname = it->second;
-            spec.gateway = isV4 ? peeringAddress(r.targetIndex, !weRequest) : (weRequest ? kGatewayVpc6 : kRouterGw6);
-            spec.onlink = isV4;
-            break;
-          }
-        }
-        router.routes.push_back(spec);
-      }
-    }
-
-    for (auto i : byVpc[v]) {
-      const auto& inst = m.instances[i];
-      const auto& subnet = m.subnets[inst.subnet];
-      const std::string eni = names::eniInterface(inst.name);
-      NamespacePlan in;
-      in.name = instanceNamespace(inst);
-      in.role = Role::kInstance;
-      in.object = inst.name;
-      in.sysctls = {{"net/ipv6/conf/default/accept_dad", "0"}, {"net/ipv6/conf/default/accept_ra", "0"}};
-      in.up = {"lo", std::string(names::kInstanceInterface)};
-      plan.links.push_back(LinkPlan{in.name, "eth0", router.name, eni, "instance " + inst.name});
-      router.up.push_back(eni);
-      // Every packet of an instance goes through its VPC's router, as in AWS:
-      // the instance holds /32 (/128) addresses and a default route to the
-      // subnet's router address (.1), which the router holds on the ENI.
-      auto wire = [&](const IpAddress& addr, const Cidr& block) {
-        const IpAddress gw = block.network().offset(1);
-        in.addresses.push_back({"eth0", addr, addr.bits()});
-        router.addresses.push_back({eni, gw, addr.bits()});
-        router.routes.push_back(route(Cidr::host(addr), eni));
-      };
-      auto defaults = [&](const Cidr& block) {
-        const IpAddress gw = block.network().offset(1);
-        in.routes.push_back(route(Cidr::host(gw), "eth0"));
-        in.routes.push_back(route(Cidr::any(block.family()), "eth0", gw));
-      };
-      wire(inst.privateIp, subnet.cidr);
-      for (const auto& a : inst.secondaryIps) wire(a, subnet.cidr);
-      defaults(subnet.cidr);
-      if (subnet.ipv6Cidr && !inst.ipv6Addresses.empty()) {
-        for (const auto& a : inst.ipv6Addresses) wire(a, *subnet.ipv6Cidr);
-        defaults(*subnet.ipv6Cidr);
-      }
-      instances.push_back(std::move(in));
-    }
-    routers.push_back(std::move(router));
-  }
-
-  for (auto& r : routers) plan.namespaces.push_back(std::move(r));
-  for (auto& g : gateways) plan.namespaces.push_back(std::move(g));
-  if (needInternet) plan.namespaces.push_back(std::move(internet));
-  for (auto& i : instances) plan.namespaces.push_back(std::move(i));
-  for (auto& r : *rulesets)
-    if (!r.hostMode) plan.rulesets.push_back(std::move(r));
-  for (const auto& inst : m.instances)
-    if (inst.placement.kind == model::Placement::Kind::kHostInterface)
-      plan.notes.push_back(fmt::format("instance {}: on host {} (vpcfw apply --host), not in the lab", inst.name,
-                                       inst.placement.host));
-  return plan;
-}
-
-Expected<LabReport> labUp(const LabPlan& plan, const LabOptions& options) {
+Expected<LabReport> labUp(const LabPlan& plan, const LabId& lab, const LabOptions& options) {
   LabReport report;
   const unsigned jobs = jobsFor(options);
   auto say = [&](const std::string& s) {
     if (options.progress) options.progress(s);
   };
-  for (const auto& n : plan.namespaces)
-    if (namespaceExists(n.name))
-      return makeError(ErrorCode::kInvalidArgument,
-                       fmt::format("namespace {} already exists: a lab is up ('vpcfw lab apply' changes it, "
-                                   "'vpcfw lab down' removes it)",
-                                   n.name));
+  const bool hasInternet = plan.find(plan.internet) != nullptr;
+  auto locks = lockLab(lab.key, hasInternet ? plan.internet : std::string(), options);
+  if (!locks) return unexpected(locks.error());
+  auto journal = Journal::open(lab);
+  if (!journal) return unexpected(journal.error());
+  Journal& j = **journal;
+
+  // Up already? Entries that prove nothing any more (gone, or the name now
+  // another namespace's) are dropped; a live one means the lab is up.
+  std::vector<std::string> alive;
+  for (const auto& n : j.snapshot().namespaces) {
+    const Proven p = prove(n);
+    if (p.proof == Proof::kOurs && !n.shared)
+      alive.push_back(n.name);
+    else if (p.proof != Proof::kOurs)
+      if (auto r = j.remove(n.name); !r) return unexpected(r.error());
+  }
+  if (!alive.empty())
+    return makeError(ErrorCode::kInvalidArgument,
+                     fmt::format("the lab of {} is up ({} of its namespaces, {} first): 'vpcfw lab apply' changes it, "
+                                 "'vpcfw lab down {}' removes it; nothing was built",
+                                 lab.config, alive.size(), alive.front(), lab.config));
+  std::vector<const NamespacePlan*> toMake;
+  bool adopted = false;
+  for (const auto& n : plan.namespaces) {
+    auto id = namespaceIdentity(n.name);
+    if (id && !*id) {
+      toMake.push_back(&n);
+      continue;
+    }
+    if (id && n.role == Role::kInternet && internetRecorded(j.dir(), n.name, **id)) {
+      if (auto r = j.add(n.name, **id, true); !r) return unexpected(r.error());
+      adopted = true;
+      continue;
+    }
+    return makeError(ErrorCode::kNotOwned,
+                     fmt::format("namespace {} exists and no record of this lab says vpcfw made it for this lab (another "
+                                 "lab's, or not vpcfw's): nothing was built",
+                                 n.name));
+  }
   std::mutex mu;
+  std::vector<NsRecord> made;
   auto fail = [&](const Error& e) -> Expected<LabReport> {
-    for (auto it = report.namespaces.rbegin(); it != report.namespaces.rend(); ++it) (void)deleteNamespace(*it);
+    for (auto it = made.rbegin(); it != made.rend(); ++it)
+      if (deleteNamespace(it->name, it->id)) (void)j.remove(it->name);
+    if (adopted) (void)j.remove(plan.internet);
     return unexpected(e);
   };
   auto phase = [&](const std::string& name, std::size_t n, const std::function<Expected<void>(std::size_t)>& fn) {
@@ -492,15 +682,28 @@ Expected<LabReport> labUp(const LabPlan& plan, const LabOptions& options) {
     if (r) say(fmt::format("{:<12} {:>5}  {:>7.0f} ms", name, n, report.phases.back().second));
     return r;
   };
-  if (auto r = phase("namespaces", plan.namespaces.size(),
+  if (auto r = phase("namespaces", toMake.size(),
                      [&](std::size_t i) -> Expected<void> {
-                       auto x = makeNamespace(plan.namespaces[i]);
-                       // Recorded even when the sysctls failed: it exists and must go on failure.
-                       if (x || namespaceExists(plan.namespaces[i].name)) {
-                         std::lock_guard lock(mu);
-                         report.namespaces.push_back(plan.namespaces[i].name);
+                       const NamespacePlan& p = *toMake[i];
+                       bool journalled = false;
+                       auto id = createNamespace(p.name, [&](const NsId& nsid) -> Expected<void> {
+                         auto w = j.add(p.name, nsid, p.role == Role::kInternet);
+                         journalled = bool(w);
+                         return w;
+                       });
+                       if (!id) {
+                         // Not made (or another's won the name): its journal entry names nothing.
+                         if (journalled) (void)j.remove(p.name);
+                         return unexpected(id.error());
                        }
-                       return x;
+                       {
+                         std::lock_guard lock(mu);
+                         made.push_back(NsRecord{p.name, *id, p.role == Role::kInternet});
+                         report.namespaces.push_back(p.name);
+                       }
+                       for (const auto& [k, v] : p.sysctls)
+                         if (auto s = writeSysctl(p.name, k, v); !s) return withContext(s.error(), p.name);
+                       return {};
                      });
       !r)
     return fail(r.error());
@@ -527,48 +730,37 @@ Expected<LabReport> labUp(const LabPlan& plan, const LabOptions& options) {
   return report;
 }
 
-std::size_t labDown(const LabPlan* plan, const std::string& configPath) {
-  std::set<std::string> names;
-  if (plan) {
-    for (const auto& n : plan->namespaces)
-      if (n.role != Role::kInternet && namespaceExists(n.name)) names.insert(n.name);
-    for (const auto& n : readState(configPath))
-      if (n != internetNamespace() && namespaceExists(n)) names.insert(n);
-    std::remove(stateFile(configPath).c_str());
-  } else {
-    for (const auto& n : listNamespaces(std::string(names::kRouterPrefix))) names.insert(n);
-    for (const auto& n : listNamespaces(std::string(names::kOtherPrefix))) names.insert(n);
+Expected<LabDownReport> labDown(const LabPlan* plan, const LabId* lab, const LabOptions& options) {
+  LabDownReport rep;
+  auto dir = state::Dir::open("lab");
+  if (!dir) return unexpected(dir.error());
+  if (lab) {
+    if (auto r = downOne(*dir, lab->key, lab->config, plan, options, rep); !r) return unexpected(r.error());
+    return rep;
   }
-  std::size_t removed = 0;
-  for (const auto& n : names)
-    if (deleteNamespace(n)) ++removed;
-  // The internet goes with the last gateway on it: it stays while it has
-  // links other than this lab's (their ends vanish a moment after the
-  // gateways' namespaces do).
-  const std::string inet = internetNamespace();
-  if (const NamespacePlan* ip = plan ? plan->find(inet) : nullptr; ip && namespaceExists(inet)) {
-    bool used = false;
-    if (auto nl = Rtnl::open(inet))
-      if (auto links = nl->links())
-        used = std::any_of(links->begin(), links->end(), [&](const LinkInfo& l) {
-          return std::find(ip->up.begin(), ip->up.end(), l.name) == ip->up.end();
-        });
-    if (!used && deleteNamespace(inet)) ++removed;
-  }
-  return removed;
+  for (const auto& key : recordKeys(*dir))
+    if (auto r = downOne(*dir, key, {}, nullptr, options, rep); !r) rep.errors.push_back(r.error().message);
+  for (const auto& prefix : {names::kRouterPrefix, names::kOtherPrefix})
+    for (const auto& n : listNamespaces(std::string(prefix))) rep.leftAlone.push_back(n + ": " + leftAloneWhy());
+  return rep;
 }
 
 bool LabStatus::upToDate() const {
-  return std::all_of(namespaces.begin(), namespaces.end(), [](const NamespaceStatus& n) {
-    return n.planned && n.exists && n.interfacesUp == n.interfaces && (!n.hasRuleset || n.rulesetCurrent);
-  });
+  return planned && problems.empty() && std::all_of(namespaces.begin(), namespaces.end(), [](const NamespaceStatus& n) {
+           return n.planned && n.exists && n.recorded && n.verified && n.differences.empty();
+         });
 }
 
-Expected<LabStatus> labStatus(const LabPlan* plan, const std::string& configPath) {
+Expected<LabStatus> labStatus(const LabPlan* plan, const LabId* lab) {
+  if (geteuid() != 0)
+    return makeError(ErrorCode::kInvalidArgument, "lab status needs root: it looks inside the lab's namespaces; nothing was checked");
+  auto dir = state::Dir::open("lab");
+  if (!dir) return unexpected(dir.error());
   LabStatus st;
+  st.planned = plan != nullptr;
   std::set<std::string> seen;
-  auto add = [&](const std::string& name, const NamespacePlan* p) {
-    if (!seen.insert(name).second) return;
+  auto add = [&](const std::string& name, const NamespacePlan* p, const NsRecord* rec) -> NamespaceStatus* {
+    if (!seen.insert(name).second) return nullptr;
     NamespaceStatus n;
     n.name = name;
     n.planned = p != nullptr;
@@ -576,197 +768,158 @@ Expected<LabStatus> labStatus(const LabPlan* plan, const std::string& configPath
       n.role = std::string(roleName(p->role));
       n.object = p->object;
     } else {
-      n.role = name.rfind(names::kOtherPrefix, 0) == 0 ? "other" : "router";
+      n.role = rec ? (rec->shared ? "internet" : "recorded") : "unrecorded";
     }
+    auto id = namespaceIdentity(name);
     n.exists = namespaceExists(name);
-    if (n.exists) {
-      if (auto nl = Rtnl::open(name)) {
-        if (auto links = nl->links()) {
-          for (const auto& l : *links) {
-            if (l.name == "lo") continue;
-            ++n.interfaces;
-            if (l.up) ++n.interfacesUp;
-            n.rxPackets += l.rxPackets;
-            n.txPackets += l.txPackets;
-          }
-        }
-      }
-      if (auto t = nft::tableStatus(name); t && t->exists) {
-        n.hasRuleset = true;
-        if (plan)
-          for (const auto& rs : plan->rulesets)
-            if (rs.fabric == name) {
-              auto d = nft::diffRuleset(rs, name);
-              n.rulesetCurrent = d && d->empty();
-            }
-      }
-    }
+    n.recorded = rec && id && *id && **id == rec->id;
+    if (n.exists && !n.recorded)
+      n.differences.push_back(rec ? "not the namespace the record names" : "no record says vpcfw made it for this lab");
+    if (!n.exists && p) n.differences.push_back("missing");
+    if (n.exists && id && *id) inspect(n, p, plan, st.problems);
+    if (n.exists && !n.verified && (!id || !*id)) st.problems.push_back(name + ": not a mounted network namespace");
     st.namespaces.push_back(std::move(n));
+    return &st.namespaces.back();
   };
-  if (plan) {
-    // This lab only: the plan, and what the lab made that the plan dropped.
-    for (const auto& p : plan->namespaces) add(p.name, &p);
-    for (const auto& n : readState(configPath))
-      if (namespaceExists(n)) add(n, nullptr);
+  if (plan && lab) {
+    auto rec = readRecord(*dir, lab->key);
+    LabRecord r;
+    if (!rec)
+      st.problems.push_back(rec.error().message);
+    else if (*rec)
+      r = std::move(**rec);
+    if (rec && *rec && r.config != lab->config) {
+      st.problems.push_back("the lab record is of " + r.config);
+      r.namespaces.clear();
+    }
+    for (const auto& p : plan->namespaces) add(p.name, &p, r.find(p.name));
+    for (const auto& n : r.namespaces)
+      if (NamespaceStatus* x = add(n.name, nullptr, &n); x && x->exists) x->differences.push_back("extra");
     return st;
+  }
+  for (const auto& key : recordKeys(*dir)) {
+    auto rec = readRecord(*dir, key);
+    if (!rec) {
+      st.problems.push_back(rec.error().message);
+      continue;
+    }
+    if (*rec)
+      for (const auto& n : (*rec)->namespaces) (void)add(n.name, nullptr, &n);
   }
   std::vector<std::string> found = listNamespaces(std::string(names::kRouterPrefix));
   for (auto& n : listNamespaces(std::string(names::kOtherPrefix))) found.push_back(n);
   std::sort(found.begin(), found.end());
-  for (const auto& n : found) add(n, nullptr);
+  for (const auto& n : found) (void)add(n, nullptr, nullptr);
   return st;
 }
 
-std::string stateFile(const std::string& configPath) {
-  std::error_code ec;
-  auto abs = std::filesystem::weakly_canonical(configPath, ec);
-  const std::string key = ec ? configPath : abs.string();
-  std::uint32_t h = 2166136261u;
-  for (unsigned char c : key) h = (h ^ c) * 16777619u;
-  return fmt::format("/run/vpcfw/lab/{:08x}.state", h);
-}
-
-Expected<void> writeState(const LabPlan& plan, const std::string& configPath) {
-  const std::string path = stateFile(configPath);
-  std::error_code ec;
-  std::filesystem::create_directories(std::filesystem::path(path).parent_path(), ec);
-  std::ofstream f(path + ".tmp");
-  for (const auto& n : plan.namespaces) f << n.name << '\n';
-  f.close();
-  if (!f || std::rename((path + ".tmp").c_str(), path.c_str()) != 0)
-    return makeError(ErrorCode::kKernel, "cannot write " + path);
-  return {};
-}
-
-std::vector<std::string> readState(const std::string& configPath) {
-  std::vector<std::string> out;
-  std::ifstream f(stateFile(configPath));
-  for (std::string line; std::getline(f, line);)
-    if (!line.empty()) out.push_back(line);
-  return out;
-}
-
-namespace {
-
-bool ownedRule(const RuleSpec& r) { return r.priority >= kSubnetRuleBase && r.priority < kSubnetRuleBase + 1000; }
-
-bool isLinkLocal(const IpAddress& a) { return !a.isV4() && a.bytes()[0] == 0xfe && (a.bytes()[1] & 0xc0) == 0x80; }
-
-// True when an instance namespace holds other addresses than planned (it is rebuilt then).
-bool instanceChanged(const NamespacePlan& p) {
-  auto nl = Rtnl::open(p.name);
-  if (!nl) return true;
-  auto have = nl->addresses();
-  if (!have) return true;
-  std::set<std::pair<std::string, int>> a, b;
-  for (const auto& x : *have)
-    if (x.ifname == "eth0" && !isLinkLocal(x.address)) a.emplace(x.address.toString(), x.prefix);
-  for (const auto& x : p.addresses) b.emplace(x.address.toString(), x.prefix);
-  return a != b;
-}
-
-// Makes an existing namespace hold exactly the plan's interfaces (up),
-// addresses (added), static routes and policy-routing rules.
-Expected<void> reconcile(const NamespacePlan& p, const std::vector<LinkPlan>& links, std::vector<std::string>& changes) {
-  auto nl = Rtnl::open(p.name);
-  if (!nl) return unexpected(nl.error());
-  auto note = [&](const std::string& what) { changes.push_back(p.name + ": " + what); };
-  // Interfaces this plan no longer has (a peering or gateway removed): delete them.
-  std::set<std::string> planned(p.up.begin(), p.up.end());
-  for (const auto& l : links) {
-    if (l.ns == p.name) planned.insert(l.name);
-    if (l.peerNs == p.name) planned.insert(l.peer);
-  }
-  auto ls = nl->links();
-  if (!ls) return unexpected(ls.error());
-  for (const auto& l : *ls)
-    if (!planned.contains(l.name)) {
-      // The far end's namespace may be going away right now, taking the
-      // link with it: one that vanished meanwhile is not an error.
-      if (auto r = nl->deleteLink(l.name); !r && r.error().code != ErrorCode::kNotFound && nl->ifindex(l.name)) return r;
-      note("- link " + l.name);
-    }
-  for (const auto& i : p.up)
-    if (auto r = nl->setLinkUp(i); !r) return r;
-  auto addrs = nl->addresses();
-  if (!addrs) return unexpected(addrs.error());
-  for (const auto& a : p.addresses) {
-    bool present = std::any_of(addrs->begin(), addrs->end(), [&](const AddressInfo& x) {
-      return x.ifname == a.ifname && x.address == a.address && x.prefix == a.prefix;
-    });
-    if (present) continue;
-    if (auto r = nl->addAddress(a.ifname, a.address, a.prefix); !r) return r;
-    note(fmt::format("+ address {}/{} on {}", a.address.toString(), a.prefix, a.ifname));
-  }
-  auto routes = nl->staticRoutes();
-  if (!routes) return unexpected(routes.error());
-  for (const auto& r : *routes)
-    if (std::find(p.routes.begin(), p.routes.end(), r) == p.routes.end()) {
-      auto x = nl->deleteRoute(r);
-      if (!x && x.error().code != ErrorCode::kNotFound) return x;  // gone already: its link vanished
-      note("- route " + describe(r));
-    }
-  for (const auto& r : p.routes)
-    if (std::find(routes->begin(), routes->end(), r) == routes->end()) {
-      if (auto x = nl->addRoute(r); !x) return x;
-      note("+ route " + describe(r));
-    }
-  auto rules = nl->rules();
-  if (!rules) return unexpected(rules.error());
-  for (const auto& r : *rules)
-    if (ownedRule(r) && std::find(p.rules.begin(), p.rules.end(), r) == p.rules.end()) {
-      if (auto x = nl->deleteRule(r); !x) return x;
-      note("- rule " + describe(r));
-    }
-  for (const auto& r : p.rules)
-    if (std::find(rules->begin(), rules->end(), r) == rules->end()) {
-      if (auto x = nl->addRule(r); !x) return x;
-      note("+ rule " + describe(r));
-    }
-  return {};
-}
-
-}  // namespace
-
-Expected<LabApplyReport> labApply(const LabPlan& plan, const std::string& configPath, const LabOptions& options) {
+Expected<LabApplyReport> labApply(const LabPlan& plan, const LabId& lab, const LabOptions& options) {
   LabApplyReport report;
   const unsigned jobs = jobsFor(options);
-  // 1. Namespaces: remove what the lab had and the plan dropped; rebuild
-  //    instances whose addresses changed; build what is missing.
-  std::set<std::string> planned;
-  for (const auto& n : plan.namespaces) planned.insert(n.name);
-  for (const auto& n : readState(configPath))
-    if (!planned.contains(n) && namespaceExists(n) && n != internetNamespace()) {
-      if (auto r = deleteNamespace(n); !r) return unexpected(r.error());
-      report.removed.push_back(n);
-    }
+  auto journal = Journal::open(lab);  // read before locking only to learn the internet's name
+  if (!journal) return unexpected(journal.error());
+  std::string inet = plan.find(plan.internet) ? plan.internet : recordedInternet((*journal)->snapshot());
+  auto locks = lockLab(lab.key, inet, options);
+  if (!locks) return unexpected(locks.error());
+  journal = Journal::open(lab);  // what the record says now, under the lock
+  if (!journal) return unexpected(journal.error());
+  Journal& j = **journal;
+  const LabRecord before = j.snapshot();
+
+  // 0. Every planned namespace that exists must be this lab's (or the
+  //    internet another lab shares): else nothing is changed at all.
   std::vector<const NamespacePlan*> fresh;
+  std::set<std::string> planned;
   for (const auto& n : plan.namespaces) {
-    if (namespaceExists(n.name)) {
-      if (n.role != Role::kInstance || !instanceChanged(n)) continue;
-      if (auto r = deleteNamespace(n.name); !r) return unexpected(r.error());
-      report.rebuilt.push_back(n.name);
-    } else {
-      report.added.push_back(n.name);
+    planned.insert(n.name);
+    auto id = namespaceIdentity(n.name);
+    if (id && !*id) {
+      fresh.push_back(&n);
+      continue;
     }
-    fresh.push_back(&n);
-  }
-  if (!fresh.empty()) {
-    // A removed namespace's veth ends vanish from their peers a moment later;
-    // wait for them so a rebuilt instance can take its interface name again.
-    for (int tries = 0; tries < 100; ++tries) {
-      bool pending = false;
-      for (const auto* f : fresh)
-        for (const auto& l : plan.links)
-          if (l.ns == f->name && namespaceExists(l.peerNs))
-            if (auto nl = Rtnl::open(l.peerNs); nl && nl->ifindex(l.peer)) pending = true;
-      if (!pending) break;
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    const NsRecord* rec = before.find(n.name);
+    if (id && rec && rec->id == **id) continue;
+    if (id && n.role == Role::kInternet && internetRecorded(j.dir(), n.name, **id)) {
+      if (auto r = j.add(n.name, **id, true); !r) return unexpected(r.error());
+      continue;
     }
+    return makeError(ErrorCode::kNotOwned,
+                     fmt::format("namespace {} exists and no record of this lab says vpcfw made it for this lab (another "
+                                 "lab's, or not vpcfw's): nothing was changed",
+                                 n.name));
   }
-  if (auto r = parallelFor(fresh.size(), jobs, [&](std::size_t i) { return makeNamespace(*fresh[i]); }); !r)
+  // 1. What the lab made and the plan dropped: removed, unless a process
+  //    holds it (its name would go, the namespace and its addresses would
+  //    live on out of vpcfw's sight): then it is left as it is, links too.
+  std::vector<std::string> held;
+  for (const auto& n : before.namespaces) {
+    if (planned.contains(n.name)) continue;
+    const Proven p = prove(n);
+    if (p.proof != Proof::kOurs) {
+      if (p.proof == Proof::kOther) report.refused.push_back(n.name + ": " + p.why + "; left alone");
+      if (auto r = j.remove(n.name); !r) return unexpected(r.error());
+      continue;
+    }
+    if (n.shared && referencedElsewhere(j.dir(), lab.key, n.name, n.id)) {
+      if (auto r = j.remove(n.name); !r) return unexpected(r.error());
+      continue;
+    }
+    if (auto holders = namespaceHolders(n.id); !holders.empty()) {
+      held.push_back(n.name);
+      std::string pids;
+      for (const auto& h : holders) pids += (pids.empty() ? "" : ", ") + h;
+      report.refused.push_back(fmt::format("{}: not removed: held by pid {}; stop that, then run 'vpcfw lab apply' again",
+                                           n.name, pids));
+      continue;
+    }
+    if (auto r = deleteNamespace(n.name, n.id); !r) {
+      report.refused.push_back(n.name + ": " + r.error().message);
+      continue;
+    }
+    if (auto r = j.remove(n.name); !r) return unexpected(r.error());
+    report.removed.push_back(n.name);
+  }
+  // 2. New namespaces, journalled as they are made.
+  if (auto r = parallelFor(fresh.size(), jobs,
+                           [&](std::size_t i) -> Expected<void> {
+                             const NamespacePlan& p = *fresh[i];
+                             bool journalled = false;
+                             auto id = createNamespace(p.name, [&](const NsId& nsid) -> Expected<void> {
+                               auto w = j.add(p.name, nsid, p.role == Role::kInternet);
+                               journalled = bool(w);
+                               return w;
+                             });
+                             if (!id) {
+                               if (journalled) (void)j.remove(p.name);
+                               return unexpected(id.error());
+                             }
+                             for (const auto& [k, v] : p.sysctls)
+                               if (auto s = writeSysctl(p.name, k, v); !s) return withContext(s.error(), p.name);
+                             return {};
+                           });
+      !r)
     return unexpected(r.error());
-  // 2. Links whose ends are missing.
+  for (const auto* f : fresh) report.added.push_back(f->name);
+  // 3. A new namespace's link into an existing one may find the name still
+  //    taken by the end of a namespace just removed (the kernel tears
+  //    namespaces down asynchronously): wait for its RTM_DELLINK.
+  auto isFresh = [&](const std::string& ns) {
+    return std::any_of(fresh.begin(), fresh.end(), [&](const NamespacePlan* f) { return f->name == ns; });
+  };
+  for (const auto& l : plan.links) {
+    if (isFresh(l.ns) == isFresh(l.peerNs)) continue;
+    const std::string& ns = isFresh(l.ns) ? l.peerNs : l.ns;
+    const std::string& ifname = isFresh(l.ns) ? l.peer : l.name;
+    auto gone = waitLinkGone(ns, ifname, kLinkGoneTimeout);
+    if (!gone) return unexpected(gone.error());
+    if (!*gone) {  // a stale end whose namespace a process holds: it is this lab's namespace's interface
+      auto nl = Rtnl::open(ns);
+      if (!nl) return unexpected(nl.error());
+      if (auto d = nl->deleteLink(ifname); !d && d.error().code != ErrorCode::kNotFound) return unexpected(d.error());
+      report.changes.push_back(ns + ": - link " + ifname + " (a stale end)");
+    }
+  }
+  // 4. Links whose ends are missing.
   std::vector<const LinkPlan*> links;
   std::map<std::string, Rtnl> sessions;  // one socket per namespace
   for (const auto& l : plan.links) {
@@ -782,28 +935,41 @@ Expected<LabApplyReport> labApply(const LabPlan& plan, const std::string& config
   if (auto r = parallelFor(links.size(), jobs, [&](std::size_t i) { return makeLink(*links[i]); }); !r)
     return unexpected(r.error());
   for (const auto* l : links) report.changes.push_back(l->ns + ": + link " + l->name + " (" + l->what + ")");
-  // 3. Addresses, routes, rules.
+  // 5. Addresses, routes, rules: per namespace, all or nothing.
+  const auto kept = linksInto(held, plan);
   std::mutex mu;
-  if (auto r = parallelFor(plan.namespaces.size(), jobs,
-                           [&](std::size_t i) -> Expected<void> {
-                             std::vector<std::string> changes;
-                             auto x = reconcile(plan.namespaces[i], plan.links, changes);
-                             const bool isFresh = std::find(fresh.begin(), fresh.end(), &plan.namespaces[i]) != fresh.end();
-                             std::lock_guard lock(mu);
-                             if (!isFresh) report.changes.insert(report.changes.end(), changes.begin(), changes.end());
-                             return x;
-                           });
-      !r)
-    return unexpected(r.error());
-  // 4. Rules: only the difference.
+  (void)parallelFor(plan.namespaces.size(), jobs, [&](std::size_t i) -> Expected<void> {
+    const NamespacePlan& p = plan.namespaces[i];
+    if (isFresh(p.name)) {
+      auto x = configure(p);
+      std::lock_guard lock(mu);
+      if (!x) report.refused.push_back(x.error().message);
+      return {};
+    }
+    Reconciled rc;
+    const auto k = kept.find(p.name);
+    auto x = reconcile(p, plan.links, k == kept.end() ? std::set<std::string>{} : k->second, rc);
+    std::lock_guard lock(mu);
+    if (!x) {
+      report.refused.push_back(x.error().message);
+      return {};
+    }
+    report.changes.insert(report.changes.end(), rc.changes.begin(), rc.changes.end());
+    if (rc.addressesChanged && p.role == Role::kInstance) report.readdressed.push_back(p.name);
+    return {};
+  });
+  // 6. Rules: only the difference.
   for (const auto& rs : plan.rulesets) {
     nft::ApplyOptions o;
     o.netns = rs.fabric;
     auto a = nft::applyRuleset(rs, o);
-    if (!a) return unexpected(a.error());
+    if (!a) {
+      report.refused.push_back(rs.fabric + ": " + a.error().message);
+      continue;
+    }
     for (const auto& c : a->changes) report.changes.push_back(rs.fabric + ": " + c);
   }
-  if (auto w = writeState(plan, configPath); !w) return unexpected(w.error());
+  std::sort(report.readdressed.begin(), report.readdressed.end());
   return report;
 }
 

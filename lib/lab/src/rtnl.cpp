@@ -1,3 +1,5 @@
+// Namespaces (made and removed only with proof of ownership), links,
+// addresses, routes and policy-routing rules over rtnetlink (libmnl).
 #include "vpcfw/lab/rtnl.h"
 
 #include <dirent.h>
@@ -11,16 +13,24 @@
 #include <linux/veth.h>
 #include <sched.h>
 #include <sys/mount.h>
+#include <poll.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
+#include <linux/magic.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <memory>
 #include <cstring>
 #include <fstream>
 #include <optional>
 #include <thread>
 #include <utility>
 
+#include <fmt/format.h>
+
+#include "vpcfw/names/names.h"
 #include "vpcfw/nft/netns.h"
 
 namespace vpcfw::lab {
@@ -28,38 +38,82 @@ namespace {
 
 constexpr const char* kNetnsDir = "/run/netns";
 
+// The kernel's errno travels in the error (Error::sysErrno).
 Error sysError(const std::string& what, int err = errno) {
-  return Error{ErrorCode::kKernel, what + ": " + std::strerror(err)};
+  return Error{ErrorCode::kKernel, what + ": " + std::strerror(err), err};
 }
 
 std::size_t addrLen(const net::IpAddress& a) { return a.isV4() ? 4 : 16; }
 
 }  // namespace
 
-Expected<void> createNamespace(const std::string& name) {
-  mkdir(kNetnsDir, 0755);
-  const std::string path = nft::netnsPath(name);
-  int fd = open(path.c_str(), O_RDONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0444);
-  if (fd < 0) return unexpected(sysError("create " + path));
-  close(fd);
-  Expected<void> result;
+Expected<NsId> createNamespace(const std::string& name,
+                               const std::function<Expected<void>(const NsId&)>& journal) {
+  const std::string path = names::namespacePath(name);
+  if (path.empty()) return makeError(ErrorCode::kInvalidArgument, "'" + name + "' cannot name a namespace");
+  if (mkdir(kNetnsDir, 0755) != 0 && errno != EEXIST) return unexpected(sysError(std::string("create ") + kNetnsDir));
+  Expected<NsId> result = makeError(ErrorCode::kInternal, "namespace thread did not run");
   // A fresh namespace lives as long as something holds it: bind-mount the
-  // thread's namespace on the file, as `ip netns add` does.
+  // thread's namespace on the file, as `ip netns add` does. Its identity is
+  // known (and journalled) before the name exists.
   std::thread([&] {
     if (unshare(CLONE_NEWNET) != 0) {
       result = unexpected(sysError("unshare a network namespace"));
       return;
     }
-    if (mount("/proc/thread-self/ns/net", path.c_str(), "none", MS_BIND, nullptr) != 0)
+    struct stat st {};
+    if (stat("/proc/thread-self/ns/net", &st) != 0) {
+      result = unexpected(sysError("stat the new namespace"));
+      return;
+    }
+    const NsId id{static_cast<std::uint64_t>(st.st_dev), static_cast<std::uint64_t>(st.st_ino)};
+    if (auto j = journal(id); !j) {
+      result = unexpected(j.error());
+      return;
+    }
+    int fd = open(path.c_str(), O_RDONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0444);
+    if (fd < 0) {
+      const int err = errno;
+      result = err == EEXIST ? makeError(ErrorCode::kNotOwned, "namespace " + name + " already exists", err)
+                             : unexpected(sysError("create " + path, err));
+      return;
+    }
+    close(fd);
+    if (mount("/proc/thread-self/ns/net", path.c_str(), "none", MS_BIND, nullptr) != 0) {
       result = unexpected(sysError("mount " + path));
+      unlink(path.c_str());
+      return;
+    }
+    result = id;
   }).join();
-  if (!result) unlink(path.c_str());
   return result;
 }
 
-Expected<void> deleteNamespace(const std::string& name) {
-  const std::string path = nft::netnsPath(name);
-  umount2(path.c_str(), MNT_DETACH);
+Expected<std::optional<NsId>> namespaceIdentity(const std::string& name) {
+  const std::string path = names::namespacePath(name);
+  if (path.empty()) return makeError(ErrorCode::kInvalidArgument, "'" + name + "' cannot name a namespace");
+  struct stat st {};
+  if (lstat(path.c_str(), &st) != 0) {
+    if (errno == ENOENT) return std::optional<NsId>{};
+    return unexpected(sysError("stat " + path));
+  }
+  // A mounted namespace shows the nsfs inode (a regular file of nsfs); the
+  // bare file under it, a symlink or a directory is not a namespace.
+  struct statfs fs {};
+  if (!S_ISREG(st.st_mode) || statfs(path.c_str(), &fs) != 0 || fs.f_type != NSFS_MAGIC)
+    return makeError(ErrorCode::kNotOwned, path + " is not a mounted network namespace");
+  return std::optional<NsId>{NsId{static_cast<std::uint64_t>(st.st_dev), static_cast<std::uint64_t>(st.st_ino)}};
+}
+
+Expected<void> deleteNamespace(const std::string& name, const NsId& id) {
+  auto have = namespaceIdentity(name);
+  if (!have) return unexpected(have.error());
+  if (!*have) return {};  // gone already
+  if (**have != id)
+    return makeError(ErrorCode::kNotOwned, fmt::format("namespace {} is {}, not the namespace vpcfw made ({}); left alone",
+                                                       name, describe(**have), describe(id)));
+  const std::string path = names::namespacePath(name);
+  if (umount2(path.c_str(), MNT_DETACH | UMOUNT_NOFOLLOW) != 0) return unexpected(sysError("unmount " + path));
   if (unlink(path.c_str()) != 0 && errno != ENOENT) return unexpected(sysError("remove " + path));
   return {};
 }
@@ -70,15 +124,88 @@ std::vector<std::string> listNamespaces(const std::string& prefix) {
   if (!d) return out;
   while (dirent* e = readdir(d)) {
     std::string n = e->d_name;
-    if (n != "." && n != ".." && n.rfind(prefix, 0) == 0) out.push_back(n);
+    if (names::isValidNamespaceName(n) && n.starts_with(prefix)) out.push_back(n);
   }
   closedir(d);
   return out;
 }
 
 bool namespaceExists(const std::string& name) {
+  const std::string path = names::namespacePath(name);
   struct stat st {};
-  return stat(nft::netnsPath(name).c_str(), &st) == 0;
+  return !path.empty() && lstat(path.c_str(), &st) == 0;
+}
+
+std::vector<std::string> namespaceHolders(const NsId& id) {
+  std::vector<std::string> out;
+  DIR* d = opendir("/proc");
+  if (!d) return out;
+  const std::string self = std::to_string(getpid());
+  while (dirent* e = readdir(d)) {
+    const std::string pid = e->d_name;
+    if (pid.empty() || !std::all_of(pid.begin(), pid.end(), [](char c) { return c >= '0' && c <= '9'; }) || pid == self)
+      continue;
+    struct stat st {};
+    if (stat(("/proc/" + pid + "/ns/net").c_str(), &st) != 0) continue;  // gone, or a kernel thread
+    if (static_cast<std::uint64_t>(st.st_dev) != id.dev || static_cast<std::uint64_t>(st.st_ino) != id.ino) continue;
+    std::string comm;
+    std::ifstream f("/proc/" + pid + "/comm");
+    std::getline(f, comm);
+    out.push_back(comm.empty() ? pid : pid + " (" + comm + ")");
+  }
+  closedir(d);
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+Expected<bool> waitLinkGone(const std::string& ns, const std::string& ifname, std::chrono::milliseconds timeout) {
+  // A socket of its own, subscribed before the look-up: a deletion between
+  // the two is not missed.
+  mnl_socket* s = nullptr;
+  auto opened = nft::runInNetns(ns, [&]() -> Expected<void> {
+    s = mnl_socket_open(NETLINK_ROUTE);
+    if (!s) return unexpected(sysError("rtnetlink socket"));
+    if (mnl_socket_bind(s, RTMGRP_LINK, MNL_SOCKET_AUTOPID) < 0) {
+      const int err = errno;
+      mnl_socket_close(s);
+      s = nullptr;
+      return unexpected(sysError("rtnetlink bind", err));
+    }
+    return {};
+  });
+  if (!opened) return unexpected(opened.error());
+  std::unique_ptr<mnl_socket, int (*)(mnl_socket*)> events(s, mnl_socket_close);
+  auto nl = Rtnl::open(ns);
+  if (!nl) return unexpected(nl.error());
+  auto idx = nl->ifindex(ifname);
+  if (!idx) return idx.error().code == ErrorCode::kNotFound ? Expected<bool>(true) : unexpected(idx.error());
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  alignas(nlmsghdr) char buf[16384];
+  for (;;) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) return false;
+    pollfd p{mnl_socket_get_fd(events.get()), POLLIN, 0};
+    const int rc = poll(&p, 1, static_cast<int>(left.count()));
+    if (rc < 0 && errno == EINTR) continue;
+    if (rc < 0) return unexpected(sysError("wait for link events"));
+    if (rc == 0) return false;
+    const ssize_t n = mnl_socket_recvfrom(events.get(), buf, sizeof buf);
+    if (n < 0) {
+      if (errno == ENOBUFS) {  // events were lost: look again
+        auto again = Rtnl::open(ns);
+        if (!again) return unexpected(again.error());
+        if (!again->ifindex(ifname)) return true;
+        continue;
+      }
+      return unexpected(sysError("read link events"));
+    }
+    int len = static_cast<int>(n);
+    for (auto* h = reinterpret_cast<const nlmsghdr*>(buf); mnl_nlmsg_ok(h, len); h = mnl_nlmsg_next(h, &len)) {
+      if (h->nlmsg_type != RTM_DELLINK) continue;
+      const auto* ifm = static_cast<const ifinfomsg*>(mnl_nlmsg_get_payload(h));
+      if (static_cast<unsigned>(ifm->ifi_index) == *idx) return true;
+    }
+  }
 }
 
 Expected<void> writeSysctl(const Netns& ns, const std::string& key, const std::string& value) {
@@ -194,6 +321,9 @@ Expected<std::vector<LinkInfo>> Rtnl::links() {
          a = mnl_attr_next(a)) {
       switch (mnl_attr_get_type(a)) {
         case IFLA_IFNAME: li.name = mnl_attr_get_str(a); break;
+        case IFLA_LINK:
+          if (mnl_attr_get_payload_len(a) >= sizeof(std::uint32_t)) li.peerIndex = mnl_attr_get_u32(a);
+          break;
         case IFLA_STATS64:
           if (mnl_attr_get_payload_len(a) >= sizeof(rtnl_link_stats64)) {
             rtnl_link_stats64 st;
@@ -273,7 +403,7 @@ Expected<void> Rtnl::deleteLink(const std::string& ifname) {
   ifm->ifi_index = static_cast<int>(*idx);
   indexCache_.erase(ifname);
   auto r = talk(nlh, "delete link " + ifname);
-  if (!r && lastErrno_ == ENODEV) return makeError(ErrorCode::kNotFound, "no interface " + ifname);
+  if (!r && lastErrno_ == ENODEV) return makeError(ErrorCode::kNotFound, "no interface " + ifname, lastErrno_);
   return r;
 }
 
@@ -292,6 +422,23 @@ Expected<void> Rtnl::addAddress(const std::string& ifname, const net::IpAddress&
   mnl_attr_put(nlh, IFA_LOCAL, addrLen(addr), addr.bytes().data());
   mnl_attr_put(nlh, IFA_ADDRESS, addrLen(addr), addr.bytes().data());
   return talk(nlh, "add address " + addr.toString() + " to " + ifname);
+}
+
+Expected<void> Rtnl::deleteAddress(const std::string& ifname, const net::IpAddress& addr, int prefix) {
+  auto idx = ifindex(ifname);
+  if (!idx) return unexpected(idx.error());
+  alignas(nlmsghdr) char buf[8192];
+  nlmsghdr* nlh = mnl_nlmsg_put_header(buf);
+  nlh->nlmsg_type = RTM_DELADDR;
+  auto* ifa = static_cast<ifaddrmsg*>(mnl_nlmsg_put_extra_header(nlh, sizeof(ifaddrmsg)));
+  ifa->ifa_family = addr.isV4() ? AF_INET : AF_INET6;
+  ifa->ifa_prefixlen = static_cast<unsigned char>(prefix);
+  ifa->ifa_index = *idx;
+  mnl_attr_put(nlh, IFA_LOCAL, addrLen(addr), addr.bytes().data());
+  auto r = talk(nlh, "delete address " + addr.toString() + " from " + ifname);
+  if (!r && (lastErrno_ == EADDRNOTAVAIL || lastErrno_ == ENODEV))
+    return makeError(ErrorCode::kNotFound, "no address " + addr.toString() + " on " + ifname, lastErrno_);
+  return r;
 }
 
 void Rtnl::fillRoute(void* msg, const RouteSpec& r, bool add, Expected<void>& status) {
@@ -344,7 +491,7 @@ Expected<void> Rtnl::deleteRoute(const RouteSpec& r) {
   fillRoute(nlh, r, false, status);
   if (!status) return status;
   auto x = talk(nlh, "delete route " + describe(r));
-  if (!x && (lastErrno_ == ESRCH || lastErrno_ == ENODEV)) return makeError(ErrorCode::kNotFound, "no route " + describe(r));
+  if (!x && (lastErrno_ == ESRCH || lastErrno_ == ENODEV)) return makeError(ErrorCode::kNotFound, "no route " + describe(r), lastErrno_);
   return x;
 }
 
@@ -531,34 +678,6 @@ Expected<std::vector<AddressInfo>> Rtnl::addresses() {
     named.push_back(std::move(out[i]));
   }
   return named;
-}
-
-bool operator==(const RouteSpec& a, const RouteSpec& b) {
-  return a.dst == b.dst && a.ifname == b.ifname && a.gateway == b.gateway && a.table == b.table && a.type == b.type &&
-         a.onlink == b.onlink;
-}
-
-bool operator==(const RuleSpec& a, const RuleSpec& b) {
-  return a.from == b.from && a.table == b.table && a.priority == b.priority;
-}
-
-std::string describe(const RouteSpec& r) {
-  std::string s;
-  switch (r.type) {
-    case RouteSpec::Type::kThrow: s = "throw "; break;
-    case RouteSpec::Type::kBlackhole: s = "blackhole "; break;
-    case RouteSpec::Type::kLocal: s = "local "; break;
-    case RouteSpec::Type::kUnicast: break;
-  }
-  s += r.dst.toString();
-  if (r.gateway) s += " via " + r.gateway->toString();
-  if (!r.ifname.empty()) s += " dev " + r.ifname;
-  if (r.onlink) s += " onlink";
-  return s + " table " + std::to_string(r.table);
-}
-
-std::string describe(const RuleSpec& r) {
-  return "from " + r.from.toString() + " lookup " + std::to_string(r.table) + " priority " + std::to_string(r.priority);
 }
 
 }  // namespace vpcfw::lab

@@ -34,7 +34,7 @@ std::string routes(const NamespacePlan& n) {
 
 TEST_CASE("two-tier: a router, a gateway, the internet and one namespace per instance") {
   auto m = test::loadExample("two-tier");
-  auto plan = lab::planLab(m);
+  auto plan = lab::planLab(m, "vpcfw:internet");
   REQUIRE(plan);
   std::vector<std::string> names;
   for (const auto& n : plan->namespaces) names.push_back(std::string(lab::roleName(n.role)) + " " + n.name);
@@ -45,7 +45,7 @@ TEST_CASE("two-tier: a router, a gateway, the internet and one namespace per ins
 
 TEST_CASE("router: one table per subnet chosen by source, local routes throw to the instances' host routes") {
   auto m = test::loadExample("two-tier");
-  auto plan = lab::planLab(m);
+  auto plan = lab::planLab(m, "vpcfw:internet");
   REQUIRE(plan);
   const auto& r = ns(*plan, "vpcfw-shop");
   CAPTURE(routes(r));
@@ -77,7 +77,7 @@ TEST_CASE("router: one table per subnet chosen by source, local routes throw to 
 
 TEST_CASE("instance: its addresses as /32 and /128 and a default route to the subnet's router address") {
   auto m = test::loadExample("two-tier");
-  auto plan = lab::planLab(m);
+  auto plan = lab::planLab(m, "vpcfw:internet");
   REQUIRE(plan);
   const auto& w = ns(*plan, "vpcfw:i:web1");
   CAPTURE(routes(w));
@@ -91,7 +91,7 @@ TEST_CASE("instance: its addresses as /32 and /128 and a default route to the su
 
 TEST_CASE("gateway: 1:1 NAT for instances with a public IP, the VPC's IPv6 as is, nothing else") {
   auto m = test::loadExample("two-tier");
-  auto plan = lab::planLab(m);
+  auto plan = lab::planLab(m, "vpcfw:internet");
   REQUIRE(plan);
   const compile::Ruleset* gw = nullptr;
   for (const auto& r : plan->rulesets)
@@ -116,7 +116,7 @@ TEST_CASE("gateway: 1:1 NAT for instances with a public IP, the VPC's IPv6 as is
 
 TEST_CASE("peering: a link between the routers, routes only where the route tables put them") {
   auto m = test::loadExample("peering");
-  auto plan = lab::planLab(m);
+  auto plan = lab::planLab(m, "vpcfw:internet");
   REQUIRE(plan);
   std::vector<std::string> links;
   for (const auto& l : plan->links)
@@ -133,7 +133,7 @@ TEST_CASE("peering: a link between the routers, routes only where the route tabl
   CHECK(hasRoute(b, "10.1.0.0/16 via 169.254.1.1 dev pcx-alpha-beta onlink table 100"));
   CHECK(hasRoute(b, "10.3.0.0/16 via 169.254.1.6 dev pcx-beta-gamma onlink table 100"));
   CHECK_FALSE(hasRoute(b, "10.3.0.0/16 via 169.254.1.6 dev pcx-beta-gamma onlink table 254"));
-  CHECK(plan->find(lab::internetNamespace()) == nullptr);  // no gateway, no internet
+  CHECK(plan->find(std::string("vpcfw:internet")) == nullptr);  // no gateway, no internet
 }
 
 TEST_CASE("an inactive peering is a blackhole route and no link") {
@@ -152,7 +152,7 @@ instances:
   - {name: x, subnet: sa, private_ip: 10.1.1.10}
   - {name: y, subnet: sb, private_ip: 10.2.1.10}
 )");
-  auto plan = lab::planLab(m);
+  auto plan = lab::planLab(m, "vpcfw:internet");
   REQUIRE(plan);
   CHECK(std::none_of(plan->links.begin(), plan->links.end(), [](const lab::LinkPlan& l) { return l.what == "peering ab"; }));
   CHECK(hasRoute(ns(*plan, "vpcfw-a"), "blackhole 10.2.0.0/16 table 100"));
@@ -169,7 +169,7 @@ subnets:
 instances:
   - {name: an-instance-with-a-long-name, subnet: s, private_ip: 10.1.1.10}
 )");
-  auto plan = lab::planLab(m);
+  auto plan = lab::planLab(m, "vpcfw:internet");
   REQUIRE(plan);
   for (const auto& l : plan->links) {
     CHECK(l.name.size() <= 15);
@@ -183,7 +183,7 @@ subnets:
 instances:
   - {name: h, subnet: s, private_ip: 10.1.1.10, host: lab1, interface: eth0}
 )");
-  auto none = lab::planLab(hosts);
+  auto none = lab::planLab(hosts, "vpcfw:internet");
   REQUIRE_FALSE(none);
   CHECK(none.error().message.find("no instance in the lab") != std::string::npos);
 }
@@ -195,4 +195,25 @@ TEST_CASE("internet hosts of the lab are the documentation ranges") {
   CHECK(lab::isLabInternetHost(*net::IpAddress::parse("2001:db8:ffff::1")));
   CHECK_FALSE(lab::isLabInternetHost(*net::IpAddress::parse("8.8.8.8")));
   CHECK_FALSE(lab::isLabInternetHost(*net::IpAddress::parse("2606:4700::1111")));
+}
+
+TEST_CASE("the internet namespace is the caller's: named in the plan, checked, never two objects in one") {
+  auto m = test::loadExample("two-tier");
+  auto plan = lab::planLab(m, "vpcfw:internet-t1");
+  REQUIRE(plan);
+  CHECK(plan->internet == "vpcfw:internet-t1");
+  CHECK(ns(*plan, "vpcfw:internet-t1").role == NamespacePlan::Role::kInternet);
+  CHECK(plan->find("vpcfw:internet") == nullptr);
+  // The gateway's link to the internet ends in it.
+  CHECK(std::any_of(plan->links.begin(), plan->links.end(), [](const lab::LinkPlan& l) { return l.peerNs == "vpcfw:internet-t1"; }));
+  for (const char* bad : {"", ".", "..", "../x", "/run/netns", "a/b", ".hidden"}) {
+    CAPTURE(bad);
+    auto p = lab::planLab(m, bad);
+    REQUIRE_FALSE(p);
+    CHECK(p.error().message.find("cannot name") != std::string::npos);
+  }
+  // An instance's own namespace may not be the internet's.
+  auto clash = lab::planLab(m, "vpcfw:i:web1");
+  REQUIRE_FALSE(clash);
+  CHECK(clash.error().message.find("planned twice") != std::string::npos);
 }

@@ -197,7 +197,7 @@ TEST_CASE("matrix: every lab pair and the internet host, distinct identifiers, u
 
 TEST_CASE("labView: baselines enter an instance from its router's ENI, the internet from each gateway") {
   auto m = test::loadExample("two-tier");
-  auto plan = lab::planLab(m);
+  auto plan = lab::planLab(m, std::string(names::kDefaultInternetNamespace));
   REQUIRE(plan);
   auto v = probe::labView(*plan);
   REQUIRE(v.entries.contains("vpcfw:i:web1"));

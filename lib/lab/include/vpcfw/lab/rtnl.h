@@ -4,6 +4,7 @@
 // requests act in that namespace from whatever thread sends them.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -12,6 +13,8 @@
 #include <vector>
 
 #include "vpcfw/base/error.h"
+#include "vpcfw/lab/record.h"
+#include "vpcfw/lab/routing.h"
 #include "vpcfw/net/address.h"
 
 struct mnl_socket;
@@ -20,37 +23,37 @@ namespace vpcfw::lab {
 
 using Netns = std::optional<std::string>;
 
-// Creates /run/netns/NAME (as `ip netns add` does) / removes it.
-[[nodiscard]] Expected<void> createNamespace(const std::string& name);
-[[nodiscard]] Expected<void> deleteNamespace(const std::string& name);
+// Creates /run/netns/NAME (as `ip netns add` does) and returns its nsfs
+// identity. `journal` is called with the identity after the namespace exists
+// and before its name does (the file is made O_EXCL, then bind-mounted), so
+// a record of it is on disk before anything could find it, whenever the
+// process dies; an error from `journal` aborts the creation.
+[[nodiscard]] Expected<NsId> createNamespace(const std::string& name,
+                                             const std::function<Expected<void>(const NsId&)>& journal);
+// The identity of /run/netns/NAME: nullopt when there is no such entry;
+// kNotOwned when it is not an nsfs mount (a plain file, a symlink, ...).
+// Errors: kInvalidArgument for a name that is not a valid namespace name.
+[[nodiscard]] Expected<std::optional<NsId>> namespaceIdentity(const std::string& name);
+// Removes /run/netns/NAME only when NAME is a valid namespace name and the
+// entry is an nsfs mount with identity `id`: kNotOwned otherwise (left as
+// it is). Nothing but that one mount point is ever unmounted.
+[[nodiscard]] Expected<void> deleteNamespace(const std::string& name, const NsId& id);
 // Names in /run/netns starting with `prefix`.
 std::vector<std::string> listNamespaces(const std::string& prefix);
 bool namespaceExists(const std::string& name);
+// Processes (other than this one) whose network namespace is `id`, as
+// "pid (command)": they keep it alive after its name is removed.
+std::vector<std::string> namespaceHolders(const NsId& id);
+
+// Waits until interface `ifname` of namespace `ns` is gone (a removed
+// namespace takes its veth ends along a moment later): subscribes to the
+// namespace's link events and waits for the RTM_DELLINK, up to `timeout`.
+// Returns false when it is still there then.
+[[nodiscard]] Expected<bool> waitLinkGone(const std::string& ns, const std::string& ifname,
+                                          std::chrono::milliseconds timeout);
 
 // Writes a sysctl of that namespace, e.g. "net/ipv4/ip_forward" = "1".
 [[nodiscard]] Expected<void> writeSysctl(const Netns& ns, const std::string& key, const std::string& value);
-
-struct RouteSpec {
-  enum class Type { kUnicast, kThrow, kLocal, kBlackhole };
-  net::Cidr dst;
-  std::string ifname;                      // empty for throw / blackhole
-  std::optional<net::IpAddress> gateway;   // else on-link
-  std::uint32_t table = 254;               // RT_TABLE_MAIN
-  Type type = Type::kUnicast;
-  bool onlink = false;                     // the gateway is on the link, whatever its address
-};
-
-// A policy-routing rule: packets from `from` look up `table`.
-struct RuleSpec {
-  net::Cidr from;
-  std::uint32_t table = 254;
-  std::uint32_t priority = 0;
-};
-
-bool operator==(const RouteSpec& a, const RouteSpec& b);
-bool operator==(const RuleSpec& a, const RuleSpec& b);
-std::string describe(const RouteSpec& r);  // "10.0.0.0/16 via 169.254.0.2 dev igw0 table 100", ...
-std::string describe(const RuleSpec& r);   // "from 10.0.1.0/24 lookup 100 priority 1000"
 
 struct AddressInfo {
   std::string ifname;
@@ -61,6 +64,7 @@ struct AddressInfo {
 struct LinkInfo {
   std::string name;
   unsigned index = 0;
+  unsigned peerIndex = 0;  // a veth's peer (IFLA_LINK), in the peer's namespace; 0 when none
   bool up = false;
   std::uint64_t rxPackets = 0, txPackets = 0;
 };
@@ -81,6 +85,7 @@ class Rtnl {
   [[nodiscard]] Expected<void> deleteLink(const std::string& ifname);  // a veth takes its peer with it
   // Adds addr/prefix to ifname (IPv6 without duplicate address detection).
   [[nodiscard]] Expected<void> addAddress(const std::string& ifname, const net::IpAddress& addr, int prefix);
+  [[nodiscard]] Expected<void> deleteAddress(const std::string& ifname, const net::IpAddress& addr, int prefix);
   [[nodiscard]] Expected<void> addRoute(const RouteSpec& r);
   [[nodiscard]] Expected<void> addRule(const RuleSpec& r);
   [[nodiscard]] Expected<unsigned> ifindex(const std::string& ifname);

@@ -1,0 +1,34 @@
+// Comparing and printing routes and policy-routing rules.
+#include "vpcfw/lab/routing.h"
+
+namespace vpcfw::lab {
+
+bool operator==(const RouteSpec& a, const RouteSpec& b) {
+  return a.dst == b.dst && a.ifname == b.ifname && a.gateway == b.gateway && a.table == b.table && a.type == b.type &&
+         a.onlink == b.onlink;
+}
+
+bool operator==(const RuleSpec& a, const RuleSpec& b) {
+  return a.from == b.from && a.table == b.table && a.priority == b.priority;
+}
+
+std::string describe(const RouteSpec& r) {
+  std::string s;
+  switch (r.type) {
+    case RouteSpec::Type::kThrow: s = "throw "; break;
+    case RouteSpec::Type::kBlackhole: s = "blackhole "; break;
+    case RouteSpec::Type::kLocal: s = "local "; break;
+    case RouteSpec::Type::kUnicast: break;
+  }
+  s += r.dst.toString();
+  if (r.gateway) s += " via " + r.gateway->toString();
+  if (!r.ifname.empty()) s += " dev " + r.ifname;
+  if (r.onlink) s += " onlink";
+  return s + " table " + std::to_string(r.table);
+}
+
+std::string describe(const RuleSpec& r) {
+  return "from " + r.from.toString() + " lookup " + std::to_string(r.table) + " priority " + std::to_string(r.priority);
+}
+
+}  // namespace vpcfw::lab
