@@ -187,7 +187,7 @@ TEST_CASE("a table inet vpcfw that vpcfw did not create is reported and left alo
   }
 }
 
-TEST_CASE("flush --takeover removes a foreign table inet vpcfw; tables of other families are never vpcfw's") {
+TEST_CASE("flush --takeover removes a foreign table inet vpcfw, and tables of other families are never vpcfw's") {
   const auto r = compileExample("two-tier");
   Netns ns("ownflush");
   nftScript(ns, "table inet vpcfw {}\ntable ip vpcfw {\n chain c { type filter hook input priority 0; }\n}\n");
@@ -466,4 +466,36 @@ TEST_CASE("two concurrent applies of different configs leave exactly one of them
     bastionWins += b;
   }
   CHECK(twoTierWins + bastionWins == 10);
+}
+
+TEST_CASE("the lock spans read-back to commit: two applies with a wide window between them are serialised") {
+  const auto twoTier = compileExample("two-tier");
+  const auto bastion = compileExample("bastion");
+  Netns ns("window");
+  for (int round = 0; round < 3; ++round) {
+    CAPTURE(round);
+    REQUIRE(nft::deleteTable(ns.name()).has_value());  // both have something to do
+    Expected<nft::ApplyReport> a = makeError(ErrorCode::kInternal, "not run"), b = a;
+    auto run = [&](const compile::Ruleset& r, Expected<nft::ApplyReport>& out) {
+      nft::ApplyOptions o;
+      o.netns = ns.name();
+      // Hold the window between read-back and commit open: the other apply
+      // would read the same state and commit over it if the lock did not cover this.
+      o.beforeCommit = [] { std::this_thread::sleep_for(std::chrono::milliseconds(300)); };
+      out = nft::applyRuleset(r, o);
+    };
+    const auto t0 = std::chrono::steady_clock::now();
+    std::thread ta([&] { run(twoTier, a); }), tb([&] { run(bastion, b); });
+    ta.join();
+    tb.join();
+    const auto took = std::chrono::steady_clock::now() - t0;
+    REQUIRE(a.has_value());
+    REQUIRE(b.has_value());
+    // The second read back only after the first committed: one batch each, no retry.
+    CHECK(a->attempts == 1);
+    CHECK(b->attempts == 1);
+    CHECK(took >= std::chrono::milliseconds(600));
+    const bool twoTierHolds = diff(twoTier, ns).empty(), bastionHolds = diff(bastion, ns).empty();
+    CHECK(twoTierHolds != bastionHolds);
+  }
 }
