@@ -499,3 +499,38 @@ TEST_CASE("the lock spans read-back to commit: two applies with a wide window be
     CHECK(twoTierHolds != bastionHolds);
   }
 }
+
+TEST_CASE("a read-back that the ruleset changed under is read again before anything is computed from it") {
+  const auto twoTier = compileExample("two-tier");
+  const auto bastion = compileExample("bastion");
+  SUBCASE("one change during the read-back") {
+    for (const std::string change : {"add table ip vpcfwk_read_other", "insert rule inet vpcfw forward accept",
+                                     "add chain inet vpcfw evil"}) {
+      CAPTURE(change);
+      Netns ns("read");
+      apply(bastion, ns);
+      int calls = 0;
+      nft::ApplyOptions o;
+      o.duringReadBack = [&] {
+        if (calls++ == 0) nftCmd(ns, change);
+      };
+      auto rep = apply(twoTier, ns, o);
+      CHECK(rep.reads == 2);     // the first read-back was thrown away...
+      CHECK(rep.attempts == 1);  // ...so the batch was computed from a consistent one and accepted
+      CHECK(diff(twoTier, ns).empty());
+    }
+  }
+  SUBCASE("a ruleset that changes during every read-back: bounded, then kBusy") {
+    Netns ns("readbusy");
+    apply(bastion, ns);
+    int calls = 0;
+    nft::ApplyOptions o;
+    o.netns = ns.name();
+    o.duringReadBack = [&] { nftCmd(ns, "add table ip vpcfwk_read" + std::to_string(calls++)); };
+    auto rep = nft::applyRuleset(twoTier, o);
+    REQUIRE_FALSE(rep.has_value());
+    CHECK(rep.error().code == ErrorCode::kBusy);
+    CHECK(calls == 5);
+    CHECK(diff(bastion, ns).empty());
+  }
+}

@@ -84,7 +84,8 @@ void collectCounters(nftnl_rule* r, const std::string& chain, std::vector<TableS
 
 // One read of the table at `gen`; kBusy when the generation moved meanwhile.
 // contents=false reads only the table itself (enough to delete it).
-Expected<KernelTable> readTableAt(Socket& sock, const std::string& table, std::uint32_t gen, bool contents) {
+Expected<KernelTable> readTableAt(Socket& sock, const std::string& table, std::uint32_t gen, bool contents,
+                                  const std::function<void()>& during) {
   KernelTable k;
   auto r = sock.dump(
       NFT_MSG_GETTABLE, gen, [](nlmsghdr*) {},
@@ -103,6 +104,7 @@ Expected<KernelTable> readTableAt(Socket& sock, const std::string& table, std::u
       });
   if (!r) return unexpected(r.error());
   if (!k.exists || !contents) return k;
+  if (during) during();
   r = sock.dump(
       NFT_MSG_GETCHAIN, gen,
       [&](nlmsghdr* nlh) {
@@ -230,12 +232,14 @@ Expected<KernelTable> readTableAt(Socket& sock, const std::string& table, std::u
 struct Snapshot {
   KernelTable table;
   std::uint32_t generation = 0;
+  int reads = 0;
 };
-Expected<Snapshot> readTable(Socket& sock, const std::string& table, bool contents = true) {
+Expected<Snapshot> readTable(Socket& sock, const std::string& table, bool contents = true,
+                             const std::function<void()>& during = {}) {
   for (int i = 0; i < kMaxReads; ++i) {
     auto gen = sock.generation();
     if (!gen) return unexpected(gen.error());
-    auto k = readTableAt(sock, table, *gen, contents);
+    auto k = readTableAt(sock, table, *gen, contents, during);
     if (!k) {
       if (k.error().code == ErrorCode::kBusy) continue;
       return unexpected(k.error());
@@ -243,7 +247,7 @@ Expected<Snapshot> readTable(Socket& sock, const std::string& table, bool conten
     auto after = sock.generation();
     if (!after) return unexpected(after.error());
     if (*after != *gen) continue;
-    return Snapshot{std::move(*k), *gen};
+    return Snapshot{std::move(*k), *gen, i + 1};
   }
   return makeError(ErrorCode::kBusy,
                    fmt::format("the ruleset changed during each of {} read-backs of table inet {}; someone keeps changing it",
@@ -640,8 +644,9 @@ Expected<ApplyReport> applyRuleset(const compile::Ruleset& desired, const ApplyO
     report.linearizeMs = msSince(t0);
     for (int attempt = 0; attempt < kMaxAttempts; ++attempt) {
       t0 = std::chrono::steady_clock::now();
-      auto snap = readTable(*sock, d.name);
+      auto snap = readTable(*sock, d.name, true, options.duringReadBack);
       if (!snap) return unexpected(snap.error());
+      report.reads += static_cast<std::size_t>(snap->reads);
       const KernelTable& k = snap->table;
       report.readBackMs = msSince(t0);
       if (k.exists && !k.owned && !options.takeover)

@@ -49,9 +49,11 @@ struct ApplyOptions {
   bool takeover = false;             // replace a table inet vpcfw that vpcfw did not make
   std::chrono::milliseconds lockTimeout = state::kDefaultLockTimeout;
   std::function<void(const std::string& holder)> lockWaiting;  // see LockOptions::waiting
-  // Tests only: runs after the read-back, right before each batch is sent
-  // (to change the ruleset behind apply's back).
+  // Tests only: run right before each batch is sent, and in the middle of
+  // each read-back (after the table, before its contents), to change the
+  // ruleset behind apply's back.
   std::function<void()> beforeCommit;
+  std::function<void()> duringReadBack;
 };
 
 struct ApplyReport {
@@ -59,6 +61,7 @@ struct ApplyReport {
   std::size_t messages = 0;      // netlink messages in the batch (0 when nothing changed)
   std::size_t batchBytes = 0;
   std::size_t attempts = 0;      // batches sent (more than 1: the generation moved under us)
+  std::size_t reads = 0;         // read-backs (more than 1: the ruleset changed while it was read)
   std::vector<std::string> changes;  // one line per changed object, for people
   // Where the time went, in milliseconds.
   double linearizeMs = 0, readBackMs = 0, buildMs = 0, commitMs = 0;
