@@ -244,6 +244,30 @@ TEST_CASE("every kind of tampering with vpcfw's table is a difference, and apply
       {"a counter object", [](const Netns& ns) { nftCmd(ns, "add counter inet vpcfw evil"); }, "counter evil"},
       {"a quota object", [](const Netns& ns) { nftCmd(ns, "add quota inet vpcfw evilq '{ 100 mbytes }'"); }, "quota evilq"},
       {"a limit object", [](const Netns& ns) { nftCmd(ns, "add limit inet vpcfw evill '{ rate 10/second; }'"); }, "limit evill"},
+      {"a ct timeout object",
+       [](const Netns& ns) { nftCmd(ns, "add ct timeout inet vpcfw evilto '{ protocol tcp; l3proto ip; policy = { established: 100 }; }'"); },
+       "ct timeout evilto"},
+      {"a ct helper object", [](const Netns& ns) { nftCmd(ns, "add ct helper inet vpcfw evilh '{ type \"ftp\" protocol tcp; }'"); },
+       "ct helper evilh"},
+      {"a ct expectation object",
+       [](const Netns& ns) { nftCmd(ns, "add ct expectation inet vpcfw evile '{ protocol tcp; dport 22; timeout 10m; size 8; l3proto ip; }'"); },
+       "ct expectation evile"},
+      {"a synproxy object", [](const Netns& ns) { nftCmd(ns, "add synproxy inet vpcfw evilsp '{ mss 1460; wscale 7; }'"); },
+       "synproxy evilsp"},
+      {"an element that only gained a comment",
+       [](const Netns& ns) {
+         nftScript(ns, "delete element inet vpcfw enis { \"eni-web1\" }\nadd element inet vpcfw enis { \"eni-web1\" comment \"x\" }\n");
+       },
+       "\"eni-web1\" comment \"x\""},
+      {"a set recreated with another header (a size limit), everything else reloaded as it was",
+       [](const Netns& ns) {
+         std::string table = ns.exec("nft list table inet vpcfw").out;
+         const std::string head = "set enis {\n\t\ttype ifname\n";
+         REQUIRE(table.find(head) != std::string::npos);
+         table.replace(table.find(head), head.size(), head + "\t\tsize 1000\n");
+         nftScript(ns, "flush table inet vpcfw\ndelete set inet vpcfw enis\n" + table);
+       },
+       "size 1000"},
   };
   // A flowtable needs a device and the kernel's flow-table support (not every
   // kernel has it); probe in a scratch namespace first.
