@@ -533,8 +533,9 @@ std::vector<std::string> describeDiff(const LinearTable& d, const KernelTable& k
     return out;
   }
   if (!k.owned) out.push_back(notOwnedText("vpcfw apply"));
-  if (k.flags & NFT_TABLE_F_DORMANT) out.push_back(fmt::format("table inet {}: flags dormant: the table is switched off and filters nothing", d.name));
-  if (k.signature != d.signature) {
+  if (k.flags & NFT_TABLE_F_DORMANT)
+    out.push_back(fmt::format("table inet {}: flags dormant: the table is switched off and filters nothing", d.name));
+  else if (k.signature != d.signature) {
     out.push_back(fmt::format("table inet {}: its own attributes (flags, comment) differ", d.name));
     if (verbose) out.push_back("  kernel:  " + k.signature + "\n  desired: " + d.signature);
   }

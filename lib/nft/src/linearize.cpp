@@ -1,3 +1,6 @@
+// IR -> libnftnl objects with nft's own encodings, and the canonical
+// signatures of tables, chains, rules, sets and elements that diff compares
+// (the same functions run on desired and dumped objects).
 #include <netinet/in.h>  // before linux/netfilter.h
 #include <arpa/inet.h>
 #include <cstdio>
