@@ -514,7 +514,7 @@ std::string describeElement(const ElementBytes& e) {
     for (unsigned char c : s) out += fmt::format("{:02x}", c);
     return out;
   };
-  std::string out = e.key.empty() && !e.keyEnd.empty() ? "" : "key " + (e.key.empty() ? std::string("* (catch-all)") : hexOf(e.key));
+  std::string out = "key " + (e.key.empty() ? std::string("* (catch-all)") : hexOf(e.key));
   if (!e.keyEnd.empty()) out += "-" + hexOf(e.keyEnd);
   if (e.flags) out += fmt::format(" flags {}", e.flags);
   if (e.hasVerdict) out += fmt::format(" verdict {}{}", e.verdict, e.chain.empty() ? "" : " " + e.chain);
