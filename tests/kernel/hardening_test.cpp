@@ -462,14 +462,26 @@ TEST_CASE("a held fabric lock makes apply and flush wait, bounded, however the n
   CHECK(diff(r, ns).empty());
 
   // A waiting command proceeds as soon as the holder lets go.
+  const std::string log = "/tmp/" + ns.name() + "-waiter.log";
   test::CommandResult late{};
-  std::thread waiter([&] { late = sh(kVpcfw + " apply " + kBastion + " --netns " + ns.name() + " --lock-timeout 20"); });
-  std::this_thread::sleep_for(std::chrono::milliseconds(800));
+  std::thread waiter(
+      [&] { late = sh(kVpcfw + " apply " + kBastion + " --netns " + ns.name() + " --lock-timeout 20 >" + log); });
+  auto logText = [&] {
+    std::ifstream f(log);
+    return std::string(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
+  };
+  // Release only once it is waiting (it said so), however slowly it started.
+  for (int i = 0; i < 200 && logText().find("waiting for " + self) == std::string::npos; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  const std::string saidWaiting = logText();
   held.reset();
   waiter.join();
-  INFO(late.out);
+  const std::string all = logText();
+  std::remove(log.c_str());
+  INFO(all);
+  CHECK(saidWaiting.find("waiting for " + self) != std::string::npos);
   CHECK(late.status == 0);
-  CHECK(late.out.find("waiting for " + self) != std::string::npos);
+  CHECK(all.find("committed") != std::string::npos);
   CHECK(diff(compileExample("bastion"), ns).empty());
 }
 
