@@ -227,6 +227,8 @@ TEST_CASE("every kind of tampering with vpcfw's table is a difference, and apply
        "policy drop;\n\t\taccept\n"},
       {"a rule with an anonymous set in sg_in",
        [](const Netns& ns) { nftCmd(ns, "insert rule inet vpcfw sg_in ip saddr '{ 192.0.2.99 }' accept"); }, "192.0.2.99"},
+      {"a rule with a bound anonymous chain in forward",
+       [](const Netns& ns) { nftCmd(ns, "insert rule inet vpcfw forward jump '{ accept; }'"); }, "jump {"},
       {"a rule deleted from forward",
        [](const Netns& ns) { nftCmd(ns, "delete rule inet vpcfw forward handle " + firstRuleHandle(ns, "forward")); }, ""},
       {"an extra chain", [](const Netns& ns) { nftCmd(ns, "add chain inet vpcfw evil"); }, "chain evil"},
