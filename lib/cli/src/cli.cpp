@@ -16,6 +16,7 @@
 #include "vpcfw/eval/report.h"
 #include "vpcfw/lab/lab.h"
 #include "vpcfw/nft/applier.h"
+#include "vpcfw/state/state.h"
 
 #include <fcntl.h>
 #include <sched.h>
@@ -181,8 +182,20 @@ int compileCommand(const std::string& path, const std::string& fabric, std::ostr
 
 struct KernelOptions {
   std::string config, netns, fabric, host;
-  bool check = false, full = false, verbose = false, timing = false;
+  bool check = false, full = false, verbose = false, timing = false, takeover = false;
+  double lockTimeout = std::chrono::duration<double>(state::kDefaultLockTimeout).count();  // seconds
 };
+
+std::chrono::milliseconds lockTimeoutMs(double seconds) {
+  return std::chrono::milliseconds(static_cast<long long>(seconds * 1000));
+}
+
+// Exit status for a failed kernel command: 1 when the kernel, a foreign table
+// or another command's lock stood in the way; 2 for usage and config errors.
+int kernelFailure(const Error& e) {
+  return e.code == ErrorCode::kKernel || e.code == ErrorCode::kBusy || e.code == ErrorCode::kNotOwned ? kExitBlocked
+                                                                                                      : kExitUsage;
+}
 
 // The rulesets a kernel command works on, each with the namespace it goes to:
 // --netns N puts one fabric into N; without it every fabric goes to the lab
@@ -233,15 +246,21 @@ int applyCommand(const KernelOptions& o, std::ostream& out, std::ostream& err) {
     return kExitUsage;
   }
   for (const auto& [ruleset, ns] : *t) {
+    const std::string where = ns ? "netns " + *ns : "this namespace";
     nft::ApplyOptions ao;
     ao.netns = ns;
     ao.check = o.check;
     ao.fullReplace = o.full;
+    ao.takeover = o.takeover;
+    ao.lockTimeout = lockTimeoutMs(o.lockTimeout);
+    ao.lockWaiting = [&](const std::string& holder) {
+      err << fmt::format("vpcfw apply: fabric {} ({}): waiting for {} (up to {} s)...\n", ruleset.fabric, where, holder,
+                         o.lockTimeout);
+    };
     auto r = nft::applyRuleset(ruleset, ao);
-    const std::string where = ns ? "netns " + *ns : "this namespace";
     if (!r) {
       err << fmt::format("vpcfw apply: fabric {} ({}): {}\n", ruleset.fabric, where, r.error().message);
-      return r.error().code == ErrorCode::kKernel ? kExitBlocked : kExitUsage;
+      return kernelFailure(r.error());
     }
     if (o.check)
       out << fmt::format("fabric {} ({}): the kernel accepts the ruleset ({} messages checked, nothing committed)\n",
@@ -251,6 +270,8 @@ int applyCommand(const KernelOptions& o, std::ostream& out, std::ostream& err) {
     else
       out << fmt::format("fabric {} ({}): committed {} messages ({} bytes) in one batch\n", ruleset.fabric, where,
                          r->messages, r->batchBytes);
+    if (r->attempts > 1)
+      out << fmt::format("  the ruleset changed under vpcfw {} time(s); read back and computed again\n", r->attempts - 1);
     if (o.timing)
       out << fmt::format("timing: linearize {:.1f} ms, read back {:.1f} ms, build batch {:.1f} ms, commit {:.1f} ms\n",
                          r->linearizeMs, r->readBackMs, r->buildMs, r->commitMs);
@@ -284,13 +305,25 @@ int diffCommand(const KernelOptions& o, std::ostream& out, std::ostream& err) {
   return same ? kExitOk : kExitBlocked;
 }
 
-int flushCommand(const std::string& netns, std::ostream& out, std::ostream& err) {
-  std::optional<std::string> ns;
-  if (!netns.empty()) ns = netns;
-  auto r = nft::deleteTable(ns, compile::kTableName);
+struct FlushCliOptions {
+  std::string netns;
+  bool takeover = false;
+  double lockTimeout = std::chrono::duration<double>(state::kDefaultLockTimeout).count();  // seconds
+};
+
+int flushCommand(const FlushCliOptions& o, std::ostream& out, std::ostream& err) {
+  nft::FlushOptions fo;
+  if (!o.netns.empty()) fo.netns = o.netns;
+  fo.table = std::string(compile::kTableName);
+  fo.takeover = o.takeover;
+  fo.lock.timeout = lockTimeoutMs(o.lockTimeout);
+  fo.lock.waiting = [&](const std::string& holder) {
+    err << fmt::format("vpcfw flush: waiting for {} (up to {} s)...\n", holder, o.lockTimeout);
+  };
+  auto r = nft::deleteTable(fo);
   if (!r) {
     err << "vpcfw flush: " << r.error().message << '\n';
-    return kExitUsage;
+    return kernelFailure(r.error());
   }
   out << (*r ? "removed table inet vpcfw\n" : "no vpcfw table here; nothing to do\n");
   return kExitOk;
@@ -309,13 +342,10 @@ int statusCommand(const std::string& netns, bool json, std::ostream& out, std::o
     nlohmann::json counters = nlohmann::json::array();
     for (const auto& c : st->counters)
       counters.push_back({{"chain", c.chain}, {"rule", c.comment}, {"packets", c.packets}, {"bytes", c.bytes}});
-    out << jsonText(nlohmann::json{{"namespace", where},
-                                   {"table", st->exists},
-                                   {"sets", st->sets},
-                                   {"elements", st->elements},
-                                   {"chains", st->chains},
-                                   {"rules", st->rules},
-                                   {"counters", counters}})
+    out << jsonText(nlohmann::json{{"namespace", where}, {"table", st->exists}, {"owned", st->exists && st->owned},
+                                   {"foreign", st->exists && !st->owned}, {"dormant", st->dormant}, {"sets", st->sets},
+                                   {"elements", st->elements}, {"chains", st->chains}, {"rules", st->rules},
+                                   {"objects", st->objects}, {"flowtables", st->flowtables}, {"counters", counters}})
         << '\n';
     return kExitOk;
   }
@@ -323,8 +353,15 @@ int statusCommand(const std::string& netns, bool json, std::ostream& out, std::o
     out << fmt::format("{}: no vpcfw table (nothing enforced)\n", where);
     return kExitOk;
   }
+  if (!st->owned)
+    out << fmt::format("{}: {} (no '{}' comment); vpcfw leaves it alone (apply --takeover replaces it)\n", where,
+                       nft::kForeignTable, nft::kOwnerMarker);
   out << fmt::format("{}: table inet vpcfw with {} chains, {} rules, {} sets, {} set elements\n", where, st->chains,
                      st->rules, st->sets, st->elements);
+  if (st->dormant) out << fmt::format("{}: the table is dormant (flags dormant): it filters nothing\n", where);
+  if (st->objects || st->flowtables)
+    out << fmt::format("{}: also {} stateful objects and {} flowtables (vpcfw makes none)\n", where, st->objects,
+                       st->flowtables);
   bool any = false;
   for (const auto& c : st->counters) {
     if (c.packets == 0) continue;
@@ -382,6 +419,10 @@ int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
   applyCmd->add_flag("--check", ko.check, "Let the kernel validate the batch; commit nothing");
   applyCmd->add_flag("--full", ko.full, "Replace the whole table instead of sending the difference");
   applyCmd->add_flag("--timing", ko.timing, "Print where the time went");
+  applyCmd->add_flag("--takeover", ko.takeover, "Replace a table inet vpcfw that vpcfw did not create");
+  applyCmd->add_option("--lock-timeout", ko.lockTimeout, "Seconds to wait for another vpcfw command on the same fabric")
+      ->check(CLI::Range(0.0, 86400.0))
+      ->capture_default_str();
   KernelOptions kd;
   auto* diffCmd = app.add_subcommand("diff", "Compare what the kernel holds with what the config wants");
   diffCmd->add_option("config", kd.config, "Config file (YAML)")->required();
@@ -398,9 +439,13 @@ int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
   auto* statusCmd = app.add_subcommand("status", "What vpcfw enforces here, and what it has dropped");
   statusCmd->add_option("--netns", statusNetns, "Network namespace (default: this one)");
   statusCmd->add_flag("--json", statusJson, "As JSON");
-  std::string flushNetns;
+  FlushCliOptions fl;
   auto* flushCmd = app.add_subcommand("flush", "Remove vpcfw's table (and nothing else)");
-  flushCmd->add_option("--netns", flushNetns, "Network namespace (default: this one)");
+  flushCmd->add_option("--netns", fl.netns, "Network namespace (default: this one)");
+  flushCmd->add_flag("--takeover", fl.takeover, "Also remove a table inet vpcfw that vpcfw did not create");
+  flushCmd->add_option("--lock-timeout", fl.lockTimeout, "Seconds to wait for another vpcfw command on the same fabric")
+      ->check(CLI::Range(0.0, 86400.0))
+      ->capture_default_str();
 
   std::vector<std::string> reversed(args.rbegin(), args.rend());
   try {
@@ -424,7 +469,7 @@ int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
   if (diffCmd->parsed()) return diffCommand(kd, out, err);
   if (selected) return selected(out, err);
   if (statusCmd->parsed()) return statusCommand(statusNetns, statusJson, out, err);
-  if (flushCmd->parsed()) return flushCommand(flushNetns, out, err);
+  if (flushCmd->parsed()) return flushCommand(fl, out, err);
   if (compileCmd->parsed()) return compileCommand(compilePath, compileFabric, out, err);
   return kExitUsage;
 }

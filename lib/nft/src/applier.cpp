@@ -1,3 +1,7 @@
+// The applier: read back vpcfw's table (consistently, against one ruleset
+// generation), compare every part of it with the desired table, and commit
+// the difference in one batch that carries that generation, under the
+// fabric's lock.
 #include <netinet/in.h>  // before linux/netfilter.h
 
 #include "vpcfw/nft/applier.h"
@@ -9,6 +13,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cstring>
 #include <map>
@@ -21,23 +26,54 @@
 namespace vpcfw::nft {
 namespace {
 
+// Reading back stops after this many generation changes in a row, and so
+// does committing: someone else keeps changing the ruleset.
+constexpr int kMaxReads = 5;
+constexpr int kMaxAttempts = 5;
+
 // What the kernel holds of our table.
 struct KernelSet {
   std::string signature;
   std::vector<ElementBytes> elements;  // sorted
+  bool anonymous = false;              // bound to a rule (`ip saddr { ... }`); goes with it
 };
 struct KernelChain {
   std::string signature;
   std::vector<std::string> rules;  // signatures, in order
+  bool binding = false;            // an anonymous chain bound to a rule (`jump { ... }`)
 };
 struct KernelTable {
   bool exists = false;
+  bool owned = false;
+  std::uint32_t flags = 0;
+  std::string signature;
   std::map<std::string, KernelSet> sets;
   std::map<std::string, KernelChain> chains;
+  std::map<std::string, std::uint32_t> objects;  // name -> NFT_OBJECT_*
+  std::set<std::string> flowtables;
+  std::vector<std::string> unreadable;  // objects libnftnl could not parse: never "matches"
   std::vector<TableStatus::Counter> counters;
 };
 
-void collectCounters(nftnl_rule* r, const char* chain, std::vector<TableStatus::Counter>& out) {
+std::string str(const char* s) { return s ? s : ""; }
+
+const char* objectKind(std::uint32_t type) {
+  switch (type) {
+    case NFT_OBJECT_COUNTER: return "counter";
+    case NFT_OBJECT_QUOTA: return "quota";
+    case NFT_OBJECT_CT_HELPER: return "ct helper";
+    case NFT_OBJECT_LIMIT: return "limit";
+    case NFT_OBJECT_CONNLIMIT: return "connlimit";
+    case NFT_OBJECT_TUNNEL: return "tunnel";
+    case NFT_OBJECT_CT_TIMEOUT: return "ct timeout";
+    case NFT_OBJECT_SECMARK: return "secmark";
+    case NFT_OBJECT_CT_EXPECT: return "ct expectation";
+    case NFT_OBJECT_SYNPROXY: return "synproxy";
+    default: return "object";
+  }
+}
+
+void collectCounters(nftnl_rule* r, const std::string& chain, std::vector<TableStatus::Counter>& out) {
   nftnl_expr_iter* it = nftnl_expr_iter_create(r);
   for (nftnl_expr* e = nftnl_expr_iter_next(it); e; e = nftnl_expr_iter_next(it))
     if (std::strcmp(nftnl_expr_get_str(e, NFTNL_EXPR_NAME), "counter") == 0)
@@ -46,20 +82,31 @@ void collectCounters(nftnl_rule* r, const char* chain, std::vector<TableStatus::
   nftnl_expr_iter_destroy(it);
 }
 
-Expected<KernelTable> readTable(Socket& sock, const std::string& table) {
+// One read of the table at `gen`; kBusy when the generation moved meanwhile.
+// contents=false reads only the table itself (enough to delete it).
+Expected<KernelTable> readTableAt(Socket& sock, const std::string& table, std::uint32_t gen, bool contents,
+                                  const std::function<void()>& during) {
   KernelTable k;
   auto r = sock.dump(
-      NFT_MSG_GETTABLE, [](nlmsghdr*) {},
+      NFT_MSG_GETTABLE, gen, [](nlmsghdr*) {},
       [&](const nlmsghdr* nlh) {
         TablePtr t(nftnl_table_alloc());
-        if (nftnl_table_nlmsg_parse(nlh, t.get()) == 0 && nftnl_table_get_u32(t.get(), NFTNL_TABLE_FAMILY) == NFPROTO_INET &&
-            table == nftnl_table_get_str(t.get(), NFTNL_TABLE_NAME))
-          k.exists = true;
+        if (nftnl_table_nlmsg_parse(nlh, t.get()) != 0) {
+          k.unreadable.push_back("a table");
+          return;
+        }
+        if (nftnl_table_get_u32(t.get(), NFTNL_TABLE_FAMILY) != NFPROTO_INET || table != str(nftnl_table_get_str(t.get(), NFTNL_TABLE_NAME)))
+          return;
+        k.exists = true;
+        k.owned = hasOwnerMarker(t.get());
+        k.flags = nftnl_table_is_set(t.get(), NFTNL_TABLE_FLAGS) ? nftnl_table_get_u32(t.get(), NFTNL_TABLE_FLAGS) : 0;
+        k.signature = tableSignature(t.get());
       });
   if (!r) return unexpected(r.error());
-  if (!k.exists) return k;
+  if (!k.exists || !contents) return k;
+  if (during) during();
   r = sock.dump(
-      NFT_MSG_GETCHAIN,
+      NFT_MSG_GETCHAIN, gen,
       [&](nlmsghdr* nlh) {
         ChainPtr c(nftnl_chain_alloc());
         nftnl_chain_set_str(c.get(), NFTNL_CHAIN_TABLE, table.c_str());
@@ -67,12 +114,19 @@ Expected<KernelTable> readTable(Socket& sock, const std::string& table) {
       },
       [&](const nlmsghdr* nlh) {
         ChainPtr c(nftnl_chain_alloc());
-        if (nftnl_chain_nlmsg_parse(nlh, c.get()) != 0 || table != nftnl_chain_get_str(c.get(), NFTNL_CHAIN_TABLE)) return;
-        k.chains[nftnl_chain_get_str(c.get(), NFTNL_CHAIN_NAME)].signature = chainSignature(c.get());
+        if (nftnl_chain_nlmsg_parse(nlh, c.get()) != 0) {
+          k.unreadable.push_back("a chain");
+          return;
+        }
+        if (table != str(nftnl_chain_get_str(c.get(), NFTNL_CHAIN_TABLE))) return;
+        auto& kc = k.chains[str(nftnl_chain_get_str(c.get(), NFTNL_CHAIN_NAME))];
+        kc.signature = chainSignature(c.get());
+        kc.binding = nftnl_chain_is_set(c.get(), NFTNL_CHAIN_FLAGS) &&
+                     (nftnl_chain_get_u32(c.get(), NFTNL_CHAIN_FLAGS) & NFT_CHAIN_BINDING);
       });
   if (!r) return unexpected(r.error());
   r = sock.dump(
-      NFT_MSG_GETRULE,
+      NFT_MSG_GETRULE, gen,
       [&](nlmsghdr* nlh) {
         RulePtr rl(nftnl_rule_alloc());
         nftnl_rule_set_str(rl.get(), NFTNL_RULE_TABLE, table.c_str());
@@ -80,14 +134,19 @@ Expected<KernelTable> readTable(Socket& sock, const std::string& table) {
       },
       [&](const nlmsghdr* nlh) {
         RulePtr rl(nftnl_rule_alloc());
-        if (nftnl_rule_nlmsg_parse(nlh, rl.get()) != 0 || table != nftnl_rule_get_str(rl.get(), NFTNL_RULE_TABLE)) return;
-        k.chains[nftnl_rule_get_str(rl.get(), NFTNL_RULE_CHAIN)].rules.push_back(ruleSignature(rl.get()));
-        collectCounters(rl.get(), nftnl_rule_get_str(rl.get(), NFTNL_RULE_CHAIN), k.counters);
+        if (nftnl_rule_nlmsg_parse(nlh, rl.get()) != 0) {
+          k.unreadable.push_back("a rule (an expression libnftnl does not know)");
+          return;
+        }
+        if (table != str(nftnl_rule_get_str(rl.get(), NFTNL_RULE_TABLE))) return;
+        const std::string chain = str(nftnl_rule_get_str(rl.get(), NFTNL_RULE_CHAIN));
+        k.chains[chain].rules.push_back(ruleSignature(rl.get()));
+        collectCounters(rl.get(), chain, k.counters);
       });
   if (!r) return unexpected(r.error());
   std::vector<std::string> setNames;
   r = sock.dump(
-      NFT_MSG_GETSET,
+      NFT_MSG_GETSET, gen,
       [&](nlmsghdr* nlh) {
         SetPtr s(nftnl_set_alloc());
         nftnl_set_set_str(s.get(), NFTNL_SET_TABLE, table.c_str());
@@ -95,16 +154,22 @@ Expected<KernelTable> readTable(Socket& sock, const std::string& table) {
       },
       [&](const nlmsghdr* nlh) {
         SetPtr s(nftnl_set_alloc());
-        if (nftnl_set_nlmsg_parse(nlh, s.get()) != 0 || table != nftnl_set_get_str(s.get(), NFTNL_SET_TABLE)) return;
-        std::string name = nftnl_set_get_str(s.get(), NFTNL_SET_NAME);
-        k.sets[name].signature = setSignature(s.get());
+        if (nftnl_set_nlmsg_parse(nlh, s.get()) != 0) {
+          k.unreadable.push_back("a set");
+          return;
+        }
+        if (table != str(nftnl_set_get_str(s.get(), NFTNL_SET_TABLE))) return;
+        std::string name = str(nftnl_set_get_str(s.get(), NFTNL_SET_NAME));
+        auto& ks = k.sets[name];
+        ks.signature = setSignature(s.get());
+        ks.anonymous = nftnl_set_is_set(s.get(), NFTNL_SET_FLAGS) && (nftnl_set_get_u32(s.get(), NFTNL_SET_FLAGS) & NFT_SET_ANONYMOUS);
         setNames.push_back(name);
       });
   if (!r) return unexpected(r.error());
   for (const auto& name : setNames) {
     auto& ks = k.sets[name];
     r = sock.dump(
-        NFT_MSG_GETSETELEM,
+        NFT_MSG_GETSETELEM, gen,
         [&](nlmsghdr* nlh) {
           SetPtr s(nftnl_set_alloc());
           nftnl_set_set_str(s.get(), NFTNL_SET_TABLE, table.c_str());
@@ -113,7 +178,10 @@ Expected<KernelTable> readTable(Socket& sock, const std::string& table) {
         },
         [&](const nlmsghdr* nlh) {
           SetPtr s(nftnl_set_alloc());
-          if (nftnl_set_elems_nlmsg_parse(nlh, s.get()) != 0) return;
+          if (nftnl_set_elems_nlmsg_parse(nlh, s.get()) != 0) {
+            k.unreadable.push_back(fmt::format("elements of set {}", name));
+            return;
+          }
           nftnl_set_elems_iter* it = nftnl_set_elems_iter_create(s.get());
           for (auto* e = nftnl_set_elems_iter_next(it); e; e = nftnl_set_elems_iter_next(it)) ks.elements.push_back(elementBytes(e));
           nftnl_set_elems_iter_destroy(it);
@@ -121,13 +189,88 @@ Expected<KernelTable> readTable(Socket& sock, const std::string& table) {
     if (!r) return unexpected(r.error());
     std::sort(ks.elements.begin(), ks.elements.end());
   }
+  // Stateful objects (counters, quotas, limits, ct helpers/timeouts/expectations, synproxy, secmarks).
+  r = sock.dump(
+      NFT_MSG_GETOBJ, gen,
+      [&](nlmsghdr* nlh) {
+        ObjPtr o(nftnl_obj_alloc());
+        nftnl_obj_set_str(o.get(), NFTNL_OBJ_TABLE, table.c_str());
+        nftnl_obj_nlmsg_build_payload(nlh, o.get());
+      },
+      [&](const nlmsghdr* nlh) {
+        ObjPtr o(nftnl_obj_alloc());
+        if (nftnl_obj_nlmsg_parse(nlh, o.get()) != 0) {
+          k.unreadable.push_back("a stateful object");
+          return;
+        }
+        if (table != str(nftnl_obj_get_str(o.get(), NFTNL_OBJ_TABLE))) return;
+        k.objects[str(nftnl_obj_get_str(o.get(), NFTNL_OBJ_NAME))] = nftnl_obj_get_u32(o.get(), NFTNL_OBJ_TYPE);
+      });
+  if (!r) return unexpected(r.error());
+  r = sock.dump(
+      NFT_MSG_GETFLOWTABLE, gen,
+      [&](nlmsghdr* nlh) {
+        FlowtablePtr f(nftnl_flowtable_alloc());
+        nftnl_flowtable_set_str(f.get(), NFTNL_FLOWTABLE_TABLE, table.c_str());
+        nftnl_flowtable_nlmsg_build_payload(nlh, f.get());
+      },
+      [&](const nlmsghdr* nlh) {
+        FlowtablePtr f(nftnl_flowtable_alloc());
+        if (nftnl_flowtable_nlmsg_parse(nlh, f.get()) != 0) {
+          k.unreadable.push_back("a flowtable");
+          return;
+        }
+        if (table != str(nftnl_flowtable_get_str(f.get(), NFTNL_FLOWTABLE_TABLE))) return;
+        k.flowtables.insert(str(nftnl_flowtable_get_str(f.get(), NFTNL_FLOWTABLE_NAME)));
+      });
+  if (!r) return unexpected(r.error());
   return k;
+}
+
+// A read-back that one generation spans: GETGEN before, every dump message
+// stamped with it, GETGEN after; read again (bounded) when it moved.
+struct Snapshot {
+  KernelTable table;
+  std::uint32_t generation = 0;
+  int reads = 0;
+};
+Expected<Snapshot> readTable(Socket& sock, const std::string& table, bool contents = true,
+                             const std::function<void()>& during = {}) {
+  for (int i = 0; i < kMaxReads; ++i) {
+    auto gen = sock.generation();
+    if (!gen) return unexpected(gen.error());
+    auto k = readTableAt(sock, table, *gen, contents, during);
+    if (!k) {
+      if (k.error().code == ErrorCode::kBusy) continue;
+      return unexpected(k.error());
+    }
+    auto after = sock.generation();
+    if (!after) return unexpected(after.error());
+    if (*after != *gen) continue;
+    return Snapshot{std::move(*k), *gen, i + 1};
+  }
+  return makeError(ErrorCode::kBusy,
+                   fmt::format("the ruleset changed during each of {} read-backs of table inet {}; someone keeps changing it",
+                               kMaxReads, table));
+}
+
+Expected<state::Lock> lockFabric(const LockOptions& o) {
+  // Called on the thread inside the target namespace: the lock is the
+  // namespace's, however the caller named it.
+  auto id = netnsIdentity(std::nullopt);
+  if (!id) return unexpected(id.error());
+  return state::Lock::acquire("netns", *id, o.timeout, o.waiting);
+}
+
+std::string notOwnedText(const char* what) {
+  return fmt::format("{} (no '{}' comment): it is left alone; {} --takeover replaces it", kForeignTable, kOwnerMarker,
+                     what);
 }
 
 // Batch builders ---------------------------------------------------------
 
-void putTable(Batch& b, std::uint16_t type, const std::string& name, std::uint16_t flags) {
-  auto t = makeTable(name);
+void putTable(Batch& b, std::uint16_t type, const std::string& name, std::uint16_t flags, bool owned = false) {
+  auto t = owned ? makeOwnedTable(name) : makeTable(name);
   nlmsghdr* nlh = b.message(type, flags, fmt::format("table inet {}", name));
   nftnl_table_nlmsg_build_payload(nlh, t.get());
   b.next();
@@ -151,7 +294,7 @@ void putElements(Batch& b, std::uint16_t type, const std::string& table, const s
     if (setId) nftnl_set_set_u32(s.get(), NFTNL_SET_ID, setId);
     std::vector<ElementBytes> part(elements.begin() + static_cast<std::ptrdiff_t>(i),
                                    elements.begin() + static_cast<std::ptrdiff_t>(std::min(elements.size(), i + kChunk)));
-    addElements(s.get(), part);
+    addElements(s.get(), part, type == NFT_MSG_DELSETELEM);
     nlmsghdr* nlh = b.message(type, type == NFT_MSG_NEWSETELEM ? NLM_F_CREATE : 0, what);
     nftnl_set_elems_nlmsg_build_payload(nlh, s.get());
     b.next();
@@ -210,14 +353,35 @@ void deleteNamed(Batch& b, std::uint16_t type, const std::string& table, const s
   b.next();
 }
 
-void fullBatch(Batch& b, const LinearTable& d, bool exists, std::vector<std::string>& changes) {
-  putTable(b, NFT_MSG_NEWTABLE, d.name, NLM_F_CREATE);
-  if (exists) {
-    // Create-if-missing above keeps DELTABLE from failing; the commit swaps
-    // the whole table at once, so no packet sees an empty ruleset.
-    putTable(b, NFT_MSG_DELTABLE, d.name, 0);
+void deleteObject(Batch& b, const std::string& table, const std::string& name, std::uint32_t type) {
+  ObjPtr o(nftnl_obj_alloc());
+  nftnl_obj_set_str(o.get(), NFTNL_OBJ_TABLE, table.c_str());
+  nftnl_obj_set_str(o.get(), NFTNL_OBJ_NAME, name.c_str());
+  nftnl_obj_set_u32(o.get(), NFTNL_OBJ_TYPE, type);
+  nlmsghdr* nlh = b.message(NFT_MSG_DELOBJ, 0, fmt::format("delete {} {}", objectKind(type), name));
+  nftnl_obj_nlmsg_build_payload(nlh, o.get());
+  b.next();
+}
+
+void deleteFlowtable(Batch& b, const std::string& table, const std::string& name) {
+  FlowtablePtr f(nftnl_flowtable_alloc());
+  nftnl_flowtable_set_str(f.get(), NFTNL_FLOWTABLE_TABLE, table.c_str());
+  nftnl_flowtable_set_str(f.get(), NFTNL_FLOWTABLE_NAME, name.c_str());
+  nlmsghdr* nlh = b.message(NFT_MSG_DELFLOWTABLE, 0, fmt::format("delete flowtable {}", name));
+  nftnl_flowtable_nlmsg_build_payload(nlh, f.get());
+  b.next();
+}
+
+void fullBatch(Batch& b, const LinearTable& d, const KernelTable& k, std::vector<std::string>& changes) {
+  if (k.exists) {
+    // Create-if-missing keeps DELTABLE from failing should the table vanish
+    // meanwhile; the commit swaps the whole table at once, so no packet sees
+    // an empty ruleset.
     putTable(b, NFT_MSG_NEWTABLE, d.name, NLM_F_CREATE);
+    putTable(b, NFT_MSG_DELTABLE, d.name, 0);
   }
+  // A fresh table: the kernel takes a table's userdata only when it creates it.
+  putTable(b, NFT_MSG_NEWTABLE, d.name, NLM_F_CREATE, true);
   for (const auto& s : d.sets) putSet(b, s);
   for (const auto& c : d.chains) putChain(b, c);
   for (const auto& s : d.sets)
@@ -225,29 +389,36 @@ void fullBatch(Batch& b, const LinearTable& d, bool exists, std::vector<std::str
                 nftnl_set_get_u32(s.set.get(), NFTNL_SET_ID), s.elements,
                 fmt::format("elements of set {}", nftnl_set_get_str(s.set.get(), NFTNL_SET_NAME)));
   for (const auto& c : d.chains) putRules(b, c);
-  changes.push_back(fmt::format("{} table inet {}: {} sets, {} chains", exists ? "replaced" : "created", d.name,
-                                d.sets.size(), d.chains.size()));
+  const char* verb = !k.exists ? "created" : k.owned ? "replaced" : "took over (it had no vpcfw marker) and replaced";
+  changes.push_back(fmt::format("{} table inet {}: {} sets, {} chains", verb, d.name, d.sets.size(), d.chains.size()));
 }
 
-bool isIntervalSingle(const std::string& signature) {
-  // rbtree sets: interval flag without concat; their elements come as start/end pairs.
-  auto pos = signature.find("flags=");
-  if (pos == std::string::npos) return false;
-  unsigned flags = static_cast<unsigned>(std::stoul(signature.substr(pos + 6)));
-  return (flags & NFT_SET_INTERVAL) && !(flags & NFT_SET_CONCAT);
+// True when only a full replacement can turn `k` into `d`: the table's own
+// attributes differ (dormant, another comment), something could not be read,
+// anonymous sets or bound chains hang off some rule, or a set's or chain's
+// type changed.
+bool needsFullReplace(const LinearTable& d, const KernelTable& k) {
+  if (k.signature != d.signature || !k.unreadable.empty()) return true;
+  for (const auto& [name, s] : k.sets)
+    if (s.anonymous) return true;
+  for (const auto& [name, c] : k.chains)
+    if (c.binding) return true;
+  for (const auto& s : d.sets)
+    if (auto it = k.sets.find(nftnl_set_get_str(s.set.get(), NFTNL_SET_NAME)); it != k.sets.end() && it->second.signature != s.signature)
+      return true;
+  for (const auto& c : d.chains)
+    if (auto it = k.chains.find(nftnl_chain_get_str(c.chain.get(), NFTNL_CHAIN_NAME));
+        it != k.chains.end() && it->second.signature != c.signature)
+      return true;
+  return false;
 }
 
-// Adds to `b` what turns `k` into `d`; returns false when only a full
-// replacement can (a set or base chain whose type changed).
-bool incrementalBatch(Batch& b, const LinearTable& d, const KernelTable& k, std::vector<std::string>& changes) {
+// Adds to `b` what turns `k` into `d` (needsFullReplace(d, k) is false).
+void incrementalBatch(Batch& b, const LinearTable& d, const KernelTable& k, std::vector<std::string>& changes) {
   std::map<std::string, const LinearSet*> dsets;
   std::map<std::string, const LinearChain*> dchains;
   for (const auto& s : d.sets) dsets[nftnl_set_get_str(s.set.get(), NFTNL_SET_NAME)] = &s;
   for (const auto& c : d.chains) dchains[nftnl_chain_get_str(c.chain.get(), NFTNL_CHAIN_NAME)] = &c;
-  for (const auto& [name, s] : dsets)
-    if (auto it = k.sets.find(name); it != k.sets.end() && it->second.signature != s->signature) return false;
-  for (const auto& [name, c] : dchains)
-    if (auto it = k.chains.find(name); it != k.chains.end() && it->second.signature != c->signature) return false;
 
   struct ElementChange {
     std::string set;
@@ -262,8 +433,9 @@ bool incrementalBatch(Batch& b, const LinearTable& d, const KernelTable& k, std:
     const auto& want = s->elements;
     if (have == want) continue;
     ElementChange ch{name, {}, {}, false};
-    if (isIntervalSingle(s->signature)) {
-      ch.flush = true;  // start/end pairs: rewrite them all
+    // rbtree sets (interval without concat) hold start/end pairs: rewrite them all.
+    if ((s->flags & NFT_SET_INTERVAL) && !(s->flags & NFT_SET_CONCAT)) {
+      ch.flush = true;
       ch.add = want;
     } else {
       std::set_difference(want.begin(), want.end(), have.begin(), have.end(), std::back_inserter(ch.add));
@@ -294,17 +466,26 @@ bool incrementalBatch(Batch& b, const LinearTable& d, const KernelTable& k, std:
   for (const auto& name : rewrite) flushChain(b, d.name, name);
   for (const auto& [name, kc] : k.chains)
     if (!dchains.count(name)) flushChain(b, d.name, name);
-  // 3. vanishing chains and sets
-  for (const auto& [name, kc] : k.chains)
-    if (!dchains.count(name)) {
-      deleteNamed(b, NFT_MSG_DELCHAIN, d.name, name);
-      changes.push_back(fmt::format("chain {}: deleted", name));
-    }
+  // 3. vanishing sets (their elements may jump to vanishing chains), chains,
+  //    stateful objects and flowtables (rules referring to them are gone by now)
   for (const auto& [name, ks] : k.sets)
     if (!dsets.count(name)) {
       deleteNamed(b, NFT_MSG_DELSET, d.name, name);
       changes.push_back(fmt::format("set {}: deleted", name));
     }
+  for (const auto& [name, kc] : k.chains)
+    if (!dchains.count(name)) {
+      deleteNamed(b, NFT_MSG_DELCHAIN, d.name, name);
+      changes.push_back(fmt::format("chain {}: deleted", name));
+    }
+  for (const auto& [name, type] : k.objects) {
+    deleteObject(b, d.name, name, type);
+    changes.push_back(fmt::format("{} {}: deleted", objectKind(type), name));
+  }
+  for (const auto& name : k.flowtables) {
+    deleteFlowtable(b, d.name, name);
+    changes.push_back(fmt::format("flowtable {}: deleted", name));
+  }
   // 4. new sets, 5. new chains
   for (const auto& [name, s] : dsets)
     if (!k.sets.count(name)) {
@@ -325,7 +506,24 @@ bool incrementalBatch(Batch& b, const LinearTable& d, const KernelTable& k, std:
     if (!ch.add.empty()) putElements(b, NFT_MSG_NEWSETELEM, d.name, ch.set, 0, ch.add, fmt::format("add elements to set {}", ch.set));
   for (const auto& [name, c] : dchains)
     if (!k.chains.count(name) || std::find(rewrite.begin(), rewrite.end(), name) != rewrite.end()) putRules(b, *c);
-  return true;
+}
+
+std::string describeElement(const ElementBytes& e) {
+  auto hexOf = [](const std::string& s) {
+    std::string out;
+    for (unsigned char c : s) out += fmt::format("{:02x}", c);
+    return out;
+  };
+  std::string out = "key " + (e.key.empty() ? std::string("* (catch-all)") : hexOf(e.key));
+  if (!e.keyEnd.empty()) out += "-" + hexOf(e.keyEnd);
+  if (e.flags) out += fmt::format(" flags {}", e.flags);
+  if (e.hasVerdict) out += fmt::format(" verdict {}{}", e.verdict, e.chain.empty() ? "" : " " + e.chain);
+  if (!e.data.empty()) out += " data " + hexOf(e.data);
+  if (e.timeout) out += fmt::format(" timeout {} ms", e.timeout);
+  if (!e.userdata.empty()) out += " userdata " + hexOf(e.userdata);
+  if (!e.expressions.empty()) out += " " + e.expressions;
+  if (!e.objref.empty()) out += " object " + e.objref;
+  return out;
 }
 
 std::vector<std::string> describeDiff(const LinearTable& d, const KernelTable& k, bool verbose) {
@@ -334,6 +532,14 @@ std::vector<std::string> describeDiff(const LinearTable& d, const KernelTable& k
     out.push_back(fmt::format("table inet {}: missing", d.name));
     return out;
   }
+  if (!k.owned) out.push_back(notOwnedText("vpcfw apply"));
+  if (k.flags & NFT_TABLE_F_DORMANT)
+    out.push_back(fmt::format("table inet {}: flags dormant: the table is switched off and filters nothing", d.name));
+  else if (k.signature != d.signature) {
+    out.push_back(fmt::format("table inet {}: its own attributes (flags, comment) differ", d.name));
+    if (verbose) out.push_back("  kernel:  " + k.signature + "\n  desired: " + d.signature);
+  }
+  for (const auto& what : k.unreadable) out.push_back(fmt::format("{}: vpcfw cannot read it (so it cannot match)", what));
   std::set<std::string> dsets, dchains;
   for (const auto& s : d.sets) {
     std::string name = nftnl_set_get_str(s.set.get(), NFTNL_SET_NAME);
@@ -341,20 +547,28 @@ std::vector<std::string> describeDiff(const LinearTable& d, const KernelTable& k
     auto it = k.sets.find(name);
     if (it == k.sets.end()) {
       out.push_back(fmt::format("set {}: missing", name));
-    } else if (it->second.signature != s.signature) {
-      out.push_back(fmt::format("set {}: type or flags differ", name));
+      continue;
+    }
+    if (it->second.signature != s.signature) {
+      out.push_back(fmt::format("set {}: type, flags or parameters differ", name));
       if (verbose) out.push_back("  kernel:  " + it->second.signature + "\n  desired: " + s.signature);
-    } else if (it->second.elements != s.elements) {
+    }
+    if (it->second.elements != s.elements) {
       std::vector<ElementBytes> add, rem;
       std::set_difference(s.elements.begin(), s.elements.end(), it->second.elements.begin(), it->second.elements.end(),
                           std::back_inserter(add));
       std::set_difference(it->second.elements.begin(), it->second.elements.end(), s.elements.begin(), s.elements.end(),
                           std::back_inserter(rem));
       out.push_back(fmt::format("set {}: {} elements to add, {} to remove", name, add.size(), rem.size()));
+      if (verbose) {
+        for (const auto& e : add) out.push_back("  missing: " + describeElement(e));
+        for (const auto& e : rem) out.push_back("  extra:   " + describeElement(e));
+      }
     }
   }
   for (const auto& [name, ks] : k.sets)
-    if (!dsets.count(name)) out.push_back(fmt::format("set {}: not in the config", name));
+    if (!dsets.count(name))
+      out.push_back(fmt::format("set {}: not in the config{}", name, ks.anonymous ? " (an anonymous set of some rule)" : ""));
   for (const auto& c : d.chains) {
     std::string name = nftnl_chain_get_str(c.chain.get(), NFTNL_CHAIN_NAME);
     dchains.insert(name);
@@ -363,7 +577,10 @@ std::vector<std::string> describeDiff(const LinearTable& d, const KernelTable& k
       out.push_back(fmt::format("chain {}: missing", name));
       continue;
     }
-    if (it->second.signature != c.signature) out.push_back(fmt::format("chain {}: hook or policy differ", name));
+    if (it->second.signature != c.signature) {
+      out.push_back(fmt::format("chain {}: type, hook, priority, policy or flags differ", name));
+      if (verbose) out.push_back("  kernel:  " + it->second.signature + "\n  desired: " + c.signature);
+    }
     const auto& have = it->second.rules;
     for (std::size_t i = 0; i < std::max(have.size(), c.rules.size()); ++i) {
       if (i >= have.size()) out.push_back(fmt::format("chain {}: rule {} missing ({})", name, i + 1, c.rules[i].comment));
@@ -375,7 +592,10 @@ std::vector<std::string> describeDiff(const LinearTable& d, const KernelTable& k
     }
   }
   for (const auto& [name, kc] : k.chains)
-    if (!dchains.count(name)) out.push_back(fmt::format("chain {}: not in the config", name));
+    if (!dchains.count(name))
+      out.push_back(fmt::format("chain {}: not in the config{}", name, kc.binding ? " (bound to a rule)" : ""));
+  for (const auto& [name, type] : k.objects) out.push_back(fmt::format("{} {}: not in the config", objectKind(type), name));
+  for (const auto& name : k.flowtables) out.push_back(fmt::format("flowtable {}: not in the config", name));
   return out;
 }
 
@@ -385,22 +605,30 @@ std::string errorText(const std::vector<KernelError>& errors) {
   return msg;
 }
 
+bool generationMoved(const std::vector<KernelError>& errors) {
+  return std::any_of(errors.begin(), errors.end(), [](const KernelError& e) { return e.error == ERESTART; });
+}
+
 double msSince(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
 }
 
-Expected<void> sendOrCheck(Socket& sock, Batch& b, const ApplyOptions& o, ApplyReport& report) {
+// Sends one batch; true when the kernel refused it because the generation moved.
+Expected<bool> sendOrCheck(Socket& sock, Batch& b, const ApplyOptions& o, ApplyReport& report) {
   report.messages = b.messages();
-  if (b.messages() == 0) return {};  // the kernel already holds it: send nothing
+  if (b.messages() == 0) return false;  // the kernel already holds it: send nothing
   b.finish(!o.check);
   report.batchBytes = b.bytes();
+  if (o.beforeCommit) o.beforeCommit();
+  ++report.attempts;
   const auto t0 = std::chrono::steady_clock::now();
   auto errors = sock.send(b);
   report.commitMs = msSince(t0);
   if (!errors) return unexpected(errors.error());
-  if (!errors->empty()) return makeError(ErrorCode::kKernel, errorText(*errors));
+  if (generationMoved(*errors)) return true;
+  if (!errors->empty()) return makeError(ErrorCode::kKernel, errorText(*errors), errors->front().error);
   report.changed = !o.check;
-  return {};
+  return false;
 }
 
 }  // namespace
@@ -408,50 +636,79 @@ Expected<void> sendOrCheck(Socket& sock, Batch& b, const ApplyOptions& o, ApplyR
 Expected<ApplyReport> applyRuleset(const compile::Ruleset& desired, const ApplyOptions& options) {
   ApplyReport report;
   auto done = runInNetns(options.netns, [&]() -> Expected<void> {
+    auto lock = lockFabric(LockOptions{options.lockTimeout, options.lockWaiting});
+    if (!lock) return unexpected(lock.error());
     auto sock = Socket::open();
     if (!sock) return unexpected(sock.error());
     auto t0 = std::chrono::steady_clock::now();
     const LinearTable d = linearize(desired.table);
     report.linearizeMs = msSince(t0);
-    t0 = std::chrono::steady_clock::now();
-    auto k = readTable(*sock, d.name);
-    if (!k) return unexpected(k.error());
-    report.readBackMs = msSince(t0);
-    t0 = std::chrono::steady_clock::now();
-    Batch b;
-    if (!k->exists || options.fullReplace || !incrementalBatch(b, d, *k, report.changes)) {
+    for (int attempt = 0; attempt < kMaxAttempts; ++attempt) {
+      t0 = std::chrono::steady_clock::now();
+      auto snap = readTable(*sock, d.name, true, options.duringReadBack);
+      if (!snap) return unexpected(snap.error());
+      report.reads += static_cast<std::size_t>(snap->reads);
+      const KernelTable& k = snap->table;
+      report.readBackMs = msSince(t0);
+      if (k.exists && !k.owned && !options.takeover)
+        return makeError(ErrorCode::kNotOwned, notOwnedText("vpcfw apply"));
+      t0 = std::chrono::steady_clock::now();
       report.changes.clear();
-      Batch full;
-      fullBatch(full, d, k->exists, report.changes);
+      Batch b(snap->generation);
+      if (!k.exists || !k.owned || options.fullReplace || needsFullReplace(d, k))
+        fullBatch(b, d, k, report.changes);
+      else
+        incrementalBatch(b, d, k, report.changes);
       report.buildMs = msSince(t0);
-      return sendOrCheck(*sock, full, options, report);
+      auto moved = sendOrCheck(*sock, b, options, report);
+      if (!moved) return unexpected(moved.error());
+      if (!*moved) return {};
     }
-    report.buildMs = msSince(t0);
-    return sendOrCheck(*sock, b, options, report);
+    return makeError(ErrorCode::kBusy,
+                     fmt::format("the ruleset changed between read-back and commit {} times in a row; nothing was "
+                                 "changed (someone keeps changing it)",
+                                 kMaxAttempts));
   });
   if (!done) return unexpected(done.error());
   return report;
 }
 
-Expected<bool> deleteTable(const std::optional<std::string>& netns, std::string_view table) {
+Expected<bool> deleteTable(const FlushOptions& options) {
   bool existed = false;
-  auto done = runInNetns(netns, [&]() -> Expected<void> {
+  auto done = runInNetns(options.netns, [&]() -> Expected<void> {
+    auto lock = lockFabric(options.lock);
+    if (!lock) return unexpected(lock.error());
     auto sock = Socket::open();
     if (!sock) return unexpected(sock.error());
-    auto k = readTable(*sock, std::string(table));
-    if (!k) return unexpected(k.error());
-    existed = k->exists;
-    if (!existed) return {};
-    Batch b;
-    putTable(b, NFT_MSG_DELTABLE, std::string(table), 0);
-    b.finish(true);
-    auto errors = sock->send(b);
-    if (!errors) return unexpected(errors.error());
-    if (!errors->empty()) return makeError(ErrorCode::kKernel, errorText(*errors));
-    return {};
+    for (int attempt = 0; attempt < kMaxAttempts; ++attempt) {
+      auto snap = readTable(*sock, options.table, false);
+      if (!snap) return unexpected(snap.error());
+      existed = snap->table.exists;
+      if (!existed) return {};
+      if (!snap->table.owned && !options.takeover)
+        return makeError(ErrorCode::kNotOwned, notOwnedText("vpcfw flush"));
+      Batch b(snap->generation);
+      putTable(b, NFT_MSG_DELTABLE, options.table, 0);
+      b.finish(true);
+      auto errors = sock->send(b);
+      if (!errors) return unexpected(errors.error());
+      if (generationMoved(*errors)) continue;
+      if (!errors->empty()) return makeError(ErrorCode::kKernel, errorText(*errors), errors->front().error);
+      return {};
+    }
+    return makeError(ErrorCode::kBusy, fmt::format("the ruleset changed between read-back and commit {} times in a row; "
+                                                   "table inet {} was not deleted",
+                                                   kMaxAttempts, options.table));
   });
   if (!done) return unexpected(done.error());
   return existed;
+}
+
+Expected<bool> deleteTable(const std::optional<std::string>& netns, std::string_view table) {
+  FlushOptions o;
+  o.netns = netns;
+  o.table = std::string(table);
+  return deleteTable(o);
 }
 
 Expected<TableStatus> tableStatus(const std::optional<std::string>& netns, std::string_view table) {
@@ -459,14 +716,19 @@ Expected<TableStatus> tableStatus(const std::optional<std::string>& netns, std::
   auto done = runInNetns(netns, [&]() -> Expected<void> {
     auto sock = Socket::open();
     if (!sock) return unexpected(sock.error());
-    auto k = readTable(*sock, std::string(table));
-    if (!k) return unexpected(k.error());
-    st.exists = k->exists;
-    st.sets = k->sets.size();
-    for (const auto& [name, set] : k->sets) st.elements += set.elements.size();
-    st.chains = k->chains.size();
-    for (const auto& [name, chain] : k->chains) st.rules += chain.rules.size();
-    st.counters = std::move(k->counters);
+    auto snap = readTable(*sock, std::string(table));
+    if (!snap) return unexpected(snap.error());
+    auto& k = snap->table;
+    st.exists = k.exists;
+    st.owned = k.owned;
+    st.dormant = (k.flags & NFT_TABLE_F_DORMANT) != 0;
+    st.sets = k.sets.size();
+    for (const auto& [name, set] : k.sets) st.elements += set.elements.size();
+    st.chains = k.chains.size();
+    for (const auto& [name, chain] : k.chains) st.rules += chain.rules.size();
+    st.objects = k.objects.size();
+    st.flowtables = k.flowtables.size();
+    st.counters = std::move(k.counters);
     return {};
   });
   if (!done) return unexpected(done.error());
@@ -480,9 +742,9 @@ Expected<std::vector<std::string>> diffRuleset(const compile::Ruleset& desired, 
     auto sock = Socket::open();
     if (!sock) return unexpected(sock.error());
     const LinearTable d = linearize(desired.table);
-    auto k = readTable(*sock, d.name);
-    if (!k) return unexpected(k.error());
-    out = describeDiff(d, *k, verbose);
+    auto snap = readTable(*sock, d.name);
+    if (!snap) return unexpected(snap.error());
+    out = describeDiff(d, snap->table, verbose);
     return {};
   });
   if (!done) return unexpected(done.error());

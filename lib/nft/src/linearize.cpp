@@ -1,3 +1,6 @@
+// IR -> libnftnl objects with nft's own encodings, and the canonical
+// signatures of tables, chains, rules, sets and elements that diff compares
+// (the same functions run on desired and dumped objects).
 #include <netinet/in.h>  // before linux/netfilter.h
 #include <arpa/inet.h>
 #include <cstdio>
@@ -13,6 +16,7 @@
 
 #include "nftnl_objects.h"
 #include "vpcfw/compile/render.h"
+#include "vpcfw/nft/applier.h"
 
 namespace vpcfw::nft {
 namespace {
@@ -348,6 +352,14 @@ std::string setUserdata(const compile::Set& s) {
   return out;
 }
 
+std::string openIntervalUserdata() {
+  nftnl_udata_buf* buf = nftnl_udata_buf_alloc(NFT_USERDATA_MAXLEN);
+  nftnl_udata_put_u32(buf, NFTNL_UDATA_SET_ELEM_FLAGS, NFTNL_SET_ELEM_F_INTERVAL_OPEN);
+  std::string out(static_cast<const char*>(nftnl_udata_buf_data(buf)), nftnl_udata_buf_len(buf));
+  nftnl_udata_buf_free(buf);
+  return out;
+}
+
 std::vector<ElementBytes> elementsOf(const compile::Set& s) {
   std::vector<ElementBytes> out;
   const bool concat = s.key.size() > 1;
@@ -364,7 +376,6 @@ std::vector<ElementBytes> elementsOf(const compile::Set& s) {
       // rbtree: the start, then the first key past the end flagged as an end.
       ElementBytes start;
       start.key = keyBytes(e, false);
-      out.push_back(start);
       std::string end = keyBytes(e, true);
       bool carry = true;
       for (std::size_t i = end.size(); i-- > 0 && carry;) {
@@ -372,7 +383,16 @@ std::vector<ElementBytes> elementsOf(const compile::Set& s) {
         end[i] = static_cast<char>(b + 1);
         carry = b == 0xff;
       }
-      if (!carry) out.push_back(ElementBytes{end, {}, NFT_SET_ELEM_INTERVAL_END, 0, {}, false});
+      // A range up to the maximum has no end element; nft marks its start
+      // as open in the element's userdata (and lists it as x/0 or x-max).
+      if (carry) start.userdata = openIntervalUserdata();
+      out.push_back(std::move(start));
+      if (!carry) {
+        ElementBytes last;
+        last.key = std::move(end);
+        last.flags = NFT_SET_ELEM_INTERVAL_END;
+        out.push_back(std::move(last));
+      }
       continue;
     }
     ElementBytes eb;
@@ -421,9 +441,44 @@ TablePtr makeTable(const std::string& name) {
   return t;
 }
 
+TablePtr makeOwnedTable(const std::string& name) {
+  TablePtr t = makeTable(name);
+  nftnl_table_set_u32(t.get(), NFTNL_TABLE_FLAGS, 0);
+  // The comment nft writes for `table inet vpcfw { comment "..." }`.
+  nftnl_udata_buf* buf = nftnl_udata_buf_alloc(NFT_USERDATA_MAXLEN);
+  nftnl_udata_put_strz(buf, NFTNL_UDATA_TABLE_COMMENT, std::string(kOwnerMarker).c_str());
+  nftnl_table_set_data(t.get(), NFTNL_TABLE_USERDATA, nftnl_udata_buf_data(buf), nftnl_udata_buf_len(buf));
+  nftnl_udata_buf_free(buf);
+  return t;
+}
+
+bool hasOwnerMarker(nftnl_table* t) {
+  if (!nftnl_table_is_set(t, NFTNL_TABLE_USERDATA)) return false;
+  std::uint32_t len = 0;
+  const void* ud = nftnl_table_get_data(t, NFTNL_TABLE_USERDATA, &len);
+  struct Found {
+    bool marker = false;
+  } found;
+  nftnl_udata_parse(
+      ud, len,
+      [](const nftnl_udata* attr, void* data) -> int {
+        if (nftnl_udata_type(attr) != NFTNL_UDATA_TABLE_COMMENT) return 0;
+        const auto* text = static_cast<const char*>(nftnl_udata_get(attr));
+        const std::uint32_t n = nftnl_udata_len(attr);
+        // The comment is NUL-terminated; compare its text exactly.
+        if (n == kOwnerMarker.size() + 1 && std::memcmp(text, kOwnerMarker.data(), kOwnerMarker.size()) == 0 &&
+            text[kOwnerMarker.size()] == '\0')
+          static_cast<Found*>(data)->marker = true;
+        return 0;
+      },
+      &found);
+  return found.marker;
+}
+
 LinearTable linearize(const compile::Table& t) {
   LinearTable out;
   out.name = t.name;
+  out.signature = tableSignature(makeOwnedTable(t.name).get());
   std::uint32_t setId = 1;
   for (const auto& s : t.sets) {
     LinearSet ls;
@@ -456,6 +511,7 @@ LinearTable linearize(const compile::Table& t) {
     nftnl_set_set_data(ns, NFTNL_SET_USERDATA, ud.data(), static_cast<std::uint32_t>(ud.size()));
     ls.elements = elementsOf(s);
     ls.signature = setSignature(ns);
+    ls.flags = flags;
     out.sets.push_back(std::move(ls));
   }
   for (const auto& c : t.chains) {
@@ -502,14 +558,17 @@ LinearTable linearize(const compile::Table& t) {
   return out;
 }
 
-void addElements(nftnl_set* s, const std::vector<ElementBytes>& elements) {
+void addElements(nftnl_set* s, const std::vector<ElementBytes>& elements, bool keysOnly) {
   for (const auto& e : elements) {
     nftnl_set_elem* ne = nftnl_set_elem_alloc();
-    nftnl_set_elem_set(ne, NFTNL_SET_ELEM_KEY, e.key.data(), static_cast<std::uint32_t>(e.key.size()));
+    // A catch-all element has no key.
+    if (!e.key.empty()) nftnl_set_elem_set(ne, NFTNL_SET_ELEM_KEY, e.key.data(), static_cast<std::uint32_t>(e.key.size()));
     if (!e.keyEnd.empty())
       nftnl_set_elem_set(ne, NFTNL_SET_ELEM_KEY_END, e.keyEnd.data(), static_cast<std::uint32_t>(e.keyEnd.size()));
     if (e.flags) nftnl_set_elem_set_u32(ne, NFTNL_SET_ELEM_FLAGS, e.flags);
-    if (e.hasVerdict) {
+    if (!e.userdata.empty() && !keysOnly)
+      nftnl_set_elem_set(ne, NFTNL_SET_ELEM_USERDATA, e.userdata.data(), static_cast<std::uint32_t>(e.userdata.size()));
+    if (e.hasVerdict && !keysOnly) {
       nftnl_set_elem_set_u32(ne, NFTNL_SET_ELEM_VERDICT, static_cast<std::uint32_t>(e.verdict));
       if (!e.chain.empty()) nftnl_set_elem_set_str(ne, NFTNL_SET_ELEM_CHAIN, e.chain.c_str());
     }
@@ -517,24 +576,29 @@ void addElements(nftnl_set* s, const std::vector<ElementBytes>& elements) {
   }
 }
 
+static std::string exprText(nftnl_expr* e) {
+  const char* name = nftnl_expr_get_str(e, NFTNL_EXPR_NAME);
+  // Counters change with traffic; they are not part of what we want.
+  if (std::strcmp(name, "counter") == 0) return "[counter]";
+  char buf[4096];
+  nftnl_expr_snprintf(buf, sizeof buf, e, NFTNL_OUTPUT_DEFAULT, 0);
+  return std::string("[") + name + " " + buf + "]";
+}
+
 std::string ruleSignature(nftnl_rule* r) {
   std::string sig;
   nftnl_expr_iter* it = nftnl_expr_iter_create(r);
-  char buf[4096];
-  for (nftnl_expr* e = nftnl_expr_iter_next(it); e; e = nftnl_expr_iter_next(it)) {
-    nftnl_expr_snprintf(buf, sizeof buf, e, NFTNL_OUTPUT_DEFAULT, 0);
-    // Counters change with traffic; they are not part of what we want.
-    if (std::strcmp(nftnl_expr_get_str(e, NFTNL_EXPR_NAME), "counter") == 0)
-      sig += "[counter]";
-    else
-      sig += std::string("[") + nftnl_expr_get_str(e, NFTNL_EXPR_NAME) + " " + buf + "]";
-  }
+  for (nftnl_expr* e = nftnl_expr_iter_next(it); e; e = nftnl_expr_iter_next(it)) sig += exprText(e);
   nftnl_expr_iter_destroy(it);
   std::uint32_t len = 0;
   if (nftnl_rule_is_set(r, NFTNL_RULE_USERDATA)) {
     const void* ud = nftnl_rule_get_data(r, NFTNL_RULE_USERDATA, &len);
     sig += " udata=" + hex(ud, len);
   }
+  // xtables-compat rules (iptables-nft) carry their match in these.
+  if (nftnl_rule_is_set(r, NFTNL_RULE_COMPAT_PROTO))
+    sig += " compat=" + std::to_string(nftnl_rule_get_u32(r, NFTNL_RULE_COMPAT_PROTO)) + "/" +
+           std::to_string(nftnl_rule_is_set(r, NFTNL_RULE_COMPAT_FLAGS) ? nftnl_rule_get_u32(r, NFTNL_RULE_COMPAT_FLAGS) : 0);
   return sig;
 }
 
@@ -547,10 +611,24 @@ std::string ruleComment(nftnl_rule* r) {
   return std::string(ud + 2, strnlen(ud + 2, len - 2));
 }
 
+std::string tableSignature(nftnl_table* t) {
+  std::string sig = "flags=" + std::to_string(nftnl_table_is_set(t, NFTNL_TABLE_FLAGS) ? nftnl_table_get_u32(t, NFTNL_TABLE_FLAGS) : 0);
+  if (nftnl_table_is_set(t, NFTNL_TABLE_USERDATA)) {
+    std::uint32_t len = 0;
+    const void* ud = nftnl_table_get_data(t, NFTNL_TABLE_USERDATA, &len);
+    sig += " udata=" + hex(ud, len);
+  }
+  if (nftnl_table_is_set(t, NFTNL_TABLE_OWNER)) sig += " owner=" + std::to_string(nftnl_table_get_u32(t, NFTNL_TABLE_OWNER));
+  return sig;
+}
+
 std::string setSignature(nftnl_set* s) {
   std::string sig;
   auto u32 = [&](std::uint16_t attr, const char* name) {
     if (nftnl_set_is_set(s, attr)) sig += std::string(name) + "=" + std::to_string(nftnl_set_get_u32(s, attr)) + " ";
+  };
+  auto u64 = [&](std::uint16_t attr, const char* name) {
+    if (nftnl_set_is_set(s, attr)) sig += std::string(name) + "=" + std::to_string(nftnl_set_get_u64(s, attr)) + " ";
   };
   // The kernel leaves out a zero flags attribute.
   sig += "flags=" + std::to_string(nftnl_set_is_set(s, NFTNL_SET_FLAGS) ? nftnl_set_get_u32(s, NFTNL_SET_FLAGS) : 0) + " ";
@@ -558,7 +636,27 @@ std::string setSignature(nftnl_set* s) {
   u32(NFTNL_SET_KEY_LEN, "keylen");
   u32(NFTNL_SET_DATA_TYPE, "datatype");
   u32(NFTNL_SET_DATA_LEN, "datalen");
+  u32(NFTNL_SET_OBJ_TYPE, "objtype");
+  u32(NFTNL_SET_POLICY, "policy");
+  u32(NFTNL_SET_DESC_SIZE, "size");
+  u64(NFTNL_SET_TIMEOUT, "timeout");
+  u32(NFTNL_SET_GC_INTERVAL, "gc");
   std::uint32_t len = 0;
+  if (nftnl_set_is_set(s, NFTNL_SET_DESC_CONCAT)) {
+    const void* fields = nftnl_set_get_data(s, NFTNL_SET_DESC_CONCAT, &len);
+    sig += "concat=" + hex(fields, len) + " ";
+  }
+  struct Exprs {
+    std::string text;
+  } exprs;
+  nftnl_set_expr_foreach(
+      s,
+      [](nftnl_expr* e, void* data) -> int {
+        static_cast<Exprs*>(data)->text += exprText(e);
+        return 0;
+      },
+      &exprs);
+  if (!exprs.text.empty()) sig += "exprs=" + exprs.text + " ";
   if (nftnl_set_is_set(s, NFTNL_SET_USERDATA)) {
     const void* ud = nftnl_set_get_data(s, NFTNL_SET_USERDATA, &len);
     sig += "udata=" + hex(ud, len);
@@ -568,11 +666,27 @@ std::string setSignature(nftnl_set* s) {
 
 std::string chainSignature(nftnl_chain* c) {
   std::string sig;
+  // The kernel reports NFT_CHAIN_BASE among a base chain's flags; the hook says that already.
+  const std::uint32_t flags = nftnl_chain_is_set(c, NFTNL_CHAIN_FLAGS) ? nftnl_chain_get_u32(c, NFTNL_CHAIN_FLAGS) : 0;
+  sig += "flags=" + std::to_string(flags & ~static_cast<std::uint32_t>(NFT_CHAIN_BASE));
   if (nftnl_chain_is_set(c, NFTNL_CHAIN_HOOKNUM)) {
-    sig += "hook=" + std::to_string(nftnl_chain_get_u32(c, NFTNL_CHAIN_HOOKNUM));
+    sig += " hook=" + std::to_string(nftnl_chain_get_u32(c, NFTNL_CHAIN_HOOKNUM));
     sig += " prio=" + std::to_string(nftnl_chain_get_s32(c, NFTNL_CHAIN_PRIO));
-    sig += " type=" + std::string(nftnl_chain_get_str(c, NFTNL_CHAIN_TYPE));
-    sig += " policy=" + std::to_string(nftnl_chain_get_u32(c, NFTNL_CHAIN_POLICY));
+    sig += " type=" + std::string(nftnl_chain_is_set(c, NFTNL_CHAIN_TYPE) ? nftnl_chain_get_str(c, NFTNL_CHAIN_TYPE) : "");
+    sig += " policy=" + (nftnl_chain_is_set(c, NFTNL_CHAIN_POLICY) ? std::to_string(nftnl_chain_get_u32(c, NFTNL_CHAIN_POLICY))
+                                                                   : std::string("none"));
+  } else {
+    sig += " regular";
+  }
+  if (nftnl_chain_is_set(c, NFTNL_CHAIN_DEV)) sig += std::string(" dev=") + nftnl_chain_get_str(c, NFTNL_CHAIN_DEV);
+  if (nftnl_chain_is_set(c, NFTNL_CHAIN_DEVICES)) {
+    const char* const* devs = nftnl_chain_get_array(c, NFTNL_CHAIN_DEVICES);
+    for (std::size_t i = 0; devs && devs[i]; ++i) sig += std::string(" dev=") + devs[i];
+  }
+  if (nftnl_chain_is_set(c, NFTNL_CHAIN_USERDATA)) {
+    std::uint32_t len = 0;
+    const void* ud = nftnl_chain_get_data(c, NFTNL_CHAIN_USERDATA, &len);
+    sig += " udata=" + hex(ud, len);
   }
   return sig;
 }
@@ -580,20 +694,30 @@ std::string chainSignature(nftnl_chain* c) {
 ElementBytes elementBytes(nftnl_set_elem* e) {
   ElementBytes b;
   std::uint32_t len = 0;
-  if (nftnl_set_elem_is_set(e, NFTNL_SET_ELEM_KEY)) {
-    const char* k = static_cast<const char*>(nftnl_set_elem_get(e, NFTNL_SET_ELEM_KEY, &len));
-    b.key.assign(k, len);
-  }
-  if (nftnl_set_elem_is_set(e, NFTNL_SET_ELEM_KEY_END)) {
-    const char* k = static_cast<const char*>(nftnl_set_elem_get(e, NFTNL_SET_ELEM_KEY_END, &len));
-    b.keyEnd.assign(k, len);
-  }
+  auto bytes = [&](std::uint16_t attr, std::string& out) {
+    if (!nftnl_set_elem_is_set(e, attr)) return;
+    const char* k = static_cast<const char*>(nftnl_set_elem_get(e, attr, &len));
+    out.assign(k, len);
+  };
+  bytes(NFTNL_SET_ELEM_KEY, b.key);
+  bytes(NFTNL_SET_ELEM_KEY_END, b.keyEnd);
+  bytes(NFTNL_SET_ELEM_DATA, b.data);
+  bytes(NFTNL_SET_ELEM_USERDATA, b.userdata);
+  if (nftnl_set_elem_is_set(e, NFTNL_SET_ELEM_OBJREF)) b.objref = nftnl_set_elem_get_str(e, NFTNL_SET_ELEM_OBJREF);
   if (nftnl_set_elem_is_set(e, NFTNL_SET_ELEM_FLAGS)) b.flags = nftnl_set_elem_get_u32(e, NFTNL_SET_ELEM_FLAGS);
+  if (nftnl_set_elem_is_set(e, NFTNL_SET_ELEM_TIMEOUT)) b.timeout = nftnl_set_elem_get_u64(e, NFTNL_SET_ELEM_TIMEOUT);
   if (nftnl_set_elem_is_set(e, NFTNL_SET_ELEM_VERDICT)) {
     b.hasVerdict = true;
     b.verdict = static_cast<int>(nftnl_set_elem_get_u32(e, NFTNL_SET_ELEM_VERDICT));
     if (nftnl_set_elem_is_set(e, NFTNL_SET_ELEM_CHAIN)) b.chain = nftnl_set_elem_get_str(e, NFTNL_SET_ELEM_CHAIN);
   }
+  nftnl_set_elem_expr_foreach(
+      e,
+      [](nftnl_expr* x, void* data) -> int {
+        *static_cast<std::string*>(data) += exprText(x);
+        return 0;
+      },
+      &b.expressions);
   return b;
 }
 

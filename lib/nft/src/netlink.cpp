@@ -1,8 +1,12 @@
+// Netfilter netlink plumbing: batches (BEGIN with NFNL_BATCH_GENID, built by
+// hand because nftnl_batch_begin cannot carry it), GETGEN, dumps checked
+// against the generation, and error collection.
 #include "netlink.h"
 
 #include <linux/netfilter.h>
 #include <linux/netfilter/nf_tables.h>
 #include <linux/netfilter/nfnetlink.h>
+#include <libnftnl/gen.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -12,9 +16,19 @@
 
 namespace vpcfw::nft {
 
-Batch::Batch() : batch_(nftnl_batch_alloc(static_cast<std::uint32_t>(getpagesize()) * 256, UINT16_MAX + getpagesize())),
-                 seq_(static_cast<std::uint32_t>(time(nullptr))) {
-  nftnl_batch_begin(static_cast<char*>(nftnl_batch_buffer(batch_)), seq_++);
+Batch::Batch(std::uint32_t generation)
+    : batch_(nftnl_batch_alloc(static_cast<std::uint32_t>(getpagesize()) * 256, UINT16_MAX + getpagesize())),
+      seq_(static_cast<std::uint32_t>(time(nullptr))) {
+  // As nft's mnl_batch_begin: the generation makes the commit a compare-and-swap.
+  nlmsghdr* nlh = mnl_nlmsg_put_header(nftnl_batch_buffer(batch_));
+  nlh->nlmsg_type = NFNL_MSG_BATCH_BEGIN;
+  nlh->nlmsg_flags = NLM_F_REQUEST;
+  nlh->nlmsg_seq = seq_++;
+  auto* nfg = static_cast<nfgenmsg*>(mnl_nlmsg_put_extra_header(nlh, sizeof(nfgenmsg)));
+  nfg->nfgen_family = AF_UNSPEC;
+  nfg->version = NFNETLINK_V0;
+  nfg->res_id = htons(NFNL_SUBSYS_NFTABLES);
+  if (generation != 0) mnl_attr_put_u32(nlh, NFNL_BATCH_GENID, htonl(generation));
   nftnl_batch_update(batch_);
 }
 
@@ -49,13 +63,15 @@ const std::string& Batch::owner(std::uint32_t seq) const {
   return it == owners_.end() ? kBatch : it->second;
 }
 
+Socket::Socket(mnl_socket* nl) : nl_(nl), seq_(static_cast<std::uint32_t>(time(nullptr))) {}
+
 Expected<Socket> Socket::open() {
   mnl_socket* nl = mnl_socket_open(NETLINK_NETFILTER);
-  if (!nl) return makeError(ErrorCode::kKernel, std::string("cannot open a netfilter socket: ") + std::strerror(errno));
+  if (!nl) return systemError(ErrorCode::kKernel, "cannot open a netfilter socket", errno);
   if (mnl_socket_bind(nl, 0, MNL_SOCKET_AUTOPID) < 0) {
     int e = errno;
     mnl_socket_close(nl);
-    return makeError(ErrorCode::kKernel, std::string("cannot bind the netfilter socket: ") + std::strerror(e));
+    return systemError(ErrorCode::kKernel, "cannot bind the netfilter socket", e);
   }
   int one = 1;
   // Errors carry the offending attribute's offset (extended acks).
@@ -67,6 +83,35 @@ Expected<Socket> Socket::open() {
 
 Socket::~Socket() {
   if (nl_) mnl_socket_close(nl_);
+}
+
+Expected<std::uint32_t> Socket::generation() {
+  std::vector<char> buf(MNL_SOCKET_BUFFER_SIZE);
+  const std::uint32_t seq = ++seq_;
+  nlmsghdr* nlh = nftnl_nlmsg_build_hdr(buf.data(), NFT_MSG_GETGEN, AF_UNSPEC, 0, seq);
+  if (mnl_socket_sendto(nl_, nlh, nlh->nlmsg_len) < 0)
+    return systemError(ErrorCode::kKernel, "asking for the ruleset generation failed", errno);
+  struct Ctx {
+    bool found = false;
+    std::uint32_t id = 0;
+  } ctx;
+  ssize_t n = mnl_socket_recvfrom(nl_, buf.data(), buf.size());
+  if (n < 0) return systemError(ErrorCode::kKernel, "reading the ruleset generation failed", errno);
+  int ret = mnl_cb_run(buf.data(), static_cast<std::size_t>(n), seq, mnl_socket_get_portid(nl_),
+                       [](const nlmsghdr* h, void* data) -> int {
+                         auto* c = static_cast<Ctx*>(data);
+                         nftnl_gen* g = nftnl_gen_alloc();
+                         if (nftnl_gen_nlmsg_parse(h, g) == 0 && nftnl_gen_is_set(g, NFTNL_GEN_ID)) {
+                           c->found = true;
+                           c->id = nftnl_gen_get_u32(g, NFTNL_GEN_ID);
+                         }
+                         nftnl_gen_free(g);
+                         return MNL_CB_OK;
+                       },
+                       &ctx);
+  if (ret < 0) return systemError(ErrorCode::kKernel, "reading the ruleset generation failed", errno);
+  if (!ctx.found) return makeError(ErrorCode::kKernel, "the kernel's generation reply had no generation id");
+  return ctx.id;
 }
 
 Expected<std::vector<KernelError>> Socket::send(Batch& b) {
@@ -84,8 +129,7 @@ Expected<std::vector<KernelError>> Socket::send(Batch& b) {
   msg.msg_namelen = sizeof snl;
   msg.msg_iov = iov.data();
   msg.msg_iovlen = static_cast<std::size_t>(iovlen);
-  if (sendmsg(fd, &msg, 0) < 0)
-    return makeError(ErrorCode::kKernel, std::string("sending the batch failed: ") + std::strerror(errno));
+  if (sendmsg(fd, &msg, 0) < 0) return systemError(ErrorCode::kKernel, "sending the batch failed", errno);
   // The kernel processed the whole batch inside sendmsg(): every error is
   // queued by now, and success sends nothing. Drain without blocking.
   std::vector<KernelError> errors;
@@ -98,7 +142,7 @@ Expected<std::vector<KernelError>> Socket::send(Batch& b) {
         errors.push_back(KernelError{0, ENOBUFS, "too many errors to report (receive buffer full)"});
         break;
       }
-      return makeError(ErrorCode::kKernel, std::string("reading the kernel's answer failed: ") + std::strerror(errno));
+      return systemError(ErrorCode::kKernel, "reading the kernel's answer failed", errno);
     }
     int len = static_cast<int>(n);
     for (auto* nlh = reinterpret_cast<nlmsghdr*>(buf.data()); mnl_nlmsg_ok(nlh, len); nlh = mnl_nlmsg_next(nlh, &len)) {
@@ -110,31 +154,50 @@ Expected<std::vector<KernelError>> Socket::send(Batch& b) {
   return errors;
 }
 
-Expected<void> Socket::dump(std::uint16_t type, const std::function<void(nlmsghdr*)>& fill,
+Expected<void> Socket::dump(std::uint16_t type, std::uint32_t generation, const std::function<void(nlmsghdr*)>& fill,
                             const std::function<void(const nlmsghdr*)>& each) {
   std::vector<char> buf(1 << 17);
-  const auto seq = static_cast<std::uint32_t>(time(nullptr));
+  const std::uint32_t seq = ++seq_;
   nlmsghdr* nlh = nftnl_nlmsg_build_hdr(buf.data(), type, NFPROTO_INET, NLM_F_DUMP | NLM_F_ACK, seq);
   fill(nlh);
-  if (mnl_socket_sendto(nl_, nlh, nlh->nlmsg_len) < 0)
-    return makeError(ErrorCode::kKernel, std::string("dump request failed: ") + std::strerror(errno));
+  if (mnl_socket_sendto(nl_, nlh, nlh->nlmsg_len) < 0) return systemError(ErrorCode::kKernel, "dump request failed", errno);
   const auto portid = mnl_socket_get_portid(nl_);
   struct Ctx {
     const std::function<void(const nlmsghdr*)>* each;
-  } ctx{&each};
+    std::uint16_t generation;
+    bool moved = false;
+  } ctx{&each, static_cast<std::uint16_t>(generation & 0xffff)};
   for (;;) {
     ssize_t n = mnl_socket_recvfrom(nl_, buf.data(), buf.size());
-    if (n < 0) return makeError(ErrorCode::kKernel, std::string("dump failed: ") + std::strerror(errno));
+    if (n < 0) return systemError(ErrorCode::kKernel, "dump failed", errno);
     int ret = mnl_cb_run(buf.data(), static_cast<std::size_t>(n), seq, portid,
                          [](const nlmsghdr* h, void* data) -> int {
-                           (*static_cast<Ctx*>(data)->each)(h);
+                           auto* c = static_cast<Ctx*>(data);
+                           // The kernel stamps each message with the low 16 bits of its generation
+                           // (as nft's check_genid reads it).
+                           const auto* nfg = static_cast<const nfgenmsg*>(mnl_nlmsg_get_payload(h));
+                           if (ntohs(nfg->res_id) != c->generation) c->moved = true;
+                           if (!c->moved) (*c->each)(h);
                            return MNL_CB_OK;
                          },
                          &ctx);
+    if (ret < 0 && errno == EINTR) ctx.moved = true;  // NLM_F_DUMP_INTR
+    if (ctx.moved) {
+      // Read the rest of this dump, so that the socket is clean for the next request.
+      bool done = false;
+      for (;;) {
+        int len = static_cast<int>(n);
+        for (auto* h = reinterpret_cast<nlmsghdr*>(buf.data()); mnl_nlmsg_ok(h, len); h = mnl_nlmsg_next(h, &len))
+          if (h->nlmsg_seq == seq && (h->nlmsg_type == NLMSG_DONE || h->nlmsg_type == NLMSG_ERROR)) done = true;
+        if (done) break;
+        n = mnl_socket_recvfrom(nl_, buf.data(), buf.size());
+        if (n < 0) return systemError(ErrorCode::kKernel, "dump failed", errno);
+      }
+      return makeError(ErrorCode::kBusy, "the ruleset changed during the dump", EINTR);
+    }
     if (ret < 0) {
       if (errno == ENOENT) return {};  // nothing of that kind (e.g. no table)
-      if (errno == EINTR) return makeError(ErrorCode::kKernel, "the ruleset changed during the dump; try again");
-      return makeError(ErrorCode::kKernel, std::string("dump failed: ") + std::strerror(errno));
+      return systemError(ErrorCode::kKernel, "dump failed", errno);
     }
     if (ret == MNL_CB_STOP) return {};
   }

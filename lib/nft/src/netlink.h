@@ -1,5 +1,7 @@
-// The netlink side of the applier: a netfilter socket, batches with a
-// sequence-number -> object map for error attribution, and dumps.
+// The netlink side of the applier: a netfilter socket, batches that carry
+// the ruleset generation they were computed against, with a sequence-number
+// -> object map for error attribution, and dumps that notice a ruleset
+// changing under them (netlink-notes.md §1, §5).
 #pragma once
 
 #include <netinet/in.h>
@@ -24,10 +26,13 @@ struct KernelError {
   std::string what;         // the object the failing message was about
 };
 
-// One transaction: BEGIN, messages, END (omitted in check mode).
+// One transaction: BEGIN (with the generation), messages, END (omitted in check mode).
 class Batch {
  public:
-  Batch();
+  // `generation`: the ruleset generation (NFT_MSG_GETGEN) the batch was
+  // computed from; the kernel refuses the batch with ERESTART when the
+  // ruleset has moved on since. 0 disables the check.
+  explicit Batch(std::uint32_t generation);
   ~Batch();
   Batch(const Batch&) = delete;
   Batch& operator=(const Batch&) = delete;
@@ -53,22 +58,30 @@ class Batch {
 class Socket {
  public:
   // Opens a netfilter netlink socket in the calling thread's namespace.
-  static Expected<Socket> open();
-  Socket(Socket&& o) noexcept : nl_(o.nl_) { o.nl_ = nullptr; }
+  [[nodiscard]] static Expected<Socket> open();
+  Socket(Socket&& o) noexcept : nl_(o.nl_), seq_(o.seq_) { o.nl_ = nullptr; }
   Socket& operator=(Socket&&) = delete;
   ~Socket();
 
-  // Sends the batch and collects every error the kernel reports for it.
-  Expected<std::vector<KernelError>> send(Batch& b);
+  // The ruleset's current generation (NFT_MSG_GETGEN).
+  [[nodiscard]] Expected<std::uint32_t> generation();
+
+  // Sends the batch and collects every error the kernel reports for it
+  // (ERESTART: the generation moved; nothing was done).
+  [[nodiscard]] Expected<std::vector<KernelError>> send(Batch& b);
 
   // A dump request (NFT_MSG_GET* | NLM_F_DUMP); `fill` adds the payload
-  // (table name, set name), `each` sees every reply message.
-  Expected<void> dump(std::uint16_t type, const std::function<void(nlmsghdr*)>& fill,
-                      const std::function<void(const nlmsghdr*)>& each);
+  // (table name, set name), `each` sees every reply message. Every message
+  // must come from `generation` (its nfgenmsg res_id) and the dump must not
+  // be interrupted (NLM_F_DUMP_INTR); otherwise the error is kBusy and the
+  // caller reads again.
+  [[nodiscard]] Expected<void> dump(std::uint16_t type, std::uint32_t generation, const std::function<void(nlmsghdr*)>& fill,
+                                    const std::function<void(const nlmsghdr*)>& each);
 
  private:
-  explicit Socket(mnl_socket* nl) : nl_(nl) {}
+  explicit Socket(mnl_socket* nl);
   mnl_socket* nl_;
+  std::uint32_t seq_;
 };
 
 }  // namespace vpcfw::nft

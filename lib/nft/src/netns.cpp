@@ -1,12 +1,16 @@
+// Namespace plumbing: a thread that joins a namespace, and a namespace's identity.
 #include "vpcfw/nft/netns.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <sched.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
 #include <thread>
+
+#include <fmt/format.h>
 
 namespace vpcfw::nft {
 
@@ -19,11 +23,11 @@ Expected<void> runInNetns(const std::optional<std::string>& name, const std::fun
     const std::string path = netnsPath(*name);
     int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
-      result = makeError(ErrorCode::kNotFound, "network namespace '" + *name + "': " + std::strerror(errno));
+      result = systemError(ErrorCode::kNotFound, "network namespace '" + *name + "'", errno);
       return;
     }
     if (setns(fd, CLONE_NEWNET) != 0) {
-      result = makeError(ErrorCode::kKernel, "cannot enter network namespace '" + *name + "': " + std::strerror(errno));
+      result = systemError(ErrorCode::kKernel, "cannot enter network namespace '" + *name + "'", errno);
       close(fd);
       return;
     }
@@ -33,6 +37,15 @@ Expected<void> runInNetns(const std::optional<std::string>& name, const std::fun
   });
   worker.join();
   return result;
+}
+
+Expected<std::string> netnsIdentity(const std::optional<std::string>& name) {
+  // /proc/thread-self: this thread's namespace, which a runInNetns worker has changed.
+  const std::string path = name ? netnsPath(*name) : std::string("/proc/thread-self/ns/net");
+  struct stat st {};
+  if (stat(path.c_str(), &st) != 0)
+    return systemError(ErrorCode::kNotFound, name ? "network namespace '" + *name + "'" : path, errno);
+  return fmt::format("{}-{}", static_cast<unsigned long long>(st.st_dev), static_cast<unsigned long long>(st.st_ino));
 }
 
 }  // namespace vpcfw::nft

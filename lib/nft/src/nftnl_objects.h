@@ -7,6 +7,8 @@
 #include <cstdio>  // libnftnl headers use FILE
 
 #include <libnftnl/chain.h>
+#include <libnftnl/flowtable.h>
+#include <libnftnl/object.h>
 #include <libnftnl/rule.h>
 #include <libnftnl/set.h>
 #include <libnftnl/table.h>
@@ -31,19 +33,33 @@ struct SetDeleter {
 struct RuleDeleter {
   void operator()(nftnl_rule* r) const { nftnl_rule_free(r); }
 };
+struct ObjDeleter {
+  void operator()(nftnl_obj* o) const { nftnl_obj_free(o); }
+};
+struct FlowtableDeleter {
+  void operator()(nftnl_flowtable* f) const { nftnl_flowtable_free(f); }
+};
 using TablePtr = std::unique_ptr<nftnl_table, TableDeleter>;
+using ObjPtr = std::unique_ptr<nftnl_obj, ObjDeleter>;
+using FlowtablePtr = std::unique_ptr<nftnl_flowtable, FlowtableDeleter>;
 using ChainPtr = std::unique_ptr<nftnl_chain, ChainDeleter>;
 using SetPtr = std::unique_ptr<nftnl_set, SetDeleter>;
 using RulePtr = std::unique_ptr<nftnl_rule, RuleDeleter>;
 
 // One set element as bytes, the form both the desired state and a kernel
 // dump are reduced to for comparison.
+// Everything an element can carry is compared: vpcfw's own elements have
+// only key, key end, flags and verdict, so anything else on a kernel element
+// (data, a timeout, userdata, expressions, an object reference) is a difference.
 struct ElementBytes {
   std::string key, keyEnd;  // keyEnd: concatenated interval sets only
   std::uint32_t flags = 0;  // NFT_SET_ELEM_INTERVAL_END for rbtree interval ends
   int verdict = 0;
   std::string chain;
   bool hasVerdict = false;
+  std::string data;          // map data other than verdicts
+  std::uint64_t timeout = 0;
+  std::string userdata, expressions, objref;
   auto operator<=>(const ElementBytes&) const = default;
 };
 
@@ -51,6 +67,7 @@ struct LinearSet {
   SetPtr set;                          // without elements
   std::vector<ElementBytes> elements;  // sorted
   std::string signature;               // everything but elements, for comparison
+  std::uint32_t flags = 0;             // NFT_SET_*
 };
 
 struct LinearRule {
@@ -67,18 +84,26 @@ struct LinearChain {
 
 struct LinearTable {
   std::string name;
+  std::string signature;  // the table's own attributes (flags, the ownership marker)
   std::vector<LinearSet> sets;
   std::vector<LinearChain> chains;
 };
 
 LinearTable linearize(const compile::Table& t);
 
+// The table by name only (for DELTABLE and a create-if-missing NEWTABLE).
 TablePtr makeTable(const std::string& name);
+// The table as vpcfw makes it: flags 0 and the ownership marker in its userdata.
+TablePtr makeOwnedTable(const std::string& name);
+// True when the table's userdata carries vpcfw's ownership marker.
+bool hasOwnerMarker(nftnl_table* t);
 // Adds the elements to `s` (a copy of the set header with only table/name/id).
-void addElements(nftnl_set* s, const std::vector<ElementBytes>& elements);
+// keysOnly: just what identifies an element (for DELSETELEM).
+void addElements(nftnl_set* s, const std::vector<ElementBytes>& elements, bool keysOnly = false);
 
 // Canonical text of a rule's expressions and userdata; of a set's header; of a
 // chain's hook. The same function runs on desired and dumped objects.
+std::string tableSignature(nftnl_table* t);
 std::string ruleSignature(nftnl_rule* r);
 std::string setSignature(nftnl_set* s);
 std::string chainSignature(nftnl_chain* c);

@@ -1,52 +1,95 @@
 // Applying a compiled ruleset to the kernel through libnftnl + libmnl: one
 // atomic netlink batch per apply, in the host's namespace or a named one.
-// vpcfw owns exactly its table (compile::kTableName, family inet) and never
-// sends a message about any other table.
+// vpcfw owns exactly its table (compile::kTableName, family inet), marked as
+// its own by a comment in the table's userdata (kOwnerMarker), and never
+// sends a message about any other table. A table of that name without the
+// marker is reported and left alone unless the caller asks for a takeover.
 //
-// apply() reads back what the kernel holds and sends only the difference:
-// nothing when the kernel already matches, element changes for sets, a
-// rewrite of just the chains whose rules changed. On any kernel error the
-// batch is aborted by the kernel as a whole, so the previous ruleset stays
-// in force, and the error names the config object the failing message came from.
+// apply() holds the fabric's lock (one per network namespace) for its whole
+// read-back -> diff -> commit, reads back everything the kernel holds in the
+// table (checked against the ruleset generation) and sends only the
+// difference: nothing when the kernel already matches, element changes for
+// sets, a rewrite of just the chains whose rules changed. The batch carries
+// the generation it was computed from; when someone changed the ruleset in
+// between, the kernel refuses it and apply reads and computes again. On any
+// kernel error the batch is aborted by the kernel as a whole, so the previous
+// ruleset stays in force, and the error names the config object the failing
+// message came from.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
+#include <functional>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "vpcfw/base/error.h"
 #include "vpcfw/compile/ir.h"
+#include "vpcfw/state/state.h"
 
 namespace vpcfw::nft {
+
+// The comment (NFTNL_UDATA_TABLE_COMMENT) on every table vpcfw makes; `nft
+// list` shows it as `comment "..."`.
+inline constexpr std::string_view kOwnerMarker = "managed by vpcfw; changes are overwritten";
+
+// How a command that changes a fabric waits for the fabric's lock.
+struct LockOptions {
+  std::chrono::milliseconds timeout = state::kDefaultLockTimeout;
+  // Called once, with the holder's description, when the lock is busy.
+  std::function<void(const std::string& holder)> waiting;
+};
 
 struct ApplyOptions {
   std::optional<std::string> netns;  // nullopt: the caller's namespace
   bool check = false;                // let the kernel validate, commit nothing
   bool fullReplace = false;          // ignore what the kernel holds; replace the table
+  bool takeover = false;             // replace a table inet vpcfw that vpcfw did not make
+  std::chrono::milliseconds lockTimeout = state::kDefaultLockTimeout;
+  std::function<void(const std::string& holder)> lockWaiting;  // see LockOptions::waiting
+  // Tests only: run right before each batch is sent, and in the middle of
+  // each read-back (after the table, before its contents), to change the
+  // ruleset behind apply's back.
+  std::function<void()> beforeCommit;
+  std::function<void()> duringReadBack;
 };
 
 struct ApplyReport {
   bool changed = false;          // false: the kernel already held the desired ruleset
   std::size_t messages = 0;      // netlink messages in the batch (0 when nothing changed)
   std::size_t batchBytes = 0;
+  std::size_t attempts = 0;      // batches sent (more than 1: the generation moved under us)
+  std::size_t reads = 0;         // read-backs (more than 1: the ruleset changed while it was read)
   std::vector<std::string> changes;  // one line per changed object, for people
   // Where the time went, in milliseconds.
   double linearizeMs = 0, readBackMs = 0, buildMs = 0, commitMs = 0;
 };
 
-// Makes the kernel hold `desired` (the table of one fabric).
+// Makes the kernel hold `desired` (the table of one fabric). Errors: kNotOwned
+// (a foreign table of that name, without takeover), kBusy (the lock timed
+// out, or the ruleset kept changing), kKernel.
 [[nodiscard]] Expected<ApplyReport> applyRuleset(const compile::Ruleset& desired, const ApplyOptions& options);
 
-// Deletes vpcfw's table (if present) and nothing else.
-[[nodiscard]] Expected<bool> deleteTable(const std::optional<std::string>& netns,
-                                         std::string_view table = "vpcfw");
+struct FlushOptions {
+  std::optional<std::string> netns;  // nullopt: the caller's namespace
+  std::string table = "vpcfw";
+  bool takeover = false;  // also delete a table of that name that vpcfw did not make
+  LockOptions lock;
+};
+
+// Deletes vpcfw's table (if present) and nothing else; true when it existed.
+[[nodiscard]] Expected<bool> deleteTable(const FlushOptions& options);
+[[nodiscard]] Expected<bool> deleteTable(const std::optional<std::string>& netns, std::string_view table = "vpcfw");
 
 // What vpcfw's table in a namespace holds, and what its counted drop rules
 // have dropped so far.
 struct TableStatus {
   bool exists = false;
-  std::size_t sets = 0, elements = 0, chains = 0, rules = 0;
+  bool owned = false;    // it carries vpcfw's marker; false for a foreign table of that name
+  bool dormant = false;  // NFT_TABLE_F_DORMANT: the table filters nothing
+  std::size_t sets = 0, elements = 0, chains = 0, rules = 0, objects = 0, flowtables = 0;
   struct Counter {
     std::string chain, comment;
     std::uint64_t packets = 0, bytes = 0;
@@ -57,8 +100,13 @@ struct TableStatus {
                                                 std::string_view table = "vpcfw");
 
 // What differs between the kernel and `desired`, one line per object;
-// empty when they match. Sends nothing. `verbose` adds both sides' encodings.
+// empty when they match. Compares the table's attributes, every chain, rule,
+// set, element, stateful object and flowtable. Sends nothing. `verbose` adds
+// both sides' encodings.
 [[nodiscard]] Expected<std::vector<std::string>> diffRuleset(const compile::Ruleset& desired,
                                                              const std::optional<std::string>& netns, bool verbose = false);
+
+// The text diff and status use for a table of vpcfw's name without its marker.
+inline constexpr std::string_view kForeignTable = "a table inet vpcfw that vpcfw did not create";
 
 }  // namespace vpcfw::nft
