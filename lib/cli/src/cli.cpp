@@ -47,11 +47,6 @@ std::optional<model::Model> loadConfig(const std::string& path, Diagnostics& dia
   return config::loadConfigFile(path, diags, options);
 }
 
-// JSON text of `j`. Strings from configs, paths and arguments may hold invalid
-// UTF-8, on which plain dump() throws: such bytes become U+FFFD.
-std::string jsonText(const nlohmann::json& j) {
-  return j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace);
-}
 
 }  // namespace
 
@@ -63,6 +58,10 @@ std::optional<model::Model> loadReported(const std::string& path, std::string_vi
   err << diags.format();
   if (!m) err << fmt::format("{}: {} error(s); {}\n", escapeForMessage(path), diags.errorCount(), consequence);
   return m;
+}
+
+std::string jsonText(const nlohmann::json& j) {
+  return j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 double msSince(std::chrono::steady_clock::time_point t0) {

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
 
 #include <chrono>
 #include <functional>
@@ -21,6 +22,10 @@ using Runner = std::function<int(std::ostream& out, std::ostream& err)>;
 std::optional<model::Model> loadReported(const std::string& path, std::string_view consequence, std::ostream& err);
 
 double msSince(std::chrono::steady_clock::time_point t0);
+
+// JSON text of `j`, indented. Strings from configs, paths and arguments may
+// hold invalid UTF-8, on which plain dump() throws: such bytes become U+FFFD.
+std::string jsonText(const nlohmann::json& j);
 
 // The lab's internet namespace: $VPCFW_LAB_INTERNET (checked: it becomes a
 // path under /run/netns) or vpcfw:internet; prints why not as `command`.

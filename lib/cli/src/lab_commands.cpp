@@ -144,7 +144,7 @@ int labStatus(const std::string& path, bool json, std::ostream& out, std::ostrea
   auto st = lab::labStatus(plan ? &*plan : nullptr, id ? &*id : nullptr);
   if (!st) {
     if (json)
-      out << nlohmann::json{{"error", st.error().message}, {"up_to_date", false}}.dump(2) << '\n';
+      out << jsonText(nlohmann::json{{"error", st.error().message}, {"up_to_date", false}}) << '\n';
     err << "vpcfw lab status: " << st.error().message << '\n';
     return kExitBlocked;
   }
@@ -169,7 +169,7 @@ int labStatus(const std::string& path, bool json, std::ostream& out, std::ostrea
     }
     nlohmann::json j{{"running", running}, {"namespaces", arr}, {"problems", st->problems}};
     if (plan) j["up_to_date"] = st->upToDate();
-    out << j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << '\n';
+    out << jsonText(j) << '\n';
   } else if (!running && st->namespaces.empty() && st->problems.empty()) {
     out << "no lab is running\n";
   } else {

@@ -151,7 +151,7 @@ int probeOne(const model::Model& m, const ProbeOptions& o, std::ostream& out, st
   t.observed = probe::runProbes({t.spec}, h->view.entries, std::chrono::milliseconds(o.timeoutMs)).front();
   const auto agreement = probe::agreement(t);
   if (o.json) {
-    out << trialJson(t, o.explain).dump(2) << '\n';
+    out << jsonText(trialJson(t, o.explain)) << '\n';
   } else {
     std::string what = t.spec.protocol.hasPorts()
                            ? fmt::format("{} {}:{} -> {}:{}", t.spec.protocol.toString(), t.spec.src.toString(),
@@ -231,7 +231,7 @@ int probeMatrix(const model::Model& m, const ProbeOptions& o, std::ostream& out,
     for (const auto& t : x->trials) arr.push_back(trialJson(t, o.explain));
     nlohmann::json j{{"probes", arr}, {"count", sum.probes}, {"harness_errors", sum.harnessErrors}};
     if (o.explain) j["disagreements"] = sum.disagreements;
-    out << j.dump(2) << '\n';
+    out << jsonText(j) << '\n';
   } else {
     printMatrix(*x, sum, o.explain, out);
   }

@@ -12,16 +12,24 @@
 
 #include <fmt/format.h>
 
+#include "vpcfw/base/diagnostic.h"
+#include "vpcfw/names/names.h"
+
 namespace vpcfw::nft {
 
-std::string netnsPath(const std::string& name) { return "/run/netns/" + name; }
+std::string netnsPath(const std::string& name) { return names::namespacePath(name); }
 
 Expected<void> runInNetns(const std::optional<std::string>& name, const std::function<Expected<void>()>& fn) {
   if (!name) return fn();
   Expected<void> result;
   std::thread worker([&] {
     const std::string path = netnsPath(*name);
-    int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (path.empty()) {
+      result = makeError(ErrorCode::kInvalidArgument, fmt::format("{} cannot name a network namespace", quoteForMessage(*name)));
+      return;
+    }
+    // Without blocking: whatever sits in /run/netns, a FIFO must not hang us (setns refuses non-namespaces).
+    int fd = open(path.c_str(), O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
     if (fd < 0) {
       result = systemError(ErrorCode::kNotFound, "network namespace '" + *name + "'", errno);
       return;
@@ -42,6 +50,8 @@ Expected<void> runInNetns(const std::optional<std::string>& name, const std::fun
 Expected<std::string> netnsIdentity(const std::optional<std::string>& name) {
   // /proc/thread-self: this thread's namespace, which a runInNetns worker has changed.
   const std::string path = name ? netnsPath(*name) : std::string("/proc/thread-self/ns/net");
+  if (path.empty())
+    return makeError(ErrorCode::kInvalidArgument, fmt::format("{} cannot name a network namespace", quoteForMessage(*name)));
   struct stat st {};
   if (stat(path.c_str(), &st) != 0)
     return systemError(ErrorCode::kNotFound, name ? "network namespace '" + *name + "'" : path, errno);

@@ -11,7 +11,9 @@
 
 namespace vpcfw::nft {
 
-// /run/netns/NAME for a name made by `ip netns add` (or vpcfw's lab).
+// /run/netns/NAME for a name made by `ip netns add` (or vpcfw's lab); empty when
+// NAME is not a valid namespace name (names::namespacePath), so no argument
+// can point it outside /run/netns.
 std::string netnsPath(const std::string& name);
 
 // Runs `fn` on a thread inside namespace `name` (nullopt: the caller's own)
