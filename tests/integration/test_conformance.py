@@ -236,7 +236,7 @@ instances:
 
 def protocols(vpcfw, results):
     text = vpc(acl_b="b-acl") + "network_acls:" + nacl(
-        "b-acl", ["{rule: 100, protocol: 17, cidr: 10.60.0.0/16, action: allow}",
+        "b-acl", ["{rule: 100, protocol: 17, ports: 0-65535, cidr: 10.60.0.0/16, action: allow}",
                   "{rule: 110, protocol: -1, cidr: 10.60.1.20/32, action: allow}"],
         ALLOW_ALL_EGRESS) + """
 security_groups:

@@ -49,7 +49,7 @@ class Gen:
                                                                              "protocol: icmp, icmp_type: 0",
                                                                              "protocol: icmp"])
         if kind < 0.7:
-            return self.pick(["protocol: 6", "protocol: 17"])
+            return self.pick(["protocol: 6, ports: 0-65535", "protocol: 17, ports: 0-65535"])  # by number, every port
         return "protocol: all"
 
     def nacl_rules(self, blocks, n):

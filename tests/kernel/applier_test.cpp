@@ -20,6 +20,7 @@
 
 using namespace vpcfw;
 using test::Netns;
+using test::listedJson;
 
 namespace {
 
@@ -53,25 +54,6 @@ std::vector<std::string> diff(const compile::Ruleset& r, const Netns& ns) {
   auto d = nft::diffRuleset(r, ns.name());
   REQUIRE(d.has_value());
   return *d;
-}
-
-// `nft -j list table`, without handles and with set elements in a stable order.
-nlohmann::json listed(const Netns& ns, const std::string& table = "inet vpcfw") {
-  auto res = ns.exec("nft -j list table " + table);
-  REQUIRE(res.status == 0);
-  auto j = nlohmann::json::parse(res.out);
-  for (auto& item : j["nftables"]) {
-    for (auto& [kind, obj] : item.items()) {
-      obj.erase("handle");
-      if (obj.contains("elem") && obj["elem"].is_array()) {
-        std::vector<std::string> elems;
-        for (auto& e : obj["elem"]) elems.push_back(e.dump());
-        std::sort(elems.begin(), elems.end());
-        obj["elem"] = elems;
-      }
-    }
-  }
-  return j;
 }
 
 const char* kForeign = R"(table inet foreign {
@@ -125,7 +107,7 @@ TEST_CASE("apply leaves exactly what nft -f makes of the rendered ruleset") {
       script.replace(script.find(open), open.size(), open + "\tcomment \"" + std::string(nft::kOwnerMarker) + "\"\n");
       nftLoad(viaNft, script);
       // The same objects, as nft lists them...
-      CHECK(listed(viaApply) == listed(viaNft));
+      CHECK(listedJson(viaApply) == listedJson(viaNft));
       CHECK(diff(r, viaApply).empty());
       // ...and the same encodings: vpcfw finds nft's table up to date.
       CHECK(diff(r, viaNft).empty());

@@ -26,6 +26,7 @@
 
 using namespace vpcfw;
 using test::Netns;
+using test::listedJson;
 using test::sh;
 
 namespace {
@@ -65,24 +66,6 @@ std::string joined(const std::vector<std::string>& lines) {
 }
 
 std::string listing(const Netns& ns) { return ns.exec("nft list table inet vpcfw").out; }
-
-// `nft -j list table inet vpcfw` without handles, set elements sorted.
-nlohmann::json listedJson(const Netns& ns) {
-  auto res = ns.exec("nft -j list table inet vpcfw");
-  REQUIRE(res.status == 0);
-  auto j = nlohmann::json::parse(res.out);
-  for (auto& item : j["nftables"])
-    for (auto& [kind, obj] : item.items()) {
-      obj.erase("handle");
-      if (obj.contains("elem") && obj["elem"].is_array()) {
-        std::vector<std::string> elems;
-        for (auto& e : obj["elem"]) elems.push_back(e.dump());
-        std::sort(elems.begin(), elems.end());
-        obj["elem"] = elems;
-      }
-    }
-  return j;
-}
 
 void nftScript(const Netns& ns, const std::string& script) {
   const std::string path = "/tmp/" + ns.name() + "-tamper.nft";

@@ -4,9 +4,14 @@
 
 #include <unistd.h>
 
+#include <doctest/doctest.h>
+
+#include <algorithm>
 #include <array>
 #include <cstdio>
+#include <nlohmann/json.hpp>
 #include <string>
+#include <vector>
 
 namespace vpcfw::test {
 
@@ -40,5 +45,24 @@ class Netns {
  private:
   std::string name_;
 };
+
+// `nft -j list table TABLE` in `ns`, without handles and with set elements
+// in a stable order, for comparing listings.
+inline nlohmann::json listedJson(const Netns& ns, const std::string& table = "inet vpcfw") {
+  auto res = ns.exec("nft -j list table " + table);
+  REQUIRE(res.status == 0);
+  auto j = nlohmann::json::parse(res.out);
+  for (auto& item : j["nftables"])
+    for (auto& [kind, obj] : item.items()) {
+      obj.erase("handle");
+      if (obj.contains("elem") && obj["elem"].is_array()) {
+        std::vector<std::string> elems;
+        for (auto& e : obj["elem"]) elems.push_back(e.dump());
+        std::sort(elems.begin(), elems.end());
+        obj["elem"] = elems;
+      }
+    }
+  return j;
+}
 
 }  // namespace vpcfw::test

@@ -507,6 +507,28 @@ class Undo {
   std::vector<std::function<Expected<void>()>> steps_;
 };
 
+// Makes the kernel's `have` hold exactly `want` among the entries `ours`
+// accepts: stale ones removed, missing ones added, each step undoable. An
+// entry already gone (its link vanished meanwhile) is not an error.
+template <class T, class Ours, class Add, class Remove>
+Expected<void> reconcileEntries(const std::vector<T>& have, const std::vector<T>& want, Ours ours, Add add,
+                                Remove remove, std::string_view kind, Undo& undo,
+                                const std::function<void(const std::string&)>& note) {
+  for (const auto& r : have)
+    if (ours(r) && std::find(want.begin(), want.end(), r) == want.end()) {
+      if (auto x = remove(r); !x && x.error().code != ErrorCode::kNotFound) return x;
+      undo.push([add, r] { return add(r); });
+      note(fmt::format("- {} {}", kind, describe(r)));
+    }
+  for (const auto& r : want)
+    if (std::find(have.begin(), have.end(), r) == have.end()) {
+      if (auto x = add(r); !x) return x;
+      undo.push([remove, r] { return remove(r); });
+      note(fmt::format("+ {} {}", kind, describe(r)));
+    }
+  return {};
+}
+
 struct Reconciled {
   std::vector<std::string> changes;
   bool addressesChanged = false;
@@ -563,33 +585,20 @@ Expected<void> reconcile(const NamespacePlan& p, const std::vector<LinkPlan>& li
   }
   auto routes = nl->staticRoutes();
   if (!routes) return failed(routes.error());
-  for (const auto& r : *routes)
-    if (mine(r.ifname) && std::find(p.routes.begin(), p.routes.end(), r) == p.routes.end()) {
-      auto x = nl->deleteRoute(r);
-      if (!x && x.error().code != ErrorCode::kNotFound) return failed(x.error());  // gone already: its link vanished
-      undo.push([&nl, r] { return nl->addRoute(r); });
-      note("- route " + describe(r));
-    }
-  for (const auto& r : p.routes)
-    if (std::find(routes->begin(), routes->end(), r) == routes->end()) {
-      if (auto x = nl->addRoute(r); !x) return failed(x.error());
-      undo.push([&nl, r] { return nl->deleteRoute(r); });
-      note("+ route " + describe(r));
-    }
+  if (auto x = reconcileEntries(
+          *routes, p.routes, [&](const RouteSpec& r) { return mine(r.ifname); },
+          [&nl](const RouteSpec& r) { return nl->addRoute(r); }, [&nl](const RouteSpec& r) { return nl->deleteRoute(r); },
+          "route", undo, note);
+      !x)
+    return failed(x.error());
   auto rules = nl->rules();
   if (!rules) return failed(rules.error());
-  for (const auto& r : *rules)
-    if (isLabRule(r) && std::find(p.rules.begin(), p.rules.end(), r) == p.rules.end()) {
-      if (auto x = nl->deleteRule(r); !x) return failed(x.error());
-      undo.push([&nl, r] { return nl->addRule(r); });
-      note("- rule " + describe(r));
-    }
-  for (const auto& r : p.rules)
-    if (std::find(rules->begin(), rules->end(), r) == rules->end()) {
-      if (auto x = nl->addRule(r); !x) return failed(x.error());
-      undo.push([&nl, r] { return nl->deleteRule(r); });
-      note("+ rule " + describe(r));
-    }
+  if (auto x = reconcileEntries(
+          *rules, p.rules, [](const RuleSpec& r) { return isLabRule(r); },
+          [&nl](const RuleSpec& r) { return nl->addRule(r); }, [&nl](const RuleSpec& r) { return nl->deleteRule(r); },
+          "rule", undo, note);
+      !x)
+    return failed(x.error());
   // Interfaces this plan no longer has (a peering or gateway removed).
   auto ls = nl->links();
   if (!ls) return failed(ls.error());

@@ -157,7 +157,7 @@ TEST_CASE("CIDRs with host bits set are canonicalised with a warning") {
   CHECK(m.vpcs[0].cidrs[0].toString() == "10.0.0.0/16");
 }
 
-TEST_CASE("a group with egress omitted allows all out; an explicit empty list allows nothing") {
+TEST_CASE("a group with egress omitted allows all out, an explicit empty list allows nothing") {
   auto m = loadOk(std::string(kMinimal) + R"(
 security_groups:
   - {name: omitted, vpc: v}

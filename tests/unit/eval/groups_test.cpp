@@ -65,7 +65,7 @@ void check(const std::vector<Case>& cases) {
 
 }  // namespace
 
-TEST_CASE("an ENI's groups form one union of allow rules; no match drops") {
+TEST_CASE("an ENI's groups form one union of allow rules, no match drops") {
   check({
       {"web rule", "a", makePacket("tcp", "203.0.113.9", "10.0.1.10", 80), "web 1"},
       {"ssh group's rule applies too", "a", makePacket("tcp", "198.51.100.9", "10.0.1.10", 22), "ssh 1"},
@@ -128,7 +128,7 @@ TEST_CASE("ICMP type/code and protocol numbers") {
   });
 }
 
-TEST_CASE("egress omitted allows all out; an explicit empty egress allows nothing") {
+TEST_CASE("egress omitted allows all out, an explicit empty egress allows nothing") {
   auto m = test::loadOk(R"(vpcs: [{name: v, cidr: 10.0.0.0/16}]
 subnets: [{name: s, vpc: v, cidr: 10.0.1.0/24}]
 security_groups: [{name: open, vpc: v}, {name: closed, vpc: v, egress: []}]

@@ -57,7 +57,7 @@ TEST_CASE("a lower-numbered allow hides a later deny, and a lower deny hides a l
            });
 }
 
-TEST_CASE("IPv4 rules never match IPv6 traffic and vice versa; each family has its '*'") {
+TEST_CASE("IPv4 rules never match IPv6 traffic and vice versa, each family has its '*'") {
   auto m = withAcl(R"(
       - {rule: 100, protocol: all, cidr: 0.0.0.0/0, action: allow}
       - {rule: 110, protocol: tcp, ports: 443, cidr: "2001:db8::/32", action: allow}
@@ -73,7 +73,7 @@ TEST_CASE("IPv4 rules never match IPv6 traffic and vice versa; each family has i
   CHECK(r.rule->number == 32768);
 }
 
-TEST_CASE("ingress rules match the source, egress rules the destination; ports are the destination port") {
+TEST_CASE("ingress rules match the source, egress rules the destination, ports are the destination port") {
   auto m = test::loadOk(R"(vpcs: [{name: v, cidr: 10.0.0.0/16}]
 network_acls:
   - name: a
@@ -94,12 +94,12 @@ network_acls:
         Direction::kEgress);
 }
 
-TEST_CASE("protocol -1 matches everything; a number matches only that protocol; ports apply to tcp/udp only") {
+TEST_CASE("protocol -1 matches everything, a number matches only that protocol, ports apply to tcp/udp only") {
   auto m = withAcl(R"(
       - {rule: 10, protocol: udp, ports: 53, cidr: 0.0.0.0/0, action: allow}
       - {rule: 20, protocol: 47, cidr: 0.0.0.0/0, action: allow}
       - {rule: 30, protocol: 132, ports: 80, cidr: 0.0.0.0/0, action: allow}
-      - {rule: 40, protocol: tcp, cidr: 192.0.2.0/24, action: deny}
+      - {rule: 40, protocol: tcp, ports: 0-65535, cidr: 192.0.2.0/24, action: deny}
       - {rule: 50, protocol: -1, cidr: 192.0.2.0/24, action: allow}
 )");
   check(m, {
@@ -115,7 +115,7 @@ TEST_CASE("protocol -1 matches everything; a number matches only that protocol; 
            });
 }
 
-TEST_CASE("ICMP type and code, -1 as any; protocol 58 with an IPv4 CIDR means all ICMP") {
+TEST_CASE("ICMP type and code, -1 as any, protocol 58 with an IPv4 CIDR means all ICMP") {
   auto m = withAcl(R"(
       - {rule: 10, protocol: icmp, icmp_type: 3, icmp_code: 4, cidr: 192.0.2.0/24, action: allow}
       - {rule: 20, protocol: icmp, icmp_type: 8, cidr: 192.0.2.0/24, action: allow}

@@ -215,7 +215,7 @@ TEST_CASE("peering is not transitive and does not reach a peer's internet gatewa
   CHECK(test::explain(topology(), "peer1", "far1", "tcp", 80).reachable());
 }
 
-TEST_CASE("ICMP echo gets an echo reply; other ICMP expects none") {
+TEST_CASE("ICMP echo gets an echo reply, other ICMP expects none") {
   auto echo = test::explain(topology(), "pub1", "priv1", "icmp");
   CHECK(echo.reachable());
   REQUIRE(echo.reply);

@@ -158,7 +158,7 @@ instances:
   CHECK(hasRoute(ns(*plan, "vpcfw-a"), "blackhole 10.2.0.0/16 table 100"));
 }
 
-TEST_CASE("long names are shortened to interface limits; a config without lab instances has no plan") {
+TEST_CASE("long names are shortened to interface limits, a config without lab instances has no plan") {
   auto m = test::loadOk(R"(
 vpcs:
   - {name: a-very-long-vpc-name, cidr: 10.1.0.0/16}

@@ -87,7 +87,7 @@ network_acls:
   CHECK(r[3].number == 32767);
 }
 
-TEST_CASE("default security group: all in from itself, all out; ENIs without groups get it") {
+TEST_CASE("default security group: all in from itself, all out, ENIs without groups get it") {
   auto m = loadOk(
       "vpcs: [{name: v, cidr: 10.0.0.0/16, ipv6_cidr: '2001:db8:1::/56'}]\n"
       "subnets: [{name: s, vpc: v, cidr: 10.0.1.0/24}]\n"
@@ -124,7 +124,7 @@ TEST_CASE("a declared default group keeps the self rule only when ingress is omi
   CHECK(gw.egress.size() == 1);
 }
 
-TEST_CASE("main route table: generated with the local routes; subnets without one use it") {
+TEST_CASE("main route table: generated with the local routes, subnets without one use it") {
   auto m = loadOk(
       "vpcs: [{name: v, cidr: [10.0.0.0/16, 10.5.0.0/16], ipv6_cidr: '2001:db8:1::/56'}]\n"
       "subnets: [{name: s, vpc: v, cidr: 10.0.1.0/24}]\n");

@@ -329,7 +329,7 @@ security_groups:
   });
 }
 
-TEST_CASE("peerings: existing, distinct, non-overlapping VPCs; one per pair; quota") {
+TEST_CASE("peerings: existing, distinct, non-overlapping VPCs, one per pair, quota") {
   runCases({
       {"overlapping VPCs",
        "vpcs: [{name: a, cidr: 10.1.0.0/16}, {name: b, cidr: 10.1.128.0/17}]\npeerings: [{name: ab, requester: a, "
@@ -403,7 +403,7 @@ TEST_CASE("a reference typo gets a suggestion") {
   CHECK(vpcfw::closestName("zzzzzz", {"web-sg", "db-sg"}).empty());
 }
 
-TEST_CASE("per-VPC quotas: subnets, NACLs, groups; routes per table; prefix list size") {
+TEST_CASE("per-VPC quotas: subnets, NACLs, groups, routes per table, prefix list size") {
   runCases({
       {"subnets per VPC", "limits: {subnets_per_vpc: 1}\n" + kBase + "  - {name: t, vpc: v, cidr: 10.0.2.0/24}\n",
        "VPC 'v' has more than 1 subnets"},

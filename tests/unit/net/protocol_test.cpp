@@ -33,7 +33,7 @@ TEST_CASE("protocol parse rejects unknown names and numbers out of range") {
   }
 }
 
-TEST_CASE("only tcp and udp carry ports; icmp and icmpv6 carry type and code") {
+TEST_CASE("only tcp and udp carry ports, icmp and icmpv6 carry type and code") {
   CHECK(Protocol(6).hasPorts());
   CHECK(Protocol(17).hasPorts());
   CHECK_FALSE(Protocol(1).hasPorts());
