@@ -7,15 +7,15 @@
 //   bench_flows client ADDRESS PORT SECONDS [PARALLEL]
 //     prints {"connections": N, "failed": F, "seconds": S, "rate": N/S}
 #include <arpa/inet.h>
-#include <fcntl.h>
 #include <netinet/in.h>
+#include <fcntl.h>
+#include <unistd.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
-#include <unistd.h>
 
+#include <cstdio>
 #include <cerrno>
 #include <chrono>
-#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -95,8 +95,10 @@ int client(const char* address, int port, double seconds, int parallel) {
       int err = 0;
       socklen_t len = sizeof err;
       getsockopt(c.fd, SOL_SOCKET, SO_ERROR, &err, &len);
-      if (err == 0 || err == ECONNRESET) ++done;
-      else ++failed;
+      if (err == 0 || err == ECONNRESET)
+        ++done;
+      else
+        ++failed;
       close(c.fd);  // closing removes it from epoll
       c.fd = -1;
       open(i);

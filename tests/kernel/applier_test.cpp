@@ -6,21 +6,21 @@
 // tampering, generations and locks: hardening_test.cpp.
 #include <doctest/doctest.h>
 
-#include <nlohmann/json.hpp>
 #include <cstdio>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <regex>
 
 #include "kernel/netns_fixture.h"
 #include "support/test_config.h"
 #include "vpcfw/compile/compiler.h"
-#include "vpcfw/config/loader.h"
 #include "vpcfw/compile/render.h"
+#include "vpcfw/config/loader.h"
 #include "vpcfw/nft/applier.h"
 
 using namespace vpcfw;
-using test::Netns;
 using test::listedJson;
+using test::Netns;
 
 namespace {
 
@@ -84,10 +84,11 @@ std::string foreignState(const Netns& ns) {
 
 TEST_CASE("apply leaves exactly what nft -f makes of the rendered ruleset") {
   const std::string src = VPCFW_SOURCE_DIR;
-  for (const std::string& path : std::vector<std::string>
-       {src + "/config/examples/two-tier.yaml", src + "/config/examples/bastion.yaml", src + "/config/examples/default-vpc.yaml",
-        src + "/config/examples/peering.yaml", src + "/tests/golden/nacl-order.yaml", src + "/tests/golden/group-references.yaml",
-        src + "/tests/integration/configs/kernel-semantics.yaml", src + "/tests/golden/host-mode.yaml"}) {
+  for (const std::string& path : std::vector<std::string>{
+           src + "/config/examples/two-tier.yaml", src + "/config/examples/bastion.yaml",
+           src + "/config/examples/default-vpc.yaml", src + "/config/examples/peering.yaml",
+           src + "/tests/golden/nacl-order.yaml", src + "/tests/golden/group-references.yaml",
+           src + "/tests/integration/configs/kernel-semantics.yaml", src + "/tests/golden/host-mode.yaml"}) {
     Diagnostics diags;
     auto m = config::loadConfigFile(path, diags);
     REQUIRE(m.has_value());
@@ -136,7 +137,9 @@ security_groups:
 instances:
 )";
   std::string yaml = base;
-  for (int i = 10; i < 60; ++i) yaml += "  - {name: i" + std::to_string(i) + ", subnet: s, private_ip: 10.0.1." + std::to_string(i) + ", security_groups: [g]}\n";
+  for (int i = 10; i < 60; ++i)
+    yaml += "  - {name: i" + std::to_string(i) + ", subnet: s, private_ip: 10.0.1." + std::to_string(i) +
+            ", security_groups: [g]}\n";
   auto before = compileYaml(std::regex_replace(yaml, std::regex("PORT"), "443"));
   auto after = compileYaml(std::regex_replace(yaml, std::regex("PORT"), "8443"));
   Netns ns("incr");

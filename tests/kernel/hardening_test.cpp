@@ -25,8 +25,8 @@
 #include "vpcfw/state/state.h"
 
 using namespace vpcfw;
-using test::Netns;
 using test::listedJson;
+using test::Netns;
 using test::sh;
 
 namespace {
@@ -104,7 +104,8 @@ TEST_CASE("a table inet vpcfw that vpcfw did not create is reported and left alo
   };
   const std::vector<Forgery> forgeries = {
       {"an empty table (nft add table inet vpcfw)", "table inet vpcfw {}\n"},
-      {"a table with someone's chain", "table inet vpcfw {\n chain input { type filter hook input priority 0; policy accept; }\n}\n"},
+      {"a table with someone's chain",
+       "table inet vpcfw {\n chain input { type filter hook input priority 0; policy accept; }\n}\n"},
       {"vpcfw's own ruleset loaded by nft -f (an older vpcfw)", compile::renderScript(r)},
       {"a comment that is almost the marker", "table inet vpcfw { comment \"managed by vpcfw\"; }\n"},
       {"the marker with something after it",
@@ -206,42 +207,63 @@ TEST_CASE("every kind of tampering with vpcfw's table is a difference, and apply
          nftScript(ns, "flush chain inet vpcfw forward\ndelete chain inet vpcfw forward\n" + chain);
        },
        "hook forward priority filter + 5;"},
-      {"an accept rule inserted at the top of forward", [](const Netns& ns) { nftCmd(ns, "insert rule inet vpcfw forward accept"); },
-       "policy drop;\n\t\taccept\n"},
+      {"an accept rule inserted at the top of forward",
+       [](const Netns& ns) { nftCmd(ns, "insert rule inet vpcfw forward accept"); }, "policy drop;\n\t\taccept\n"},
       {"a rule with an anonymous set in sg_in",
-       [](const Netns& ns) { nftCmd(ns, "insert rule inet vpcfw sg_in ip saddr '{ 192.0.2.99 }' accept"); }, "192.0.2.99"},
+       [](const Netns& ns) { nftCmd(ns, "insert rule inet vpcfw sg_in ip saddr '{ 192.0.2.99 }' accept"); },
+       "192.0.2.99"},
       {"a rule with a bound anonymous chain in forward",
        [](const Netns& ns) { nftCmd(ns, "insert rule inet vpcfw forward jump '{ accept; }'"); }, "jump {"},
       {"a rule deleted from forward",
-       [](const Netns& ns) { nftCmd(ns, "delete rule inet vpcfw forward handle " + firstRuleHandle(ns, "forward")); }, ""},
+       [](const Netns& ns) { nftCmd(ns, "delete rule inet vpcfw forward handle " + firstRuleHandle(ns, "forward")); },
+       ""},
       {"an extra chain", [](const Netns& ns) { nftCmd(ns, "add chain inet vpcfw evil"); }, "chain evil"},
-      {"an extra base chain", [](const Netns& ns) { nftCmd(ns, "add chain inet vpcfw evil '{ type filter hook forward priority -500; policy accept; }'"); },
+      {"an extra base chain",
+       [](const Netns& ns) {
+         nftCmd(ns, "add chain inet vpcfw evil '{ type filter hook forward priority -500; policy accept; }'");
+       },
        "chain evil"},
-      {"an extra set", [](const Netns& ns) { nftCmd(ns, "add set inet vpcfw evil '{ type ipv4_addr; }'"); }, "set evil"},
+      {"an extra set", [](const Netns& ns) { nftCmd(ns, "add set inet vpcfw evil '{ type ipv4_addr; }'"); },
+       "set evil"},
       {"an extra element", [](const Netns& ns) { nftCmd(ns, "add element inet vpcfw enis '{ \"evil0\" }'"); }, "evil0"},
       {"an element changed (a NACL jump became accept)",
        [](const Netns& ns) {
-         nftScript(ns, "delete element inet vpcfw nacl_in { \"eni-web1\" }\nadd element inet vpcfw nacl_in { \"eni-web1\" : accept }\n");
+         nftScript(ns,
+                   "delete element inet vpcfw nacl_in { \"eni-web1\" }\nadd element inet vpcfw nacl_in { \"eni-web1\" "
+                   ": accept }\n");
        },
        "\"eni-web1\" : accept"},
-      {"a catch-all element", [](const Netns& ns) { nftCmd(ns, "add element inet vpcfw nacl_in '{ * : accept }'"); }, "* : accept"},
-      {"an anti-spoofing element removed", [](const Netns& ns) { nftCmd(ns, "delete element inet vpcfw eni_src4 '{ \"eni-web1\" . 10.0.1.10 }'"); }, ""},
+      {"a catch-all element", [](const Netns& ns) { nftCmd(ns, "add element inet vpcfw nacl_in '{ * : accept }'"); },
+       "* : accept"},
+      {"an anti-spoofing element removed",
+       [](const Netns& ns) { nftCmd(ns, "delete element inet vpcfw eni_src4 '{ \"eni-web1\" . 10.0.1.10 }'"); }, ""},
       {"a counter object", [](const Netns& ns) { nftCmd(ns, "add counter inet vpcfw evil"); }, "counter evil"},
-      {"a quota object", [](const Netns& ns) { nftCmd(ns, "add quota inet vpcfw evilq '{ 100 mbytes }'"); }, "quota evilq"},
-      {"a limit object", [](const Netns& ns) { nftCmd(ns, "add limit inet vpcfw evill '{ rate 10/second; }'"); }, "limit evill"},
+      {"a quota object", [](const Netns& ns) { nftCmd(ns, "add quota inet vpcfw evilq '{ 100 mbytes }'"); },
+       "quota evilq"},
+      {"a limit object", [](const Netns& ns) { nftCmd(ns, "add limit inet vpcfw evill '{ rate 10/second; }'"); },
+       "limit evill"},
       {"a ct timeout object",
-       [](const Netns& ns) { nftCmd(ns, "add ct timeout inet vpcfw evilto '{ protocol tcp; l3proto ip; policy = { established: 100 }; }'"); },
+       [](const Netns& ns) {
+         nftCmd(ns, "add ct timeout inet vpcfw evilto '{ protocol tcp; l3proto ip; policy = { established: 100 }; }'");
+       },
        "ct timeout evilto"},
-      {"a ct helper object", [](const Netns& ns) { nftCmd(ns, "add ct helper inet vpcfw evilh '{ type \"ftp\" protocol tcp; }'"); },
+      {"a ct helper object",
+       [](const Netns& ns) { nftCmd(ns, "add ct helper inet vpcfw evilh '{ type \"ftp\" protocol tcp; }'"); },
        "ct helper evilh"},
       {"a ct expectation object",
-       [](const Netns& ns) { nftCmd(ns, "add ct expectation inet vpcfw evile '{ protocol tcp; dport 22; timeout 10m; size 8; l3proto ip; }'"); },
+       [](const Netns& ns) {
+         nftCmd(ns,
+                "add ct expectation inet vpcfw evile '{ protocol tcp; dport 22; timeout 10m; size 8; l3proto ip; }'");
+       },
        "ct expectation evile"},
-      {"a synproxy object", [](const Netns& ns) { nftCmd(ns, "add synproxy inet vpcfw evilsp '{ mss 1460; wscale 7; }'"); },
+      {"a synproxy object",
+       [](const Netns& ns) { nftCmd(ns, "add synproxy inet vpcfw evilsp '{ mss 1460; wscale 7; }'"); },
        "synproxy evilsp"},
       {"an element that only gained a comment",
        [](const Netns& ns) {
-         nftScript(ns, "delete element inet vpcfw enis { \"eni-web1\" }\nadd element inet vpcfw enis { \"eni-web1\" comment \"x\" }\n");
+         nftScript(ns,
+                   "delete element inet vpcfw enis { \"eni-web1\" }\nadd element inet vpcfw enis { \"eni-web1\" "
+                   "comment \"x\" }\n");
        },
        "\"eni-web1\" comment \"x\""},
       {"a set recreated with another header (a size limit), everything else reloaded as it was",
@@ -475,8 +497,9 @@ TEST_CASE("two concurrent applies of different configs leave exactly one of them
   int twoTierWins = 0, bastionWins = 0;
   for (int round = 0; round < 10; ++round) {
     CAPTURE(round);
-    auto both = sh("( " + kVpcfw + " apply " + kTwoTier + " --netns " + ns.name() + " >/dev/null 2>&1; echo A=$? ) & ( " + kVpcfw +
-                   " apply " + kBastion + " --netns " + ns.name() + " >/dev/null 2>&1; echo B=$? ) & wait");
+    auto both =
+        sh("( " + kVpcfw + " apply " + kTwoTier + " --netns " + ns.name() + " >/dev/null 2>&1; echo A=$? ) & ( " +
+           kVpcfw + " apply " + kBastion + " --netns " + ns.name() + " >/dev/null 2>&1; echo B=$? ) & wait");
     INFO(both.out);
     CHECK(both.out.find("A=0") != std::string::npos);
     CHECK(both.out.find("B=0") != std::string::npos);
@@ -525,8 +548,8 @@ TEST_CASE("a read-back that the ruleset changed under is read again before anyth
   const auto twoTier = compileExample("two-tier");
   const auto bastion = compileExample("bastion");
   SUBCASE("one change during the read-back") {
-    for (const std::string change : {"add table ip vpcfwk_read_other", "insert rule inet vpcfw forward accept",
-                                     "add chain inet vpcfw evil"}) {
+    for (const std::string change :
+         {"add table ip vpcfwk_read_other", "insert rule inet vpcfw forward accept", "add chain inet vpcfw evil"}) {
       CAPTURE(change);
       Netns ns("read");
       apply(bastion, ns);

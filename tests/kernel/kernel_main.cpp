@@ -3,8 +3,8 @@
 // Locks and other state go to a private directory (VPCFW_RUN_DIR), so the
 // tests never meet another run's or the machine's vpcfw.
 #define DOCTEST_CONFIG_IMPLEMENT
-#include <doctest/doctest.h>
 #include <unistd.h>
+#include <doctest/doctest.h>
 
 #include <cstdlib>
 #include <cstring>
@@ -14,7 +14,8 @@
 
 int main(int argc, char** argv) {
   bool listing = false;
-  for (int i = 1; i < argc; ++i) listing = listing || std::strncmp(argv[i], "--list", 6) == 0 || std::strncmp(argv[i], "-ltc", 4) == 0;
+  for (int i = 1; i < argc; ++i)
+    listing = listing || std::strncmp(argv[i], "--list", 6) == 0 || std::strncmp(argv[i], "-ltc", 4) == 0;
   if (geteuid() != 0 && !listing) {
     std::cout << "skipped: kernel tests need root\n";
     return 77;

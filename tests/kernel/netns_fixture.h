@@ -6,9 +6,9 @@
 
 #include <doctest/doctest.h>
 
+#include <cstdio>
 #include <algorithm>
 #include <array>
-#include <cstdio>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>

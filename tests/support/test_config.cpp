@@ -8,8 +8,8 @@ namespace vpcfw::test {
 
 namespace {
 std::string shortForm(const Diagnostic& d) {
-  return fmt::format("{}:{}: {}: {}", d.where.line, d.where.column, d.severity == Severity::kError ? "error" : "warning",
-                     d.message);
+  return fmt::format("{}:{}: {}: {}", d.where.line, d.where.column,
+                     d.severity == Severity::kError ? "error" : "warning", d.message);
 }
 }  // namespace
 

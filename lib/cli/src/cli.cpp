@@ -1,7 +1,7 @@
 #include "vpcfw/cli/cli.h"
 
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
+#include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
 #include <charconv>
@@ -20,8 +20,8 @@
 
 #include <fcntl.h>
 #include <sched.h>
-#include <sys/wait.h>
 #include <unistd.h>
+#include <sys/wait.h>
 #include "commands.h"
 #include "show.h"
 
@@ -46,7 +46,6 @@ std::optional<model::Model> loadConfig(const std::string& path, Diagnostics& dia
   }
   return config::loadConfigFile(path, diags, options);
 }
-
 
 }  // namespace
 
@@ -88,8 +87,9 @@ std::string summary(const model::Model& m) {
   std::size_t rules = 0;
   for (const auto& a : m.nacls) rules += a.ingress.size() + a.egress.size();
   for (const auto& g : m.groups) rules += g.ingress.size() + g.egress.size();
-  return fmt::format("{} VPCs, {} subnets, {} network ACLs, {} security groups, {} instances, {} rules (AWS defaults included)",
-                     m.vpcs.size(), m.subnets.size(), m.nacls.size(), m.groups.size(), m.instances.size(), rules);
+  return fmt::format(
+      "{} VPCs, {} subnets, {} network ACLs, {} security groups, {} instances, {} rules (AWS defaults included)",
+      m.vpcs.size(), m.subnets.size(), m.nacls.size(), m.groups.size(), m.instances.size(), rules);
 }
 
 int validateCommand(const std::string& path, bool json, std::ostream& out, std::ostream& err) {
@@ -207,7 +207,9 @@ Expected<std::vector<std::pair<compile::Ruleset, std::optional<std::string>>>> t
   auto m = loadConfig(o.config, diags);
   const double loadMs = msSince(t0);
   err << diags.format();
-  if (!m) return makeError(ErrorCode::kInvalidArgument, fmt::format("{}: {} error(s); nothing was changed", escapeForMessage(o.config), diags.errorCount()));
+  if (!m)
+    return makeError(ErrorCode::kInvalidArgument, fmt::format("{}: {} error(s); nothing was changed",
+                                                              escapeForMessage(o.config), diags.errorCount()));
   t0 = std::chrono::steady_clock::now();
   auto rulesets = compile::compileRulesets(*m, compile::labPlacement(*m));
   if (o.timing) out << fmt::format("timing: load+validate {:.1f} ms, compile {:.1f} ms\n", loadMs, msSince(t0));
@@ -224,7 +226,8 @@ Expected<std::vector<std::pair<compile::Ruleset, std::optional<std::string>>>> t
     }
     if (r.hostMode) continue;  // applied on that host, with --host
     if (!o.fabric.empty() && r.fabric != o.fabric) continue;
-    std::optional<std::string> ns = o.netns.empty() ? std::optional<std::string>(r.fabric) : std::optional<std::string>(o.netns);
+    std::optional<std::string> ns =
+        o.netns.empty() ? std::optional<std::string>(r.fabric) : std::optional<std::string>(o.netns);
     chosen.emplace_back(std::move(r), ns);
   }
   if (chosen.empty())
@@ -234,7 +237,8 @@ Expected<std::vector<std::pair<compile::Ruleset, std::optional<std::string>>>> t
                                         : fmt::format("no fabric named '{}'", o.fabric));
   if (!o.netns.empty() && chosen.size() > 1)
     return makeError(ErrorCode::kInvalidArgument,
-                     fmt::format("the config has {} fabrics; name one with --fabric to put it into --netns {}", chosen.size(), o.netns));
+                     fmt::format("the config has {} fabrics; name one with --fabric to put it into --netns {}",
+                                 chosen.size(), o.netns));
   return chosen;
 }
 
@@ -270,7 +274,8 @@ int applyCommand(const KernelOptions& o, std::ostream& out, std::ostream& err) {
       out << fmt::format("fabric {} ({}): committed {} messages ({} bytes) in one batch\n", ruleset.fabric, where,
                          r->messages, r->batchBytes);
     if (r->attempts > 1)
-      out << fmt::format("  the ruleset changed under vpcfw {} time(s); read back and computed again\n", r->attempts - 1);
+      out << fmt::format("  the ruleset changed under vpcfw {} time(s); read back and computed again\n",
+                         r->attempts - 1);
     if (o.timing)
       out << fmt::format("timing: linearize {:.1f} ms, read back {:.1f} ms, build batch {:.1f} ms, commit {:.1f} ms\n",
                          r->linearizeMs, r->readBackMs, r->buildMs, r->commitMs);
@@ -341,10 +346,18 @@ int statusCommand(const std::string& netns, bool json, std::ostream& out, std::o
     nlohmann::json counters = nlohmann::json::array();
     for (const auto& c : st->counters)
       counters.push_back({{"chain", c.chain}, {"rule", c.comment}, {"packets", c.packets}, {"bytes", c.bytes}});
-    out << jsonText(nlohmann::json{{"namespace", where}, {"table", st->exists}, {"owned", st->exists && st->owned},
-                                   {"foreign", st->exists && !st->owned}, {"dormant", st->dormant}, {"sets", st->sets},
-                                   {"elements", st->elements}, {"chains", st->chains}, {"rules", st->rules},
-                                   {"objects", st->objects}, {"flowtables", st->flowtables}, {"counters", counters}})
+    out << jsonText(nlohmann::json{{"namespace", where},
+                                   {"table", st->exists},
+                                   {"owned", st->exists && st->owned},
+                                   {"foreign", st->exists && !st->owned},
+                                   {"dormant", st->dormant},
+                                   {"sets", st->sets},
+                                   {"elements", st->elements},
+                                   {"chains", st->chains},
+                                   {"rules", st->rules},
+                                   {"objects", st->objects},
+                                   {"flowtables", st->flowtables},
+                                   {"counters", counters}})
         << '\n';
     return kExitOk;
   }
@@ -392,7 +405,9 @@ int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
   explain->add_option("--to", ex.to, "Destination: instance name or IP address")->required();
   explain->add_option("--proto", ex.proto, "tcp, udp, icmp, icmpv6 or a protocol number")->capture_default_str();
   explain->add_option("--port", ex.port, "Destination port (tcp/udp)")->check(CLI::Range(0, 65535));
-  explain->add_option("--sport", ex.sourcePort, "Source port (tcp/udp)")->check(CLI::Range(0, 65535))->capture_default_str();
+  explain->add_option("--sport", ex.sourcePort, "Source port (tcp/udp)")
+      ->check(CLI::Range(0, 65535))
+      ->capture_default_str();
   explain->add_option("--icmp-type", ex.icmpType, "ICMP type (default: echo request)")->check(CLI::Range(0, 255));
   explain->add_option("--icmp-code", ex.icmpCode, "ICMP code")->check(CLI::Range(0, 255))->capture_default_str();
   explain->add_option("--family", ex.family, "4 or 6, when both ends are instances")->check(CLI::IsMember({"4", "6"}));
@@ -414,7 +429,8 @@ int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
   applyCmd->add_option("config", ko.config, "Config file (YAML)")->required();
   applyCmd->add_option("--netns", ko.netns, "Network namespace to apply in (default: each fabric's lab namespace)");
   applyCmd->add_option("--fabric", ko.fabric, "Only this fabric (lab: vpcfw-<vpc>)");
-  applyCmd->add_option("--host", ko.host, "Host mode: this machine is HOST of the config; its instances' interfaces are ENIs");
+  applyCmd->add_option("--host", ko.host,
+                       "Host mode: this machine is HOST of the config; its instances' interfaces are ENIs");
   applyCmd->add_flag("--check", ko.check, "Let the kernel validate the batch; commit nothing");
   applyCmd->add_flag("--full", ko.full, "Replace the whole table instead of sending the difference");
   applyCmd->add_flag("--timing", ko.timing, "Print where the time went");
@@ -454,11 +470,11 @@ int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
       out << (dynamic_cast<const CLI::CallForHelp*>(&e) || dynamic_cast<const CLI::CallForAllHelp*>(&e)
                   ? app.help()
                   : std::string(e.what()) + "\n");
-      if (dynamic_cast<const CLI::CallForHelp*>(&e) && app.get_subcommands().size() == 1)
-        out.clear();
+      if (dynamic_cast<const CLI::CallForHelp*>(&e) && app.get_subcommands().size() == 1) out.clear();
       return kExitOk;
     }
-    err << "vpcfw: " << e.what() << "\n" << "Run 'vpcfw --help' for usage.\n";
+    err << "vpcfw: " << e.what() << "\n"
+        << "Run 'vpcfw --help' for usage.\n";
     return kExitUsage;
   }
   if (validate->parsed()) return validateCommand(validatePath, validateJson, out, err);

@@ -1,9 +1,9 @@
 // `vpcfw lab up|down|status|apply|exec`.
 #include <fcntl.h>
-#include <fmt/format.h>
-#include <nlohmann/json.hpp>
 #include <sched.h>
 #include <unistd.h>
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 #include <cerrno>
 #include <cstring>
@@ -19,9 +19,10 @@ namespace vpcfw::cli {
 std::optional<std::string> internetReported(std::string_view command, std::ostream& err) {
   std::string inet = lab::internetNamespace();
   if (!names::isValidNamespaceName(inet)) {
-    err << fmt::format("{}: VPCFW_LAB_INTERNET={} cannot name a namespace (1..{} of [A-Za-z0-9._:@+-], "
-                       "not starting with '.')\n",
-                       command, quoteForMessage(inet), names::kNamespaceNameMax);
+    err << fmt::format(
+        "{}: VPCFW_LAB_INTERNET={} cannot name a namespace (1..{} of [A-Za-z0-9._:@+-], "
+        "not starting with '.')\n",
+        command, quoteForMessage(inet), names::kNamespaceNameMax);
     return std::nullopt;
   }
   return inet;
@@ -42,14 +43,16 @@ void printSummary(const model::Model& m, const lab::LabPlan& plan, std::ostream&
   for (const auto& inst : m.instances) {
     if (inst.placement.kind != model::Placement::Kind::kLabNamespace || inst.vpc == model::kNone) continue;
     out << fmt::format("{:<16} {:<12} {:<12} {:<32} {:<15} {}\n", inst.name, m.vpcs[inst.vpc].name, inst.subnetName,
-                       addressesOf(inst), inst.publicIp ? inst.publicIp->toString() : "-", lab::instanceNamespace(inst));
+                       addressesOf(inst), inst.publicIp ? inst.publicIp->toString() : "-",
+                       lab::instanceNamespace(inst));
   }
   out << '\n' << fmt::format("{:<10} {:<20} {}\n", "ROLE", "OBJECT", "NAMESPACE");
   for (const auto& n : plan.namespaces)
     if (n.role != lab::NamespacePlan::Role::kInstance)
       out << fmt::format("{:<10} {:<20} {}\n", lab::roleName(n.role), n.object, n.name);
   for (const auto& l : plan.links)
-    if (l.what.rfind("peering ", 0) == 0) out << fmt::format("{:<10} {:<20} {} <-> {}\n", "peering", l.what.substr(8), l.ns, l.peerNs);
+    if (l.what.rfind("peering ", 0) == 0)
+      out << fmt::format("{:<10} {:<20} {} <-> {}\n", "peering", l.what.substr(8), l.ns, l.peerNs);
   for (const auto& note : plan.notes) out << "note: " << note << '\n';
 }
 
@@ -113,8 +116,9 @@ int labUp(const UpOptions& o, std::ostream& out, std::ostream& err) {
     err << "vpcfw lab up: " << r.error().message << '\n';
     return kExitBlocked;
   }
-  out << fmt::format("lab up: {} namespaces, {} links, {} addresses, {} routes, {} policy rules, {} rulesets in {:.0f} ms\n\n",
-                     r->namespaces.size(), r->links, r->addresses, r->routes, r->rules, plan->rulesets.size(), msSince(t0));
+  out << fmt::format(
+      "lab up: {} namespaces, {} links, {} addresses, {} routes, {} policy rules, {} rulesets in {:.0f} ms\n\n",
+      r->namespaces.size(), r->links, r->addresses, r->routes, r->rules, plan->rulesets.size(), msSince(t0));
   printSummary(*m, *plan, out);
   return kExitOk;
 }
@@ -143,12 +147,12 @@ int labStatus(const std::string& path, bool json, std::ostream& out, std::ostrea
   if (!path.empty() && !(id = labIdReported(path, "status", err))) return kExitUsage;
   auto st = lab::labStatus(plan ? &*plan : nullptr, id ? &*id : nullptr);
   if (!st) {
-    if (json)
-      out << jsonText(nlohmann::json{{"error", st.error().message}, {"up_to_date", false}}) << '\n';
+    if (json) out << jsonText(nlohmann::json{{"error", st.error().message}, {"up_to_date", false}}) << '\n';
     err << "vpcfw lab status: " << st.error().message << '\n';
     return kExitBlocked;
   }
-  const bool running = std::any_of(st->namespaces.begin(), st->namespaces.end(), [](const auto& n) { return n.exists; });
+  const bool running =
+      std::any_of(st->namespaces.begin(), st->namespaces.end(), [](const auto& n) { return n.exists; });
   auto stateOf = [&](const lab::NamespaceStatus& n) -> std::string {
     if (!n.exists) return "missing";
     if (!n.recorded) return "foreign";
@@ -159,11 +163,13 @@ int labStatus(const std::string& path, bool json, std::ostream& out, std::ostrea
   if (json) {
     nlohmann::json arr = nlohmann::json::array();
     for (const auto& n : st->namespaces) {
-      nlohmann::json j{{"namespace", n.name},         {"role", n.role},         {"object", n.object},
-                       {"state", stateOf(n)},         {"exists", n.exists},     {"planned", n.planned},
-                       {"recorded", n.recorded},      {"verified", n.verified}, {"interfaces", n.interfaces},
-                       {"interfaces_up", n.interfacesUp}, {"rx_packets", n.rxPackets}, {"tx_packets", n.txPackets},
-                       {"ruleset", n.hasRuleset},     {"differences", n.differences}};
+      nlohmann::json j{{"namespace", n.name},        {"role", n.role},
+                       {"object", n.object},         {"state", stateOf(n)},
+                       {"exists", n.exists},         {"planned", n.planned},
+                       {"recorded", n.recorded},     {"verified", n.verified},
+                       {"interfaces", n.interfaces}, {"interfaces_up", n.interfacesUp},
+                       {"rx_packets", n.rxPackets},  {"tx_packets", n.txPackets},
+                       {"ruleset", n.hasRuleset},    {"differences", n.differences}};
       if (plan && n.hasRuleset) j["ruleset_current"] = n.rulesetCurrent;
       arr.push_back(std::move(j));
     }
@@ -176,7 +182,11 @@ int labStatus(const std::string& path, bool json, std::ostream& out, std::ostrea
     out << fmt::format("{:<28} {:<9} {:<14} {:<8} {:>9} {:>10} {:>10}  {}\n", "NAMESPACE", "ROLE", "OBJECT", "STATE",
                        "LINKS UP", "RX PKTS", "TX PKTS", "RULES");
     for (const auto& n : st->namespaces) {
-      std::string rules = !n.verified ? "?" : !n.hasRuleset ? "-" : !plan || !n.planned ? "loaded" : n.rulesetCurrent ? "current" : "differs";
+      std::string rules = !n.verified           ? "?"
+                          : !n.hasRuleset       ? "-"
+                          : !plan || !n.planned ? "loaded"
+                          : n.rulesetCurrent    ? "current"
+                                                : "differs";
       out << fmt::format("{:<28} {:<9} {:<14} {:<8} {:>9} {:>10} {:>10}  {}\n", n.name, n.role, n.object, stateOf(n),
                          fmt::format("{}/{}", n.interfacesUp, n.interfaces), n.rxPackets, n.txPackets, rules);
       for (const auto& d : n.differences) out << "    " << d << '\n';
@@ -208,9 +218,9 @@ int labApply(const std::string& path, std::ostream& out, std::ostream& err) {
   for (const auto& a : r->readdressed) out << "  ~ namespace " << a << " (its addresses changed, in place)\n";
   for (const auto& c : r->changes) out << "  ~ " << c << '\n';
   for (const auto& c : r->refused) err << "vpcfw lab apply: not applied: " << c << '\n';
-  out << fmt::format("lab apply: {} namespaces added, {} removed, {} re-addressed, {} changes, {} refused in {:.0f} ms\n",
-                     r->added.size(), r->removed.size(), r->readdressed.size(), r->changes.size(), r->refused.size(),
-                     msSince(t0));
+  out << fmt::format(
+      "lab apply: {} namespaces added, {} removed, {} re-addressed, {} changes, {} refused in {:.0f} ms\n",
+      r->added.size(), r->removed.size(), r->readdressed.size(), r->changes.size(), r->refused.size(), msSince(t0));
   return r->refused.empty() ? kExitOk : kExitBlocked;
 }
 
@@ -277,7 +287,8 @@ int labExec(const std::string& target, const std::string& configPath, const std:
 }  // namespace
 
 void addLabCommands(CLI::App& app, Runner& selected) {
-  auto* labCmd = app.add_subcommand("lab", "The namespace lab: a config's VPCs, instances, gateways and peerings on this machine");
+  auto* labCmd =
+      app.add_subcommand("lab", "The namespace lab: a config's VPCs, instances, gateways and peerings on this machine");
   labCmd->require_subcommand(1);
 
   auto up = std::make_shared<UpOptions>();
@@ -288,9 +299,11 @@ void addLabCommands(CLI::App& app, Runner& selected) {
   upCmd->callback([&selected, up] { selected = [up](std::ostream& o, std::ostream& e) { return labUp(*up, o, e); }; });
 
   auto down = std::make_shared<std::string>();
-  auto* downCmd = labCmd->add_subcommand("down", "Remove the namespaces vpcfw made (per its records, also after a crash)");
+  auto* downCmd =
+      labCmd->add_subcommand("down", "Remove the namespaces vpcfw made (per its records, also after a crash)");
   downCmd->add_option("config", *down, "Config file: remove only its lab (default: every lab vpcfw has a record of)");
-  downCmd->callback([&selected, down] { selected = [down](std::ostream& o, std::ostream& e) { return labDown(*down, o, e); }; });
+  downCmd->callback(
+      [&selected, down] { selected = [down](std::ostream& o, std::ostream& e) { return labDown(*down, o, e); }; });
 
   struct StatusOptions {
     std::string config;
@@ -307,7 +320,8 @@ void addLabCommands(CLI::App& app, Runner& selected) {
   auto apply = std::make_shared<std::string>();
   auto* applyCmd = labCmd->add_subcommand("apply", "Change a running lab's rules and instances without rebuilding it");
   applyCmd->add_option("config", *apply, "Config file (YAML)")->required();
-  applyCmd->callback([&selected, apply] { selected = [apply](std::ostream& o, std::ostream& e) { return labApply(*apply, o, e); }; });
+  applyCmd->callback(
+      [&selected, apply] { selected = [apply](std::ostream& o, std::ostream& e) { return labApply(*apply, o, e); }; });
 
   struct ExecOptions {
     std::string target, config;

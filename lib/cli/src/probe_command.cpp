@@ -103,7 +103,8 @@ nlohmann::json trialJson(const probe::Trial& t, bool withPrediction) {
   if (r.harnessError()) j["error"] = r.error;
   if (!r.detail.empty()) j["detail"] = r.detail;
   if (withPrediction && t.predicted) {
-    j["predicted"] = {{"delivered", t.predicted->forward.delivered}, {"reachable", t.predicted->reachable()},
+    j["predicted"] = {{"delivered", t.predicted->forward.delivered},
+                      {"reachable", t.predicted->reachable()},
                       {"text", predictedText(*t.predicted)}};
     j["agrees"] = probe::agreement(t) == probe::Agreement::kAgrees;
   }
@@ -201,7 +202,8 @@ void printMatrix(const probe::Matrix& x, const probe::Summary& sum, bool explain
   out << "ok: request and reply got through; req: the request arrived, the reply did not; --: the request was dropped; "
          "n/a: cannot be addressed; ERR: the probe could not be carried out\n";
   out << fmt::format("{} probes", sum.probes);
-  if (explain) out << fmt::format("; {} disagree with vpcfw explain{}", sum.disagreements, sum.disagreements ? " (marked !)" : "");
+  if (explain)
+    out << fmt::format("; {} disagree with vpcfw explain{}", sum.disagreements, sum.disagreements ? " (marked !)" : "");
   out << fmt::format("; {} could not be carried out{}\n", sum.harnessErrors, sum.harnessErrors ? " (ERR):" : "");
   constexpr std::size_t kShown = 20;  // the reasons repeat; the first ones say what is wrong
   std::size_t shown = 0;
@@ -224,7 +226,8 @@ int probeMatrix(const model::Model& m, const ProbeOptions& o, std::ostream& out,
     err << "vpcfw probe: " << x.error().message << '\n';
     return kExitUsage;
   }
-  probe::record(x->trials, probe::runProbes(probe::specs(x->trials), h->view.entries, std::chrono::milliseconds(o.timeoutMs)));
+  probe::record(x->trials,
+                probe::runProbes(probe::specs(x->trials), h->view.entries, std::chrono::milliseconds(o.timeoutMs)));
   const auto sum = probe::summarize(x->trials);
   if (o.json) {
     nlohmann::json arr = nlohmann::json::array();
@@ -255,21 +258,28 @@ int probeCommand(const ProbeOptions& o, std::ostream& out, std::ostream& err) {
 
 void addProbeCommand(CLI::App& app, Runner& selected) {
   auto o = std::make_shared<ProbeOptions>();
-  auto* cmd = app.add_subcommand("probe", "Send real packets through a running lab (vpcfw lab up) and report what got through");
+  auto* cmd =
+      app.add_subcommand("probe", "Send real packets through a running lab (vpcfw lab up) and report what got through");
   cmd->add_option("config", o->config, "Config file (YAML) the lab was built from")->required();
   cmd->add_option("--from", o->from, "Source: instance name or internet address");
   cmd->add_option("--to", o->to, "Destination: instance name or internet address");
   cmd->add_option("--proto", o->proto, "tcp, udp, icmp or icmpv6")->capture_default_str();
   cmd->add_option("--port", o->port, "Destination port (tcp/udp)")->check(CLI::Range(0, 65535));
-  cmd->add_option("--sport", o->sourcePort, "Source port, used as given (default: a fresh one that no tracked flow holds)")->check(CLI::Range(1, 65535));
+  cmd->add_option("--sport", o->sourcePort,
+                  "Source port, used as given (default: a fresh one that no tracked flow holds)")
+      ->check(CLI::Range(1, 65535));
   cmd->add_option("--icmp-type", o->icmpType, "ICMP type (default: echo request)")->check(CLI::Range(0, 255));
   cmd->add_option("--icmp-code", o->icmpCode, "ICMP code")->check(CLI::Range(0, 255));
   cmd->add_option("--family", o->family, "4 or 6, when both ends are instances")->check(CLI::IsMember({"4", "6"}));
-  cmd->add_option("--timeout", o->timeoutMs, "Milliseconds to wait for each probe")->check(CLI::Range(50, 60000))->capture_default_str();
-  cmd->add_flag("--explain", o->explain, "Set vpcfw explain's prediction beside the observation (exit 3 when they differ)");
+  cmd->add_option("--timeout", o->timeoutMs, "Milliseconds to wait for each probe")
+      ->check(CLI::Range(50, 60000))
+      ->capture_default_str();
+  cmd->add_flag("--explain", o->explain,
+                "Set vpcfw explain's prediction beside the observation (exit 3 when they differ)");
   cmd->add_flag("--matrix", o->matrix, "Every instance pair on every port the config's rules name, and ICMP echo");
   cmd->add_flag("--json", o->json, "As JSON");
-  cmd->callback([&selected, o] { selected = [o](std::ostream& out, std::ostream& err) { return probeCommand(*o, out, err); }; });
+  cmd->callback(
+      [&selected, o] { selected = [o](std::ostream& out, std::ostream& err) { return probeCommand(*o, out, err); }; });
 }
 
 }  // namespace vpcfw::cli

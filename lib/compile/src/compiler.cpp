@@ -3,8 +3,8 @@
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <functional>
 #include <array>
+#include <functional>
 #include <map>
 #include <set>
 
@@ -88,8 +88,11 @@ L4Match l4Of(const Protocol& proto, const net::PortRange& ports, const net::Icmp
 void appendL4Matches(std::vector<Match>& out, const L4Match& l4, Family f) {
   auto eq = [&](Field fld, IntRange r) { out.push_back(Match{{fld}, Op::kEq, Value{r}, {}}); };
   switch (l4.kind) {
-    case L4Match::Kind::kAll: break;
-    case L4Match::Kind::kProtocol: eq(Field::kL4proto, IntRange{l4.protocol, l4.protocol}); break;
+    case L4Match::Kind::kAll:
+      break;
+    case L4Match::Kind::kProtocol:
+      eq(Field::kL4proto, IntRange{l4.protocol, l4.protocol});
+      break;
     case L4Match::Kind::kPorts:
       eq(Field::kL4proto, IntRange{l4.protocol, l4.protocol});
       if (!(l4.ports.lo == 0 && l4.ports.hi == 65535)) eq(Field::kThDport, l4.ports);
@@ -115,7 +118,8 @@ std::uint32_t fnv1a(std::string_view s) {
 
 class FabricCompiler {
  public:
-  FabricCompiler(const model::Model& m, const Placement& p, std::string fabric) : m_(m), p_(p), fabric_(std::move(fabric)) {}
+  FabricCompiler(const model::Model& m, const Placement& p, std::string fabric)
+      : m_(m), p_(p), fabric_(std::move(fabric)) {}
 
   Expected<Ruleset> run() {
     for (std::size_t i = 0; i < m_.instances.size(); ++i)
@@ -130,8 +134,10 @@ class FabricCompiler {
     names_.take("forward");
     // Sets and maps the base chain uses; filled below.
     enisSet_ = addSet("enis", {Field::kIifname}, false, "the ENIs of this fabric");
-    src4_ = addSet("eni_src4", {Field::kIifname, Field::kIpSaddr}, false, "anti-spoofing: each ENI's own IPv4 addresses");
-    src6_ = addSet("eni_src6", {Field::kIifname, Field::kIp6Saddr}, false, "anti-spoofing: each ENI's own IPv6 addresses");
+    src4_ =
+        addSet("eni_src4", {Field::kIifname, Field::kIpSaddr}, false, "anti-spoofing: each ENI's own IPv4 addresses");
+    src6_ =
+        addSet("eni_src6", {Field::kIifname, Field::kIp6Saddr}, false, "anti-spoofing: each ENI's own IPv6 addresses");
     naclOut_ = addMap("nacl_out", "ENI -> its subnet's NACL, egress");
     naclIn_ = addMap("nacl_in", "ENI -> its subnet's NACL, ingress");
     sgRefsOut_ = addMap("sg_out_refs", "ENI -> its group-reference rules, egress");
@@ -250,7 +256,8 @@ class FabricCompiler {
     lookup(elements.all, "all", {addr});
     lookup(elements.protocol, "proto", {addr, Field::kL4proto});
     lookup(elements.ports, "ports", {addr, Field::kL4proto, Field::kThDport});
-    lookup(elements.icmp, "icmp", {addr, v4 ? Field::kIcmpType : Field::kIcmp6Type, v4 ? Field::kIcmpCode : Field::kIcmp6Code});
+    lookup(elements.icmp, "icmp",
+           {addr, v4 ? Field::kIcmpType : Field::kIcmp6Type, v4 ? Field::kIcmpCode : Field::kIcmp6Code});
   }
 
   // ------------------------------------------------------------ NACLs
@@ -260,7 +267,8 @@ class FabricCompiler {
     // A router tells same-subnet traffic by its interfaces (a host by address).
     std::size_t ifs = 0;
     if (!hostMode_) {
-      ifs = addSet("subnet_" + subnet.name + "_ifs", {Field::kIifname}, false, fmt::format("the ENIs of subnet {}", subnet.name));
+      ifs = addSet("subnet_" + subnet.name + "_ifs", {Field::kIifname}, false,
+                   fmt::format("the ENIs of subnet {}", subnet.name));
       for (auto i : members) t_.sets[ifs].elements.push_back(SetElement{{ifname(i)}, std::nullopt});
     }
     for (auto dir : {Direction::kEgress, Direction::kIngress}) {
@@ -274,14 +282,14 @@ class FabricCompiler {
       if (hostMode_) {
         for (const auto& block : {std::optional<net::Cidr>(subnet.cidr), subnet.ipv6Cidr}) {
           if (!block) continue;
-          chains_[ci].rules.push_back(verdictRule(
-              {Match{{addrField(block->family(), dir)}, Op::kEq, addressValue(*block), {}}}, Verdict::ret(),
-              fmt::format("subnet {}: remote inside the subnet, no NACL", subnet.name)));
+          chains_[ci].rules.push_back(
+              verdictRule({Match{{addrField(block->family(), dir)}, Op::kEq, addressValue(*block), {}}}, Verdict::ret(),
+                          fmt::format("subnet {}: remote inside the subnet, no NACL", subnet.name)));
         }
       } else {
-        chains_[ci].rules.push_back(verdictRule(
-            {Match{{out ? Field::kOifname : Field::kIifname}, Op::kInSet, std::nullopt, t_.sets[ifs].name}}, Verdict::ret(),
-            fmt::format("subnet {}: same subnet, no NACL", subnet.name)));
+        chains_[ci].rules.push_back(
+            verdictRule({Match{{out ? Field::kOifname : Field::kIifname}, Op::kInSet, std::nullopt, t_.sets[ifs].name}},
+                        Verdict::ret(), fmt::format("subnet {}: same subnet, no NACL", subnet.name)));
       }
       compileNaclRules(ci, chainName, acl, dir);
       for (auto i : members)
@@ -300,7 +308,8 @@ class FabricCompiler {
       const Verdict v = rules[i].action == model::Action::kAllow ? Verdict::ret() : Verdict::drop();
       std::string numbers;
       for (auto k = i; k < j; ++k) numbers += (k > i ? "," : "") + rules[k].label();
-      const std::string comment = fmt::format("nacl {} {} {} {}", acl.name, dirName, numbers, model::actionName(rules[i].action));
+      const std::string comment =
+          fmt::format("nacl {} {} {} {}", acl.name, dirName, numbers, model::actionName(rules[i].action));
       if (j - i == 1) {
         const auto& r = rules[i];
         std::vector<Match> ms{Match{{addrField(r.cidr.family(), dir)}, Op::kEq, addressValue(r.cidr), {}}};
@@ -330,14 +339,18 @@ class FabricCompiler {
     const auto& group = m_.groups[g];
     const bool v6 = m_.vpcs[group.vpc].ipv6Cidr.has_value();
     const std::string base = "grp_" + group.vpcName + "_" + group.name;
-    auto s4 = addSet(base + "_4", {Field::kIpSaddr}, false, fmt::format("members of group {} (primary private IPv4)", group.qualifiedName()));
+    auto s4 = addSet(base + "_4", {Field::kIpSaddr}, false,
+                     fmt::format("members of group {} (primary private IPv4)", group.qualifiedName()));
     std::optional<std::size_t> s6;
-    if (v6) s6 = addSet(base + "_6", {Field::kIp6Saddr}, false, fmt::format("members of group {} (IPv6)", group.qualifiedName()));
+    if (v6)
+      s6 = addSet(base + "_6", {Field::kIp6Saddr}, false,
+                  fmt::format("members of group {} (IPv6)", group.qualifiedName()));
     for (auto i : group.members) {
       const auto& inst = m_.instances[i];
       t_.sets[s4].elements.push_back(SetElement{{AddressRange{inst.privateIp, inst.privateIp}}, std::nullopt});
       if (s6)
-        for (const auto& a : inst.ipv6Addresses) t_.sets[*s6].elements.push_back(SetElement{{AddressRange{a, a}}, std::nullopt});
+        for (const auto& a : inst.ipv6Addresses)
+          t_.sets[*s6].elements.push_back(SetElement{{AddressRange{a, a}}, std::nullopt});
     }
     auto names = std::pair{t_.sets[s4].name, s6 ? t_.sets[*s6].name : std::string()};
     memberSets_[g] = names;
@@ -379,10 +392,12 @@ class FabricCompiler {
     auto& slots = groupSets_[shard][dirIndex(dir)][famIndex(fam)];
     slots[0] = addSet(prefix + "all" + suffix, {ifField, addr}, true, what + " (all protocols)");
     slots[1] = addSet(prefix + "proto" + suffix, {ifField, addr, Field::kL4proto}, true, what + " (protocols)");
-    slots[2] = addSet(prefix + "ports" + suffix, {ifField, addr, Field::kL4proto, Field::kThDport}, true, what + " (tcp/udp ports)");
-    slots[3] = addSet(prefix + "icmp" + suffix,
-                      {ifField, addr, v4 ? Field::kIcmpType : Field::kIcmp6Type, v4 ? Field::kIcmpCode : Field::kIcmp6Code},
-                      true, what + " (icmp)");
+    slots[2] = addSet(prefix + "ports" + suffix, {ifField, addr, Field::kL4proto, Field::kThDport}, true,
+                      what + " (tcp/udp ports)");
+    slots[3] =
+        addSet(prefix + "icmp" + suffix,
+               {ifField, addr, v4 ? Field::kIcmpType : Field::kIcmp6Type, v4 ? Field::kIcmpCode : Field::kIcmp6Code},
+               true, what + " (icmp)");
   }
 
   // One chain per direction: the shared set lookups, then the ENI's group
@@ -396,7 +411,8 @@ class FabricCompiler {
     std::optional<std::size_t> dispatch;
     if (shards_ > 1) {
       Chain& c = newChain(base);
-      const std::size_t map = addMap(base + "_shards", fmt::format("ENI -> its shard of the security-group sets, {}", dirText));
+      const std::size_t map =
+          addMap(base + "_shards", fmt::format("ENI -> its shard of the security-group sets, {}", dirText));
       Rule r;
       r.matches = {Match{{eniField}, Op::kVmap, std::nullopt, t_.sets[map].name}};
       r.comment = fmt::format("security groups, {}: the ENI's shard", dirText);
@@ -436,8 +452,10 @@ class FabricCompiler {
         t_.sets[map].elements.push_back(SetElement{{ifn}, Verdict::goTo(chain)});
       }
     t_.sets[src4_].elements.push_back(SetElement{{ifn, AddressRange{inst.privateIp, inst.privateIp}}, std::nullopt});
-    for (const auto& a : inst.secondaryIps) t_.sets[src4_].elements.push_back(SetElement{{ifn, AddressRange{a, a}}, std::nullopt});
-    for (const auto& a : inst.ipv6Addresses) t_.sets[src6_].elements.push_back(SetElement{{ifn, AddressRange{a, a}}, std::nullopt});
+    for (const auto& a : inst.secondaryIps)
+      t_.sets[src4_].elements.push_back(SetElement{{ifn, AddressRange{a, a}}, std::nullopt});
+    for (const auto& a : inst.ipv6Addresses)
+      t_.sets[src6_].elements.push_back(SetElement{{ifn, AddressRange{a, a}}, std::nullopt});
 
     for (auto dir : {Direction::kEgress, Direction::kIngress}) {
       const bool out = dir == Direction::kEgress;
@@ -452,7 +470,8 @@ class FabricCompiler {
         const auto& group = m_.groups[g];
         for (const auto& r : group.rules(dir)) {
           if (auto* cidr = std::get_if<net::Cidr>(&r.peer)) {
-            byFamily[famIndex(cidr->family())].push_back(AddressMatch{*cidr, l4Of(r.protocol, r.ports, r.icmp, cidr->family())});
+            byFamily[famIndex(cidr->family())].push_back(
+                AddressMatch{*cidr, l4Of(r.protocol, r.ports, r.icmp, cidr->family())});
           } else if (auto* pl = std::get_if<model::PrefixListRef>(&r.peer)) {
             for (const auto& e : m_.prefixLists[pl->prefixList].entries)
               byFamily[famIndex(e.family())].push_back(AddressMatch{e, l4Of(r.protocol, r.ports, r.icmp, e.family())});
@@ -466,7 +485,8 @@ class FabricCompiler {
               for (auto i : m_.groups[g2].members) {
                 const auto& member = m_.instances[i];
                 if (fam == Family::kIpv4)
-                  byFamily[0].push_back(AddressMatch{net::Cidr::host(member.privateIp), l4Of(r.protocol, r.ports, r.icmp, fam)});
+                  byFamily[0].push_back(
+                      AddressMatch{net::Cidr::host(member.privateIp), l4Of(r.protocol, r.ports, r.icmp, fam)});
                 else if (m_.vpcs[m_.groups[g2].vpc].ipv6Cidr)
                   for (const auto& a : member.ipv6Addresses)
                     byFamily[1].push_back(AddressMatch{net::Cidr::host(a), l4Of(r.protocol, r.ports, r.icmp, fam)});
@@ -503,13 +523,14 @@ class FabricCompiler {
           if (fam == Family::kIpv6 && s6.empty()) continue;  // no member can have IPv6
           std::vector<Match> ms{Match{{addrField(fam, dir)}, Op::kInSet, std::nullopt, fam == Family::kIpv4 ? s4 : s6}};
           appendL4Matches(ms, l4Of(r.protocol, r.ports, r.icmp, fam), fam);
-          chains_[ci].rules.push_back(verdictRule(std::move(ms), Verdict::ret(),
-                                                  fmt::format("sg {} {} {} -> group {}", inst.name, out ? "egress" : "ingress",
-                                                              ref.label, m_.groups[ref.group].qualifiedName())));
+          chains_[ci].rules.push_back(
+              verdictRule(std::move(ms), Verdict::ret(),
+                          fmt::format("sg {} {} {} -> group {}", inst.name, out ? "egress" : "ingress", ref.label,
+                                      m_.groups[ref.group].qualifiedName())));
         }
       }
-      chains_[ci].rules.push_back(verdictRule({}, Verdict::drop(),
-                                              fmt::format("sg {} {}: no rule allows", inst.name, out ? "egress" : "ingress")));
+      chains_[ci].rules.push_back(verdictRule(
+          {}, Verdict::drop(), fmt::format("sg {} {}: no rule allows", inst.name, out ? "egress" : "ingress")));
       t_.sets[out ? sgRefsOut_ : sgRefsIn_].elements.push_back(SetElement{{ifn}, Verdict::goTo(chainName)});
     }
   }
@@ -547,10 +568,11 @@ class FabricCompiler {
                            : "NACL egress of the ENI's subnet (stateless, every packet)";
       rules.push_back(vmap);
       appendConntrackRules(rules);
-      rules.push_back(verdictRule({Match{{eni}, Op::kInSet, std::nullopt, t_.sets[enisSet_].name}},
-                                  Verdict::jump(input ? "sg_in" : "sg_out"),
-                                  input ? "security groups of the ENI, ingress" : "security groups of the ENI, egress"));
-      rules.push_back(verdictRule({}, Verdict::accept(), input ? "not an ENI, or every step allowed" : "every step allowed"));
+      rules.push_back(verdictRule(
+          {Match{{eni}, Op::kInSet, std::nullopt, t_.sets[enisSet_].name}}, Verdict::jump(input ? "sg_in" : "sg_out"),
+          input ? "security groups of the ENI, ingress" : "security groups of the ENI, egress"));
+      rules.push_back(
+          verdictRule({}, Verdict::accept(), input ? "not an ENI, or every step allowed" : "every step allowed"));
     }
     for (auto& set : t_.sets) std::sort(set.elements.begin(), set.elements.end());
   }
@@ -563,10 +585,12 @@ class FabricCompiler {
     };
     // The address lookup first: its family check ends the rule for the other
     // family at once, and a packet from an ENI's own address needs one lookup.
-    f.push_back(verdictRule({inSet({Field::kIifname, Field::kIpSaddr}, src4_, Op::kNotInSet), inSet({Field::kIifname}, enisSet_)},
-                            Verdict::drop(), "anti-spoofing: an ENI sends only from its own IPv4 addresses"));
-    f.push_back(verdictRule({inSet({Field::kIifname, Field::kIp6Saddr}, src6_, Op::kNotInSet), inSet({Field::kIifname}, enisSet_)},
-                            Verdict::drop(), "anti-spoofing: an ENI sends only from its own IPv6 addresses"));
+    f.push_back(verdictRule(
+        {inSet({Field::kIifname, Field::kIpSaddr}, src4_, Op::kNotInSet), inSet({Field::kIifname}, enisSet_)},
+        Verdict::drop(), "anti-spoofing: an ENI sends only from its own IPv4 addresses"));
+    f.push_back(verdictRule(
+        {inSet({Field::kIifname, Field::kIp6Saddr}, src6_, Op::kNotInSet), inSet({Field::kIifname}, enisSet_)},
+        Verdict::drop(), "anti-spoofing: an ENI sends only from its own IPv6 addresses"));
     Rule vmap;
     vmap.matches = {inSet({Field::kIifname}, naclOut_, Op::kVmap)};
     vmap.comment = "NACL egress of the source subnet (stateless, every packet)";
@@ -598,7 +622,8 @@ Placement labPlacement(const model::Model& m) {
       p.byInstance.push_back(Attachment{inst.placement.host, inst.placement.interface, true});
       continue;
     }
-    p.byInstance.push_back(Attachment{names::routerNamespace(m.vpcs[inst.vpc].name), names::eniInterface(inst.name), false});
+    p.byInstance.push_back(
+        Attachment{names::routerNamespace(m.vpcs[inst.vpc].name), names::eniInterface(inst.name), false});
   }
   return p;
 }
@@ -614,14 +639,15 @@ Expected<std::vector<Ruleset>> compileRulesets(const model::Model& m, const Plac
     const auto& a = *p.byInstance[i];
     auto [it, fresh] = ifnames[a.fabric].emplace(a.ifname, m.instances[i].name);
     if (!fresh)
-      return makeError(ErrorCode::kInvalidArgument, fmt::format("instances {} and {} share interface {} in {}", it->second,
-                                                               m.instances[i].name, a.ifname, a.fabric));
+      return makeError(ErrorCode::kInvalidArgument, fmt::format("instances {} and {} share interface {} in {}",
+                                                                it->second, m.instances[i].name, a.ifname, a.fabric));
     fabrics.insert(a.fabric);
     auto [mode, first] = hostFabrics.emplace(a.fabric, a.hostMode);
     if (!first && mode->second != a.hostMode)
-      return makeError(ErrorCode::kInvalidArgument,
-                       fmt::format("fabric {} mixes lab namespaces and host interfaces; a lab VPC and a host need different names",
-                                   a.fabric));
+      return makeError(
+          ErrorCode::kInvalidArgument,
+          fmt::format("fabric {} mixes lab namespaces and host interfaces; a lab VPC and a host need different names",
+                      a.fabric));
   }
   std::vector<Ruleset> out;
   for (const auto& f : fabrics) {

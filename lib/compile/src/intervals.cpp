@@ -19,8 +19,8 @@ bool isMax(const IpAddress& a) {
 // What the rules allow inside one atom; compared to merge neighbours.
 struct AtomValue {
   bool all = false;
-  std::vector<std::uint8_t> protocols;                      // sorted, unique
-  std::map<std::uint8_t, std::vector<IntRange>> ports;      // proto -> merged ranges
+  std::vector<std::uint8_t> protocols;                  // sorted, unique
+  std::map<std::uint8_t, std::vector<IntRange>> ports;  // proto -> merged ranges
   bool icmpAll = false;
   std::map<std::uint32_t, std::vector<IntRange>> icmpCodes;  // type -> merged code ranges
   bool operator==(const AtomValue&) const = default;
@@ -54,7 +54,8 @@ std::vector<Atom> atomize(const std::vector<AddressMatch>& matches) {
       if (!end) continue;
       hi = *end;
     }
-    bool covered = std::any_of(matches.begin(), matches.end(), [&](const AddressMatch& m) { return m.cidr.contains(lo); });
+    bool covered =
+        std::any_of(matches.begin(), matches.end(), [&](const AddressMatch& m) { return m.cidr.contains(lo); });
     if (covered) atoms.push_back(Atom{AddressRange{lo, hi}, {}});
   }
   return atoms;
@@ -62,9 +63,15 @@ std::vector<Atom> atomize(const std::vector<AddressMatch>& matches) {
 
 void addValue(AtomValue& v, const L4Match& l4) {
   switch (l4.kind) {
-    case L4Match::Kind::kAll: v.all = true; break;
-    case L4Match::Kind::kProtocol: v.protocols.push_back(l4.protocol); break;
-    case L4Match::Kind::kPorts: v.ports[l4.protocol].push_back(l4.ports); break;
+    case L4Match::Kind::kAll:
+      v.all = true;
+      break;
+    case L4Match::Kind::kProtocol:
+      v.protocols.push_back(l4.protocol);
+      break;
+    case L4Match::Kind::kPorts:
+      v.ports[l4.protocol].push_back(l4.ports);
+      break;
     case L4Match::Kind::kIcmp:
       if (l4.icmpType.lo == 0 && l4.icmpType.hi == 255) {
         v.icmpAll = true;
@@ -199,13 +206,20 @@ SetElements protocolFirst(const std::vector<AddressMatch>& matches) {
   std::map<std::uint8_t, std::vector<std::pair<IntRange, net::Cidr>>> ports;
   for (const auto& m : matches) {
     switch (m.l4.kind) {
-      case L4Match::Kind::kAll: all.push_back(m.cidr); break;
-      case L4Match::Kind::kProtocol: protos.push_back({IntRange{m.l4.protocol, m.l4.protocol}, m.cidr}); break;
-      case L4Match::Kind::kPorts: ports[m.l4.protocol].push_back({m.l4.ports, m.cidr}); break;
+      case L4Match::Kind::kAll:
+        all.push_back(m.cidr);
+        break;
+      case L4Match::Kind::kProtocol:
+        protos.push_back({IntRange{m.l4.protocol, m.l4.protocol}, m.cidr});
+        break;
+      case L4Match::Kind::kPorts:
+        ports[m.l4.protocol].push_back({m.l4.ports, m.cidr});
+        break;
       case L4Match::Kind::kIcmp:
         // type and code as one number, type * 256 + code: each rule is one range.
         if (m.l4.icmpType.lo == m.l4.icmpType.hi)
-          icmp.push_back({IntRange{m.l4.icmpType.lo * 256 + m.l4.icmpCode.lo, m.l4.icmpType.lo * 256 + m.l4.icmpCode.hi}, m.cidr});
+          icmp.push_back(
+              {IntRange{m.l4.icmpType.lo * 256 + m.l4.icmpCode.lo, m.l4.icmpType.lo * 256 + m.l4.icmpCode.hi}, m.cidr});
         else
           icmp.push_back({IntRange{m.l4.icmpType.lo * 256, m.l4.icmpType.hi * 256 + 255}, m.cidr});
         break;
@@ -216,7 +230,8 @@ SetElements protocolFirst(const std::vector<AddressMatch>& matches) {
     for (const auto& a : piece.addresses) out.protocol.push_back(SetElement{{a, piece.l4}, std::nullopt});
   for (const auto& [p, items] : ports)
     for (const auto& piece : l4First(items))
-      for (const auto& a : piece.addresses) out.ports.push_back(SetElement{{a, IntRange{p, p}, piece.l4}, std::nullopt});
+      for (const auto& a : piece.addresses)
+        out.ports.push_back(SetElement{{a, IntRange{p, p}, piece.l4}, std::nullopt});
   for (const auto& piece : l4First(icmp)) {
     // Back from type * 256 + code to (type range, code range) boxes.
     std::uint32_t lo = piece.l4.lo, hi = piece.l4.hi;

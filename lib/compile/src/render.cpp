@@ -25,12 +25,24 @@ std::string renderElement(const Set& s, const SetElement& e) {
   for (std::size_t i = 0; i < e.key.size(); ++i) out += (i ? " . " : "") + renderValue(s.key[i], e.key[i]);
   if (e.verdict) {
     switch (e.verdict->kind) {
-      case VerdictKind::kJump: out += " : jump " + e.verdict->chain; break;
-      case VerdictKind::kGoto: out += " : goto " + e.verdict->chain; break;
-      case VerdictKind::kAccept: out += " : accept"; break;
-      case VerdictKind::kDrop: out += " : drop"; break;
-      case VerdictKind::kReturn: out += " : return"; break;
-      case VerdictKind::kContinue: out += " : continue"; break;
+      case VerdictKind::kJump:
+        out += " : jump " + e.verdict->chain;
+        break;
+      case VerdictKind::kGoto:
+        out += " : goto " + e.verdict->chain;
+        break;
+      case VerdictKind::kAccept:
+        out += " : accept";
+        break;
+      case VerdictKind::kDrop:
+        out += " : drop";
+        break;
+      case VerdictKind::kReturn:
+        out += " : return";
+        break;
+      case VerdictKind::kContinue:
+        out += " : continue";
+        break;
     }
   }
   return out;
@@ -38,12 +50,18 @@ std::string renderElement(const Set& s, const SetElement& e) {
 
 std::string renderVerdict(const Verdict& v) {
   switch (v.kind) {
-    case VerdictKind::kAccept: return "accept";
-    case VerdictKind::kDrop: return "drop";
-    case VerdictKind::kReturn: return "return";
-    case VerdictKind::kJump: return "jump " + v.chain;
-    case VerdictKind::kGoto: return "goto " + v.chain;
-    case VerdictKind::kContinue: return "";
+    case VerdictKind::kAccept:
+      return "accept";
+    case VerdictKind::kDrop:
+      return "drop";
+    case VerdictKind::kReturn:
+      return "return";
+    case VerdictKind::kJump:
+      return "jump " + v.chain;
+    case VerdictKind::kGoto:
+      return "goto " + v.chain;
+    case VerdictKind::kContinue:
+      return "";
   }
   return "";
 }
@@ -54,11 +72,21 @@ std::string renderRule(const Rule& r) {
   if (r.ctState == CtState::kInvalid) parts.push_back("ct state invalid");
   for (const auto& m : r.matches) {
     switch (m.op) {
-      case Op::kEq: parts.push_back(fmt::format("{} {}", fieldText(m.fields[0]), renderValue(m.fields[0], *m.value))); break;
-      case Op::kNeq: parts.push_back(fmt::format("{} != {}", fieldText(m.fields[0]), renderValue(m.fields[0], *m.value))); break;
-      case Op::kInSet: parts.push_back(fmt::format("{} @{}", fieldsText(m.fields, " . "), m.set)); break;
-      case Op::kNotInSet: parts.push_back(fmt::format("{} != @{}", fieldsText(m.fields, " . "), m.set)); break;
-      case Op::kVmap: parts.push_back(fmt::format("{} vmap @{}", fieldsText(m.fields, " . "), m.set)); break;
+      case Op::kEq:
+        parts.push_back(fmt::format("{} {}", fieldText(m.fields[0]), renderValue(m.fields[0], *m.value)));
+        break;
+      case Op::kNeq:
+        parts.push_back(fmt::format("{} != {}", fieldText(m.fields[0]), renderValue(m.fields[0], *m.value)));
+        break;
+      case Op::kInSet:
+        parts.push_back(fmt::format("{} @{}", fieldsText(m.fields, " . "), m.set));
+        break;
+      case Op::kNotInSet:
+        parts.push_back(fmt::format("{} != @{}", fieldsText(m.fields, " . "), m.set));
+        break;
+      case Op::kVmap:
+        parts.push_back(fmt::format("{} vmap @{}", fieldsText(m.fields, " . "), m.set));
+        break;
     }
   }
   if (r.counter) parts.push_back("counter");
@@ -76,18 +104,30 @@ std::string renderRule(const Rule& r) {
 
 std::string_view fieldText(Field f) {
   switch (f) {
-    case Field::kIifname: return "iifname";
-    case Field::kOifname: return "oifname";
-    case Field::kIpSaddr: return "ip saddr";
-    case Field::kIpDaddr: return "ip daddr";
-    case Field::kIp6Saddr: return "ip6 saddr";
-    case Field::kIp6Daddr: return "ip6 daddr";
-    case Field::kL4proto: return "meta l4proto";
-    case Field::kThDport: return "th dport";
-    case Field::kIcmpType: return "icmp type";
-    case Field::kIcmpCode: return "icmp code";
-    case Field::kIcmp6Type: return "icmpv6 type";
-    case Field::kIcmp6Code: return "icmpv6 code";
+    case Field::kIifname:
+      return "iifname";
+    case Field::kOifname:
+      return "oifname";
+    case Field::kIpSaddr:
+      return "ip saddr";
+    case Field::kIpDaddr:
+      return "ip daddr";
+    case Field::kIp6Saddr:
+      return "ip6 saddr";
+    case Field::kIp6Daddr:
+      return "ip6 daddr";
+    case Field::kL4proto:
+      return "meta l4proto";
+    case Field::kThDport:
+      return "th dport";
+    case Field::kIcmpType:
+      return "icmp type";
+    case Field::kIcmpCode:
+      return "icmp code";
+    case Field::kIcmp6Type:
+      return "icmpv6 type";
+    case Field::kIcmp6Code:
+      return "icmpv6 code";
   }
   return "?";
 }
@@ -95,24 +135,34 @@ std::string_view fieldText(Field f) {
 std::string_view fieldTypeName(Field f) {
   switch (f) {
     case Field::kIifname:
-    case Field::kOifname: return "ifname";
+    case Field::kOifname:
+      return "ifname";
     case Field::kIpSaddr:
-    case Field::kIpDaddr: return "ipv4_addr";
+    case Field::kIpDaddr:
+      return "ipv4_addr";
     case Field::kIp6Saddr:
-    case Field::kIp6Daddr: return "ipv6_addr";
-    case Field::kL4proto: return "inet_proto";
-    case Field::kThDport: return "inet_service";
-    case Field::kIcmpType: return "icmp_type";
-    case Field::kIcmpCode: return "icmp_code";
-    case Field::kIcmp6Type: return "icmpv6_type";
-    case Field::kIcmp6Code: return "icmpv6_code";
+    case Field::kIp6Daddr:
+      return "ipv6_addr";
+    case Field::kL4proto:
+      return "inet_proto";
+    case Field::kThDport:
+      return "inet_service";
+    case Field::kIcmpType:
+      return "icmp_type";
+    case Field::kIcmpCode:
+      return "icmp_code";
+    case Field::kIcmp6Type:
+      return "icmpv6_type";
+    case Field::kIcmp6Code:
+      return "icmpv6_code";
   }
   return "?";
 }
 
 std::string renderValue(Field, const Value& v) {
   if (auto* s = std::get_if<std::string>(&v)) return quote(*s);
-  if (auto* r = std::get_if<IntRange>(&v)) return r->lo == r->hi ? fmt::format("{}", r->lo) : fmt::format("{}-{}", r->lo, r->hi);
+  if (auto* r = std::get_if<IntRange>(&v))
+    return r->lo == r->hi ? fmt::format("{}", r->lo) : fmt::format("{}-{}", r->lo, r->hi);
   const auto& a = std::get<AddressRange>(v);
   if (a.lo == a.hi) return a.lo.toString();
   // A range that is exactly one CIDR block is shown as the block.
@@ -128,7 +178,8 @@ std::string renderTable(const Table& t) {
   for (const auto& s : t.sets) {
     std::string type;
     for (std::size_t i = 0; i < s.key.size(); ++i) type += fmt::format("{}{}", i ? " . " : "", fieldTypeName(s.key[i]));
-    out += fmt::format("\t{} {} {{\n\t\ttype {}{}\n", s.isMap ? "map" : "set", s.name, type, s.isMap ? " : verdict" : "");
+    out +=
+        fmt::format("\t{} {} {{\n\t\ttype {}{}\n", s.isMap ? "map" : "set", s.name, type, s.isMap ? " : verdict" : "");
     if (s.interval) out += "\t\tflags interval\n";
     if (!s.comment.empty()) out += fmt::format("\t\tcomment {}\n", quote(s.comment));
     if (!s.elements.empty()) {

@@ -1,9 +1,9 @@
 #include "vpcfw/config/loader.h"
 
 #include <fcntl.h>
+#include <unistd.h>
 #include <fmt/format.h>
 #include <sys/stat.h>
-#include <unistd.h>
 #include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/parser.h>
 #include <yaml-cpp/yaml.h>
@@ -41,7 +41,9 @@ class Reader {
     return SourceLocation{file_, m.line + 1, m.column + 1};
   }
 
-  void error(const YAML::Node& n, std::string msg, std::string hint = {}) { d_.error(loc(n), std::move(msg), std::move(hint)); }
+  void error(const YAML::Node& n, std::string msg, std::string hint = {}) {
+    d_.error(loc(n), std::move(msg), std::move(hint));
+  }
   void warning(const YAML::Node& n, std::string msg) { d_.warning(loc(n), std::move(msg)); }
 
   bool isMap(const YAML::Node& n, std::string_view what) {
@@ -56,7 +58,8 @@ class Reader {
   }
 
   // Reports unknown and duplicate keys; records each known key's position.
-  void checkKeys(const YAML::Node& n, std::initializer_list<std::string_view> allowed, std::string_view what, Origin& o) {
+  void checkKeys(const YAML::Node& n, std::initializer_list<std::string_view> allowed, std::string_view what,
+                 Origin& o) {
     std::set<std::string> seen;
     for (auto it = n.begin(); it != n.end(); ++it) {
       if (!it->first.IsScalar()) {

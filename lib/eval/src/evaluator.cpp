@@ -46,9 +46,12 @@ std::optional<Packet> replyTo(const Packet& p) {
   std::swap(r.src, r.dst);
   std::swap(r.srcPort, r.dstPort);
   if (p.protocol.number() == Protocol::kIcmp) {
-    if (p.icmpType == 8) r.icmpType = 0;         // echo
-    else if (p.icmpType == 13) r.icmpType = 14;  // timestamp
-    else return std::nullopt;
+    if (p.icmpType == 8)
+      r.icmpType = 0;  // echo
+    else if (p.icmpType == 13)
+      r.icmpType = 14;  // timestamp
+    else
+      return std::nullopt;
     r.icmpCode = 0;
   } else if (p.protocol.number() == Protocol::kIcmpv6) {
     if (p.icmpType != 128) return std::nullopt;  // echo request
@@ -164,14 +167,13 @@ class PathWalker {
         if (!pc.active) return fail(fmt::format("peering {} is not active (blackhole route)", pc.name));
         std::size_t far = pc.other(subnet.vpc);
         if (toInternet)
-          return fail(fmt::format(
-              "the route sends {} into peering {}; VPC {} does not forward it to its internet gateway "
-              "(no edge-to-edge routing through a peer)",
-              dst.toString(), pc.name, m_.vpcs[far].name));
+          return fail(
+              fmt::format("the route sends {} into peering {}; VPC {} does not forward it to its internet gateway "
+                          "(no edge-to-edge routing through a peer)",
+                          dst.toString(), pc.name, m_.vpcs[far].name));
         if (far != peerVpc)
-          return fail(fmt::format(
-              "peering {} leads to VPC {}, not to VPC {} where {} is; peering is not transitive", pc.name,
-              m_.vpcs[far].name, m_.vpcs[peerVpc].name, dst.toString()));
+          return fail(fmt::format("peering {} leads to VPC {}, not to VPC {} where {} is; peering is not transitive",
+                                  pc.name, m_.vpcs[far].name, m_.vpcs[peerVpc].name, dst.toString()));
         if (!m_.vpcs[peerVpc].contains(dst))
           return fail(fmt::format("{} is not inside VPC {}", dst.toString(), m_.vpcs[peerVpc].name));
         break;
@@ -202,7 +204,8 @@ class PathWalker {
     for (auto gi : inst.groups) {
       for (const auto& r : m_.groups[gi].rules(dir)) {
         auto* c = std::get_if<net::Cidr>(&r.peer);
-        if (c && *c == any && (r.protocol.isAll() || r.protocol == request.protocol) && fieldsMatch(r.protocol, r.ports, r.icmp, request))
+        if (c && *c == any && (r.protocol.isAll() || r.protocol == request.protocol) &&
+            fieldsMatch(r.protocol, r.ports, r.icmp, request))
           open = true;
       }
       for (const auto& r : m_.groups[gi].rules(back)) {
@@ -284,8 +287,8 @@ class FlowExplainer {
     } else if (auto pi = m_.instanceWithPublicIp(*a); pi != kNone) {
       e.instance = pi;
     } else if (auto v = m_.vpcContaining(*a); v != kNone) {
-      return makeError(ErrorCode::kNotFound,
-                       fmt::format("{} {} is inside VPC {} but no instance has that address", flag, what, m_.vpcs[v].name));
+      return makeError(ErrorCode::kNotFound, fmt::format("{} {} is inside VPC {} but no instance has that address",
+                                                         flag, what, m_.vpcs[v].name));
     }
     return e;
   }
@@ -360,8 +363,9 @@ class FlowExplainer {
     const auto& vpc = m_.vpcs[inst.vpc];
     Step s;
     s.kind = StepKind::kInternetGateway;
-    s.component = vpc.internetGateway == kNone ? fmt::format("VPC {} (no internet gateway)", vpc.name)
-                                               : fmt::format("internet gateway {}", m_.internetGateways[vpc.internetGateway].name);
+    s.component = vpc.internetGateway == kNone
+                      ? fmt::format("VPC {} (no internet gateway)", vpc.name)
+                      : fmt::format("internet gateway {}", m_.internetGateways[vpc.internetGateway].name);
     auto fail = [&](std::string why) {
       s.decision = Decision::kDeny;
       s.code = "CANNOT_ROUTE";
@@ -379,8 +383,8 @@ class FlowExplainer {
         return fail(fmt::format("{} has no public IPv4 address, so the gateway cannot translate {}", inst.name,
                                 instanceAddr.toString()));
       if (!outbound && instanceAddr != *inst.publicIp)
-        return fail(fmt::format("{} is a private address; from the internet {} is reached at {}", instanceAddr.toString(),
-                                inst.name, inst.publicIp->toString()));
+        return fail(fmt::format("{} is a private address; from the internet {} is reached at {}",
+                                instanceAddr.toString(), inst.name, inst.publicIp->toString()));
       s.rule = outbound ? fmt::format("{} -> {}", inst.privateIp.toString(), inst.publicIp->toString())
                         : fmt::format("{} -> {}", inst.publicIp->toString(), inst.privateIp.toString());
       s.explanation = "1:1 NAT between the public and the private address";
@@ -435,12 +439,18 @@ class FlowExplainer {
 
 std::string_view stepKindName(StepKind k) {
   switch (k) {
-    case StepKind::kSecurityGroupEgress: return "security-group-egress";
-    case StepKind::kNaclEgress: return "network-acl-egress";
-    case StepKind::kRoute: return "route";
-    case StepKind::kInternetGateway: return "internet-gateway";
-    case StepKind::kNaclIngress: return "network-acl-ingress";
-    case StepKind::kSecurityGroupIngress: return "security-group-ingress";
+    case StepKind::kSecurityGroupEgress:
+      return "security-group-egress";
+    case StepKind::kNaclEgress:
+      return "network-acl-egress";
+    case StepKind::kRoute:
+      return "route";
+    case StepKind::kInternetGateway:
+      return "internet-gateway";
+    case StepKind::kNaclIngress:
+      return "network-acl-ingress";
+    case StepKind::kSecurityGroupIngress:
+      return "security-group-ingress";
   }
   return "?";
 }
@@ -453,9 +463,11 @@ std::optional<StepKind> parseStepKind(std::string_view text) {
 
 std::string Packet::describe() const {
   if (protocol.hasPorts())
-    return fmt::format("{} {} port {} -> {} port {}", protocol.toString(), src.toString(), srcPort, dst.toString(), dstPort);
+    return fmt::format("{} {} port {} -> {} port {}", protocol.toString(), src.toString(), srcPort, dst.toString(),
+                       dstPort);
   if (protocol.isIcmpAny())
-    return fmt::format("{} type {} code {} {} -> {}", protocol.toString(), icmpType, icmpCode, src.toString(), dst.toString());
+    return fmt::format("{} type {} code {} {} -> {}", protocol.toString(), icmpType, icmpCode, src.toString(),
+                       dst.toString());
   return fmt::format("protocol {} {} -> {}", protocol.toString(), src.toString(), dst.toString());
 }
 

@@ -262,7 +262,8 @@ Proven prove(const NsRecord& r) {
   if (!id) return {Proof::kOther, id.error().message};
   if (!*id) return {Proof::kGone, {}};
   if (**id != r.id)
-    return {Proof::kOther, fmt::format("it is {}, not the namespace the record names ({})", describe(**id), describe(r.id))};
+    return {Proof::kOther,
+            fmt::format("it is {}, not the namespace the record names ({})", describe(**id), describe(r.id))};
   return {Proof::kOurs, {}};
 }
 
@@ -319,8 +320,9 @@ Expected<void> downOne(const state::Dir& dir, const std::string& key, const std:
   LabRecord r;
   if (*rec) r = std::move(**rec);
   if (*rec && !config.empty() && r.config != config)
-    return makeError(ErrorCode::kInvalidArgument, fmt::format("lab record {}/{} is the record of {}, not of {}; nothing was done",
-                                                              dir.path(), recordFile(key), r.config, config));
+    return makeError(ErrorCode::kInvalidArgument,
+                     fmt::format("lab record {}/{} is the record of {}, not of {}; nothing was done", dir.path(),
+                                 recordFile(key), r.config, config));
   std::optional<state::Lock> inetLock;
   if (const std::string inet = recordedInternet(r); !inet.empty()) {
     auto l = acquire("lab-internet", inet, options);
@@ -352,7 +354,8 @@ Expected<void> downOne(const state::Dir& dir, const std::string& key, const std:
   if (plan)
     for (const auto& n : plan->namespaces)
       if (!r.find(n.name) && namespaceExists(n.name))
-        rep.leftAlone.push_back(n.name + ": no record of this lab says vpcfw made it (another lab's, or " + leftAloneWhy() + ")");
+        rep.leftAlone.push_back(n.name + ": no record of this lab says vpcfw made it (another lab's, or " +
+                                leftAloneWhy() + ")");
   const std::string file = recordFile(key);
   auto w = keep.namespaces.empty() ? dir.remove(file) : dir.writeFile(file, formatRecord(keep));
   if (!w) return withContext(w.error(), "lab record " + dir.path() + "/" + file);
@@ -433,8 +436,9 @@ void inspect(NamespaceStatus& n, const NamespacePlan* p, const LabPlan* plan, st
   for (const auto& x : *addrs) {
     if (x.ifname == "lo" || (isLinkLocal(x.address) && x.prefix == 64)) {
       // the kernel's own (loopback, and every interface's fe80::/64), unless planned
-      if (x.ifname == "lo" || std::none_of(p->addresses.begin(), p->addresses.end(),
-                                           [&](const AddressPlan& a) { return a.ifname == x.ifname && a.address == x.address; }))
+      if (x.ifname == "lo" || std::none_of(p->addresses.begin(), p->addresses.end(), [&](const AddressPlan& a) {
+            return a.ifname == x.ifname && a.address == x.address;
+          }))
         continue;
     }
     if (mine(x.ifname) && std::none_of(p->addresses.begin(), p->addresses.end(), [&](const AddressPlan& a) {
@@ -450,7 +454,8 @@ void inspect(NamespaceStatus& n, const NamespacePlan* p, const LabPlan* plan, st
   for (const auto& r : p->rules)
     if (std::find(rules->begin(), rules->end(), r) == rules->end()) diff("missing rule " + describe(r));
   for (const auto& r : *rules)
-    if (isLabRule(r) && std::find(p->rules.begin(), p->rules.end(), r) == p->rules.end()) diff("extra rule " + describe(r));
+    if (isLabRule(r) && std::find(p->rules.begin(), p->rules.end(), r) == p->rules.end())
+      diff("extra rule " + describe(r));
   const compile::Ruleset* rs = nullptr;
   for (const auto& x : plan->rulesets)
     if (x.fabric == n.name) rs = &x;
@@ -490,7 +495,8 @@ std::map<std::string, std::set<std::string>> linksInto(const std::vector<std::st
       if (auto ls = nl->links())
         for (const auto& l : *ls)
           // The pair names each other: this end's index is the held end's peer and back.
-          if (std::find(ends.begin(), ends.end(), std::pair{l.peerIndex, l.index}) != ends.end()) out[n.name].insert(l.name);
+          if (std::find(ends.begin(), ends.end(), std::pair{l.peerIndex, l.index}) != ends.end())
+            out[n.name].insert(l.name);
   return out;
 }
 
@@ -587,8 +593,8 @@ Expected<void> reconcile(const NamespacePlan& p, const std::vector<LinkPlan>& li
   if (!routes) return failed(routes.error());
   if (auto x = reconcileEntries(
           *routes, p.routes, [&](const RouteSpec& r) { return mine(r.ifname); },
-          [&nl](const RouteSpec& r) { return nl->addRoute(r); }, [&nl](const RouteSpec& r) { return nl->deleteRoute(r); },
-          "route", undo, note);
+          [&nl](const RouteSpec& r) { return nl->addRoute(r); },
+          [&nl](const RouteSpec& r) { return nl->deleteRoute(r); }, "route", undo, note);
       !x)
     return failed(x.error());
   auto rules = nl->rules();
@@ -671,10 +677,11 @@ Expected<LabReport> labUp(const LabPlan& plan, const LabId& lab, const LabOption
       adopted = true;
       continue;
     }
-    return makeError(ErrorCode::kNotOwned,
-                     fmt::format("namespace {} exists and no record of this lab says vpcfw made it for this lab (another "
-                                 "lab's, or not vpcfw's): nothing was built",
-                                 n.name));
+    return makeError(
+        ErrorCode::kNotOwned,
+        fmt::format("namespace {} exists and no record of this lab says vpcfw made it for this lab (another "
+                    "lab's, or not vpcfw's): nothing was built",
+                    n.name));
   }
   std::mutex mu;
   std::vector<NsRecord> made;
@@ -718,7 +725,9 @@ Expected<LabReport> labUp(const LabPlan& plan, const LabId& lab, const LabOption
     return fail(r.error());
   if (auto r = phase("links", plan.links.size(), [&](std::size_t i) { return makeLink(plan.links[i]); }); !r)
     return fail(r.error());
-  if (auto r = phase("addressing", plan.namespaces.size(), [&](std::size_t i) { return configure(plan.namespaces[i]); }); !r)
+  if (auto r =
+          phase("addressing", plan.namespaces.size(), [&](std::size_t i) { return configure(plan.namespaces[i]); });
+      !r)
     return fail(r.error());
   if (auto r = phase("rules", plan.rulesets.size(),
                      [&](std::size_t i) -> Expected<void> {
@@ -762,7 +771,8 @@ bool LabStatus::upToDate() const {
 
 Expected<LabStatus> labStatus(const LabPlan* plan, const LabId* lab) {
   if (geteuid() != 0)
-    return makeError(ErrorCode::kInvalidArgument, "lab status needs root: it looks inside the lab's namespaces; nothing was checked");
+    return makeError(ErrorCode::kInvalidArgument,
+                     "lab status needs root: it looks inside the lab's namespaces; nothing was checked");
   auto dir = state::Dir::open("lab");
   if (!dir) return unexpected(dir.error());
   LabStatus st;
@@ -852,10 +862,11 @@ Expected<LabApplyReport> labApply(const LabPlan& plan, const LabId& lab, const L
       if (auto r = j.add(n.name, **id, true); !r) return unexpected(r.error());
       continue;
     }
-    return makeError(ErrorCode::kNotOwned,
-                     fmt::format("namespace {} exists and no record of this lab says vpcfw made it for this lab (another "
-                                 "lab's, or not vpcfw's): nothing was changed",
-                                 n.name));
+    return makeError(
+        ErrorCode::kNotOwned,
+        fmt::format("namespace {} exists and no record of this lab says vpcfw made it for this lab (another "
+                    "lab's, or not vpcfw's): nothing was changed",
+                    n.name));
   }
   // 1. What the lab made and the plan dropped: removed, unless a process
   //    holds it (its name would go, the namespace and its addresses would
@@ -877,8 +888,8 @@ Expected<LabApplyReport> labApply(const LabPlan& plan, const LabId& lab, const L
       held.push_back(n.name);
       std::string pids;
       for (const auto& h : holders) pids += (pids.empty() ? "" : ", ") + h;
-      report.refused.push_back(fmt::format("{}: not removed: held by pid {}; stop that, then run 'vpcfw lab apply' again",
-                                           n.name, pids));
+      report.refused.push_back(
+          fmt::format("{}: not removed: held by pid {}; stop that, then run 'vpcfw lab apply' again", n.name, pids));
       continue;
     }
     if (auto r = deleteNamespace(n.name, n.id); !r) {

@@ -22,8 +22,8 @@ using net::Cidr;
 using net::IpAddress;
 using Role = NamespacePlan::Role;
 
-constexpr std::uint32_t kSubnetTableBase = 100;   // table of the VPC's k-th subnet: 100 + k
-constexpr std::uint32_t kSubnetRuleBase = 1000;   // its rules' priority
+constexpr std::uint32_t kSubnetTableBase = 100;                            // table of the VPC's k-th subnet: 100 + k
+constexpr std::uint32_t kSubnetRuleBase = 1000;                            // its rules' priority
 constexpr std::string_view kGatewayLink = names::kRouterGatewayInterface;  // router side of the router-gateway link
 constexpr std::string_view kGatewayVpcSide = names::kGatewayVpcInterface;
 constexpr std::string_view kGatewayInetSide = names::kGatewayInternetInterface;
@@ -41,14 +41,18 @@ const IpAddress kRouterGw6 = ip("fe80::1"), kGatewayVpc6 = ip("fe80::2"), kInter
 // Peering k: 169.254.(1 + k/64).(4(k%64)) /30, requester .1, accepter .2;
 // IPv6 fe80::1 (requester) and fe80::2 (accepter) on the link.
 IpAddress peeringAddress(std::size_t k, bool requester) {
-  const auto third = static_cast<unsigned>(1 + k / 64), fourth = static_cast<unsigned>(4 * (k % 64) + (requester ? 1 : 2));
+  const auto third = static_cast<unsigned>(1 + k / 64),
+             fourth = static_cast<unsigned>(4 * (k % 64) + (requester ? 1 : 2));
   return *IpAddress::parse(fmt::format("169.254.{}.{}", third, fourth));
 }
 
 std::vector<std::pair<std::string, std::string>> routerSysctls() {
-  return {{"net/ipv4/conf/all/rp_filter", "0"},      {"net/ipv4/conf/default/rp_filter", "0"},
-          {"net/ipv4/ip_forward", "1"},              {"net/ipv6/conf/all/forwarding", "1"},
-          {"net/ipv6/conf/default/accept_dad", "0"}, {"net/ipv6/conf/default/accept_ra", "0"}};
+  return {{"net/ipv4/conf/all/rp_filter", "0"},
+          {"net/ipv4/conf/default/rp_filter", "0"},
+          {"net/ipv4/ip_forward", "1"},
+          {"net/ipv6/conf/all/forwarding", "1"},
+          {"net/ipv6/conf/default/accept_dad", "0"},
+          {"net/ipv6/conf/default/accept_ra", "0"}};
 }
 
 RouteSpec route(const Cidr& dst, std::string ifname, std::optional<IpAddress> gw = std::nullopt,
@@ -91,8 +95,10 @@ compile::Ruleset gatewayRuleset(const model::Model& m, std::size_t vpcIndex, con
   fwd.rules.push_back(est);
   const std::string vpcSide(kGatewayVpcSide), inetSide(kGatewayInetSide);
   for (const auto& inst : m.instances) {
-    if (inst.vpc != vpcIndex || !inst.publicIp || inst.placement.kind != model::Placement::Kind::kLabNamespace) continue;
-    const std::string what = fmt::format("instance {}: {} <-> {}", inst.name, inst.privateIp.toString(), inst.publicIp->toString());
+    if (inst.vpc != vpcIndex || !inst.publicIp || inst.placement.kind != model::Placement::Kind::kLabNamespace)
+      continue;
+    const std::string what =
+        fmt::format("instance {}: {} <-> {}", inst.name, inst.privateIp.toString(), inst.publicIp->toString());
     compile::Rule d;
     d.matches = {eq(Field::kIifname, inetSide), eq(Field::kIpDaddr, single(*inst.publicIp))};
     d.nat = compile::Nat{false, inst.privateIp};
@@ -137,10 +143,14 @@ compile::Ruleset gatewayRuleset(const model::Model& m, std::size_t vpcIndex, con
 
 std::string_view roleName(Role r) {
   switch (r) {
-    case Role::kRouter: return "router";
-    case Role::kInstance: return "instance";
-    case Role::kGateway: return "gateway";
-    case Role::kInternet: return "internet";
+    case Role::kRouter:
+      return "router";
+    case Role::kInstance:
+      return "instance";
+    case Role::kGateway:
+      return "gateway";
+    case Role::kInternet:
+      return "internet";
   }
   return "?";
 }
@@ -189,7 +199,8 @@ Expected<LabPlan> planLab(const model::Model& m, const std::string& internetNs) 
     byVpc[inst.vpc].push_back(i);
   }
   if (std::all_of(byVpc.begin(), byVpc.end(), [](const auto& v) { return v.empty(); }))
-    return makeError(ErrorCode::kInvalidArgument, "the config places no instance in the lab (every instance is on a host)");
+    return makeError(ErrorCode::kInvalidArgument,
+                     "the config places no instance in the lab (every instance is on a host)");
 
   std::vector<NamespacePlan> routers, gateways, instances;
   NamespacePlan internet;
@@ -213,13 +224,12 @@ Expected<LabPlan> planLab(const model::Model& m, const std::string& internetNs) 
   for (std::size_t p = 0; p < m.peerings.size(); ++p) {
     const auto& pc = m.peerings[p];
     if (!pc.active || byVpc[pc.requester].empty() || byVpc[pc.accepter].empty()) {
-      if (pc.active)
-        plan.notes.push_back(fmt::format("peering {}: not built (a side has no lab instances)", pc.name));
+      if (pc.active) plan.notes.push_back(fmt::format("peering {}: not built (a side has no lab instances)", pc.name));
       continue;
     }
     peeringIf[p] = names::peeringInterface(pc.name);
-    plan.links.push_back(LinkPlan{routerNamespace(m.vpcs[pc.requester]), peeringIf[p], routerNamespace(m.vpcs[pc.accepter]),
-                                  peeringIf[p], "peering " + pc.name});
+    plan.links.push_back(LinkPlan{routerNamespace(m.vpcs[pc.requester]), peeringIf[p],
+                                  routerNamespace(m.vpcs[pc.accepter]), peeringIf[p], "peering " + pc.name});
   }
 
   for (std::size_t v = 0; v < m.vpcs.size(); ++v) {
@@ -238,8 +248,9 @@ Expected<LabPlan> planLab(const model::Model& m, const std::string& internetNs) 
       needInternet = true;
       plan.links.push_back(LinkPlan{router.name, std::string(kGatewayLink), gwNs, std::string(kGatewayVpcSide),
                                     "internet gateway " + m.internetGateways[vpc.internetGateway].name});
-      plan.links.push_back(LinkPlan{gwNs, std::string(kGatewayInetSide), internet.name, inetIf,
-                                    "internet gateway " + m.internetGateways[vpc.internetGateway].name + " to the internet"});
+      plan.links.push_back(
+          LinkPlan{gwNs, std::string(kGatewayInetSide), internet.name, inetIf,
+                   "internet gateway " + m.internetGateways[vpc.internetGateway].name + " to the internet"});
       router.up.emplace_back(kGatewayLink);
       router.addresses.push_back({std::string(kGatewayLink), kRouterGw4, 30});
       router.addresses.push_back({std::string(kGatewayLink), kRouterGw6, 64});
@@ -254,9 +265,11 @@ Expected<LabPlan> planLab(const model::Model& m, const std::string& internetNs) 
                       {std::string(kGatewayVpcSide), kGatewayVpc6, 64},
                       {std::string(kGatewayInetSide), kGatewayInet4, 30},
                       {std::string(kGatewayInetSide), kGatewayInet6, 64}};
-      for (const auto& c : vpc.cidrs) gw.routes.push_back(route(c, std::string(kGatewayVpcSide), kRouterGw4, 254, true));
+      for (const auto& c : vpc.cidrs)
+        gw.routes.push_back(route(c, std::string(kGatewayVpcSide), kRouterGw4, 254, true));
       if (vpc.ipv6Cidr) gw.routes.push_back(route(*vpc.ipv6Cidr, std::string(kGatewayVpcSide), kRouterGw6));
-      gw.routes.push_back(route(Cidr::any(net::Family::kIpv4), std::string(kGatewayInetSide), kInternetSide4, 254, true));
+      gw.routes.push_back(
+          route(Cidr::any(net::Family::kIpv4), std::string(kGatewayInetSide), kInternetSide4, 254, true));
       gw.routes.push_back(route(Cidr::any(net::Family::kIpv6), std::string(kGatewayInetSide), kInternetSide6));
       gateways.push_back(std::move(gw));
       plan.rulesets.push_back(gatewayRuleset(m, v, gwNs));
@@ -303,7 +316,9 @@ Expected<LabPlan> planLab(const model::Model& m, const std::string& internetNs) 
         spec.dst = r.destination;
         spec.table = table;
         switch (r.target) {
-          case model::Route::Target::kLocal: spec.type = RouteSpec::Type::kThrow; break;
+          case model::Route::Target::kLocal:
+            spec.type = RouteSpec::Type::kThrow;
+            break;
           case model::Route::Target::kInternetGateway:
             spec.ifname = std::string(kGatewayLink);
             spec.gateway = isV4 ? kGatewayVpc4 : kGatewayVpc6;
@@ -382,8 +397,8 @@ Expected<LabPlan> planLab(const model::Model& m, const std::string& internetNs) 
     if (!r.hostMode) plan.rulesets.push_back(std::move(r));
   for (const auto& inst : m.instances)
     if (inst.placement.kind == model::Placement::Kind::kHostInterface)
-      plan.notes.push_back(fmt::format("instance {}: on host {} (vpcfw apply --host), not in the lab", inst.name,
-                                       inst.placement.host));
+      plan.notes.push_back(
+          fmt::format("instance {}: on host {} (vpcfw apply --host), not in the lab", inst.name, inst.placement.host));
   return plan;
 }
 

@@ -47,7 +47,8 @@ void LabRecord::remove(std::string_view name) {
 
 std::string formatRecord(const LabRecord& r) {
   std::string s = fmt::format("{}\nconfig {}\n", kRecordMagic, r.config);
-  for (const auto& n : r.namespaces) s += fmt::format("{} {} {}\n", n.shared ? "internet" : "ns", n.name, describe(n.id));
+  for (const auto& n : r.namespaces)
+    s += fmt::format("{} {} {}\n", n.shared ? "internet" : "ns", n.name, describe(n.id));
   return s;
 }
 
@@ -56,7 +57,8 @@ Expected<LabRecord> parseRecord(std::string_view text) {
     return makeError(ErrorCode::kInvalidArgument, fmt::format("line {}: {}: '{}'", line, what, shown(content)));
   };
   if (text.size() > kRecordMaxBytes) return makeError(ErrorCode::kInvalidArgument, "larger than a lab record can be");
-  if (text.empty() || text.back() != '\n') return makeError(ErrorCode::kInvalidArgument, "truncated (no final newline)");
+  if (text.empty() || text.back() != '\n')
+    return makeError(ErrorCode::kInvalidArgument, "truncated (no final newline)");
   LabRecord r;
   std::set<std::string, std::less<>> seen;
   std::size_t lineNo = 0;
@@ -73,9 +75,8 @@ Expected<LabRecord> parseRecord(std::string_view text) {
       constexpr std::string_view kConfig = "config ";
       if (!line.starts_with(kConfig)) return bad(lineNo, "expected 'config PATH'", line);
       const std::string_view path = line.substr(kConfig.size());
-      const bool clean = std::all_of(path.begin(), path.end(), [](char c) {
-        return static_cast<unsigned char>(c) >= 0x20 && c != 0x7f;
-      });
+      const bool clean = std::all_of(path.begin(), path.end(),
+                                     [](char c) { return static_cast<unsigned char>(c) >= 0x20 && c != 0x7f; });
       if (path.empty() || path[0] != '/' || path.size() > 4096 || !clean)
         return bad(lineNo, "the config path is not an absolute path", line);
       r.config = std::string(path);

@@ -15,10 +15,17 @@ bool operator==(const RuleSpec& a, const RuleSpec& b) {
 std::string describe(const RouteSpec& r) {
   std::string s;
   switch (r.type) {
-    case RouteSpec::Type::kThrow: s = "throw "; break;
-    case RouteSpec::Type::kBlackhole: s = "blackhole "; break;
-    case RouteSpec::Type::kLocal: s = "local "; break;
-    case RouteSpec::Type::kUnicast: break;
+    case RouteSpec::Type::kThrow:
+      s = "throw ";
+      break;
+    case RouteSpec::Type::kBlackhole:
+      s = "blackhole ";
+      break;
+    case RouteSpec::Type::kLocal:
+      s = "local ";
+      break;
+    case RouteSpec::Type::kUnicast:
+      break;
   }
   s += r.dst.toString();
   if (r.gateway) s += " via " + r.gateway->toString();

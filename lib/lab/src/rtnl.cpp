@@ -2,28 +2,28 @@
 // addresses, routes and policy-routing rules over rtnetlink (libmnl).
 #include "vpcfw/lab/rtnl.h"
 
+#include <net/if.h>  // before the linux/ headers, which clash with it otherwise
 #include <dirent.h>
 #include <fcntl.h>
-#include <net/if.h>  // before the linux/ headers, which clash with it otherwise
+#include <poll.h>
+#include <sched.h>
+#include <unistd.h>
 #include <libmnl/libmnl.h>
 #include <linux/fib_rules.h>
 #include <linux/if_addr.h>
 #include <linux/if_link.h>
+#include <linux/magic.h>
 #include <linux/rtnetlink.h>
 #include <linux/veth.h>
-#include <sched.h>
 #include <sys/mount.h>
-#include <poll.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
-#include <linux/magic.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
-#include <memory>
 #include <cstring>
 #include <fstream>
+#include <memory>
 #include <optional>
 #include <thread>
 #include <utility>
@@ -47,8 +47,7 @@ std::size_t addrLen(const net::IpAddress& a) { return a.isV4() ? 4 : 16; }
 
 }  // namespace
 
-Expected<NsId> createNamespace(const std::string& name,
-                               const std::function<Expected<void>(const NsId&)>& journal) {
+Expected<NsId> createNamespace(const std::string& name, const std::function<Expected<void>(const NsId&)>& journal) {
   const std::string path = names::namespacePath(name);
   if (path.empty()) return makeError(ErrorCode::kInvalidArgument, "'" + name + "' cannot name a namespace");
   if (mkdir(kNetnsDir, 0755) != 0 && errno != EEXIST) return unexpected(sysError(std::string("create ") + kNetnsDir));
@@ -110,8 +109,9 @@ Expected<void> deleteNamespace(const std::string& name, const NsId& id) {
   if (!have) return unexpected(have.error());
   if (!*have) return {};  // gone already
   if (**have != id)
-    return makeError(ErrorCode::kNotOwned, fmt::format("namespace {} is {}, not the namespace vpcfw made ({}); left alone",
-                                                       name, describe(**have), describe(id)));
+    return makeError(ErrorCode::kNotOwned,
+                     fmt::format("namespace {} is {}, not the namespace vpcfw made ({}); left alone", name,
+                                 describe(**have), describe(id)));
   const std::string path = names::namespacePath(name);
   if (umount2(path.c_str(), MNT_DETACH | UMOUNT_NOFOLLOW) != 0) return unexpected(sysError("unmount " + path));
   if (unlink(path.c_str()) != 0 && errno != ENOENT) return unexpected(sysError("remove " + path));
@@ -182,7 +182,8 @@ Expected<bool> waitLinkGone(const std::string& ns, const std::string& ifname, st
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   alignas(nlmsghdr) char buf[16384];
   for (;;) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) return false;
     pollfd p{mnl_socket_get_fd(events.get()), POLLIN, 0};
     const int rc = poll(&p, 1, static_cast<int>(left.count()));
@@ -267,7 +268,8 @@ Expected<void> Rtnl::talk(void* msg, const std::string& what) {
   for (;;) {
     ssize_t n = mnl_socket_recvfrom(sock_, buf, sizeof buf);
     if (n < 0) return fail();
-    int rc = mnl_cb_run(buf, static_cast<std::size_t>(n), nlh->nlmsg_seq, mnl_socket_get_portid(sock_), nullptr, nullptr);
+    int rc =
+        mnl_cb_run(buf, static_cast<std::size_t>(n), nlh->nlmsg_seq, mnl_socket_get_portid(sock_), nullptr, nullptr);
     if (rc < 0) return fail();
     if (rc == MNL_CB_STOP) return {};
   }
@@ -290,7 +292,8 @@ Expected<unsigned> Rtnl::ifindex(const std::string& ifname) {
   int rc = mnl_cb_run(
       buf, static_cast<std::size_t>(n), nlh->nlmsg_seq, mnl_socket_get_portid(sock_),
       [](const nlmsghdr* h, void* data) {
-        *static_cast<unsigned*>(data) = static_cast<unsigned>(static_cast<const ifinfomsg*>(mnl_nlmsg_get_payload(h))->ifi_index);
+        *static_cast<unsigned*>(data) =
+            static_cast<unsigned>(static_cast<const ifinfomsg*>(mnl_nlmsg_get_payload(h))->ifi_index);
         return MNL_CB_OK;
       },
       &index);
@@ -317,10 +320,13 @@ Expected<std::vector<LinkInfo>> Rtnl::links() {
     li.index = static_cast<unsigned>(m->ifi_index);
     li.up = (m->ifi_flags & IFF_UP) != 0;
     for (auto* a = static_cast<const nlattr*>(mnl_nlmsg_get_payload_offset(h, sizeof(ifinfomsg)));
-         mnl_attr_ok(a, static_cast<int>(static_cast<const char*>(mnl_nlmsg_get_payload_tail(h)) - reinterpret_cast<const char*>(a)));
+         mnl_attr_ok(a, static_cast<int>(static_cast<const char*>(mnl_nlmsg_get_payload_tail(h)) -
+                                         reinterpret_cast<const char*>(a)));
          a = mnl_attr_next(a)) {
       switch (mnl_attr_get_type(a)) {
-        case IFLA_IFNAME: li.name = mnl_attr_get_str(a); break;
+        case IFLA_IFNAME:
+          li.name = mnl_attr_get_str(a);
+          break;
         case IFLA_LINK:
           if (mnl_attr_get_payload_len(a) >= sizeof(std::uint32_t)) li.peerIndex = mnl_attr_get_u32(a);
           break;
@@ -332,7 +338,8 @@ Expected<std::vector<LinkInfo>> Rtnl::links() {
             li.txPackets = st.tx_packets;
           }
           break;
-        default: break;
+        default:
+          break;
       }
     }
     list->push_back(std::move(li));
@@ -456,9 +463,18 @@ void Rtnl::fillRoute(void* msg, const RouteSpec& r, bool add, Expected<void>& st
       rtm->rtm_type = RTN_UNICAST;
       rtm->rtm_scope = r.gateway ? RT_SCOPE_UNIVERSE : RT_SCOPE_LINK;
       break;
-    case RouteSpec::Type::kThrow: rtm->rtm_type = RTN_THROW; rtm->rtm_scope = RT_SCOPE_UNIVERSE; break;
-    case RouteSpec::Type::kBlackhole: rtm->rtm_type = RTN_BLACKHOLE; rtm->rtm_scope = RT_SCOPE_UNIVERSE; break;
-    case RouteSpec::Type::kLocal: rtm->rtm_type = RTN_LOCAL; rtm->rtm_scope = RT_SCOPE_HOST; break;
+    case RouteSpec::Type::kThrow:
+      rtm->rtm_type = RTN_THROW;
+      rtm->rtm_scope = RT_SCOPE_UNIVERSE;
+      break;
+    case RouteSpec::Type::kBlackhole:
+      rtm->rtm_type = RTN_BLACKHOLE;
+      rtm->rtm_scope = RT_SCOPE_UNIVERSE;
+      break;
+    case RouteSpec::Type::kLocal:
+      rtm->rtm_type = RTN_LOCAL;
+      rtm->rtm_scope = RT_SCOPE_HOST;
+      break;
   }
   if (r.onlink) rtm->rtm_flags |= RTNH_F_ONLINK;
   const std::size_t len = v4 ? 4 : 16;
@@ -491,7 +507,8 @@ Expected<void> Rtnl::deleteRoute(const RouteSpec& r) {
   fillRoute(nlh, r, false, status);
   if (!status) return status;
   auto x = talk(nlh, "delete route " + describe(r));
-  if (!x && (lastErrno_ == ESRCH || lastErrno_ == ENODEV)) return makeError(ErrorCode::kNotFound, "no route " + describe(r), lastErrno_);
+  if (!x && (lastErrno_ == ESRCH || lastErrno_ == ENODEV))
+    return makeError(ErrorCode::kNotFound, "no route " + describe(r), lastErrno_);
   return x;
 }
 
@@ -513,15 +530,18 @@ void fillRule(nlmsghdr* nlh, const RuleSpec& r, bool add) {
 template <typename F>
 void forEachAttr(const nlmsghdr* h, std::size_t headerSize, F&& f) {
   for (auto* a = static_cast<const nlattr*>(mnl_nlmsg_get_payload_offset(h, headerSize));
-       mnl_attr_ok(a, static_cast<int>(static_cast<const char*>(mnl_nlmsg_get_payload_tail(h)) - reinterpret_cast<const char*>(a)));
+       mnl_attr_ok(a, static_cast<int>(static_cast<const char*>(mnl_nlmsg_get_payload_tail(h)) -
+                                       reinterpret_cast<const char*>(a)));
        a = mnl_attr_next(a))
     f(a);
 }
 
 std::optional<net::IpAddress> addrAttr(const nlattr* a, int family) {
   const auto len = mnl_attr_get_payload_len(a);
-  if (family == AF_INET && len == 4) return net::IpAddress::fromBytes(net::Family::kIpv4, static_cast<const std::uint8_t*>(mnl_attr_get_payload(a)));
-  if (family == AF_INET6 && len == 16) return net::IpAddress::fromBytes(net::Family::kIpv6, static_cast<const std::uint8_t*>(mnl_attr_get_payload(a)));
+  if (family == AF_INET && len == 4)
+    return net::IpAddress::fromBytes(net::Family::kIpv4, static_cast<const std::uint8_t*>(mnl_attr_get_payload(a)));
+  if (family == AF_INET6 && len == 16)
+    return net::IpAddress::fromBytes(net::Family::kIpv6, static_cast<const std::uint8_t*>(mnl_attr_get_payload(a)));
   return std::nullopt;
 }
 }  // namespace
@@ -581,35 +601,55 @@ Expected<std::vector<RouteSpec>> Rtnl::staticRoutes() {
   std::vector<RouteSpec> out;
   std::vector<unsigned> oifs;
   for (int family : {AF_INET, AF_INET6}) {
-    auto r = dump(RTM_GETROUTE, family, sizeof(rtmsg), [&](const void* msg) {
-      const auto* h = static_cast<const nlmsghdr*>(msg);
-      const auto* rtm = static_cast<const rtmsg*>(mnl_nlmsg_get_payload(h));
-      if (rtm->rtm_protocol != RTPROT_STATIC) return;
-      RouteSpec spec;
-      spec.table = rtm->rtm_table;
-      spec.onlink = (rtm->rtm_flags & RTNH_F_ONLINK) != 0;
-      switch (rtm->rtm_type) {
-        case RTN_THROW: spec.type = RouteSpec::Type::kThrow; break;
-        case RTN_BLACKHOLE: spec.type = RouteSpec::Type::kBlackhole; break;
-        case RTN_LOCAL: spec.type = RouteSpec::Type::kLocal; break;
-        default: spec.type = RouteSpec::Type::kUnicast; break;
-      }
-      std::optional<net::IpAddress> dst;
-      unsigned oif = 0;
-      forEachAttr(h, sizeof(rtmsg), [&](const nlattr* a) {
-        switch (mnl_attr_get_type(a)) {
-          case RTA_TABLE: spec.table = mnl_attr_get_u32(a); break;
-          case RTA_DST: dst = addrAttr(a, family); break;
-          case RTA_GATEWAY: spec.gateway = addrAttr(a, family); break;
-          case RTA_OIF: oif = mnl_attr_get_u32(a); break;
-          default: break;
-        }
-      });
-      const auto fam = family == AF_INET ? net::Family::kIpv4 : net::Family::kIpv6;
-      spec.dst = net::Cidr::make(dst ? *dst : net::Cidr::any(fam).network(), rtm->rtm_dst_len);
-      out.push_back(spec);
-      oifs.push_back(oif);
-    }, "list routes");
+    auto r = dump(
+        RTM_GETROUTE, family, sizeof(rtmsg),
+        [&](const void* msg) {
+          const auto* h = static_cast<const nlmsghdr*>(msg);
+          const auto* rtm = static_cast<const rtmsg*>(mnl_nlmsg_get_payload(h));
+          if (rtm->rtm_protocol != RTPROT_STATIC) return;
+          RouteSpec spec;
+          spec.table = rtm->rtm_table;
+          spec.onlink = (rtm->rtm_flags & RTNH_F_ONLINK) != 0;
+          switch (rtm->rtm_type) {
+            case RTN_THROW:
+              spec.type = RouteSpec::Type::kThrow;
+              break;
+            case RTN_BLACKHOLE:
+              spec.type = RouteSpec::Type::kBlackhole;
+              break;
+            case RTN_LOCAL:
+              spec.type = RouteSpec::Type::kLocal;
+              break;
+            default:
+              spec.type = RouteSpec::Type::kUnicast;
+              break;
+          }
+          std::optional<net::IpAddress> dst;
+          unsigned oif = 0;
+          forEachAttr(h, sizeof(rtmsg), [&](const nlattr* a) {
+            switch (mnl_attr_get_type(a)) {
+              case RTA_TABLE:
+                spec.table = mnl_attr_get_u32(a);
+                break;
+              case RTA_DST:
+                dst = addrAttr(a, family);
+                break;
+              case RTA_GATEWAY:
+                spec.gateway = addrAttr(a, family);
+                break;
+              case RTA_OIF:
+                oif = mnl_attr_get_u32(a);
+                break;
+              default:
+                break;
+            }
+          });
+          const auto fam = family == AF_INET ? net::Family::kIpv4 : net::Family::kIpv6;
+          spec.dst = net::Cidr::make(dst ? *dst : net::Cidr::any(fam).network(), rtm->rtm_dst_len);
+          out.push_back(spec);
+          oifs.push_back(oif);
+        },
+        "list routes");
     if (!r) return unexpected(r.error());
   }
   std::vector<RouteSpec> named;
@@ -628,24 +668,34 @@ Expected<std::vector<RouteSpec>> Rtnl::staticRoutes() {
 Expected<std::vector<RuleSpec>> Rtnl::rules() {
   std::vector<RuleSpec> out;
   for (int family : {AF_INET, AF_INET6}) {
-    auto r = dump(RTM_GETRULE, family, sizeof(fib_rule_hdr), [&](const void* msg) {
-      const auto* h = static_cast<const nlmsghdr*>(msg);
-      const auto* frh = static_cast<const fib_rule_hdr*>(mnl_nlmsg_get_payload(h));
-      RuleSpec spec;
-      spec.table = frh->table;
-      std::optional<net::IpAddress> src;
-      forEachAttr(h, sizeof(fib_rule_hdr), [&](const nlattr* a) {
-        switch (mnl_attr_get_type(a)) {
-          case FRA_TABLE: spec.table = mnl_attr_get_u32(a); break;
-          case FRA_PRIORITY: spec.priority = mnl_attr_get_u32(a); break;
-          case FRA_SRC: src = addrAttr(a, family); break;
-          default: break;
-        }
-      });
-      const auto fam = family == AF_INET ? net::Family::kIpv4 : net::Family::kIpv6;
-      spec.from = net::Cidr::make(src ? *src : net::Cidr::any(fam).network(), frh->src_len);
-      out.push_back(spec);
-    }, "list rules");
+    auto r = dump(
+        RTM_GETRULE, family, sizeof(fib_rule_hdr),
+        [&](const void* msg) {
+          const auto* h = static_cast<const nlmsghdr*>(msg);
+          const auto* frh = static_cast<const fib_rule_hdr*>(mnl_nlmsg_get_payload(h));
+          RuleSpec spec;
+          spec.table = frh->table;
+          std::optional<net::IpAddress> src;
+          forEachAttr(h, sizeof(fib_rule_hdr), [&](const nlattr* a) {
+            switch (mnl_attr_get_type(a)) {
+              case FRA_TABLE:
+                spec.table = mnl_attr_get_u32(a);
+                break;
+              case FRA_PRIORITY:
+                spec.priority = mnl_attr_get_u32(a);
+                break;
+              case FRA_SRC:
+                src = addrAttr(a, family);
+                break;
+              default:
+                break;
+            }
+          });
+          const auto fam = family == AF_INET ? net::Family::kIpv4 : net::Family::kIpv6;
+          spec.from = net::Cidr::make(src ? *src : net::Cidr::any(fam).network(), frh->src_len);
+          out.push_back(spec);
+        },
+        "list rules");
     if (!r) return unexpected(r.error());
   }
   return out;
@@ -655,19 +705,22 @@ Expected<std::vector<AddressInfo>> Rtnl::addresses() {
   std::vector<AddressInfo> out;
   std::vector<unsigned> idx;
   for (int family : {AF_INET, AF_INET6}) {
-    auto r = dump(RTM_GETADDR, family, sizeof(ifaddrmsg), [&](const void* msg) {
-      const auto* h = static_cast<const nlmsghdr*>(msg);
-      const auto* ifa = static_cast<const ifaddrmsg*>(mnl_nlmsg_get_payload(h));
-      std::optional<net::IpAddress> local, address;
-      forEachAttr(h, sizeof(ifaddrmsg), [&](const nlattr* a) {
-        if (mnl_attr_get_type(a) == IFA_LOCAL) local = addrAttr(a, family);
-        if (mnl_attr_get_type(a) == IFA_ADDRESS) address = addrAttr(a, family);
-      });
-      auto a = local ? local : address;
-      if (!a) return;
-      out.push_back(AddressInfo{{}, *a, ifa->ifa_prefixlen});
-      idx.push_back(ifa->ifa_index);
-    }, "list addresses");
+    auto r = dump(
+        RTM_GETADDR, family, sizeof(ifaddrmsg),
+        [&](const void* msg) {
+          const auto* h = static_cast<const nlmsghdr*>(msg);
+          const auto* ifa = static_cast<const ifaddrmsg*>(mnl_nlmsg_get_payload(h));
+          std::optional<net::IpAddress> local, address;
+          forEachAttr(h, sizeof(ifaddrmsg), [&](const nlattr* a) {
+            if (mnl_attr_get_type(a) == IFA_LOCAL) local = addrAttr(a, family);
+            if (mnl_attr_get_type(a) == IFA_ADDRESS) address = addrAttr(a, family);
+          });
+          auto a = local ? local : address;
+          if (!a) return;
+          out.push_back(AddressInfo{{}, *a, ifa->ifa_prefixlen});
+          idx.push_back(ifa->ifa_index);
+        },
+        "list addresses");
     if (!r) return unexpected(r.error());
   }
   std::vector<AddressInfo> named;

@@ -33,9 +33,12 @@ std::string SgRule::peerText() const {
 
 std::string Route::targetText() const {
   switch (target) {
-    case Target::kLocal: return "local";
-    case Target::kInternetGateway: return "internet gateway " + targetName;
-    case Target::kPeering: return "peering " + targetName;
+    case Target::kLocal:
+      return "local";
+    case Target::kInternetGateway:
+      return "internet gateway " + targetName;
+    case Target::kPeering:
+      return "peering " + targetName;
   }
   return "?";
 }

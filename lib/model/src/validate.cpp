@@ -168,7 +168,8 @@ class Validator {
   std::size_t resolveVpc(const std::string& vpcName, const Origin& o, std::string_view what) {
     std::size_t v = vpcIndex_.find(vpcName);
     if (v == kNone)
-      d_.error(o.of("vpc"), fmt::format("{} refers to unknown VPC {}", what, quoteForMessage(vpcName)), didYouMean(vpcName, m_.vpcs));
+      d_.error(o.of("vpc"), fmt::format("{} refers to unknown VPC {}", what, quoteForMessage(vpcName)),
+               didYouMean(vpcName, m_.vpcs));
     return v;
   }
 
@@ -235,9 +236,9 @@ class Validator {
       d_.error(m_.vpcs[static_cast<std::size_t>(m_.limits.vpcs)].origin.at,
                fmt::format("{} VPCs exceed the quota of {} per region", m_.vpcs.size(), m_.limits.vpcs),
                "raise `limits: vpcs` (adjustable in AWS)");
-    static const Cidr kForbidden[] = {
-        Cidr::parse("0.0.0.0/8")->cidr, Cidr::parse("127.0.0.0/8")->cidr, Cidr::parse("169.254.0.0/16")->cidr,
-        Cidr::parse("224.0.0.0/4")->cidr, Cidr::parse("240.0.0.0/4")->cidr};
+    static const Cidr kForbidden[] = {Cidr::parse("0.0.0.0/8")->cidr, Cidr::parse("127.0.0.0/8")->cidr,
+                                      Cidr::parse("169.254.0.0/16")->cidr, Cidr::parse("224.0.0.0/4")->cidr,
+                                      Cidr::parse("240.0.0.0/4")->cidr};
     for (auto& v : m_.vpcs) {
       if (v.cidrs.empty()) d_.error(v.origin.at, fmt::format("VPC '{}' has no IPv4 CIDR block", v.name));
       if (static_cast<int>(v.cidrs.size()) > m_.limits.vpcCidrBlocks)
@@ -254,13 +255,14 @@ class Validator {
         }
         checkBlockSize(c, 16, 28, at, "VPC CIDR block");
         for (const auto& f : kForbidden)
-          if (f.overlaps(c)) d_.error(at, fmt::format("VPC block {} overlaps reserved range {}", c.toString(), f.toString()));
+          if (f.overlaps(c))
+            d_.error(at, fmt::format("VPC block {} overlaps reserved range {}", c.toString(), f.toString()));
       }
       std::vector<std::pair<Cidr, std::size_t>> blocks;
       for (std::size_t i = 0; i < v.cidrs.size(); ++i) blocks.emplace_back(v.cidrs[i], i);
       forEachOverlap(std::move(blocks), [&](std::size_t j, std::size_t i) {
-        d_.error(v.origin.of("cidr" + std::to_string(i)),
-                 fmt::format("VPC block {} overlaps block {} of the same VPC", v.cidrs[i].toString(), v.cidrs[j].toString()));
+        d_.error(v.origin.of("cidr" + std::to_string(i)), fmt::format("VPC block {} overlaps block {} of the same VPC",
+                                                                      v.cidrs[i].toString(), v.cidrs[j].toString()));
       });
       if (v.ipv6Cidr) {
         if (v.ipv6Cidr->network().isV4())
@@ -280,9 +282,8 @@ class Validator {
       if (g.vpc == kNone) continue;
       auto& v = m_.vpcs[g.vpc];
       if (v.internetGateway != kNone)
-        d_.error(g.origin.of("vpc"),
-                 fmt::format("VPC '{}' already has internet gateway '{}'; a VPC can have only one", v.name,
-                             m_.internetGateways[v.internetGateway].name));
+        d_.error(g.origin.of("vpc"), fmt::format("VPC '{}' already has internet gateway '{}'; a VPC can have only one",
+                                                 v.name, m_.internetGateways[v.internetGateway].name));
       else
         v.internetGateway = i;
     }
@@ -298,10 +299,12 @@ class Validator {
       p.requester = vpcIndex_.find(p.requesterName);
       p.accepter = vpcIndex_.find(p.accepterName);
       if (p.requester == kNone)
-        d_.error(p.origin.of("requester"), fmt::format("{} refers to unknown VPC {}", what, quoteForMessage(p.requesterName)),
+        d_.error(p.origin.of("requester"),
+                 fmt::format("{} refers to unknown VPC {}", what, quoteForMessage(p.requesterName)),
                  didYouMean(p.requesterName, m_.vpcs));
       if (p.accepter == kNone)
-        d_.error(p.origin.of("accepter"), fmt::format("{} refers to unknown VPC {}", what, quoteForMessage(p.accepterName)),
+        d_.error(p.origin.of("accepter"),
+                 fmt::format("{} refers to unknown VPC {}", what, quoteForMessage(p.accepterName)),
                  didYouMean(p.accepterName, m_.vpcs));
       if (p.requester == kNone || p.accepter == kNone) continue;
       if (p.requester == p.accepter) {
@@ -315,15 +318,17 @@ class Validator {
       for (const auto& c : b.cidrs) blocks.emplace_back(c, blocks.size());
       forEachOverlap(std::move(blocks), [&](std::size_t j, std::size_t i) {
         if (j >= a.cidrs.size() || i < a.cidrs.size()) return;  // within one VPC: reported there
-        d_.error(p.origin.at, fmt::format("{}: VPC '{}' block {} overlaps VPC '{}' block {}; peered VPCs must not overlap",
-                                          what, a.name, a.cidrs[j].toString(), b.name, b.cidrs[i - a.cidrs.size()].toString()));
+        d_.error(p.origin.at,
+                 fmt::format("{}: VPC '{}' block {} overlaps VPC '{}' block {}; peered VPCs must not overlap", what,
+                             a.name, a.cidrs[j].toString(), b.name, b.cidrs[i - a.cidrs.size()].toString()));
       });
       if (a.ipv6Cidr && b.ipv6Cidr && a.ipv6Cidr->overlaps(*b.ipv6Cidr))
         d_.error(p.origin.at, fmt::format("{}: the IPv6 blocks of '{}' and '{}' overlap", what, a.name, b.name));
       if (!p.active) continue;
       auto key = std::minmax(p.requester, p.accepter);
       if (!pairs.insert({key.first, key.second}).second)
-        d_.error(p.origin.at, fmt::format("{}: VPCs '{}' and '{}' already have an active peering", what, a.name, b.name));
+        d_.error(p.origin.at,
+                 fmt::format("{}: VPCs '{}' and '{}' already have an active peering", what, a.name, b.name));
       for (auto v : {p.requester, p.accepter})
         if (++perVpc[v] == m_.limits.peeringsPerVpc + 1)
           d_.error(p.origin.at,
@@ -353,9 +358,8 @@ class Validator {
         d_.error(pl.origin.of("entries"), fmt::format("prefix list '{}' has {} entries, above its max_entries of {}",
                                                       pl.name, pl.entries.size(), pl.maxEntries));
       if (pl.maxEntries > m_.limits.prefixListEntries)
-        d_.error(pl.origin.of("max_entries"),
-                 fmt::format("prefix list '{}' max_entries {} exceeds the quota of {}", pl.name, pl.maxEntries,
-                             m_.limits.prefixListEntries));
+        d_.error(pl.origin.of("max_entries"), fmt::format("prefix list '{}' max_entries {} exceeds the quota of {}",
+                                                          pl.name, pl.maxEntries, m_.limits.prefixListEntries));
     }
   }
 
@@ -363,15 +367,16 @@ class Validator {
   // Protocol / ports / ICMP consistency shared by NACL and SG rules. `icmpFamilyStrict`:
   // SG rules reject icmp with IPv6 peers and icmpv6 with IPv4 peers; NACLs follow AWS
   // in reading protocol 58 with an IPv4 CIDR as "all ICMP".
-  void checkRuleFields(const Protocol& proto, net::IcmpMatch& icmp, const Origin& o,
-                       std::optional<Family> family, bool isNacl) {
+  void checkRuleFields(const Protocol& proto, net::IcmpMatch& icmp, const Origin& o, std::optional<Family> family,
+                       bool isNacl) {
     // AWS's API rejects a TCP or UDP rule without a port range; so does vpcfw
     // rather than guess that "all ports" was meant.
     if (proto.hasPorts() && !hasField(o, "ports"))
       d_.error(o.of("protocol"), fmt::format("a {} rule needs a port range, as in AWS", proto.toString()),
                "write `ports: 0-65535` for every port");
     if (!proto.hasPorts() && hasField(o, "ports"))
-      d_.warning(o.of("ports"), fmt::format("ports are ignored for protocol {}: it matches all ports", proto.toString()));
+      d_.warning(o.of("ports"),
+                 fmt::format("ports are ignored for protocol {}: it matches all ports", proto.toString()));
     bool icmpGiven = hasField(o, "icmp_type") || hasField(o, "icmp_code");
     if (!proto.isIcmpAny() && icmpGiven)
       d_.warning(o.of(hasField(o, "icmp_type") ? "icmp_type" : "icmp_code"),
@@ -394,7 +399,8 @@ class Validator {
                      "protocol 58 (icmpv6) with an IPv4 CIDR means all ICMP; icmp_type and icmp_code are ignored");
         icmp = {};
       } else {
-        d_.error(o.of("protocol"), "protocol icmpv6 (58) does not match IPv4 traffic", "use icmp (1) with an IPv4 CIDR");
+        d_.error(o.of("protocol"), "protocol icmpv6 (58) does not match IPv4 traffic",
+                 "use icmp (1) with an IPv4 CIDR");
       }
     }
   }
@@ -404,8 +410,9 @@ class Validator {
   void checkPeerCidr(const Cidr& c, const SourceLocation& at) {
     const auto* s = specialRangeOf(c);
     if (!s || s->what == "link-local") return;
-    d_.warning(at, fmt::format("{} is in the {} range: no packet through an ENI carries such an address, so this never matches",
-                               c.toString(), s->what));
+    d_.warning(at, fmt::format(
+                       "{} is in the {} range: no packet through an ENI carries such an address, so this never matches",
+                       c.toString(), s->what));
   }
 
   static bool hasField(const Origin& o, std::string_view f) {
@@ -456,7 +463,8 @@ class Validator {
                              count, net::familyName(fam), directionName(dir), quota),
                  "raise `limits: nacl_rules_per_direction` (AWS maximum 40)");
     }
-    std::stable_sort(rules.begin(), rules.end(), [](const NaclRule& a, const NaclRule& b) { return a.number < b.number; });
+    std::stable_sort(rules.begin(), rules.end(),
+                     [](const NaclRule& a, const NaclRule& b) { return a.number < b.number; });
   }
 
   void checkNacls() {
@@ -474,8 +482,8 @@ class Validator {
       if (n.name == "default") n.isDefault = true;
       if (n.isDefault) {
         if (v.defaultNacl != kNone)
-          d_.error(n.origin.of("default"), fmt::format("VPC '{}' already has default NACL '{}'", v.name,
-                                                       m_.nacls[v.defaultNacl].name));
+          d_.error(n.origin.of("default"),
+                   fmt::format("VPC '{}' already has default NACL '{}'", v.name, m_.nacls[v.defaultNacl].name));
         else
           v.defaultNacl = i;
       }
@@ -536,7 +544,8 @@ class Validator {
         d_.error(g.origin.of("name"), fmt::format("security group name '{}' must not contain '/'", g.name),
                  "'/' separates a VPC name from a group name in references");
       if (g.description.size() > kMaxDescription)
-        d_.error(g.origin.of("description"), fmt::format("description is {} characters; AWS allows 255", g.description.size()));
+        d_.error(g.origin.of("description"),
+                 fmt::format("description is {} characters; AWS allows 255", g.description.size()));
       else if (!descriptionCharsOk(g.description))
         d_.error(g.origin.of("description"), "group description has characters AWS does not allow",
                  "allowed: a-z A-Z 0-9 spaces and ._-:/()#,@[]+=&;{}!$*");
@@ -595,9 +604,12 @@ class Validator {
   static RuleKey ruleKey(const SgRule& r) {
     Cidr cidr;
     std::size_t target = kNone;
-    if (auto* c = std::get_if<Cidr>(&r.peer)) cidr = *c;
-    else if (auto* g = std::get_if<GroupRef>(&r.peer)) target = g->group;
-    else target = std::get<PrefixListRef>(r.peer).prefixList;
+    if (auto* c = std::get_if<Cidr>(&r.peer))
+      cidr = *c;
+    else if (auto* g = std::get_if<GroupRef>(&r.peer))
+      target = g->group;
+    else
+      target = std::get<PrefixListRef>(r.peer).prefixList;
     return {r.protocol, r.ports, r.icmp, r.peer.index(), cidr, target};
   }
 
@@ -649,8 +661,8 @@ class Validator {
                      "allowed: a-z A-Z 0-9 spaces and ._-:/()#,@[]+=&;{}!$*");
           if (auto [first, fresh] = seen.emplace(ruleKey(r), r.index); !fresh)
             d_.error(r.origin.at,
-                     fmt::format("security group '{}' {} rule {} duplicates rule {}", g.name, directionName(dir), r.index,
-                                 first->second),
+                     fmt::format("security group '{}' {} rule {} duplicates rule {}", g.name, directionName(dir),
+                                 r.index, first->second),
                      "AWS rejects duplicate rules (InvalidPermission.Duplicate)");
         }
         const int quota = m_.limits.sgRulesPerDirection;
@@ -720,7 +732,8 @@ class Validator {
         if (r.target == Route::Target::kInternetGateway) {
           const std::size_t gi = gatewayIndex_.find(r.targetName);
           if (gi == kNone)
-            d_.error(r.origin.of("internet_gateway"), fmt::format("unknown internet gateway {}", quoteForMessage(r.targetName)),
+            d_.error(r.origin.of("internet_gateway"),
+                     fmt::format("unknown internet gateway {}", quoteForMessage(r.targetName)),
                      didYouMean(r.targetName, m_.internetGateways));
           else if (m_.internetGateways[gi].vpc != t.vpc)
             d_.error(r.origin.of("internet_gateway"),
@@ -790,12 +803,13 @@ class Validator {
         checkBlockSize(s.cidr, 16, 28, s.origin.of("cidr"), "subnet CIDR block");
         bool inside = std::any_of(v.cidrs.begin(), v.cidrs.end(), [&](const Cidr& b) { return b.contains(s.cidr); });
         if (!inside)
-          d_.error(s.origin.of("cidr"),
-                   fmt::format("subnet '{}' block {} is not inside any block of VPC '{}'", s.name, s.cidr.toString(), v.name));
+          d_.error(s.origin.of("cidr"), fmt::format("subnet '{}' block {} is not inside any block of VPC '{}'", s.name,
+                                                    s.cidr.toString(), v.name));
       }
       if (s.ipv6Cidr) {
         if (!v.ipv6Cidr)
-          d_.error(s.origin.of("ipv6_cidr"), fmt::format("subnet '{}' has an IPv6 block but VPC '{}' has none", s.name, v.name));
+          d_.error(s.origin.of("ipv6_cidr"),
+                   fmt::format("subnet '{}' has an IPv6 block but VPC '{}' has none", s.name, v.name));
         else if (s.ipv6Cidr->prefix() != 64)
           d_.error(s.origin.of("ipv6_cidr"), fmt::format("subnet IPv6 block {} must be a /64", s.ipv6Cidr->toString()));
         else if (!v.ipv6Cidr->contains(*s.ipv6Cidr))
@@ -840,8 +854,8 @@ class Validator {
       });
     for (auto& [vpc, blocks] : v6)
       forEachOverlap(std::move(blocks), [&](std::size_t j, std::size_t i) {
-        d_.error(m_.subnets[i].origin.of("ipv6_cidr"), fmt::format("subnet '{}' IPv6 block overlaps subnet '{}'",
-                                                                   m_.subnets[i].name, m_.subnets[j].name));
+        d_.error(m_.subnets[i].origin.of("ipv6_cidr"),
+                 fmt::format("subnet '{}' IPv6 block overlaps subnet '{}'", m_.subnets[i].name, m_.subnets[j].name));
       });
   }
 
@@ -867,10 +881,10 @@ class Validator {
       return;
     }
     if (reserved(*block, a))
-      d_.error(at, fmt::format("address {} is reserved by AWS in subnet '{}'", a.toString(), s.name),
-               fmt::format("AWS reserves the first four addresses ({} .. {}) and the last one ({}) of every subnet",
-                           block->network().toString(), block->network().offset(3).toString(),
-                           block->last().toString()));
+      d_.error(
+          at, fmt::format("address {} is reserved by AWS in subnet '{}'", a.toString(), s.name),
+          fmt::format("AWS reserves the first four addresses ({} .. {}) and the last one ({}) of every subnet",
+                      block->network().toString(), block->network().offset(3).toString(), block->last().toString()));
     auto [pos, fresh] = used.emplace(std::pair{s.vpc, a}, inst.name);
     if (!fresh)
       d_.error(at, fmt::format("address {} of instance '{}' is already used by instance '{}'", a.toString(), inst.name,
@@ -887,7 +901,8 @@ class Validator {
       auto& inst = m_.instances[i];
       inst.subnet = subnetIndex_.find(inst.subnetName);
       if (inst.subnet == kNone) {
-        d_.error(inst.origin.of("subnet"), fmt::format("instance '{}' refers to unknown subnet {}", inst.name, quoteForMessage(inst.subnetName)),
+        d_.error(inst.origin.of("subnet"),
+                 fmt::format("instance '{}' refers to unknown subnet {}", inst.name, quoteForMessage(inst.subnetName)),
                  didYouMean(inst.subnetName, m_.subnets));
         continue;
       }
@@ -918,15 +933,17 @@ class Validator {
         if (!inst.publicIp->isV4())
           d_.error(at, fmt::format("public_ip {} must be IPv4", inst.publicIp->toString()));
         else if (const auto* special = specialRangeOf(Cidr::host(*inst.publicIp)))
-          d_.error(at, fmt::format("public_ip {} is in the {} range {}; AWS never assigns such an address",
-                                   inst.publicIp->toString(), special->what, special->cidr.toString()),
+          d_.error(at,
+                   fmt::format("public_ip {} is in the {} range {}; AWS never assigns such an address",
+                               inst.publicIp->toString(), special->what, special->cidr.toString()),
                    "use an address of the lab's internet, e.g. 203.0.113.10");
         else if (m_.vpcContaining(*inst.publicIp) != kNone)
           d_.error(at, fmt::format("public_ip {} lies inside VPC '{}'", inst.publicIp->toString(),
                                    m_.vpcs[m_.vpcContaining(*inst.publicIp)].name));
         auto [pos, fresh] = publicUsed.emplace(*inst.publicIp, inst.name);
         if (!fresh)
-          d_.error(at, fmt::format("public_ip {} is already used by instance '{}'", inst.publicIp->toString(), pos->second));
+          d_.error(
+              at, fmt::format("public_ip {} is already used by instance '{}'", inst.publicIp->toString(), pos->second));
         if (m_.vpcs[inst.vpc].internetGateway == kNone)
           d_.warning(at, fmt::format("instance '{}' has a public IP but VPC '{}' has no internet gateway", inst.name,
                                      m_.vpcs[inst.vpc].name));
@@ -944,8 +961,9 @@ class Validator {
           const auto& at = inst.origin.of("security_groups" + std::to_string(k));
           std::size_t g = findGroup(gname, inst.vpc);
           if (g == kNone) {
-            d_.error(at, fmt::format("instance '{}' refers to unknown security group {}", inst.name, quoteForMessage(gname)),
-                     didYouMean(gname, m_.groups, inst.vpc));
+            d_.error(
+                at, fmt::format("instance '{}' refers to unknown security group {}", inst.name, quoteForMessage(gname)),
+                didYouMean(gname, m_.groups, inst.vpc));
             continue;
           }
           if (m_.groups[g].vpc != inst.vpc) {
@@ -981,8 +999,9 @@ class Validator {
                  fmt::format("interface '{}' cannot be an ENI: the host needs it for itself", p.interface));
       auto [pos, fresh] = ifaceUsed.emplace(std::pair{p.host, p.interface}, inst.name);
       if (!fresh)
-        d_.error(inst.origin.of("interface"), fmt::format("interface {} of host {} is already instance '{}'",
-                                                          quoteForMessage(p.interface), quoteForMessage(p.host), pos->second));
+        d_.error(inst.origin.of("interface"),
+                 fmt::format("interface {} of host {} is already instance '{}'", quoteForMessage(p.interface),
+                             quoteForMessage(p.host), pos->second));
       return;
     }
     if (!p.netns.empty()) {
@@ -1014,8 +1033,8 @@ class Validator {
       auto [pos, fresh] = enis.emplace(std::pair{inst.vpc, ifname}, &inst);
       if (!fresh)
         d_.error(inst.origin.of("name"),
-                 fmt::format("instances '{}' and '{}' would both be interface '{}' in VPC '{}''s router", pos->second->name,
-                             inst.name, ifname, m_.vpcs[inst.vpc].name),
+                 fmt::format("instances '{}' and '{}' would both be interface '{}' in VPC '{}''s router",
+                             pos->second->name, inst.name, ifname, m_.vpcs[inst.vpc].name),
                  "names are shortened to fit 15 characters; rename one of them");
     }
     // Peerings: one interface per active peering in each of its two routers.
@@ -1046,7 +1065,6 @@ class Validator {
                  "names are shortened to fit 15 characters; rename one of the VPCs");
     }
   }
-
 };
 
 }  // namespace

@@ -1,10 +1,10 @@
 // Name rules and the lab's naming scheme (see names.h).
 #include "vpcfw/names/names.h"
 
+#include <cstdio>
 #include <algorithm>
 #include <array>
 #include <cstdint>
-#include <cstdio>
 
 namespace vpcfw::names {
 namespace {

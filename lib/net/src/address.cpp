@@ -12,7 +12,8 @@ std::string_view familyName(Family f) { return f == Family::kIpv4 ? "IPv4" : "IP
 IpAddress IpAddress::v4(std::uint32_t hostOrder) {
   IpAddress a;
   a.family_ = Family::kIpv4;
-  for (int i = 0; i < 4; ++i) a.bytes_[static_cast<std::size_t>(i)] = static_cast<std::uint8_t>(hostOrder >> (24 - 8 * i));
+  for (int i = 0; i < 4; ++i)
+    a.bytes_[static_cast<std::size_t>(i)] = static_cast<std::uint8_t>(hostOrder >> (24 - 8 * i));
   return a;
 }
 
@@ -132,7 +133,9 @@ bool Cidr::contains(const IpAddress& a) const {
   return (a.bytes()[full] & mask) == network_.bytes()[full];
 }
 
-bool Cidr::contains(const Cidr& c) const { return c.family() == family() && c.prefix_ >= prefix_ && contains(c.network_); }
+bool Cidr::contains(const Cidr& c) const {
+  return c.family() == family() && c.prefix_ >= prefix_ && contains(c.network_);
+}
 
 bool Cidr::overlaps(const Cidr& c) const { return contains(c) || c.contains(*this); }
 

@@ -13,8 +13,19 @@ struct NamedProtocol {
 };
 // Names accepted in configs; the first name of a number is the one printed.
 constexpr std::array<NamedProtocol, 13> kNames{{
-    {"all", -1}, {"icmp", 1}, {"igmp", 2}, {"ipip", 4}, {"tcp", 6}, {"udp", 17}, {"gre", 47},
-    {"esp", 50}, {"ah", 51}, {"icmpv6", 58}, {"sctp", 132}, {"udplite", 136}, {"ipv6-icmp", 58},
+    {"all", -1},
+    {"icmp", 1},
+    {"igmp", 2},
+    {"ipip", 4},
+    {"tcp", 6},
+    {"udp", 17},
+    {"gre", 47},
+    {"esp", 50},
+    {"ah", 51},
+    {"icmpv6", 58},
+    {"sctp", 132},
+    {"udplite", 136},
+    {"ipv6-icmp", 58},
 }};
 
 bool parseInt(std::string_view s, int& out) {
@@ -44,9 +55,11 @@ expected<PortRange, std::string> PortRange::parse(std::string_view text) {
   if (text == "all") return all();
   auto dash = text.find('-', 1);
   int from = 0, to = 0;
-  bool ok = dash == std::string_view::npos ? parseInt(text, from) && parseInt(text, to)
-                                           : parseInt(text.substr(0, dash), from) && parseInt(text.substr(dash + 1), to);
-  if (!ok) return unexpected(std::string("'") + std::string(text) + "' is not a port or port range (e.g. 443 or 1024-65535)");
+  bool ok = dash == std::string_view::npos
+                ? parseInt(text, from) && parseInt(text, to)
+                : parseInt(text.substr(0, dash), from) && parseInt(text.substr(dash + 1), to);
+  if (!ok)
+    return unexpected(std::string("'") + std::string(text) + "' is not a port or port range (e.g. 443 or 1024-65535)");
   if (from < 0 || from > 65535 || to < 0 || to > 65535)
     return unexpected(std::string("port range '") + std::string(text) + "' is outside 0..65535");
   if (from > to) return unexpected(std::string("port range '") + std::string(text) + "' has from > to");

@@ -6,9 +6,9 @@
 
 #include "vpcfw/nft/applier.h"
 
+#include <libnftnl/expr.h>
 #include <linux/netfilter.h>
 #include <linux/netfilter/nf_tables.h>
-#include <libnftnl/expr.h>
 
 #include <fmt/format.h>
 
@@ -59,17 +59,28 @@ std::string str(const char* s) { return s ? s : ""; }
 
 const char* objectKind(std::uint32_t type) {
   switch (type) {
-    case NFT_OBJECT_COUNTER: return "counter";
-    case NFT_OBJECT_QUOTA: return "quota";
-    case NFT_OBJECT_CT_HELPER: return "ct helper";
-    case NFT_OBJECT_LIMIT: return "limit";
-    case NFT_OBJECT_CONNLIMIT: return "connlimit";
-    case NFT_OBJECT_TUNNEL: return "tunnel";
-    case NFT_OBJECT_CT_TIMEOUT: return "ct timeout";
-    case NFT_OBJECT_SECMARK: return "secmark";
-    case NFT_OBJECT_CT_EXPECT: return "ct expectation";
-    case NFT_OBJECT_SYNPROXY: return "synproxy";
-    default: return "object";
+    case NFT_OBJECT_COUNTER:
+      return "counter";
+    case NFT_OBJECT_QUOTA:
+      return "quota";
+    case NFT_OBJECT_CT_HELPER:
+      return "ct helper";
+    case NFT_OBJECT_LIMIT:
+      return "limit";
+    case NFT_OBJECT_CONNLIMIT:
+      return "connlimit";
+    case NFT_OBJECT_TUNNEL:
+      return "tunnel";
+    case NFT_OBJECT_CT_TIMEOUT:
+      return "ct timeout";
+    case NFT_OBJECT_SECMARK:
+      return "secmark";
+    case NFT_OBJECT_CT_EXPECT:
+      return "ct expectation";
+    case NFT_OBJECT_SYNPROXY:
+      return "synproxy";
+    default:
+      return "object";
   }
 }
 
@@ -95,7 +106,8 @@ Expected<KernelTable> readTableAt(Socket& sock, const std::string& table, std::u
           k.unreadable.push_back("a table");
           return;
         }
-        if (nftnl_table_get_u32(t.get(), NFTNL_TABLE_FAMILY) != NFPROTO_INET || table != str(nftnl_table_get_str(t.get(), NFTNL_TABLE_NAME)))
+        if (nftnl_table_get_u32(t.get(), NFTNL_TABLE_FAMILY) != NFPROTO_INET ||
+            table != str(nftnl_table_get_str(t.get(), NFTNL_TABLE_NAME)))
           return;
         k.exists = true;
         k.owned = hasOwnerMarker(t.get());
@@ -162,7 +174,8 @@ Expected<KernelTable> readTableAt(Socket& sock, const std::string& table, std::u
         std::string name = str(nftnl_set_get_str(s.get(), NFTNL_SET_NAME));
         auto& ks = k.sets[name];
         ks.signature = setSignature(s.get());
-        ks.anonymous = nftnl_set_is_set(s.get(), NFTNL_SET_FLAGS) && (nftnl_set_get_u32(s.get(), NFTNL_SET_FLAGS) & NFT_SET_ANONYMOUS);
+        ks.anonymous = nftnl_set_is_set(s.get(), NFTNL_SET_FLAGS) &&
+                       (nftnl_set_get_u32(s.get(), NFTNL_SET_FLAGS) & NFT_SET_ANONYMOUS);
         setNames.push_back(name);
       });
   if (!r) return unexpected(r.error());
@@ -183,7 +196,8 @@ Expected<KernelTable> readTableAt(Socket& sock, const std::string& table, std::u
             return;
           }
           nftnl_set_elems_iter* it = nftnl_set_elems_iter_create(s.get());
-          for (auto* e = nftnl_set_elems_iter_next(it); e; e = nftnl_set_elems_iter_next(it)) ks.elements.push_back(elementBytes(e));
+          for (auto* e = nftnl_set_elems_iter_next(it); e; e = nftnl_set_elems_iter_next(it))
+            ks.elements.push_back(elementBytes(e));
           nftnl_set_elems_iter_destroy(it);
         });
     if (!r) return unexpected(r.error());
@@ -249,9 +263,10 @@ Expected<Snapshot> readTable(Socket& sock, const std::string& table, bool conten
     if (*after != *gen) continue;
     return Snapshot{std::move(*k), *gen, i + 1};
   }
-  return makeError(ErrorCode::kBusy,
-                   fmt::format("the ruleset changed during each of {} read-backs of table inet {}; someone keeps changing it",
-                               kMaxReads, table));
+  return makeError(
+      ErrorCode::kBusy,
+      fmt::format("the ruleset changed during each of {} read-backs of table inet {}; someone keeps changing it",
+                  kMaxReads, table));
 }
 
 Expected<state::Lock> lockFabric(const LockOptions& o) {
@@ -292,8 +307,9 @@ void putElements(Batch& b, std::uint16_t type, const std::string& table, const s
     nftnl_set_set_str(s.get(), NFTNL_SET_TABLE, table.c_str());
     nftnl_set_set_str(s.get(), NFTNL_SET_NAME, set.c_str());
     if (setId) nftnl_set_set_u32(s.get(), NFTNL_SET_ID, setId);
-    std::vector<ElementBytes> part(elements.begin() + static_cast<std::ptrdiff_t>(i),
-                                   elements.begin() + static_cast<std::ptrdiff_t>(std::min(elements.size(), i + kChunk)));
+    std::vector<ElementBytes> part(
+        elements.begin() + static_cast<std::ptrdiff_t>(i),
+        elements.begin() + static_cast<std::ptrdiff_t>(std::min(elements.size(), i + kChunk)));
     addElements(s.get(), part, type == NFT_MSG_DELSETELEM);
     nlmsghdr* nlh = b.message(type, type == NFT_MSG_NEWSETELEM ? NLM_F_CREATE : 0, what);
     nftnl_set_elems_nlmsg_build_payload(nlh, s.get());
@@ -404,7 +420,8 @@ bool needsFullReplace(const LinearTable& d, const KernelTable& k) {
   for (const auto& [name, c] : k.chains)
     if (c.binding) return true;
   for (const auto& s : d.sets)
-    if (auto it = k.sets.find(nftnl_set_get_str(s.set.get(), NFTNL_SET_NAME)); it != k.sets.end() && it->second.signature != s.signature)
+    if (auto it = k.sets.find(nftnl_set_get_str(s.set.get(), NFTNL_SET_NAME));
+        it != k.sets.end() && it->second.signature != s.signature)
       return true;
   for (const auto& c : d.chains)
     if (auto it = k.chains.find(nftnl_chain_get_str(c.chain.get(), NFTNL_CHAIN_NAME));
@@ -441,7 +458,8 @@ void incrementalBatch(Batch& b, const LinearTable& d, const KernelTable& k, std:
       std::set_difference(want.begin(), want.end(), have.begin(), have.end(), std::back_inserter(ch.add));
       std::set_difference(have.begin(), have.end(), want.begin(), want.end(), std::back_inserter(ch.remove));
     }
-    changes.push_back(fmt::format("set {}: +{} -{} elements", name, ch.add.size(), ch.flush ? have.size() : ch.remove.size()));
+    changes.push_back(
+        fmt::format("set {}: +{} -{} elements", name, ch.add.size(), ch.flush ? have.size() : ch.remove.size()));
     elementChanges.push_back(std::move(ch));
   }
   std::vector<std::string> rewrite;  // existing chains whose rules change
@@ -460,7 +478,8 @@ void incrementalBatch(Batch& b, const LinearTable& d, const KernelTable& k, std:
     if (ch.flush)
       flushSet(b, d.name, ch.set);
     else if (!ch.remove.empty())
-      putElements(b, NFT_MSG_DELSETELEM, d.name, ch.set, 0, ch.remove, fmt::format("remove elements of set {}", ch.set));
+      putElements(b, NFT_MSG_DELSETELEM, d.name, ch.set, 0, ch.remove,
+                  fmt::format("remove elements of set {}", ch.set));
   }
   // 2. rules of changed and vanishing chains
   for (const auto& name : rewrite) flushChain(b, d.name, name);
@@ -503,7 +522,8 @@ void incrementalBatch(Batch& b, const LinearTable& d, const KernelTable& k, std:
       putElements(b, NFT_MSG_NEWSETELEM, d.name, name, nftnl_set_get_u32(s->set.get(), NFTNL_SET_ID), s->elements,
                   fmt::format("elements of set {}", name));
   for (const auto& ch : elementChanges)
-    if (!ch.add.empty()) putElements(b, NFT_MSG_NEWSETELEM, d.name, ch.set, 0, ch.add, fmt::format("add elements to set {}", ch.set));
+    if (!ch.add.empty())
+      putElements(b, NFT_MSG_NEWSETELEM, d.name, ch.set, 0, ch.add, fmt::format("add elements to set {}", ch.set));
   for (const auto& [name, c] : dchains)
     if (!k.chains.count(name) || std::find(rewrite.begin(), rewrite.end(), name) != rewrite.end()) putRules(b, *c);
 }
@@ -539,7 +559,8 @@ std::vector<std::string> describeDiff(const LinearTable& d, const KernelTable& k
     out.push_back(fmt::format("table inet {}: its own attributes (flags, comment) differ", d.name));
     if (verbose) out.push_back("  kernel:  " + k.signature + "\n  desired: " + d.signature);
   }
-  for (const auto& what : k.unreadable) out.push_back(fmt::format("{}: vpcfw cannot read it (so it cannot match)", what));
+  for (const auto& what : k.unreadable)
+    out.push_back(fmt::format("{}: vpcfw cannot read it (so it cannot match)", what));
   std::set<std::string> dsets, dchains;
   for (const auto& s : d.sets) {
     std::string name = nftnl_set_get_str(s.set.get(), NFTNL_SET_NAME);
@@ -568,7 +589,8 @@ std::vector<std::string> describeDiff(const LinearTable& d, const KernelTable& k
   }
   for (const auto& [name, ks] : k.sets)
     if (!dsets.count(name))
-      out.push_back(fmt::format("set {}: not in the config{}", name, ks.anonymous ? " (an anonymous set of some rule)" : ""));
+      out.push_back(
+          fmt::format("set {}: not in the config{}", name, ks.anonymous ? " (an anonymous set of some rule)" : ""));
   for (const auto& c : d.chains) {
     std::string name = nftnl_chain_get_str(c.chain.get(), NFTNL_CHAIN_NAME);
     dchains.insert(name);
@@ -583,8 +605,10 @@ std::vector<std::string> describeDiff(const LinearTable& d, const KernelTable& k
     }
     const auto& have = it->second.rules;
     for (std::size_t i = 0; i < std::max(have.size(), c.rules.size()); ++i) {
-      if (i >= have.size()) out.push_back(fmt::format("chain {}: rule {} missing ({})", name, i + 1, c.rules[i].comment));
-      else if (i >= c.rules.size()) out.push_back(fmt::format("chain {}: rule {} not in the config", name, i + 1));
+      if (i >= have.size())
+        out.push_back(fmt::format("chain {}: rule {} missing ({})", name, i + 1, c.rules[i].comment));
+      else if (i >= c.rules.size())
+        out.push_back(fmt::format("chain {}: rule {} not in the config", name, i + 1));
       else if (have[i] != c.rules[i].signature) {
         out.push_back(fmt::format("chain {}: rule {} differs ({})", name, i + 1, c.rules[i].comment));
         if (verbose) out.push_back("  kernel:  " + have[i] + "\n  desired: " + c.rules[i].signature);
@@ -594,7 +618,8 @@ std::vector<std::string> describeDiff(const LinearTable& d, const KernelTable& k
   for (const auto& [name, kc] : k.chains)
     if (!dchains.count(name))
       out.push_back(fmt::format("chain {}: not in the config{}", name, kc.binding ? " (bound to a rule)" : ""));
-  for (const auto& [name, type] : k.objects) out.push_back(fmt::format("{} {}: not in the config", objectKind(type), name));
+  for (const auto& [name, type] : k.objects)
+    out.push_back(fmt::format("{} {}: not in the config", objectKind(type), name));
   for (const auto& name : k.flowtables) out.push_back(fmt::format("flowtable {}: not in the config", name));
   return out;
 }
@@ -685,8 +710,7 @@ Expected<bool> deleteTable(const FlushOptions& options) {
       if (!snap) return unexpected(snap.error());
       existed = snap->table.exists;
       if (!existed) return {};
-      if (!snap->table.owned && !options.takeover)
-        return makeError(ErrorCode::kNotOwned, notOwnedText("vpcfw flush"));
+      if (!snap->table.owned && !options.takeover) return makeError(ErrorCode::kNotOwned, notOwnedText("vpcfw flush"));
       Batch b(snap->generation);
       putTable(b, NFT_MSG_DELTABLE, options.table, 0);
       b.finish(true);
@@ -696,9 +720,10 @@ Expected<bool> deleteTable(const FlushOptions& options) {
       if (!errors->empty()) return makeError(ErrorCode::kKernel, errorText(*errors), errors->front().error);
       return {};
     }
-    return makeError(ErrorCode::kBusy, fmt::format("the ruleset changed between read-back and commit {} times in a row; "
-                                                   "table inet {} was not deleted",
-                                                   kMaxAttempts, options.table));
+    return makeError(ErrorCode::kBusy,
+                     fmt::format("the ruleset changed between read-back and commit {} times in a row; "
+                                 "table inet {} was not deleted",
+                                 kMaxAttempts, options.table));
   });
   if (!done) return unexpected(done.error());
   return existed;

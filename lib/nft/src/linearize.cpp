@@ -1,14 +1,14 @@
 // IR -> libnftnl objects with nft's own encodings, and the canonical
 // signatures of tables, chains, rules, sets and elements that diff compares
 // (the same functions run on desired and dumped objects).
-#include <netinet/in.h>  // before linux/netfilter.h
 #include <arpa/inet.h>
 #include <cstdio>
+#include <netinet/in.h>  // before linux/netfilter.h
+#include <libnftnl/expr.h>
+#include <libnftnl/udata.h>
 #include <linux/netfilter.h>
 #include <linux/netfilter/nf_conntrack_common.h>
 #include <linux/netfilter/nf_tables.h>
-#include <libnftnl/expr.h>
-#include <libnftnl/udata.h>
 
 #include <algorithm>
 #include <cstring>
@@ -40,17 +40,26 @@ struct FieldInfo {
 FieldInfo info(Field f) {
   switch (f) {
     case Field::kIifname:
-    case Field::kOifname: return {kTypeIfname, 16, false};
+    case Field::kOifname:
+      return {kTypeIfname, 16, false};
     case Field::kIpSaddr:
-    case Field::kIpDaddr: return {kTypeIpAddr, 4, true};
+    case Field::kIpDaddr:
+      return {kTypeIpAddr, 4, true};
     case Field::kIp6Saddr:
-    case Field::kIp6Daddr: return {kTypeIp6Addr, 16, true};
-    case Field::kL4proto: return {kTypeInetProto, 1, false};
-    case Field::kThDport: return {kTypeInetService, 2, true};
-    case Field::kIcmpType: return {kTypeIcmpType, 1, false};
-    case Field::kIcmpCode: return {kTypeIcmpCode, 1, false};
-    case Field::kIcmp6Type: return {kTypeIcmp6Type, 1, false};
-    case Field::kIcmp6Code: return {kTypeIcmp6Code, 1, false};
+    case Field::kIp6Daddr:
+      return {kTypeIp6Addr, 16, true};
+    case Field::kL4proto:
+      return {kTypeInetProto, 1, false};
+    case Field::kThDport:
+      return {kTypeInetService, 2, true};
+    case Field::kIcmpType:
+      return {kTypeIcmpType, 1, false};
+    case Field::kIcmpCode:
+      return {kTypeIcmpCode, 1, false};
+    case Field::kIcmp6Type:
+      return {kTypeIcmp6Type, 1, false};
+    case Field::kIcmp6Code:
+      return {kTypeIcmp6Code, 1, false};
   }
   return {0, 0, false};
 }
@@ -58,9 +67,7 @@ FieldInfo info(Field f) {
 std::uint32_t round4(std::uint32_t n) { return (n + 3) / 4 * 4; }
 
 // The register holding 32-bit slot `slot` of a concatenation, named as nft does.
-std::uint32_t slotRegister(std::uint32_t slot) {
-  return slot % 4 == 0 ? NFT_REG_1 + slot / 4 : NFT_REG32_00 + slot;
-}
+std::uint32_t slotRegister(std::uint32_t slot) { return slot % 4 == 0 ? NFT_REG_1 + slot / 4 : NFT_REG32_00 + slot; }
 
 // A field value as the bytes the kernel compares (network order where the
 // packet has it, NUL-padded names).
@@ -186,9 +193,15 @@ struct RuleBuilder {
     auto* e = add("immediate");
     nftnl_expr_set_u32(e, NFTNL_EXPR_IMM_DREG, NFT_REG_VERDICT);
     switch (v.kind) {
-      case compile::VerdictKind::kAccept: nftnl_expr_set_u32(e, NFTNL_EXPR_IMM_VERDICT, NF_ACCEPT); break;
-      case compile::VerdictKind::kDrop: nftnl_expr_set_u32(e, NFTNL_EXPR_IMM_VERDICT, NF_DROP); break;
-      case compile::VerdictKind::kReturn: nftnl_expr_set_u32(e, NFTNL_EXPR_IMM_VERDICT, static_cast<std::uint32_t>(NFT_RETURN)); break;
+      case compile::VerdictKind::kAccept:
+        nftnl_expr_set_u32(e, NFTNL_EXPR_IMM_VERDICT, NF_ACCEPT);
+        break;
+      case compile::VerdictKind::kDrop:
+        nftnl_expr_set_u32(e, NFTNL_EXPR_IMM_VERDICT, NF_DROP);
+        break;
+      case compile::VerdictKind::kReturn:
+        nftnl_expr_set_u32(e, NFTNL_EXPR_IMM_VERDICT, static_cast<std::uint32_t>(NFT_RETURN));
+        break;
       case compile::VerdictKind::kJump:
         nftnl_expr_set_u32(e, NFTNL_EXPR_IMM_VERDICT, static_cast<std::uint32_t>(NFT_JUMP));
         nftnl_expr_set_str(e, NFTNL_EXPR_IMM_CHAIN, v.chain.c_str());
@@ -197,7 +210,8 @@ struct RuleBuilder {
         nftnl_expr_set_u32(e, NFTNL_EXPR_IMM_VERDICT, static_cast<std::uint32_t>(NFT_GOTO));
         nftnl_expr_set_str(e, NFTNL_EXPR_IMM_CHAIN, v.chain.c_str());
         break;
-      case compile::VerdictKind::kContinue: break;
+      case compile::VerdictKind::kContinue:
+        break;
     }
   }
 
@@ -237,27 +251,46 @@ struct RuleBuilder {
           cmp(NFT_CMP_EQ, std::string(1, static_cast<char>(IPPROTO_ICMPV6)));
         });
         break;
-      default: break;
+      default:
+        break;
     }
   }
 
   void load(Field f, std::uint32_t reg, bool inConcat) {
     switch (f) {
-      case Field::kIifname: meta(NFT_META_IIFNAME, reg); break;
-      case Field::kOifname: meta(NFT_META_OIFNAME, reg); break;
-      case Field::kIpSaddr: payload(NFT_PAYLOAD_NETWORK_HEADER, 12, 4, reg); break;
-      case Field::kIpDaddr: payload(NFT_PAYLOAD_NETWORK_HEADER, 16, 4, reg); break;
-      case Field::kIp6Saddr: payload(NFT_PAYLOAD_NETWORK_HEADER, 8, 16, reg); break;
-      case Field::kIp6Daddr: payload(NFT_PAYLOAD_NETWORK_HEADER, 24, 16, reg); break;
+      case Field::kIifname:
+        meta(NFT_META_IIFNAME, reg);
+        break;
+      case Field::kOifname:
+        meta(NFT_META_OIFNAME, reg);
+        break;
+      case Field::kIpSaddr:
+        payload(NFT_PAYLOAD_NETWORK_HEADER, 12, 4, reg);
+        break;
+      case Field::kIpDaddr:
+        payload(NFT_PAYLOAD_NETWORK_HEADER, 16, 4, reg);
+        break;
+      case Field::kIp6Saddr:
+        payload(NFT_PAYLOAD_NETWORK_HEADER, 8, 16, reg);
+        break;
+      case Field::kIp6Daddr:
+        payload(NFT_PAYLOAD_NETWORK_HEADER, 24, 16, reg);
+        break;
       case Field::kL4proto:
         meta(NFT_META_L4PROTO, reg);
         if (inConcat) byteorderHton(reg);
         break;
-      case Field::kThDport: payload(NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2, reg); break;
+      case Field::kThDport:
+        payload(NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2, reg);
+        break;
       case Field::kIcmpType:
-      case Field::kIcmp6Type: payload(NFT_PAYLOAD_TRANSPORT_HEADER, 0, 1, reg); break;
+      case Field::kIcmp6Type:
+        payload(NFT_PAYLOAD_TRANSPORT_HEADER, 0, 1, reg);
+        break;
       case Field::kIcmpCode:
-      case Field::kIcmp6Code: payload(NFT_PAYLOAD_TRANSPORT_HEADER, 1, 1, reg); break;
+      case Field::kIcmp6Code:
+        payload(NFT_PAYLOAD_TRANSPORT_HEADER, 1, 1, reg);
+        break;
     }
   }
 
@@ -289,7 +322,8 @@ struct RuleBuilder {
             rewindLoad(bytes);
             if (prefix % 8 != 0 || prefix == 0) {
               std::string mask(bytes, '\0');
-              for (int i = 0; i < prefix; ++i) mask[static_cast<std::size_t>(i / 8)] |= static_cast<char>(0x80 >> (i % 8));
+              for (int i = 0; i < prefix; ++i)
+                mask[static_cast<std::size_t>(i / 8)] |= static_cast<char>(0x80 >> (i % 8));
               bitwise(mask);
             }
             cmp(op, full.substr(0, bytes));
@@ -409,10 +443,18 @@ std::vector<ElementBytes> elementsOf(const compile::Set& s) {
           eb.verdict = NFT_GOTO;
           eb.chain = e.verdict->chain;
           break;
-        case compile::VerdictKind::kAccept: eb.verdict = NF_ACCEPT; break;
-        case compile::VerdictKind::kDrop: eb.verdict = NF_DROP; break;
-        case compile::VerdictKind::kReturn: eb.verdict = NFT_RETURN; break;
-        case compile::VerdictKind::kContinue: eb.verdict = NFT_CONTINUE; break;
+        case compile::VerdictKind::kAccept:
+          eb.verdict = NF_ACCEPT;
+          break;
+        case compile::VerdictKind::kDrop:
+          eb.verdict = NF_DROP;
+          break;
+        case compile::VerdictKind::kReturn:
+          eb.verdict = NFT_RETURN;
+          break;
+        case compile::VerdictKind::kContinue:
+          eb.verdict = NFT_CONTINUE;
+          break;
       }
     }
     out.push_back(std::move(eb));
@@ -522,9 +564,9 @@ LinearTable linearize(const compile::Table& t) {
     nftnl_chain_set_str(nc, NFTNL_CHAIN_NAME, c.name.c_str());
     nftnl_chain_set_u32(nc, NFTNL_CHAIN_FAMILY, NFPROTO_INET);
     if (c.hook) {
-      std::uint32_t hook = *c.hook == "forward"      ? NF_INET_FORWARD
-                           : *c.hook == "input"      ? NF_INET_LOCAL_IN
-                           : *c.hook == "prerouting" ? NF_INET_PRE_ROUTING
+      std::uint32_t hook = *c.hook == "forward"       ? NF_INET_FORWARD
+                           : *c.hook == "input"       ? NF_INET_LOCAL_IN
+                           : *c.hook == "prerouting"  ? NF_INET_PRE_ROUTING
                            : *c.hook == "postrouting" ? NF_INET_POST_ROUTING
                                                       : NF_INET_LOCAL_OUT;
       nftnl_chain_set_u32(nc, NFTNL_CHAIN_HOOKNUM, hook);
@@ -541,7 +583,8 @@ LinearTable linearize(const compile::Table& t) {
       nftnl_rule_set_str(nr, NFTNL_RULE_CHAIN, c.name.c_str());
       nftnl_rule_set_u32(nr, NFTNL_RULE_FAMILY, NFPROTO_INET);
       RuleBuilder b{nr};
-      if (r.ctState == compile::CtState::kEstablishedRelated) b.ctState(NF_CT_STATE_BIT(IP_CT_ESTABLISHED) | NF_CT_STATE_BIT(IP_CT_RELATED));
+      if (r.ctState == compile::CtState::kEstablishedRelated)
+        b.ctState(NF_CT_STATE_BIT(IP_CT_ESTABLISHED) | NF_CT_STATE_BIT(IP_CT_RELATED));
       if (r.ctState == compile::CtState::kInvalid) b.ctState(NF_CT_STATE_INVALID_BIT);
       std::vector<std::string> deps;
       for (const auto& m : r.matches) b.match(m, deps);
@@ -562,7 +605,8 @@ void addElements(nftnl_set* s, const std::vector<ElementBytes>& elements, bool k
   for (const auto& e : elements) {
     nftnl_set_elem* ne = nftnl_set_elem_alloc();
     // A catch-all element has no key.
-    if (!e.key.empty()) nftnl_set_elem_set(ne, NFTNL_SET_ELEM_KEY, e.key.data(), static_cast<std::uint32_t>(e.key.size()));
+    if (!e.key.empty())
+      nftnl_set_elem_set(ne, NFTNL_SET_ELEM_KEY, e.key.data(), static_cast<std::uint32_t>(e.key.size()));
     if (!e.keyEnd.empty())
       nftnl_set_elem_set(ne, NFTNL_SET_ELEM_KEY_END, e.keyEnd.data(), static_cast<std::uint32_t>(e.keyEnd.size()));
     if (e.flags) nftnl_set_elem_set_u32(ne, NFTNL_SET_ELEM_FLAGS, e.flags);
@@ -598,7 +642,8 @@ std::string ruleSignature(nftnl_rule* r) {
   // xtables-compat rules (iptables-nft) carry their match in these.
   if (nftnl_rule_is_set(r, NFTNL_RULE_COMPAT_PROTO))
     sig += " compat=" + std::to_string(nftnl_rule_get_u32(r, NFTNL_RULE_COMPAT_PROTO)) + "/" +
-           std::to_string(nftnl_rule_is_set(r, NFTNL_RULE_COMPAT_FLAGS) ? nftnl_rule_get_u32(r, NFTNL_RULE_COMPAT_FLAGS) : 0);
+           std::to_string(nftnl_rule_is_set(r, NFTNL_RULE_COMPAT_FLAGS) ? nftnl_rule_get_u32(r, NFTNL_RULE_COMPAT_FLAGS)
+                                                                        : 0);
   return sig;
 }
 
@@ -612,13 +657,16 @@ std::string ruleComment(nftnl_rule* r) {
 }
 
 std::string tableSignature(nftnl_table* t) {
-  std::string sig = "flags=" + std::to_string(nftnl_table_is_set(t, NFTNL_TABLE_FLAGS) ? nftnl_table_get_u32(t, NFTNL_TABLE_FLAGS) : 0);
+  std::string sig =
+      "flags=" +
+      std::to_string(nftnl_table_is_set(t, NFTNL_TABLE_FLAGS) ? nftnl_table_get_u32(t, NFTNL_TABLE_FLAGS) : 0);
   if (nftnl_table_is_set(t, NFTNL_TABLE_USERDATA)) {
     std::uint32_t len = 0;
     const void* ud = nftnl_table_get_data(t, NFTNL_TABLE_USERDATA, &len);
     sig += " udata=" + hex(ud, len);
   }
-  if (nftnl_table_is_set(t, NFTNL_TABLE_OWNER)) sig += " owner=" + std::to_string(nftnl_table_get_u32(t, NFTNL_TABLE_OWNER));
+  if (nftnl_table_is_set(t, NFTNL_TABLE_OWNER))
+    sig += " owner=" + std::to_string(nftnl_table_get_u32(t, NFTNL_TABLE_OWNER));
   return sig;
 }
 
@@ -631,7 +679,8 @@ std::string setSignature(nftnl_set* s) {
     if (nftnl_set_is_set(s, attr)) sig += std::string(name) + "=" + std::to_string(nftnl_set_get_u64(s, attr)) + " ";
   };
   // The kernel leaves out a zero flags attribute.
-  sig += "flags=" + std::to_string(nftnl_set_is_set(s, NFTNL_SET_FLAGS) ? nftnl_set_get_u32(s, NFTNL_SET_FLAGS) : 0) + " ";
+  sig +=
+      "flags=" + std::to_string(nftnl_set_is_set(s, NFTNL_SET_FLAGS) ? nftnl_set_get_u32(s, NFTNL_SET_FLAGS) : 0) + " ";
   u32(NFTNL_SET_KEY_TYPE, "keytype");
   u32(NFTNL_SET_KEY_LEN, "keylen");
   u32(NFTNL_SET_DATA_TYPE, "datatype");
@@ -672,9 +721,11 @@ std::string chainSignature(nftnl_chain* c) {
   if (nftnl_chain_is_set(c, NFTNL_CHAIN_HOOKNUM)) {
     sig += " hook=" + std::to_string(nftnl_chain_get_u32(c, NFTNL_CHAIN_HOOKNUM));
     sig += " prio=" + std::to_string(nftnl_chain_get_s32(c, NFTNL_CHAIN_PRIO));
-    sig += " type=" + std::string(nftnl_chain_is_set(c, NFTNL_CHAIN_TYPE) ? nftnl_chain_get_str(c, NFTNL_CHAIN_TYPE) : "");
-    sig += " policy=" + (nftnl_chain_is_set(c, NFTNL_CHAIN_POLICY) ? std::to_string(nftnl_chain_get_u32(c, NFTNL_CHAIN_POLICY))
-                                                                   : std::string("none"));
+    sig +=
+        " type=" + std::string(nftnl_chain_is_set(c, NFTNL_CHAIN_TYPE) ? nftnl_chain_get_str(c, NFTNL_CHAIN_TYPE) : "");
+    sig += " policy=" + (nftnl_chain_is_set(c, NFTNL_CHAIN_POLICY)
+                             ? std::to_string(nftnl_chain_get_u32(c, NFTNL_CHAIN_POLICY))
+                             : std::string("none"));
   } else {
     sig += " regular";
   }

@@ -3,12 +3,12 @@
 // against the generation, and error collection.
 #include "netlink.h"
 
+#include <unistd.h>
+#include <libnftnl/gen.h>
 #include <linux/netfilter.h>
 #include <linux/netfilter/nf_tables.h>
 #include <linux/netfilter/nfnetlink.h>
-#include <libnftnl/gen.h>
 #include <sys/socket.h>
-#include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
@@ -97,18 +97,19 @@ Expected<std::uint32_t> Socket::generation() {
   } ctx;
   ssize_t n = mnl_socket_recvfrom(nl_, buf.data(), buf.size());
   if (n < 0) return systemError(ErrorCode::kKernel, "reading the ruleset generation failed", errno);
-  int ret = mnl_cb_run(buf.data(), static_cast<std::size_t>(n), seq, mnl_socket_get_portid(nl_),
-                       [](const nlmsghdr* h, void* data) -> int {
-                         auto* c = static_cast<Ctx*>(data);
-                         nftnl_gen* g = nftnl_gen_alloc();
-                         if (nftnl_gen_nlmsg_parse(h, g) == 0 && nftnl_gen_is_set(g, NFTNL_GEN_ID)) {
-                           c->found = true;
-                           c->id = nftnl_gen_get_u32(g, NFTNL_GEN_ID);
-                         }
-                         nftnl_gen_free(g);
-                         return MNL_CB_OK;
-                       },
-                       &ctx);
+  int ret = mnl_cb_run(
+      buf.data(), static_cast<std::size_t>(n), seq, mnl_socket_get_portid(nl_),
+      [](const nlmsghdr* h, void* data) -> int {
+        auto* c = static_cast<Ctx*>(data);
+        nftnl_gen* g = nftnl_gen_alloc();
+        if (nftnl_gen_nlmsg_parse(h, g) == 0 && nftnl_gen_is_set(g, NFTNL_GEN_ID)) {
+          c->found = true;
+          c->id = nftnl_gen_get_u32(g, NFTNL_GEN_ID);
+        }
+        nftnl_gen_free(g);
+        return MNL_CB_OK;
+      },
+      &ctx);
   if (ret < 0) return systemError(ErrorCode::kKernel, "reading the ruleset generation failed", errno);
   if (!ctx.found) return makeError(ErrorCode::kKernel, "the kernel's generation reply had no generation id");
   return ctx.id;
@@ -160,7 +161,8 @@ Expected<void> Socket::dump(std::uint16_t type, std::uint32_t generation, const 
   const std::uint32_t seq = ++seq_;
   nlmsghdr* nlh = nftnl_nlmsg_build_hdr(buf.data(), type, NFPROTO_INET, NLM_F_DUMP | NLM_F_ACK, seq);
   fill(nlh);
-  if (mnl_socket_sendto(nl_, nlh, nlh->nlmsg_len) < 0) return systemError(ErrorCode::kKernel, "dump request failed", errno);
+  if (mnl_socket_sendto(nl_, nlh, nlh->nlmsg_len) < 0)
+    return systemError(ErrorCode::kKernel, "dump request failed", errno);
   const auto portid = mnl_socket_get_portid(nl_);
   struct Ctx {
     const std::function<void(const nlmsghdr*)>* each;
@@ -170,17 +172,18 @@ Expected<void> Socket::dump(std::uint16_t type, std::uint32_t generation, const 
   for (;;) {
     ssize_t n = mnl_socket_recvfrom(nl_, buf.data(), buf.size());
     if (n < 0) return systemError(ErrorCode::kKernel, "dump failed", errno);
-    int ret = mnl_cb_run(buf.data(), static_cast<std::size_t>(n), seq, portid,
-                         [](const nlmsghdr* h, void* data) -> int {
-                           auto* c = static_cast<Ctx*>(data);
-                           // The kernel stamps each message with the low 16 bits of its generation
-                           // (as nft's check_genid reads it).
-                           const auto* nfg = static_cast<const nfgenmsg*>(mnl_nlmsg_get_payload(h));
-                           if (ntohs(nfg->res_id) != c->generation) c->moved = true;
-                           if (!c->moved) (*c->each)(h);
-                           return MNL_CB_OK;
-                         },
-                         &ctx);
+    int ret = mnl_cb_run(
+        buf.data(), static_cast<std::size_t>(n), seq, portid,
+        [](const nlmsghdr* h, void* data) -> int {
+          auto* c = static_cast<Ctx*>(data);
+          // The kernel stamps each message with the low 16 bits of its generation
+          // (as nft's check_genid reads it).
+          const auto* nfg = static_cast<const nfgenmsg*>(mnl_nlmsg_get_payload(h));
+          if (ntohs(nfg->res_id) != c->generation) c->moved = true;
+          if (!c->moved) (*c->each)(h);
+          return MNL_CB_OK;
+        },
+        &ctx);
     if (ret < 0 && errno == EINTR) ctx.moved = true;  // NLM_F_DUMP_INTR
     if (ctx.moved) {
       // Read the rest of this dump, so that the socket is clean for the next request.

@@ -22,8 +22,8 @@ namespace vpcfw::nft {
 
 struct KernelError {
   std::uint32_t seq = 0;
-  int error = 0;            // positive errno
-  std::string what;         // the object the failing message was about
+  int error = 0;     // positive errno
+  std::string what;  // the object the failing message was about
 };
 
 // One transaction: BEGIN (with the generation), messages, END (omitted in check mode).
@@ -75,7 +75,8 @@ class Socket {
   // must come from `generation` (its nfgenmsg res_id) and the dump must not
   // be interrupted (NLM_F_DUMP_INTR); otherwise the error is kBusy and the
   // caller reads again.
-  [[nodiscard]] Expected<void> dump(std::uint16_t type, std::uint32_t generation, const std::function<void(nlmsghdr*)>& fill,
+  [[nodiscard]] Expected<void> dump(std::uint16_t type, std::uint32_t generation,
+                                    const std::function<void(nlmsghdr*)>& fill,
                                     const std::function<void(const nlmsghdr*)>& each);
 
  private:

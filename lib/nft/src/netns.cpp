@@ -2,9 +2,9 @@
 #include "vpcfw/nft/netns.h"
 
 #include <fcntl.h>
-#include <sys/stat.h>
 #include <sched.h>
 #include <unistd.h>
+#include <sys/stat.h>
 
 #include <cerrno>
 #include <cstring>
@@ -25,7 +25,8 @@ Expected<void> runInNetns(const std::optional<std::string>& name, const std::fun
   std::thread worker([&] {
     const std::string path = netnsPath(*name);
     if (path.empty()) {
-      result = makeError(ErrorCode::kInvalidArgument, fmt::format("{} cannot name a network namespace", quoteForMessage(*name)));
+      result = makeError(ErrorCode::kInvalidArgument,
+                         fmt::format("{} cannot name a network namespace", quoteForMessage(*name)));
       return;
     }
     // Without blocking: whatever sits in /run/netns, a FIFO must not hang us (setns refuses non-namespaces).
@@ -51,7 +52,8 @@ Expected<std::string> netnsIdentity(const std::optional<std::string>& name) {
   // /proc/thread-self: this thread's namespace, which a runInNetns worker has changed.
   const std::string path = name ? netnsPath(*name) : std::string("/proc/thread-self/ns/net");
   if (path.empty())
-    return makeError(ErrorCode::kInvalidArgument, fmt::format("{} cannot name a network namespace", quoteForMessage(*name)));
+    return makeError(ErrorCode::kInvalidArgument,
+                     fmt::format("{} cannot name a network namespace", quoteForMessage(*name)));
   struct stat st {};
   if (stat(path.c_str(), &st) != 0)
     return systemError(ErrorCode::kNotFound, name ? "network namespace '" + *name + "'" : path, errno);

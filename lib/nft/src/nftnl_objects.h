@@ -57,7 +57,7 @@ struct ElementBytes {
   int verdict = 0;
   std::string chain;
   bool hasVerdict = false;
-  std::string data;          // map data other than verdicts
+  std::string data;  // map data other than verdicts
   std::uint64_t timeout = 0;
   std::string userdata, expressions, objref;
   auto operator<=>(const ElementBytes&) const = default;

@@ -4,8 +4,8 @@
 #include "vpcfw/probe/conntrack.h"
 
 #include <arpa/inet.h>
-#include <libnetfilter_conntrack/libnetfilter_conntrack.h>
 #include <netinet/in.h>
+#include <libnetfilter_conntrack/libnetfilter_conntrack.h>
 #include <sys/socket.h>
 
 #include <cerrno>

@@ -2,8 +2,8 @@
 // ICMP probes and baseline frames.
 #include "vpcfw/probe/packet.h"
 
-#include <linux/if_ether.h>
 #include <netinet/in.h>
+#include <linux/if_ether.h>
 
 #include <cstring>
 
@@ -74,7 +74,8 @@ bool isRequest(const ProbeSpec& p, const Seen& s) {
 bool isReply(const ProbeSpec& p, const Seen& s) {
   if (s.proto != p.protocol.number()) return false;
   if (s.proto == IPPROTO_TCP)
-    return s.sport == p.port && s.dport == p.sourcePort && (((s.tcpFlags & kSyn) && (s.tcpFlags & kAck)) || (s.tcpFlags & kRst));
+    return s.sport == p.port && s.dport == p.sourcePort &&
+           (((s.tcpFlags & kSyn) && (s.tcpFlags & kAck)) || (s.tcpFlags & kRst));
   if (s.proto == IPPROTO_UDP) return s.sport == p.port && s.dport == p.sourcePort;
   return isEcho(p) && s.icmpType == replyType(p) && s.icmpId == p.icmpId;
 }

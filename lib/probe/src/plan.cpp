@@ -25,7 +25,9 @@ Expected<std::uint16_t> IdentifierPool::draw(int protocol, std::uint32_t first, 
                                net::Protocol(protocol).toString(), first, last));
 }
 
-Expected<std::uint16_t> IdentifierPool::sourcePort(int protocol) { return draw(protocol, kFirstSourcePort, kLastSourcePort); }
+Expected<std::uint16_t> IdentifierPool::sourcePort(int protocol) {
+  return draw(protocol, kFirstSourcePort, kLastSourcePort);
+}
 Expected<std::uint16_t> IdentifierPool::icmpId(int protocol) { return draw(protocol, 0, 0xffff); }
 
 bool reachable(const ProbeResult& r) {
@@ -133,7 +135,9 @@ std::map<int, std::vector<std::uint16_t>> mentionedPorts(const model::Model& m, 
   return out;
 }
 
-std::string Service::name() const { return proto.hasPorts() ? fmt::format("{}/{}", proto.toString(), port) : proto.toString(); }
+std::string Service::name() const {
+  return proto.hasPorts() ? fmt::format("{}/{}", proto.toString(), port) : proto.toString();
+}
 
 const Trial* Matrix::at(const Cell& c) const {
   auto it = index.find(c);
@@ -181,9 +185,14 @@ Summary summarize(const std::vector<Trial>& trials) {
     ++s.probes;
     if (reachable(t.observed)) ++s.reachable;
     switch (agreement(t)) {
-      case Agreement::kNotCarriedOut: ++s.harnessErrors; break;
-      case Agreement::kDisagrees: ++s.disagreements; break;
-      case Agreement::kAgrees: break;
+      case Agreement::kNotCarriedOut:
+        ++s.harnessErrors;
+        break;
+      case Agreement::kDisagrees:
+        ++s.disagreements;
+        break;
+      case Agreement::kAgrees:
+        break;
     }
   }
   return s;

@@ -4,12 +4,12 @@
 #include "vpcfw/probe/run.h"
 
 #include <arpa/inet.h>
-#include <fmt/format.h>
-#include <linux/if_ether.h>
-#include <linux/if_packet.h>
 #include <net/if.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <fmt/format.h>
+#include <linux/if_ether.h>
+#include <linux/if_packet.h>
 #include <sys/socket.h>
 
 #include <algorithm>
@@ -22,8 +22,8 @@
 #include <variant>
 
 #include "fd.h"
-#include "vpcfw/probe/packet.h"
 #include "vpcfw/nft/netns.h"
+#include "vpcfw/probe/packet.h"
 
 namespace vpcfw::probe {
 namespace {
@@ -89,8 +89,8 @@ std::string protoName(const ProbeSpec& p) { return p.protocol.toString(); }
 // anything is sent.
 struct Observer {
   Fd fd;
-  std::string openError;         // it could not be opened: nothing it reports counts
-  std::string blind;             // a baseline it missed, or packets it lost: its negatives do not count
+  std::string openError;              // it could not be opened: nothing it reports counts
+  std::string blind;                  // a baseline it missed, or packets it lost: its negatives do not count
   std::vector<std::size_t> from, to;  // probes starting / ending here
 };
 
@@ -100,7 +100,7 @@ struct Baseline {
   LinkEnd from;
   bool closing = false;  // sent after the probes (else before)
   bool seen = false;
-  std::string error;     // it could not be sent
+  std::string error;  // it could not be sent
 };
 
 enum class Kind { kTcp, kUdp };
@@ -117,7 +117,7 @@ struct Probe {
   Fd fd;
   bool waiting = false;  // the client socket waits for the reply
   bool done = false;
-  std::string error;     // the harness failed it
+  std::string error;  // the harness failed it
   bool requestLeft = false, requestArrived = false, replySent = false, replyAtSource = false, replyReturned = false;
   std::string detail;
   Clock::time_point sent;
@@ -197,8 +197,7 @@ class Harness {
     bool ok = setInt(*fd, SOL_SOCKET, SO_REUSEADDR, 1) && (v4 || setInt(*fd, IPPROTO_IPV6, IPV6_V6ONLY, 1));
     // UDP replies leave from the address the datagram came to (the internet
     // namespace answers for whole ranges).
-    if (ok && !tcp)
-      ok = v4 ? setInt(*fd, IPPROTO_IP, IP_PKTINFO, 1) : setInt(*fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, 1);
+    if (ok && !tcp) ok = v4 ? setInt(*fd, IPPROTO_IP, IP_PKTINFO, 1) : setInt(*fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, 1);
     SockAddr any = sockAddr(net::Cidr::any(v4 ? net::Family::kIpv4 : net::Family::kIpv6).network(), port);
     if (ok && bind(fd->get(), any.get(), any.len) != 0) {
       // A service of the lab's own already has the port: it answers instead.
@@ -268,7 +267,8 @@ class Harness {
     auto fd = s.protocol.hasPorts()
                   ? socketIn(s.srcNs, v4 ? AF_INET : AF_INET6, tcp ? SOCK_STREAM : SOCK_DGRAM, 0)
                   : socketIn(s.srcNs, v4 ? AF_INET : AF_INET6, SOCK_RAW, v4 ? int{IPPROTO_ICMP} : int{IPPROTO_ICMPV6});
-    if (!fd) return fail(p, fmt::format("cannot open the {} socket in {}: {}", protoName(s), s.srcNs, fd.error().message));
+    if (!fd)
+      return fail(p, fmt::format("cannot open the {} socket in {}: {}", protoName(s), s.srcNs, fd.error().message));
     p.fd = std::move(*fd);
     // The internet's hosts are AnyIP addresses: bind them without a local address.
     if (!setInt(p.fd, v4 ? IPPROTO_IP : IPPROTO_IPV6, v4 ? IP_FREEBIND : IPV6_FREEBIND, 1) ||
@@ -276,7 +276,8 @@ class Harness {
       return fail(p, fmt::format("cannot set up the {} socket in {}: {}", protoName(s), s.srcNs, errnoText(errno)));
     SockAddr from = sockAddr(s.src, s.protocol.hasPorts() ? s.sourcePort : 0);
     if (bind(p.fd.get(), from.get(), from.len) != 0)
-      return fail(p, fmt::format("cannot bind {} port {} in {}: {}", s.src.toString(), s.sourcePort, s.srcNs, errnoText(errno)));
+      return fail(p, fmt::format("cannot bind {} port {} in {}: {}", s.src.toString(), s.sourcePort, s.srcNs,
+                                 errnoText(errno)));
     SockAddr to = sockAddr(s.dst, s.port);
     if (s.protocol.hasPorts()) {
       if (connect(p.fd.get(), to.get(), to.len) != 0 && errno != EINPROGRESS)
@@ -309,16 +310,21 @@ class Harness {
       socklen_t len = sizeof err;
       if (getsockopt(p.fd.get(), SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
       // Connected; a reset right after is the listener closing it.
-      if (err == 0 || err == ECONNRESET || err == EPIPE) finish(p, true, "");
-      else if (err == ECONNREFUSED) finish(p, true, "refused (reset)");
-      else finish(p, false, errnoText(err));
+      if (err == 0 || err == ECONNRESET || err == EPIPE)
+        finish(p, true, "");
+      else if (err == ECONNREFUSED)
+        finish(p, true, "refused (reset)");
+      else
+        finish(p, false, errnoText(err));
       return;
     }
     if (s.protocol.number() == net::Protocol::kUdp) {
       char buf[2048];
       const ssize_t n = recv(p.fd.get(), buf, sizeof buf, 0);
-      if (n >= 0) finish(p, true, "");
-      else if (errno != EAGAIN && errno != EWOULDBLOCK) finish(p, false, errnoText(errno));
+      if (n >= 0)
+        finish(p, true, "");
+      else if (errno != EAGAIN && errno != EWOULDBLOCK)
+        finish(p, false, errnoText(errno));
       return;
     }
     unsigned char buf[2048];
@@ -345,7 +351,8 @@ class Harness {
       const bool outgoing = ll.sll_pkttype == PACKET_OUTGOING;
       if (ntohs(ll.sll_protocol) == kBaselineEthertype) {
         if (outgoing) continue;
-        if (auto i = parseBaseline(packet, nonce_); i && *i < baselines_.size() && &observers_.at(baselines_[*i].into) == &o)
+        if (auto i = parseBaseline(packet, nonce_);
+            i && *i < baselines_.size() && &observers_.at(baselines_[*i].into) == &o)
           baselines_[*i].seen = true;
         continue;
       }
@@ -442,12 +449,17 @@ class Harness {
     if (n < 0) return errno == EINTR;
     for (std::size_t k = 0; k < pf.size(); ++k) {
       if (!pf[k].revents) continue;
-      std::visit([this](auto* s) {
-        using T = std::remove_pointer_t<decltype(s)>;
-        if constexpr (std::is_same_v<T, Observer>) observe(*s);
-        else if constexpr (std::is_same_v<T, Listener>) serve(*s);
-        else if (s->waiting) client(*s);
-      }, on[k]);
+      std::visit(
+          [this](auto* s) {
+            using T = std::remove_pointer_t<decltype(s)>;
+            if constexpr (std::is_same_v<T, Observer>)
+              observe(*s);
+            else if constexpr (std::is_same_v<T, Listener>)
+              serve(*s);
+            else if (s->waiting)
+              client(*s);
+          },
+          on[k]);
     }
     return true;
   }
@@ -493,7 +505,8 @@ class Harness {
     for (const auto& b : baselines_) {
       auto& o = observers_.at(b.into);
       if (!o.blind.empty()) continue;
-      if (!b.error.empty()) o.blind = b.error;
+      if (!b.error.empty())
+        o.blind = b.error;
       else if (!b.seen)
         o.blind = fmt::format("baseline failed: a frame sent into {} from {} in {} {} the probes was not seen there",
                               b.into, b.from.ifname, b.from.ns, b.closing ? "after" : "before");

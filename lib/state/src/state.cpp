@@ -3,10 +3,10 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <unistd.h>
 #include <sys/file.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 #include <fmt/format.h>
 
@@ -48,8 +48,8 @@ Expected<void> checkOwned(int fd, const std::string& path, bool directory) {
   struct stat st {};
   if (fstat(fd, &st) != 0) return systemError(ErrorCode::kIo, "stat " + path, errno);
   if (directory ? !S_ISDIR(st.st_mode) : !S_ISREG(st.st_mode))
-    return makeError(ErrorCode::kIo, fmt::format("{} is not a {}; refusing to use it", path,
-                                                 directory ? "directory" : "regular file"));
+    return makeError(ErrorCode::kIo,
+                     fmt::format("{} is not a {}; refusing to use it", path, directory ? "directory" : "regular file"));
   if (st.st_uid != geteuid())
     return makeError(ErrorCode::kIo, fmt::format("{} is owned by uid {}, not by uid {}; refusing to trust it", path,
                                                  st.st_uid, geteuid()));
@@ -119,7 +119,8 @@ std::string lockFileName(std::string_view kind, std::string_view name) {
 
 Expected<Dir> Dir::open(std::string_view sub) {
   const std::string root = runDir();
-  if (root.empty() || root.front() != '/') return makeError(ErrorCode::kInvalidArgument, "the state directory must be an absolute path");
+  if (root.empty() || root.front() != '/')
+    return makeError(ErrorCode::kInvalidArgument, "the state directory must be an absolute path");
   if (auto ok = checkName(sub, root); !ok) return unexpected(ok.error());
   // The root's parent (/run) is the system's; the root itself and below are ours.
   const auto slash = root.find_last_of('/');

@@ -65,7 +65,8 @@ TEST_CASE("vpcfw explain: exit 1 when blocked, naming the code and rule") {
 }
 
 TEST_CASE("vpcfw explain --json is machine-readable") {
-  auto r = run({"explain", example("two-tier"), "--from", "web1", "--to", "db1", "--proto", "tcp", "--port", "22", "--json"});
+  auto r = run(
+      {"explain", example("two-tier"), "--from", "web1", "--to", "db1", "--proto", "tcp", "--port", "22", "--json"});
   CHECK(r.status == 1);
   auto j = nlohmann::json::parse(r.out);
   CHECK(j["reachable"] == false);
@@ -82,7 +83,8 @@ TEST_CASE("vpcfw usage errors exit 2") {
   auto noPort = run({"explain", example("two-tier"), "--from", "web1", "--to", "db1", "--proto", "tcp"});
   CHECK(noPort.status == 2);
   CHECK(noPort.err.find("--port 0..65535 is required for tcp") != std::string::npos);
-  auto unknown = run({"explain", example("two-tier"), "--from", "web9", "--to", "db1", "--proto", "tcp", "--port", "1"});
+  auto unknown =
+      run({"explain", example("two-tier"), "--from", "web9", "--to", "db1", "--proto", "tcp", "--port", "1"});
   CHECK(unknown.status == 2);
   CHECK(unknown.err.find("'web9' is neither an instance") != std::string::npos);
   CHECK(run({"explain", "/nonexistent.yaml", "--from", "a", "--to", "b", "--port", "1"}).status == 2);

@@ -80,7 +80,8 @@ bool rulesMatch(const std::vector<AddressMatch>& ms, const Packet& p) {
   for (const auto& m : ms) {
     if (!m.cidr.contains(p.addr)) continue;
     switch (m.l4.kind) {
-      case L4Match::Kind::kAll: return true;
+      case L4Match::Kind::kAll:
+        return true;
       case L4Match::Kind::kProtocol:
         if (p.protocol == m.l4.protocol) return true;
         break;
@@ -126,7 +127,8 @@ TEST_CASE("integer ranges merge when they overlap or touch") {
 }
 
 TEST_CASE("CIDRs merge into disjoint address ranges") {
-  auto r = compile::mergeCidrs({cidr("10.0.0.0/25"), cidr("10.0.0.128/25"), cidr("10.0.0.64/26"), cidr("192.0.2.0/24")});
+  auto r =
+      compile::mergeCidrs({cidr("10.0.0.0/25"), cidr("10.0.0.128/25"), cidr("10.0.0.64/26"), cidr("192.0.2.0/24")});
   REQUIRE(r.size() == 2);
   CHECK(r[0].lo == ip("10.0.0.0"));
   CHECK(r[0].hi == ip("10.0.0.255"));
@@ -152,7 +154,8 @@ TEST_CASE("the classic web rules compile to few elements") {
   // Many CIDRs on one port: one element per merged address range.
   std::vector<AddressMatch> many;
   for (int i = 0; i < 50; ++i)
-    many.push_back({net::Cidr::make(net::IpAddress::v4(0x0a000000u + static_cast<std::uint32_t>(i) * 256), 24), ports(6, 443, 443)});
+    many.push_back({net::Cidr::make(net::IpAddress::v4(0x0a000000u + static_cast<std::uint32_t>(i) * 256), 24),
+                    ports(6, 443, 443)});
   auto m = compile::buildSetElements(many);
   CHECK(m.ports.size() == 1);  // 10.0.0.0 - 10.0.49.255
 }
@@ -176,7 +179,9 @@ TEST_CASE("ICMP type and code ranges become disjoint boxes") {
 
 TEST_CASE("random rule sets: elements are disjoint and match exactly the union of the rules") {
   std::mt19937 rng(20261127);
-  auto pick = [&](std::uint32_t lo, std::uint32_t hi) { return std::uniform_int_distribution<std::uint32_t>(lo, hi)(rng); };
+  auto pick = [&](std::uint32_t lo, std::uint32_t hi) {
+    return std::uniform_int_distribution<std::uint32_t>(lo, hi)(rng);
+  };
   // A small address and port space so that rules overlap a lot.
   auto randomAddr = [&] { return net::IpAddress::v4(0x0a000000u | (pick(0, 3) << 8) | pick(0, 255)); };
   int checked = 0;
@@ -184,11 +189,15 @@ TEST_CASE("random rule sets: elements are disjoint and match exactly the union o
     std::vector<AddressMatch> ms;
     const auto n = pick(1, 12);
     for (std::uint32_t i = 0; i < n; ++i) {
-      net::Cidr c = pick(0, 20) == 0 ? cidr("0.0.0.0/0") : net::Cidr::make(randomAddr(), static_cast<int>(pick(22, 32)));
+      net::Cidr c =
+          pick(0, 20) == 0 ? cidr("0.0.0.0/0") : net::Cidr::make(randomAddr(), static_cast<int>(pick(22, 32)));
       L4Match l4;
       switch (pick(0, 3)) {
-        case 0: break;  // all
-        case 1: l4 = proto(static_cast<std::uint8_t>(pick(46, 48))); break;
+        case 0:
+          break;  // all
+        case 1:
+          l4 = proto(static_cast<std::uint8_t>(pick(46, 48)));
+          break;
         case 2: {
           auto a = pick(0, 40), b = pick(0, 40);
           l4 = ports(pick(0, 1) ? 6 : 17, std::min(a, b), std::max(a, b));
@@ -212,7 +221,8 @@ TEST_CASE("random rule sets: elements are disjoint and match exactly the union o
     REQUIRE(disjoint(s.ports));
     REQUIRE(disjoint(s.icmp));
     for (int k = 0; k < 200; ++k) {
-      Packet p{pick(0, 30) == 0 ? net::IpAddress::v4(pick(0, 0xffffffffu)) : randomAddr(), 0, pick(0, 42), pick(0, 6), pick(0, 6)};
+      Packet p{pick(0, 30) == 0 ? net::IpAddress::v4(pick(0, 0xffffffffu)) : randomAddr(), 0, pick(0, 42), pick(0, 6),
+               pick(0, 6)};
       const std::uint32_t protos[] = {1, 6, 17, 46, 47, 48, 50};
       p.protocol = protos[pick(0, 6)];
       INFO("round " << round << " packet " << p.addr.toString() << " proto " << p.protocol << " port " << p.port

@@ -73,9 +73,9 @@ TEST_CASE("41 ENIs: four shards, every ENI in exactly one, its rules in its shar
     const auto eni = std::get<std::string>(e.key[0]);
     const auto shard = e.verdict->chain.substr(e.verdict->chain.size() - 1);
     const auto* s = findSet(t, "sg_in_ports4_s" + shard);
-    bool found = eni == "eni-adm" || std::any_of(s->elements.begin(), s->elements.end(), [&](const compile::SetElement& x) {
-                   return std::get<std::string>(x.key[0]) == eni;
-                 });
+    bool found = eni == "eni-adm" ||
+                 std::any_of(s->elements.begin(), s->elements.end(),
+                             [&](const compile::SetElement& x) { return std::get<std::string>(x.key[0]) == eni; });
     CHECK_MESSAGE(found, eni);
   }
   CHECK(used.size() == 4);

@@ -2,12 +2,12 @@
 // would: FIFOs (which must not block), devices, directories, sockets, symlinks
 // to them, files above the size limit (also files whose size says 0), files
 // that fail to read; and `vpcfw validate --json` on bytes that are not UTF-8.
-#include <doctest/doctest.h>
 #include <fcntl.h>
+#include <unistd.h>
+#include <doctest/doctest.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
-#include <unistd.h>
 
 #include <chrono>
 #include <cstdlib>

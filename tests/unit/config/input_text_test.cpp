@@ -228,7 +228,8 @@ TEST_CASE("control characters and invalid UTF-8 never reach a message raw") {
   vpcfw::model::Model m;
   vpcfw::Diagnostics diags;
   REQUIRE(vpcfw::config::parseConfig(
-      kVpc + "security_groups:\n  - {name: g, vpc: v, description: \"caf\xc3\xa9 \xe6\x97\xa5\"}\n", "t.yaml", m, diags));
+      kVpc + "security_groups:\n  - {name: g, vpc: v, description: \"caf\xc3\xa9 \xe6\x97\xa5\"}\n", "t.yaml", m,
+      diags));
   CHECK(m.groups.at(0).description == "caf\xc3\xa9 \xe6\x97\xa5");
   // Free text is bounded: a description of 2 KB is refused by the loader.
   auto d =

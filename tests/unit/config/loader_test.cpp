@@ -139,7 +139,8 @@ TEST_CASE("wrong shapes are reported where they are") {
   CHECK(hasDiagnostic(loadDiagnostics("vpcs: {name: v}\n"), "1:7: error: vpcs must be a list"));
   CHECK(hasDiagnostic(loadDiagnostics("- a\n- b\n"), "1:1: error: the config file must be a mapping"));
   CHECK(hasDiagnostic(loadDiagnostics("vpcs: [hello]\n"), "1:8: error: each entry of 'vpcs' (VPC) must be a mapping"));
-  CHECK(hasDiagnostic(loadDiagnostics("vpcs:\n  - {cidr: 10.0.0.0/16}\n"), "2:5: error: VPC is missing required key 'name'"));
+  CHECK(hasDiagnostic(loadDiagnostics("vpcs:\n  - {cidr: 10.0.0.0/16}\n"),
+                      "2:5: error: VPC is missing required key 'name'"));
 }
 
 TEST_CASE("names are limited to a safe alphabet") {

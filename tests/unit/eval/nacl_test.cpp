@@ -62,12 +62,13 @@ TEST_CASE("IPv4 rules never match IPv6 traffic and vice versa, each family has i
       - {rule: 100, protocol: all, cidr: 0.0.0.0/0, action: allow}
       - {rule: 110, protocol: tcp, ports: 443, cidr: "2001:db8::/32", action: allow}
 )");
-  check(m, {
-               {"IPv4 allowed by 100", makePacket("tcp", "192.0.2.1", "10.0.1.10", 22), true, "100"},
-               {"IPv6 skips 100, allowed by 110", makePacket("tcp", "2001:db8::1", "2001:db8:1:1::10", 443), true, "110"},
-               {"IPv6 not 443: IPv6 '*'", makePacket("tcp", "2001:db8::1", "2001:db8:1:1::10", 22), false, "*"},
-               {"IPv6 outside 2001:db8::/32", makePacket("tcp", "2001:db9::1", "2001:db8:1:1::10", 443), false, "*"},
-           });
+  check(m,
+        {
+            {"IPv4 allowed by 100", makePacket("tcp", "192.0.2.1", "10.0.1.10", 22), true, "100"},
+            {"IPv6 skips 100, allowed by 110", makePacket("tcp", "2001:db8::1", "2001:db8:1:1::10", 443), true, "110"},
+            {"IPv6 not 443: IPv6 '*'", makePacket("tcp", "2001:db8::1", "2001:db8:1:1::10", 22), false, "*"},
+            {"IPv6 outside 2001:db8::/32", makePacket("tcp", "2001:db9::1", "2001:db8:1:1::10", 443), false, "*"},
+        });
   const auto& acl = m.nacls[m.findNacl("a", 0)];
   auto r = eval::evaluateNacl(acl, Direction::kIngress, makePacket("tcp", "2001:db8::1", "2001:db8:1:1::10", 22));
   CHECK(r.rule->number == 32768);

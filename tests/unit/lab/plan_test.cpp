@@ -121,7 +121,8 @@ TEST_CASE("peering: a link between the routers, routes only where the route tabl
   std::vector<std::string> links;
   for (const auto& l : plan->links)
     if (l.what.rfind("peering", 0) == 0) links.push_back(l.ns + " " + l.name + " " + l.peerNs);
-  CHECK(links == std::vector<std::string>{"vpcfw-alpha pcx-alpha-beta vpcfw-beta", "vpcfw-beta pcx-beta-gamma vpcfw-gamma"});
+  CHECK(links ==
+        std::vector<std::string>{"vpcfw-alpha pcx-alpha-beta vpcfw-beta", "vpcfw-beta pcx-beta-gamma vpcfw-gamma"});
   const auto& a = ns(*plan, "vpcfw-alpha");
   CAPTURE(routes(a));
   CHECK(hasRoute(a, "10.2.0.0/16 via 169.254.1.2 dev pcx-alpha-beta onlink table 100"));
@@ -154,7 +155,8 @@ instances:
 )");
   auto plan = lab::planLab(m, "vpcfw:internet");
   REQUIRE(plan);
-  CHECK(std::none_of(plan->links.begin(), plan->links.end(), [](const lab::LinkPlan& l) { return l.what == "peering ab"; }));
+  CHECK(std::none_of(plan->links.begin(), plan->links.end(),
+                     [](const lab::LinkPlan& l) { return l.what == "peering ab"; }));
   CHECK(hasRoute(ns(*plan, "vpcfw-a"), "blackhole 10.2.0.0/16 table 100"));
 }
 
@@ -205,7 +207,8 @@ TEST_CASE("the internet namespace is the caller's: named in the plan, checked, n
   CHECK(ns(*plan, "vpcfw:internet-t1").role == NamespacePlan::Role::kInternet);
   CHECK(plan->find("vpcfw:internet") == nullptr);
   // The gateway's link to the internet ends in it.
-  CHECK(std::any_of(plan->links.begin(), plan->links.end(), [](const lab::LinkPlan& l) { return l.peerNs == "vpcfw:internet-t1"; }));
+  CHECK(std::any_of(plan->links.begin(), plan->links.end(),
+                    [](const lab::LinkPlan& l) { return l.peerNs == "vpcfw:internet-t1"; }));
   for (const char* bad : {"", ".", "..", "../x", "/run/netns", "a/b", ".hidden"}) {
     CAPTURE(bad);
     auto p = lab::planLab(m, bad);

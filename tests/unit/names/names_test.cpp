@@ -11,8 +11,8 @@
 using namespace vpcfw;
 
 TEST_CASE("namespace names are single safe path components") {
-  for (const char* bad : {"", ".", "..", "../x", "a/b", "/", ".hidden", "a b", "a\tb", "a\nb", "x\xff", "a\\b", "*", "a;b",
-                          "$(id)"}) {
+  for (const char* bad :
+       {"", ".", "..", "../x", "a/b", "/", ".hidden", "a b", "a\tb", "a\nb", "x\xff", "a\\b", "*", "a;b", "$(id)"}) {
     CAPTURE(bad);
     CHECK_FALSE(names::isValidNamespaceName(bad));
     CHECK(names::namespacePath(bad).empty());
@@ -32,7 +32,8 @@ TEST_CASE("interface names fit IFNAMSIZ and refuse what the kernel or /proc/sys 
   CHECK_FALSE(names::isReservedInterface("eth0"));
 }
 
-TEST_CASE("every generated interface name is valid for every valid object name, and distinct names mostly stay distinct") {
+TEST_CASE(
+    "every generated interface name is valid for every valid object name, and distinct names mostly stay distinct") {
   std::mt19937 rng(7);
   const std::string alphabet = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.";
   std::set<std::string> enis;
@@ -40,7 +41,8 @@ TEST_CASE("every generated interface name is valid for every valid object name, 
     std::string n(1 + rng() % names::kObjectNameMax, 'a');
     for (auto& c : n) c = alphabet[rng() % alphabet.size()];
     REQUIRE(names::isValidObjectName(n));
-    for (const auto& ifname : {names::eniInterface(n), names::peeringInterface(n), names::gatewayInternetInterface(n)}) {
+    for (const auto& ifname :
+         {names::eniInterface(n), names::peeringInterface(n), names::gatewayInternetInterface(n)}) {
       CAPTURE(ifname);
       CHECK(names::isValidInterfaceName(ifname));
       CHECK_FALSE(names::isReservedInterface(ifname));

@@ -3,8 +3,8 @@
 // this run's count).
 #include <doctest/doctest.h>
 
-#include <linux/if_ether.h>
 #include <netinet/in.h>
+#include <linux/if_ether.h>
 
 #include <algorithm>
 #include <iterator>

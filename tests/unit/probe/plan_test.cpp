@@ -145,7 +145,8 @@ TEST_CASE("summary: harness errors and disagreements are counted apart") {
   auto m = test::loadExample("two-tier");
   IdentifierPool pool({}, 13);
   std::vector<probe::Trial> ts;
-  for (int i = 0; i < 3; ++i) ts.push_back(*probe::planProbe(m, request("web1", "db1", net::Protocol::kTcp, 5432), pool));
+  for (int i = 0; i < 3; ++i)
+    ts.push_back(*probe::planProbe(m, request("web1", "db1", net::Protocol::kTcp, 5432), pool));
   ts[0].observed.requestArrived = ts[0].observed.replyReturned = true;  // agrees
   ts[1].observed.outcome = probe::ProbeResult::Outcome::kHarnessError;  // not carried out
   // ts[2]: dropped, but predicted reachable: disagrees

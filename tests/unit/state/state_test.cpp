@@ -4,8 +4,8 @@
 #include <doctest/doctest.h>
 
 #include <fcntl.h>
-#include <sys/stat.h>
 #include <unistd.h>
+#include <sys/stat.h>
 
 #include <atomic>
 #include <cstdlib>
@@ -103,7 +103,11 @@ TEST_CASE("symlinked, foreign-owned or loosely-permitted state is refused") {
   SUBCASE("a symlinked state file pointing elsewhere is neither read nor written through") {
     auto dir = state::Dir::open("lab");
     REQUIRE(dir);
-    { std::FILE* f = std::fopen((rd.root / "elsewhere" / "secret").c_str(), "w"); std::fputs("secret", f); std::fclose(f); }
+    {
+      std::FILE* f = std::fopen((rd.root / "elsewhere" / "secret").c_str(), "w");
+      std::fputs("secret", f);
+      std::fclose(f);
+    }
     fs::create_symlink(rd.root / "elsewhere" / "secret", rd.root / "run" / "lab" / "x.state");
     CHECK_FALSE(dir->readFile("x.state"));
     REQUIRE(dir->writeFile("x.state", "new"));  // replaces the link itself

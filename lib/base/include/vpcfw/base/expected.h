@@ -40,8 +40,7 @@ class [[nodiscard]] expected {
 
   expected() : v_(std::in_place_index<0>) {}
   template <class U = T>
-    requires std::is_constructible_v<T, U&&>
-  expected(U&& v) : v_(std::in_place_index<0>, std::forward<U>(v)) {}
+  requires std::is_constructible_v<T, U&&> expected(U&& v) : v_(std::in_place_index<0>, std::forward<U>(v)) {}
   template <class G>
   expected(const unexpected<G>& u) : v_(std::in_place_index<1>, u.error()) {}
   template <class G>
@@ -60,7 +59,9 @@ class [[nodiscard]] expected {
   E& error() & { return std::get<1>(v_); }
   const E& error() const& { return std::get<1>(v_); }
   template <class U>
-  T value_or(U&& d) const& { return has_value() ? value() : static_cast<T>(std::forward<U>(d)); }
+  T value_or(U&& d) const& {
+    return has_value() ? value() : static_cast<T>(std::forward<U>(d));
+  }
 
  private:
   std::variant<T, E> v_;

@@ -21,14 +21,14 @@ enum class Field {
   kIpDaddr,
   kIp6Saddr,
   kIp6Daddr,
-  kL4proto,   // meta l4proto
-  kThDport,   // th dport (tcp/udp destination port)
+  kL4proto,  // meta l4proto
+  kThDport,  // th dport (tcp/udp destination port)
   kIcmpType,
   kIcmpCode,
   kIcmp6Type,
   kIcmp6Code,
 };
-std::string_view fieldText(Field f);     // "ip saddr", "meta l4proto", ...
+std::string_view fieldText(Field f);      // "ip saddr", "meta l4proto", ...
 std::string_view fieldTypeName(Field f);  // nft set key type: "ipv4_addr", "inet_proto", ...
 
 // One field's value in a match or a set element: an address range, an integer
@@ -95,15 +95,15 @@ struct Rule {
   std::vector<Match> matches;
   CtState ctState = CtState::kNone;  // an extra "ct state ..." match, before the others
   bool counter = false;
-  std::optional<Nat> nat;            // after the matches
-  Verdict verdict;                   // kContinue: no verdict statement (vmap rules, nat)
-  std::string comment;               // names the config object the rule came from
+  std::optional<Nat> nat;  // after the matches
+  Verdict verdict;         // kContinue: no verdict statement (vmap rules, nat)
+  std::string comment;     // names the config object the rule came from
 };
 
 struct Chain {
   std::string name;
-  std::optional<std::string> hook;   // "forward", "input", "output", "prerouting", "postrouting"
-  std::string type = "filter";       // base chains: "filter" or "nat"
+  std::optional<std::string> hook;  // "forward", "input", "output", "prerouting", "postrouting"
+  std::string type = "filter";      // base chains: "filter" or "nat"
   int priority = 0;
   Verdict policy = Verdict::accept();  // base chains only
   std::vector<Rule> rules;

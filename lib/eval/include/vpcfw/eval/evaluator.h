@@ -22,11 +22,11 @@ struct FlowRequest {
   std::string from;
   std::string to;
   net::Protocol protocol{net::Protocol::kTcp};
-  std::uint16_t port = 0;               // destination port (tcp/udp)
-  std::uint16_t sourcePort = 50000;     // inside every common ephemeral range
-  int icmpType = -1;                    // -1: echo request of the flow's family
+  std::uint16_t port = 0;            // destination port (tcp/udp)
+  std::uint16_t sourcePort = 50000;  // inside every common ephemeral range
+  int icmpType = -1;                 // -1: echo request of the flow's family
   int icmpCode = 0;
-  std::optional<net::Family> family;    // when both ends are instances; default IPv4
+  std::optional<net::Family> family;  // when both ends are instances; default IPv4
 };
 
 // One packet as it travels (addresses as seen at that point of the path).
@@ -48,9 +48,9 @@ enum class StepKind {
 };
 std::string_view stepKindName(StepKind k);  // "security-group-egress", ...
 std::optional<StepKind> parseStepKind(std::string_view text);
-inline constexpr StepKind kAllStepKinds[] = {StepKind::kSecurityGroupEgress, StepKind::kNaclEgress, StepKind::kRoute,
-                                             StepKind::kInternetGateway, StepKind::kNaclIngress,
-                                             StepKind::kSecurityGroupIngress};
+inline constexpr StepKind kAllStepKinds[] = {
+    StepKind::kSecurityGroupEgress, StepKind::kNaclEgress,  StepKind::kRoute,
+    StepKind::kInternetGateway,     StepKind::kNaclIngress, StepKind::kSecurityGroupIngress};
 
 enum class Decision { kAllow, kDeny };
 
@@ -65,7 +65,7 @@ struct Step {
 };
 
 struct Leg {
-  Packet packet;             // as it left the source
+  Packet packet;  // as it left the source
   std::vector<Step> steps;
   bool delivered = false;
 };
@@ -73,7 +73,7 @@ struct Leg {
 struct Verdict {
   std::string fromText, toText;  // "web1 (10.0.1.10)", "internet host 203.0.113.5"
   Leg forward;
-  std::optional<Leg> reply;      // absent when the forward leg died, or no reply is expected
+  std::optional<Leg> reply;  // absent when the forward leg died, or no reply is expected
   bool replyExpected = true;
   bool reachable() const { return forward.delivered && (!replyExpected || (reply && reply->delivered)); }
   // The first blocking step, if any.
@@ -96,7 +96,7 @@ RuleMatch evaluateNacl(const model::NetworkAcl& acl, model::Direction dir, const
 
 struct GroupMatch {
   bool allowed = false;
-  std::size_t group = model::kNone;    // the group and rule that allowed
+  std::size_t group = model::kNone;  // the group and rule that allowed
   const model::SgRule* rule = nullptr;
 };
 // Security groups of one ENI in one direction: any rule of any group allows.

@@ -36,13 +36,13 @@ struct LabId {
 [[nodiscard]] Expected<LabId> labIdOf(const std::string& configPath);
 
 struct LabOptions {
-  unsigned jobs = 0;  // parallel workers; 0: a few per CPU
-  std::function<void(const std::string&)> progress;  // one line per phase, and lock waits
+  unsigned jobs = 0;                                                   // parallel workers; 0: a few per CPU
+  std::function<void(const std::string&)> progress;                    // one line per phase, and lock waits
   std::chrono::milliseconds lockTimeout = state::kDefaultLockTimeout;  // waiting for another command on the lab
 };
 
 struct LabReport {
-  std::vector<std::string> namespaces;  // created
+  std::vector<std::string> namespaces;                 // created
   std::vector<std::pair<std::string, double>> phases;  // phase, milliseconds
   std::size_t links = 0, addresses = 0, routes = 0, rules = 0;
 };
@@ -69,13 +69,13 @@ struct NamespaceStatus {
   std::string name;
   std::string role, object;
   bool exists = false;
-  bool planned = false;   // the config's plan has it
-  bool recorded = false;  // a lab's record names it with the identity it has (vpcfw made it)
-  bool verified = false;  // vpcfw could look inside it
+  bool planned = false;                          // the config's plan has it
+  bool recorded = false;                         // a lab's record names it with the identity it has (vpcfw made it)
+  bool verified = false;                         // vpcfw could look inside it
   std::size_t interfacesUp = 0, interfaces = 0;  // lo excluded
   std::uint64_t rxPackets = 0, txPackets = 0;
-  bool hasRuleset = false;      // a vpcfw table is loaded
-  bool rulesetCurrent = false;  // and it is what the config compiles to
+  bool hasRuleset = false;               // a vpcfw table is loaded
+  bool rulesetCurrent = false;           // and it is what the config compiles to
   std::vector<std::string> differences;  // against the plan: "- address ...", "+ route ...", "link x down", ...
 };
 struct LabStatus {

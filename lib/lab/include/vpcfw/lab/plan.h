@@ -32,8 +32,8 @@ namespace vpcfw::lab {
 
 // The namespaces of model objects, as names::* names them.
 std::string instanceNamespace(const model::Instance& inst);  // its `netns:` or "vpcfw:i:<name>"
-std::string routerNamespace(const model::Vpc& vpc);           // "vpcfw-<vpc>"
-std::string gatewayNamespace(const model::Vpc& vpc);          // "vpcfw:igw:<vpc>"
+std::string routerNamespace(const model::Vpc& vpc);          // "vpcfw-<vpc>"
+std::string gatewayNamespace(const model::Vpc& vpc);         // "vpcfw:igw:<vpc>"
 
 // The internet's host ranges in the lab (the documentation ranges).
 const std::vector<net::Cidr>& internetRanges();

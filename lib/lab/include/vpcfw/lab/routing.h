@@ -14,11 +14,11 @@ namespace vpcfw::lab {
 struct RouteSpec {
   enum class Type { kUnicast, kThrow, kLocal, kBlackhole };
   net::Cidr dst;
-  std::string ifname;                      // empty for throw / blackhole
-  std::optional<net::IpAddress> gateway;   // else on-link
-  std::uint32_t table = 254;               // RT_TABLE_MAIN
+  std::string ifname;                     // empty for throw / blackhole
+  std::optional<net::IpAddress> gateway;  // else on-link
+  std::uint32_t table = 254;              // RT_TABLE_MAIN
   Type type = Type::kUnicast;
-  bool onlink = false;                     // the gateway is on the link, whatever its address
+  bool onlink = false;  // the gateway is on the link, whatever its address
 };
 
 // A policy-routing rule: packets from `from` look up `table`.

@@ -59,8 +59,8 @@ struct NetworkAcl {
   std::string name;
   std::string vpcName;
   std::size_t vpc = kNone;
-  bool isDefault = false;   // the VPC's default NACL
-  bool generated = false;   // made by vpcfw (AWS default), not written in the config
+  bool isDefault = false;         // the VPC's default NACL
+  bool generated = false;         // made by vpcfw (AWS default), not written in the config
   std::vector<NaclRule> ingress;  // sorted by number after validation
   std::vector<NaclRule> egress;
   Origin origin;
@@ -97,8 +97,8 @@ struct SecurityGroup {
   std::string vpcName;
   std::size_t vpc = kNone;
   std::string description;
-  bool isDefault = false;    // the VPC's "default" group
-  bool generated = false;    // made by vpcfw, not written in the config
+  bool isDefault = false;        // the VPC's "default" group
+  bool generated = false;        // made by vpcfw, not written in the config
   bool egressDefaulted = false;  // `egress` omitted: AWS's allow-all egress was added
   std::vector<SgRule> ingress;
   std::vector<SgRule> egress;
@@ -188,9 +188,7 @@ struct Subnet {
   std::size_t nacl = kNone;
   Origin origin;
 
-  bool contains(const net::IpAddress& a) const {
-    return cidr.contains(a) || (ipv6Cidr && ipv6Cidr->contains(a));
-  }
+  bool contains(const net::IpAddress& a) const { return cidr.contains(a) || (ipv6Cidr && ipv6Cidr->contains(a)); }
 };
 
 // Where an instance's ENI lives when vpcfw enforces it.
@@ -226,17 +224,17 @@ struct Instance {
 struct Limits {
   enum class Profile { kAws, kLab };
   Profile profile = Profile::kAws;
-  int vpcs = 5;                      // per region (adjustable)
-  int vpcCidrBlocks = 5;             // IPv4 blocks per VPC (max 50)
-  int subnetsPerVpc = 200;           // (adjustable)
-  int naclsPerVpc = 200;             // (adjustable)
-  int naclRulesPerDirection = 20;    // per family, including "*" (max 40)
-  int sgRulesPerDirection = 60;      // per group, per family (max 1000, with groups x rules <= 1000)
-  int groupsPerEni = 5;              // (max 16)
-  int groupsPerVpc = 2500;           // per region in AWS; a config is one region
-  int peeringsPerVpc = 50;           // active (max 125)
-  int routesPerTable = 50;           // non-propagated routes (max 1000)
-  int prefixListEntries = 1000;      // per prefix list
+  int vpcs = 5;                    // per region (adjustable)
+  int vpcCidrBlocks = 5;           // IPv4 blocks per VPC (max 50)
+  int subnetsPerVpc = 200;         // (adjustable)
+  int naclsPerVpc = 200;           // (adjustable)
+  int naclRulesPerDirection = 20;  // per family, including "*" (max 40)
+  int sgRulesPerDirection = 60;    // per group, per family (max 1000, with groups x rules <= 1000)
+  int groupsPerEni = 5;            // (max 16)
+  int groupsPerVpc = 2500;         // per region in AWS; a config is one region
+  int peeringsPerVpc = 50;         // active (max 125)
+  int routesPerTable = 50;         // non-propagated routes (max 1000)
+  int prefixListEntries = 1000;    // per prefix list
   Origin origin;
 };
 

@@ -12,9 +12,9 @@
 namespace vpcfw::names {
 
 // ------------------------------------------------------------- limits
-inline constexpr std::size_t kObjectNameMax = 64;     // VPC, subnet, group, instance, ... names
-inline constexpr std::size_t kInterfaceNameMax = 15;  // IFNAMSIZ - 1
-inline constexpr std::size_t kNamespaceNameMax = 100; // a /run/netns entry, with room for state-file names
+inline constexpr std::size_t kObjectNameMax = 64;      // VPC, subnet, group, instance, ... names
+inline constexpr std::size_t kInterfaceNameMax = 15;   // IFNAMSIZ - 1
+inline constexpr std::size_t kNamespaceNameMax = 100;  // a /run/netns entry, with room for state-file names
 inline constexpr std::size_t kHostNameMax = 64;
 
 // A config object name: 1..64 of [A-Za-z0-9._-]. Names reach chain and set
@@ -41,8 +41,8 @@ inline constexpr std::string_view kOtherPrefix = "vpcfw:";
 inline constexpr std::string_view kDefaultInternetNamespace = "vpcfw:internet";
 bool hasGeneratedPrefix(std::string_view ns);
 
-std::string routerNamespace(std::string_view vpc);    // "vpcfw-<vpc>": the VPC's fabric
-std::string gatewayNamespace(std::string_view vpc);   // "vpcfw:igw:<vpc>"
+std::string routerNamespace(std::string_view vpc);   // "vpcfw-<vpc>": the VPC's fabric
+std::string gatewayNamespace(std::string_view vpc);  // "vpcfw:igw:<vpc>"
 // "vpcfw:i:<instance>", or the instance's own `netns:` when it has one.
 std::string instanceNamespace(std::string_view instance, std::string_view netnsOverride = {});
 // /run/netns/<ns>; empty when `ns` is not a valid namespace name, so that no
@@ -53,9 +53,9 @@ std::string namespacePath(std::string_view ns);
 // PREFIX + name when it fits 15 bytes, else a shortened name with a hash of
 // the full one. Distinct inputs can still meet (the hash has 16 bits):
 // validation checks the final names of a config for collisions.
-std::string eniInterface(std::string_view instance);           // "eni-…", router side of an instance
-std::string peeringInterface(std::string_view peering);        // "pcx-…", both routers of a peering
-std::string gatewayInternetInterface(std::string_view vpc);    // "igw-…", the internet's side of a gateway
+std::string eniInterface(std::string_view instance);         // "eni-…", router side of an instance
+std::string peeringInterface(std::string_view peering);      // "pcx-…", both routers of a peering
+std::string gatewayInternetInterface(std::string_view vpc);  // "igw-…", the internet's side of a gateway
 // Fixed names inside generated namespaces (never built from config input).
 inline constexpr std::string_view kInstanceInterface = "eth0";
 inline constexpr std::string_view kRouterGatewayInterface = "igw0";

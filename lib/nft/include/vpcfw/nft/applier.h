@@ -57,11 +57,11 @@ struct ApplyOptions {
 };
 
 struct ApplyReport {
-  bool changed = false;          // false: the kernel already held the desired ruleset
-  std::size_t messages = 0;      // netlink messages in the batch (0 when nothing changed)
+  bool changed = false;      // false: the kernel already held the desired ruleset
+  std::size_t messages = 0;  // netlink messages in the batch (0 when nothing changed)
   std::size_t batchBytes = 0;
-  std::size_t attempts = 0;      // batches sent (more than 1: the generation moved under us)
-  std::size_t reads = 0;         // read-backs (more than 1: the ruleset changed while it was read)
+  std::size_t attempts = 0;          // batches sent (more than 1: the generation moved under us)
+  std::size_t reads = 0;             // read-backs (more than 1: the ruleset changed while it was read)
   std::vector<std::string> changes;  // one line per changed object, for people
   // Where the time went, in milliseconds.
   double linearizeMs = 0, readBackMs = 0, buildMs = 0, commitMs = 0;
@@ -104,7 +104,8 @@ struct TableStatus {
 // set, element, stateful object and flowtable. Sends nothing. `verbose` adds
 // both sides' encodings.
 [[nodiscard]] Expected<std::vector<std::string>> diffRuleset(const compile::Ruleset& desired,
-                                                             const std::optional<std::string>& netns, bool verbose = false);
+                                                             const std::optional<std::string>& netns,
+                                                             bool verbose = false);
 
 // The text diff and status use for a table of vpcfw's name without its marker.
 inline constexpr std::string_view kForeignTable = "a table inet vpcfw that vpcfw did not create";

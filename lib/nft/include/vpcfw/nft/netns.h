@@ -19,7 +19,8 @@ std::string netnsPath(const std::string& name);
 // Runs `fn` on a thread inside namespace `name` (nullopt: the caller's own)
 // and returns its result. Errors opening or joining the namespace come back
 // as kKernel errors naming the namespace.
-[[nodiscard]] Expected<void> runInNetns(const std::optional<std::string>& name, const std::function<Expected<void>()>& fn);
+[[nodiscard]] Expected<void> runInNetns(const std::optional<std::string>& name,
+                                        const std::function<Expected<void>()>& fn);
 
 // The identity of a network namespace, "<dev>-<inode>" of its nsfs file:
 // of /run/netns/NAME, or (nullopt) of the calling thread's own namespace.

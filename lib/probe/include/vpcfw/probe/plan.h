@@ -102,12 +102,13 @@ struct Matrix {
   std::vector<std::string> ends;
   std::vector<Service> services;
   std::vector<Trial> trials;
-  std::vector<Cell> cells;  // of each trial
+  std::vector<Cell> cells;            // of each trial
   std::map<Cell, std::size_t> index;  // cell -> trial
   const Trial* at(const Cell& c) const;
 };
 inline constexpr std::size_t kMatrixPortsPerProtocol = 6;
-[[nodiscard]] Expected<Matrix> planMatrix(const model::Model& m, std::optional<net::Family> family, IdentifierPool& ids);
+[[nodiscard]] Expected<Matrix> planMatrix(const model::Model& m, std::optional<net::Family> family,
+                                          IdentifierPool& ids);
 
 // What a set of trials showed.
 struct Summary {

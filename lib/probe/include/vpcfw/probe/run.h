@@ -25,15 +25,15 @@
 namespace vpcfw::probe {
 
 struct ProbeSpec {
-  std::string srcNs;              // namespace the probe is sent from
-  net::IpAddress src;             // and its source address there
-  std::string dstNs;              // namespace the request should arrive in
-  net::IpAddress dst;             // the address it is sent to (a public IP arrives translated)
+  std::string srcNs;                            // namespace the probe is sent from
+  net::IpAddress src;                           // and its source address there
+  std::string dstNs;                            // namespace the request should arrive in
+  net::IpAddress dst;                           // the address it is sent to (a public IP arrives translated)
   net::Protocol protocol{net::Protocol::kTcp};  // tcp, udp, icmp or icmpv6
-  std::uint16_t port = 0;         // tcp/udp destination port
-  std::uint16_t sourcePort = 0;   // tcp/udp source port (unique per probe in one run)
-  int icmpType = -1, icmpCode = 0;  // -1: echo request
-  std::uint16_t icmpId = 0;       // icmp/icmpv6 identifier (unique per probe in one run)
+  std::uint16_t port = 0;                       // tcp/udp destination port
+  std::uint16_t sourcePort = 0;                 // tcp/udp source port (unique per probe in one run)
+  int icmpType = -1, icmpCode = 0;              // -1: echo request
+  std::uint16_t icmpId = 0;                     // icmp/icmpv6 identifier (unique per probe in one run)
 };
 
 struct ProbeResult {
