@@ -422,6 +422,24 @@ def status_truth(env, results):
     r = env.lab("apply", cfg)
     code, js = env.status(cfg)
     results.append(("status: apply repairs it and status matches again", r.returncode == 0 and code == 0))
+    # Routes and rules anyone else made (any protocol, any table the lab
+    # uses, any priority and action) change forwarding just the same.
+    router = f"vpcfw-{TAG}v"
+    run(IP, "-n", router, "route", "add", "blackhole", "10.99.1.10/32", "table", "100")
+    run(IP, "-n", router, "route", "add", "192.0.2.0/24", "dev", "igw0", "proto", "99")
+    run(IP, "-n", router, "rule", "add", "from", "10.99.1.20", "blackhole", "pref", "900")
+    run(IP, "-n", f"vpcfw:i:{TAG}va", "rule", "add", "from", "all", "lookup", "5", "pref", "10")
+    r = env.lab("status", cfg)
+    results.append(("status: foreign routes and rules of any protocol, table and priority are differences",
+                    r.returncode != 0 and "extra route blackhole 10.99.1.10/32 table 100" in r.stdout and
+                    "extra route 192.0.2.0/24 dev igw0" in r.stdout and
+                    "extra rule from 10.99.1.20/32 action 6 priority 900" in r.stdout and
+                    "priority 10" in r.stdout))
+    r = env.lab("apply", cfg)
+    code, js = env.status(cfg)
+    left = run(IP, "-n", router, "rule").stdout + run(IP, "-n", router, "route", "show", "table", "100").stdout
+    results.append(("status: apply removes them and status matches again",
+                    r.returncode == 0 and code == 0 and "blackhole" not in left))
     env.lab("down", cfg, check=True)
     results.append(("status: down leaves nothing", ours() == []))
 

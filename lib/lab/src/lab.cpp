@@ -20,6 +20,7 @@
 #include <thread>
 
 #include "vpcfw/lab/rtnl.h"
+#include "vpcfw/base/diagnostic.h"
 #include "vpcfw/names/names.h"
 #include "vpcfw/nft/applier.h"
 #include "vpcfw/nft/netns.h"
@@ -630,6 +631,14 @@ Expected<LabId> labIdOf(const std::string& configPath) {
   std::error_code ec;
   auto abs = std::filesystem::weakly_canonical(std::filesystem::absolute(configPath, ec), ec);
   if (ec) return makeError(ErrorCode::kIo, "cannot resolve " + configPath + ": " + ec.message(), ec.value());
+  // The path goes into the lab's record as one line: a newline, a control
+  // character or invalid UTF-8 in it could forge record lines or make the
+  // record unreadable, so such a path is refused before anything is made.
+  if (!isPrintableText(abs.string()))
+    return makeError(ErrorCode::kInvalidArgument,
+                     fmt::format("the config's path {} holds control characters or invalid UTF-8; a lab cannot "
+                                 "record it (rename the file)",
+                                 quoteForMessage(abs.string())));
   LabId id;
   id.config = abs.string();
   id.key = recordKey(id.config);

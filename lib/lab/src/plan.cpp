@@ -177,7 +177,7 @@ const NamespacePlan* LabPlan::find(std::string_view name) const {
   return nullptr;
 }
 
-bool isLabRule(const RuleSpec& r) { return r.priority >= kSubnetRuleBase && r.priority < kSubnetRuleBase + 1000; }
+bool isLabRule(const RuleSpec& r) { return !isKernelDefaultRule(r); }
 
 Expected<LabPlan> planLab(const model::Model& m, const std::string& internetNs) {
   if (!names::isValidNamespaceName(internetNs))

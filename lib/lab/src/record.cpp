@@ -45,6 +45,8 @@ void LabRecord::remove(std::string_view name) {
   std::erase_if(namespaces, [&](const NsRecord& n) { return n.name == name; });
 }
 
+// The caller (labIdOf) refuses a config path that is not printable text, so
+// the path is always exactly one line here.
 std::string formatRecord(const LabRecord& r) {
   std::string s = fmt::format("{}\nconfig {}\n", kRecordMagic, r.config);
   for (const auto& n : r.namespaces)

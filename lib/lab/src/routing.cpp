@@ -9,7 +9,13 @@ bool operator==(const RouteSpec& a, const RouteSpec& b) {
 }
 
 bool operator==(const RuleSpec& a, const RuleSpec& b) {
-  return a.from == b.from && a.table == b.table && a.priority == b.priority;
+  return a.from == b.from && a.table == b.table && a.priority == b.priority && a.action == b.action;
+}
+
+bool isKernelDefaultRule(const RuleSpec& r) {
+  if (r.from.prefix() != 0 || r.action != 1) return false;
+  return (r.priority == 0 && r.table == 255) || (r.priority == 32766 && r.table == 254) ||
+         (r.priority == 32767 && r.table == 253);
 }
 
 std::string describe(const RouteSpec& r) {
@@ -35,7 +41,8 @@ std::string describe(const RouteSpec& r) {
 }
 
 std::string describe(const RuleSpec& r) {
-  return "from " + r.from.toString() + " lookup " + std::to_string(r.table) + " priority " + std::to_string(r.priority);
+  const std::string what = r.action == 1 ? "lookup " + std::to_string(r.table) : "action " + std::to_string(r.action);
+  return "from " + r.from.toString() + " " + what + " priority " + std::to_string(r.priority);
 }
 
 }  // namespace vpcfw::lab

@@ -458,6 +458,12 @@ void Rtnl::fillRoute(void* msg, const RouteSpec& r, bool add, Expected<void>& st
   rtm->rtm_dst_len = static_cast<unsigned char>(r.dst.prefix());
   rtm->rtm_table = r.table < 256 ? static_cast<unsigned char>(r.table) : static_cast<unsigned char>(RT_TABLE_UNSPEC);
   rtm->rtm_protocol = RTPROT_STATIC;
+  if (!add) {
+    // A stale route may be anyone's (another protocol, type or scope): match
+    // it by destination, table, gateway and device alone, as `ip route del`.
+    rtm->rtm_protocol = RTPROT_UNSPEC;
+  }
+  const bool anyType = !add;
   switch (r.type) {
     case RouteSpec::Type::kUnicast:
       rtm->rtm_type = RTN_UNICAST;
@@ -475,6 +481,10 @@ void Rtnl::fillRoute(void* msg, const RouteSpec& r, bool add, Expected<void>& st
       rtm->rtm_type = RTN_LOCAL;
       rtm->rtm_scope = RT_SCOPE_HOST;
       break;
+  }
+  if (anyType) {
+    rtm->rtm_type = RTN_UNSPEC;
+    rtm->rtm_scope = RT_SCOPE_NOWHERE;
   }
   if (r.onlink) rtm->rtm_flags |= RTNH_F_ONLINK;
   const std::size_t len = v4 ? 4 : 16;
@@ -520,7 +530,7 @@ void fillRule(nlmsghdr* nlh, const RuleSpec& r, bool add) {
   const bool v4 = r.from.family() == net::Family::kIpv4;
   frh->family = v4 ? AF_INET : AF_INET6;
   frh->src_len = static_cast<unsigned char>(r.from.prefix());
-  frh->action = FR_ACT_TO_TBL;
+  frh->action = r.action;
   frh->table = r.table < 256 ? static_cast<unsigned char>(r.table) : static_cast<unsigned char>(RT_TABLE_UNSPEC);
   if (r.from.prefix() > 0) mnl_attr_put(nlh, FRA_SRC, v4 ? 4 : 16, r.from.network().bytes().data());
   mnl_attr_put_u32(nlh, FRA_TABLE, r.table);
@@ -606,7 +616,10 @@ Expected<std::vector<RouteSpec>> Rtnl::staticRoutes() {
         [&](const void* msg) {
           const auto* h = static_cast<const nlmsghdr*>(msg);
           const auto* rtm = static_cast<const rtmsg*>(mnl_nlmsg_get_payload(h));
-          if (rtm->rtm_protocol != RTPROT_STATIC) return;
+          // Every route that changes forwarding, whoever made it: all but the
+          // kernel's own (connected prefixes, the local table, multicast).
+          if (rtm->rtm_protocol == RTPROT_KERNEL || rtm->rtm_table == RT_TABLE_LOCAL) return;
+          if (rtm->rtm_type == RTN_MULTICAST || rtm->rtm_type == RTN_BROADCAST || rtm->rtm_type == RTN_ANYCAST) return;
           RouteSpec spec;
           spec.table = rtm->rtm_table;
           spec.onlink = (rtm->rtm_flags & RTNH_F_ONLINK) != 0;
@@ -675,6 +688,7 @@ Expected<std::vector<RuleSpec>> Rtnl::rules() {
           const auto* frh = static_cast<const fib_rule_hdr*>(mnl_nlmsg_get_payload(h));
           RuleSpec spec;
           spec.table = frh->table;
+          spec.action = frh->action;
           std::optional<net::IpAddress> src;
           forEachAttr(h, sizeof(fib_rule_hdr), [&](const nlattr* a) {
             switch (mnl_attr_get_type(a)) {

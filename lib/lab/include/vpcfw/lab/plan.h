@@ -72,8 +72,9 @@ struct LabPlan {
   const NamespacePlan* find(std::string_view name) const;
 };
 
-// The policy-routing rules the lab owns in a router (priorities 1000..1999):
-// only these are compared and removed; the kernel's own rules are left.
+// The policy-routing rules compared against the plan in a lab namespace:
+// every rule but the kernel's defaults, whoever made it (the lab makes its
+// own at priorities 1000..1999; anything else is a difference to remove).
 bool isLabRule(const RuleSpec& r);
 
 // What the lab builds for `m`, with `internetNs` as the internet namespace

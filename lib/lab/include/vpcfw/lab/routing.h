@@ -26,7 +26,11 @@ struct RuleSpec {
   net::Cidr from;
   std::uint32_t table = 254;
   std::uint32_t priority = 0;
+  std::uint8_t action = 1;  // FR_ACT_TO_TBL, what the lab makes; a foreign rule may blackhole, prohibit, ...
 };
+// The kernel's own rules (lookup local, main, default at 0, 32766, 32767):
+// every other rule in a lab namespace is the lab's or a difference.
+bool isKernelDefaultRule(const RuleSpec& r);
 
 bool operator==(const RouteSpec& a, const RouteSpec& b);
 bool operator==(const RuleSpec& a, const RuleSpec& b);

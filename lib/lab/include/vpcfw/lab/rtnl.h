@@ -90,7 +90,8 @@ class Rtnl {
   [[nodiscard]] Expected<void> addRule(const RuleSpec& r);
   [[nodiscard]] Expected<unsigned> ifindex(const std::string& ifname);
   [[nodiscard]] Expected<std::vector<LinkInfo>> links();
-  // Routes vpcfw made (protocol static), in every table; rules in every family.
+  // Routes that change forwarding, in every table but the local one and
+  // whoever made them (all protocols but the kernel's); rules in every family.
   [[nodiscard]] Expected<std::vector<RouteSpec>> staticRoutes();
   [[nodiscard]] Expected<std::vector<RuleSpec>> rules();
   [[nodiscard]] Expected<std::vector<AddressInfo>> addresses();
