@@ -6,9 +6,12 @@
 
 #include <charconv>
 #include <chrono>
+#include <cmath>
 #include <cstdlib>
 #include <ostream>
+#include <streambuf>
 
+#include "vpcfw/base/diagnostic.h"
 #include "vpcfw/compile/compiler.h"
 #include "vpcfw/compile/render.h"
 #include "vpcfw/config/loader.h"
@@ -184,6 +187,17 @@ struct KernelOptions {
   bool check = false, full = false, verbose = false, timing = false, takeover = false;
   double lockTimeout = std::chrono::duration<double>(state::kDefaultLockTimeout).count();  // seconds
 };
+
+// CLI::Range lets NaN through (every comparison with it is false).
+CLI::Validator finiteSeconds() {
+  return CLI::Validator(
+      [](std::string& s) -> std::string {
+        char* end = nullptr;
+        const double v = std::strtod(s.c_str(), &end);
+        return std::isfinite(v) ? std::string() : std::string("must be a finite number of seconds");
+      },
+      "SECONDS");
+}
 
 std::chrono::milliseconds lockTimeoutMs(double seconds) {
   return std::chrono::milliseconds(static_cast<long long>(seconds * 1000));
@@ -385,9 +399,47 @@ int statusCommand(const std::string& netns, bool json, std::ostream& out, std::o
   return kExitOk;
 }
 
+// Everything the commands write to stderr passes through here, a line at a
+// time: arguments and paths echoed in messages may hold control characters
+// (a terminal escape) or invalid UTF-8, and every message is to be one line of
+// valid UTF-8 whatever the argument was.
+class EscapingBuffer : public std::streambuf {
+ public:
+  explicit EscapingBuffer(std::ostream& to) : to_(to) {}
+  ~EscapingBuffer() override { sync(); }
+
+ protected:
+  int overflow(int c) override {
+    if (c == traits_type::eof()) return 0;
+    if (c == '\n') {
+      to_ << escapeForMessage(line_) << '\n';
+      line_.clear();
+    } else {
+      line_ += static_cast<char>(c);
+    }
+    return c;
+  }
+  std::streamsize xsputn(const char* s, std::streamsize n) override {
+    for (std::streamsize i = 0; i < n; ++i) overflow(static_cast<unsigned char>(s[i]));
+    return n;
+  }
+  int sync() override {
+    if (!line_.empty()) to_ << escapeForMessage(line_);
+    line_.clear();
+    to_.flush();
+    return 0;
+  }
+
+ private:
+  std::ostream& to_;
+  std::string line_;
+};
+
 }  // namespace
 
-int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
+int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& rawErr) {
+  EscapingBuffer escaping(rawErr);
+  std::ostream err(&escaping);
   CLI::App app{"vpcfw: AWS VPC filtering (network ACLs and security groups) on Linux", "vpcfw"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "vpcfw 0.1.0");
@@ -436,6 +488,7 @@ int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
   applyCmd->add_flag("--timing", ko.timing, "Print where the time went");
   applyCmd->add_flag("--takeover", ko.takeover, "Replace a table inet vpcfw that vpcfw did not create");
   applyCmd->add_option("--lock-timeout", ko.lockTimeout, "Seconds to wait for another vpcfw command on the same fabric")
+      ->check(finiteSeconds())
       ->check(CLI::Range(0.0, 86400.0))
       ->capture_default_str();
   KernelOptions kd;
@@ -459,6 +512,7 @@ int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
   flushCmd->add_option("--netns", fl.netns, "Network namespace (default: this one)");
   flushCmd->add_flag("--takeover", fl.takeover, "Also remove a table inet vpcfw that vpcfw did not create");
   flushCmd->add_option("--lock-timeout", fl.lockTimeout, "Seconds to wait for another vpcfw command on the same fabric")
+      ->check(finiteSeconds())
       ->check(CLI::Range(0.0, 86400.0))
       ->capture_default_str();
 

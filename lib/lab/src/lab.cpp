@@ -19,8 +19,8 @@
 #include <set>
 #include <thread>
 
-#include "vpcfw/lab/rtnl.h"
 #include "vpcfw/base/diagnostic.h"
+#include "vpcfw/lab/rtnl.h"
 #include "vpcfw/names/names.h"
 #include "vpcfw/nft/applier.h"
 #include "vpcfw/nft/netns.h"

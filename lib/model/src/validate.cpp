@@ -47,6 +47,16 @@ const std::vector<SpecialRange>& specialRanges() {
   };
   return ranges;
 }
+// Ranges AWS never hands out as public IPs: private and shared address space.
+const std::vector<SpecialRange>& privateRanges() {
+  static const std::vector<SpecialRange> ranges = {
+      {Cidr::parse("10.0.0.0/8")->cidr, "private"},
+      {Cidr::parse("172.16.0.0/12")->cidr, "private"},
+      {Cidr::parse("192.168.0.0/16")->cidr, "private"},
+      {Cidr::parse("100.64.0.0/10")->cidr, "shared (carrier-grade NAT)"},
+  };
+  return ranges;
+}
 // The special range that holds all of `c`, or nullptr.
 const SpecialRange* specialRangeOf(const Cidr& c) {
   for (const auto& r : specialRanges())
@@ -269,6 +279,11 @@ class Validator {
           d_.error(v.origin.of("ipv6_cidr"), fmt::format("ipv6_cidr {} is not IPv6", v.ipv6Cidr->toString()));
         else if (v.ipv6Cidr->prefix() != 56)
           d_.error(v.origin.of("ipv6_cidr"), fmt::format("VPC IPv6 block {} must be a /56", v.ipv6Cidr->toString()));
+        else
+          for (const auto& r : specialRanges())
+            if (r.cidr.overlaps(*v.ipv6Cidr))
+              d_.error(v.origin.of("ipv6_cidr"), fmt::format("VPC IPv6 block {} overlaps the {} range {}",
+                                                             v.ipv6Cidr->toString(), r.what, r.cidr.toString()));
       }
     }
   }
@@ -940,6 +955,13 @@ class Validator {
         else if (m_.vpcContaining(*inst.publicIp) != kNone)
           d_.error(at, fmt::format("public_ip {} lies inside VPC '{}'", inst.publicIp->toString(),
                                    m_.vpcs[m_.vpcContaining(*inst.publicIp)].name));
+        else if (auto it = std::find_if(privateRanges().begin(), privateRanges().end(),
+                                        [&](const SpecialRange& r) { return r.cidr.contains(*inst.publicIp); });
+                 it != privateRanges().end())
+          d_.error(at,
+                   fmt::format("public_ip {} is in the {} range {}; AWS never assigns such an address as a public IP",
+                               inst.publicIp->toString(), it->what, it->cidr.toString()),
+                   "use an address of the lab's internet, e.g. 203.0.113.10");
         auto [pos, fresh] = publicUsed.emplace(*inst.publicIp, inst.name);
         if (!fresh)
           d_.error(
@@ -993,7 +1015,7 @@ class Validator {
       if (!names::isValidInterfaceName(p.interface))
         d_.error(inst.origin.of("interface"),
                  fmt::format("{} is not a valid interface name", quoteForMessage(p.interface)),
-                 "1..15 printable characters, no '/', ':' or spaces (the kernel's IFNAMSIZ)");
+                 "1..15 characters from a-z A-Z 0-9 . _ - (the kernel's IFNAMSIZ)");
       else if (names::isReservedInterface(p.interface))
         d_.error(inst.origin.of("interface"),
                  fmt::format("interface '{}' cannot be an ENI: the host needs it for itself", p.interface));

@@ -42,10 +42,9 @@ bool isValidNamespaceName(std::string_view name) {
 
 bool isValidInterfaceName(std::string_view name) {
   if (name.empty() || name.size() > kInterfaceNameMax || name == "." || name == "..") return false;
-  return std::all_of(name.begin(), name.end(), [](char c) {
-    const auto u = static_cast<unsigned char>(c);
-    return u > 0x20 && u < 0x7f && c != '/' && c != ':';
-  });
+  // Narrower than the kernel allows: a name also appears in nft text, where
+  // '*' is a wildcard and quotes end strings.
+  return std::all_of(name.begin(), name.end(), [](char c) { return alnum(c) || c == '-' || c == '_' || c == '.'; });
 }
 
 bool isReservedInterface(std::string_view name) { return name == "lo" || name == "all" || name == "default"; }

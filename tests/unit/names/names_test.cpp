@@ -23,7 +23,8 @@ TEST_CASE("namespace names are single safe path components") {
 }
 
 TEST_CASE("interface names fit IFNAMSIZ and refuse what the kernel or /proc/sys would misread") {
-  for (const char* bad : {"", ".", "..", "a/b", "eth:0", "a b", "sixteen-chars-xx", "tab\t", "\x7f", "caf\xc3\xa9"}) {
+  for (const char* bad : {"", ".", "..", "a/b", "eth:0", "a b", "sixteen-chars-xx", "tab\t", "\x7f", "caf\xc3\xa9",
+                          "e*", "x\"}}", "a'b", "a;b"}) {
     CAPTURE(bad);
     CHECK_FALSE(names::isValidInterfaceName(bad));
   }

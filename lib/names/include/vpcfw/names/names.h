@@ -24,8 +24,8 @@ bool isValidObjectName(std::string_view name);
 // A network namespace name: one path component under /run/netns of
 // 1..kNamespaceNameMax bytes from [A-Za-z0-9._:@+-], not starting with '.'.
 bool isValidNamespaceName(std::string_view name);
-// An interface name the kernel accepts and every consumer can carry:
-// 1..15 printable ASCII bytes, none of '/', ':', whitespace, not "." or "..".
+// An interface name the kernel accepts and every consumer can carry (nft
+// text too, where '*' is a wildcard): 1..15 of [A-Za-z0-9._-], not "." or "..".
 bool isValidInterfaceName(std::string_view name);
 // Interfaces a host needs for itself, or names with a meaning of their own
 // in /proc/sys/net (conf/all, conf/default): never an ENI.
