@@ -653,6 +653,51 @@ class ShapeCheck final : public YAML::EventHandler {
   std::vector<std::uint64_t> sizes_;  // by anchor id (yaml-cpp numbers them from 1)
 };
 
+// yaml-cpp's scanner reads a whole flow collection ahead before the first
+// event (about 230 bytes of memory per '[' of an unclosed run), so nesting
+// is bounded on the text first, in one pass: a '[' or '{' that can open a
+// flow collection (at a line's start, or after ':', '-', ',', '[' or '{' and
+// blanks), outside quotes and comments, counts one level; ']' and '}' close one.
+// Block levels are not counted here; the event pass then applies the bound
+// to all levels.
+std::optional<ShapeError> flowNestingError(std::string_view text) {
+  int depth = 0, line = 0, column = 0;
+  char quote = 0;
+  char previous = '\n';  // the last character that was not a blank
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (c == '\n') {
+      ++line;
+      column = 0;
+      if (!quote || depth == 0) quote = 0;  // a block scalar's quote does not span lines
+      previous = '\n';
+      continue;
+    }
+    ++column;
+    if (quote) {
+      if (c == quote && (quote == '\'' || text[i - 1] != '\\')) quote = 0;
+      continue;
+    }
+    if (c == ' ' || c == '\t') continue;
+    if (c == '#' && (previous == '\n' || text[i - 1] == ' ' || text[i - 1] == '\t')) {
+      while (i + 1 < text.size() && text[i + 1] != '\n') ++i;
+      continue;
+    }
+    const bool atNodeStart = previous == '\n' || previous == ':' || previous == '-' || previous == ',' ||
+                             previous == '[' || previous == '{';
+    if ((c == '"' || c == '\'') && atNodeStart) quote = c;
+    if ((c == '[' || c == '{') && atNodeStart && ++depth > kMaxNesting) {
+      YAML::Mark mark;
+      mark.line = line;
+      mark.column = column - 1;
+      return ShapeError{mark, fmt::format("lists and mappings nested more than {} deep", kMaxNesting), {}};
+    }
+    if ((c == ']' || c == '}') && depth > 0) --depth;
+    previous = c;
+  }
+  return std::nullopt;
+}
+
 SourceLocation markLocation(const std::string& file, const YAML::Mark& m) {
   if (m.is_null()) return SourceLocation{file, 0, 0};
   return SourceLocation{file, m.line + 1, m.column + 1};
@@ -684,6 +729,10 @@ bool parseConfig(std::string_view yaml, const std::string& sourceName, model::Mo
   YAML::Node root;
   // yaml-cpp reports syntax errors by exception; this is the boundary where
   // they become diagnostics.
+  if (auto deep = flowNestingError(yaml)) {
+    diags.error(markLocation(sourceName, deep->mark), deep->message, deep->hint);
+    return false;
+  }
   try {
     std::ispanstream events{std::span<const char>(yaml.data(), yaml.size())};
     YAML::Parser parser(events);

@@ -144,6 +144,19 @@ const Trial* Matrix::at(const Cell& c) const {
   return it == index.end() ? nullptr : &trials[it->second];
 }
 
+// An internet host of the lab that no instance and no VPC block claims (a
+// public IP of the config would make "the internet" an instance).
+std::optional<std::string> freeInternetHost(const model::Model& m, bool v6) {
+  for (unsigned k = 100; k < 250; ++k) {
+    const std::string text = v6 ? fmt::format("2001:db8:ffff::{}", k) : fmt::format("198.51.100.{}", k);
+    const auto a = net::IpAddress::parse(text);
+    if (a && m.instanceWithPublicIp(*a) == model::kNone && m.instanceWithAddress(*a) == model::kNone &&
+        m.vpcContaining(*a) == model::kNone)
+      return text;
+  }
+  return std::nullopt;
+}
+
 Expected<Matrix> planMatrix(const model::Model& m, std::optional<net::Family> family, IdentifierPool& ids) {
   Matrix x;
   bool internet = false;
@@ -153,8 +166,8 @@ Expected<Matrix> planMatrix(const model::Model& m, std::optional<net::Family> fa
     if (m.vpcs[inst.vpc].internetGateway != model::kNone) internet = true;
   }
   const bool v6 = family == net::Family::kIpv6;
-  const std::string internetHost = v6 ? "2001:db8:ffff::100" : "198.51.100.100";
-  if (internet) x.ends.push_back(internetHost);
+  const std::string internetHost = freeInternetHost(m, v6).value_or("");
+  if (internet && !internetHost.empty()) x.ends.push_back(internetHost);
   for (const auto& [proto, ports] : mentionedPorts(m, kMatrixPortsPerProtocol))
     for (auto p : ports) x.services.push_back({net::Protocol(proto), p});
   x.services.push_back({net::Protocol(v6 ? net::Protocol::kIcmpv6 : net::Protocol::kIcmp), 0});

@@ -5,6 +5,8 @@
 #include <doctest/doctest.h>
 #include <fmt/format.h>
 
+#include <sys/resource.h>
+
 #include <chrono>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -318,4 +320,25 @@ TEST_CASE("2,000 unknown references and 2,000 unknown keys: diagnostics are capp
   CHECK(kd.all().size() == vpcfw::Diagnostics::kDefaultCap);
   CHECK(kd.dropped() == 1801);
   CHECK(kd.all()[0].message.rfind("VPC: unknown key 'cidrr0000", 0) == 0);
+}
+
+TEST_CASE("unclosed flow collections are refused on the text, before the YAML scanner reads them ahead") {
+  // yaml-cpp scans a flow collection ahead in full: 8 MB of '[' cost it 1.8 GB
+  // before the event pass could refuse the nesting. Bounded on the text, the
+  // same input costs a pass over it.
+  for (const char* open : {"[", "{"}) {
+    std::string yaml = "vpcs: ";
+    for (int i = 0; i < 8'000'000; ++i) yaml += open;
+    auto d = loadDiagnostics(yaml + "\n");
+    REQUIRE(d.size() == 1);
+    CHECK(d[0] == "1:71: error: lists and mappings nested more than 64 deep");
+    rusage ru{};
+    REQUIRE(getrusage(RUSAGE_SELF, &ru) == 0);
+    CHECK(ru.ru_maxrss < 400 * 1024);  // KiB: the input itself is 8 MB
+  }
+  // Brackets inside quotes and comments, or inside plain scalars, open nothing.
+  auto m = loadOk("# [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[\n"
+                  "vpcs:\n  - {name: v, cidr: 10.0.0.0/16}\nsecurity_groups:\n  - name: g\n    vpc: v\n"
+                  "    description: \"" + std::string(100, '[') + "\"\n");
+  CHECK(m.groups.size() == 2);
 }
