@@ -264,6 +264,16 @@ def shared_internet(env, results):
                 check=False)
     results.append(("shared internet: apply of the second leaves the first's links and routes there",
                     r.returncode == 0 and code_a == 0 and probe.returncode == 0))
+    # A third lab wanting the first's public IP (same octets) must not take its route.
+    c = env.write("inet-c", config(f"{TAG}ic", 88, [(f"{TAG}icc", 10)]))
+    r = env.lab("up", "--quiet", c)
+    code_a, _ = env.status(a)
+    probe = run(env.vpcfw, "probe", a, "--from", "198.51.100.9", "--to", f"{TAG}iaa", "--proto", "tcp", "--port", "80",
+                check=False)
+    results.append(("shared internet: a lab wanting another lab's public IP is refused, naming the route",
+                    r.returncode != 0 and "another lab's gateway" in r.stderr and code_a == 0 and
+                    probe.returncode == 0 and not any(n.startswith(f"vpcfw-{TAG}ic") or f":{TAG}ic" in n
+                                                      for n in ours())))
     env.lab("down", a, check=True)
     code, _ = env.status(b)
     results.append(("shared internet: down of the first keeps it for the second", inode(inet) == ino and code == 0))

@@ -683,8 +683,8 @@ std::optional<ShapeError> flowNestingError(std::string_view text) {
       while (i + 1 < text.size() && text[i + 1] != '\n') ++i;
       continue;
     }
-    const bool atNodeStart = previous == '\n' || previous == ':' || previous == '-' || previous == ',' ||
-                             previous == '[' || previous == '{';
+    const bool atNodeStart =
+        previous == '\n' || previous == ':' || previous == '-' || previous == ',' || previous == '[' || previous == '{';
     if ((c == '"' || c == '\'') && atNodeStart) quote = c;
     if ((c == '[' || c == '{') && atNodeStart && ++depth > kMaxNesting) {
       YAML::Mark mark;

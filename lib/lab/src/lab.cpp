@@ -90,12 +90,33 @@ Expected<void> fastNeighbours(const NamespacePlan& p) {
 }
 
 // Brings a namespace's interfaces up and gives it its addresses, routes and rules.
+// Labs share the internet namespace: a route one wants there must not take a
+// destination (a public IP, an IPv6 block) that another lab's gateway holds,
+// which adding with replace would silently do.
+Expected<void> checkSharedRoutes(const NamespacePlan& p, const std::vector<RouteSpec>& have) {
+  if (p.role != Role::kInternet) return {};
+  for (const auto& want : p.routes)
+    for (const auto& r : have)
+      if (r.dst == want.dst && r.table == want.table && !want.ifname.empty() && !r.ifname.empty() &&
+          r.ifname != want.ifname)
+        return makeError(ErrorCode::kInvalidArgument,
+                         fmt::format("{}: {} is already routed to {}, another lab's gateway; labs that share an "
+                                     "internet need distinct public IPs and IPv6 blocks",
+                                     p.name, want.dst.toString(), r.ifname));
+  return {};
+}
+
 Expected<void> configure(const NamespacePlan& p) {
   auto nl = Rtnl::open(p.name);
   if (!nl) return unexpected(nl.error());
   for (const auto& i : p.up)
     if (auto r = nl->setLinkUp(i); !r) return r;
   if (auto r = fastNeighbours(p); !r) return r;
+  if (p.role == Role::kInternet) {
+    auto have = nl->staticRoutes();
+    if (!have) return unexpected(have.error());
+    if (auto ok = checkSharedRoutes(p, *have); !ok) return ok;
+  }
   for (const auto& a : p.addresses)
     if (auto r = nl->addAddress(a.ifname, a.address, a.prefix); !r) return r;
   for (const auto& r : p.routes)
@@ -592,6 +613,7 @@ Expected<void> reconcile(const NamespacePlan& p, const std::vector<LinkPlan>& li
   }
   auto routes = nl->staticRoutes();
   if (!routes) return failed(routes.error());
+  if (auto ok = checkSharedRoutes(p, *routes); !ok) return failed(ok.error());
   if (auto x = reconcileEntries(
           *routes, p.routes, [&](const RouteSpec& r) { return mine(r.ifname); },
           [&nl](const RouteSpec& r) { return nl->addRoute(r); },

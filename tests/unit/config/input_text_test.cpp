@@ -337,8 +337,10 @@ TEST_CASE("unclosed flow collections are refused on the text, before the YAML sc
     CHECK(ru.ru_maxrss < 400 * 1024);  // KiB: the input itself is 8 MB
   }
   // Brackets inside quotes and comments, or inside plain scalars, open nothing.
-  auto m = loadOk("# [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[\n"
-                  "vpcs:\n  - {name: v, cidr: 10.0.0.0/16}\nsecurity_groups:\n  - name: g\n    vpc: v\n"
-                  "    description: \"" + std::string(100, '[') + "\"\n");
+  auto m = loadOk(
+      "# [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[\n"
+      "vpcs:\n  - {name: v, cidr: 10.0.0.0/16}\nsecurity_groups:\n  - name: g\n    vpc: v\n"
+      "    description: \"" +
+      std::string(100, '[') + "\"\n");
   CHECK(m.groups.size() == 2);
 }
