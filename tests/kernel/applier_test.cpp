@@ -19,6 +19,8 @@
 #include "vpcfw/nft/applier.h"
 
 using namespace vpcfw;
+using test::applyIn;
+using test::diffIn;
 using test::listedJson;
 using test::Netns;
 
@@ -38,22 +40,6 @@ compile::Ruleset compileYaml(const std::string& yaml) {
   REQUIRE(r.has_value());
   REQUIRE(r->size() == 1);
   return (*r)[0];
-}
-
-nft::ApplyReport apply(const compile::Ruleset& r, const Netns& ns, bool check = false) {
-  nft::ApplyOptions o;
-  o.netns = ns.name();
-  o.check = check;
-  auto rep = nft::applyRuleset(r, o);
-  INFO((rep ? std::string() : rep.error().message));
-  REQUIRE(rep.has_value());
-  return *rep;
-}
-
-std::vector<std::string> diff(const compile::Ruleset& r, const Netns& ns) {
-  auto d = nft::diffRuleset(r, ns.name());
-  REQUIRE(d.has_value());
-  return *d;
 }
 
 const char* kForeign = R"(table inet foreign {
@@ -98,7 +84,7 @@ TEST_CASE("apply leaves exactly what nft -f makes of the rendered ruleset") {
       std::string name = path + " " + r.fabric;
       CAPTURE(name);
       Netns viaApply("apply"), viaNft("nft");
-      auto rep = apply(r, viaApply);
+      auto rep = applyIn(r, viaApply);
       CHECK(rep.changed);
       // compile's text has no ownership marker (a table loaded from it is not
       // vpcfw's); add the comment vpcfw's own tables carry.
@@ -109,9 +95,9 @@ TEST_CASE("apply leaves exactly what nft -f makes of the rendered ruleset") {
       nftLoad(viaNft, script);
       // The same objects, as nft lists them...
       CHECK(listedJson(viaApply) == listedJson(viaNft));
-      CHECK(diff(r, viaApply).empty());
+      CHECK(diffIn(r, viaApply).empty());
       // ...and the same encodings: vpcfw finds nft's table up to date.
-      CHECK(diff(r, viaNft).empty());
+      CHECK(diffIn(r, viaNft).empty());
     }
   }
 }
@@ -119,8 +105,8 @@ TEST_CASE("apply leaves exactly what nft -f makes of the rendered ruleset") {
 TEST_CASE("a second apply of the same ruleset sends nothing") {
   auto r = compileExample("two-tier");
   Netns ns("idem");
-  CHECK(apply(r, ns).messages > 50);
-  auto again = apply(r, ns);
+  CHECK(applyIn(r, ns).messages > 50);
+  auto again = applyIn(r, ns);
   CHECK_FALSE(again.changed);
   CHECK(again.messages == 0);
 }
@@ -143,32 +129,34 @@ instances:
   auto before = compileYaml(std::regex_replace(yaml, std::regex("PORT"), "443"));
   auto after = compileYaml(std::regex_replace(yaml, std::regex("PORT"), "8443"));
   Netns ns("incr");
-  auto full = apply(before, ns);
-  auto small = apply(after, ns);
+  auto full = applyIn(before, ns);
+  auto small = applyIn(after, ns);
   CHECK(small.changed);
   // The rule lives in a set per ENI (50 ENIs): element changes, no rule rewrites.
   CHECK(small.messages < full.messages / 4);
-  CHECK(diff(after, ns).empty());
+  CHECK(diffIn(after, ns).empty());
   for (const auto& c : small.changes) CHECK(c.find("rules rewritten") == std::string::npos);
 }
 
 TEST_CASE("check mode lets the kernel validate and commits nothing") {
   auto r = compileExample("two-tier");
   Netns ns("check");
-  auto rep = apply(r, ns, true);
+  nft::ApplyOptions check;
+  check.check = true;
+  auto rep = applyIn(r, ns, check);
   CHECK_FALSE(rep.changed);
   CHECK(rep.messages > 0);
   CHECK(ns.exec("nft list table inet vpcfw").status != 0);  // still no table
-  apply(r, ns);
+  applyIn(r, ns);
   auto changed = compileExample("bastion");
-  apply(changed, ns, true);
-  CHECK(diff(r, ns).empty());  // the first ruleset is still in force
+  applyIn(changed, ns, check);
+  CHECK(diffIn(r, ns).empty());  // the first ruleset is still in force
 }
 
 TEST_CASE("a kernel error names the object that caused it and changes nothing") {
   auto good = compileExample("two-tier");
   Netns ns("error");
-  apply(good, ns);
+  applyIn(good, ns);
   // A rule that jumps to a chain that does not exist: the kernel refuses it.
   auto bad = good;
   auto& chain = bad.table.chains.back();
@@ -182,7 +170,7 @@ TEST_CASE("a kernel error names the object that caused it and changes nothing") 
   CAPTURE(rep.error().message);
   CHECK(rep.error().message.find("sg web2 ingress: the culprit") != std::string::npos);
   CHECK(rep.error().message.find("nothing was changed") != std::string::npos);
-  CHECK(diff(good, ns).empty());
+  CHECK(diffIn(good, ns).empty());
 }
 
 TEST_CASE("tables vpcfw does not own survive apply, change, failed apply and flush") {
@@ -190,9 +178,9 @@ TEST_CASE("tables vpcfw does not own survive apply, change, failed apply and flu
   loadForeign(ns);
   const std::string before = foreignState(ns);
   REQUIRE(before.find("tcp dport 22") != std::string::npos);
-  apply(compileExample("two-tier"), ns);
+  applyIn(compileExample("two-tier"), ns);
   CHECK(foreignState(ns) == before);
-  apply(compileExample("bastion"), ns);
+  applyIn(compileExample("bastion"), ns);
   CHECK(foreignState(ns) == before);
   auto bad = compileExample("bastion");
   bad.table.chains.back().rules.front().verdict = compile::Verdict::jump("no_such_chain");
@@ -210,9 +198,9 @@ TEST_CASE("tables vpcfw does not own survive apply, change, failed apply and flu
 TEST_CASE("apply rebuilds the table after someone flushed the ruleset") {
   auto r = compileExample("two-tier");
   Netns ns("rebuild");
-  apply(r, ns);
+  applyIn(r, ns);
   REQUIRE(ns.exec("nft flush ruleset").status == 0);
-  CHECK_FALSE(diff(r, ns).empty());
-  CHECK(apply(r, ns).changed);
-  CHECK(diff(r, ns).empty());
+  CHECK_FALSE(diffIn(r, ns).empty());
+  CHECK(applyIn(r, ns).changed);
+  CHECK(diffIn(r, ns).empty());
 }

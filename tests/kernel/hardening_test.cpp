@@ -25,6 +25,8 @@
 #include "vpcfw/state/state.h"
 
 using namespace vpcfw;
+using test::applyIn;
+using test::diffIn;
 using test::listedJson;
 using test::Netns;
 using test::sh;
@@ -42,21 +44,6 @@ compile::Ruleset compileExample(const std::string& name) {
   REQUIRE(r.has_value());
   REQUIRE(r->size() == 1);
   return (*r)[0];
-}
-
-nft::ApplyReport apply(const compile::Ruleset& r, const Netns& ns, nft::ApplyOptions o = {}) {
-  o.netns = ns.name();
-  auto rep = nft::applyRuleset(r, o);
-  INFO((rep ? std::string() : rep.error().message));
-  REQUIRE(rep.has_value());
-  return *rep;
-}
-
-std::vector<std::string> diff(const compile::Ruleset& r, const Netns& ns) {
-  auto d = nft::diffRuleset(r, ns.name());
-  INFO((d ? std::string() : d.error().message));
-  REQUIRE(d.has_value());
-  return *d;
 }
 
 std::string joined(const std::vector<std::string>& lines) {
@@ -131,7 +118,7 @@ TEST_CASE("a table inet vpcfw that vpcfw did not create is reported and left alo
     CHECK(flushed.error().code == ErrorCode::kNotOwned);
     CHECK(listing(ns) == before);
 
-    auto d = diff(r, ns);
+    auto d = diffIn(r, ns);
     REQUIRE_FALSE(d.empty());
     CHECK(d.front().find(nft::kForeignTable) != std::string::npos);
     auto st = nft::tableStatus(ns.name());
@@ -160,7 +147,7 @@ TEST_CASE("a table inet vpcfw that vpcfw did not create is reported and left alo
     auto took = sh(kVpcfw + " apply " + kTwoTier + " --takeover --netns " + ns.name());
     INFO(took.out);
     CHECK(took.status == 0);
-    CHECK(diff(r, ns).empty());
+    CHECK(diffIn(r, ns).empty());
     st = nft::tableStatus(ns.name());
     REQUIRE(st.has_value());
     CHECK(st->owned);
@@ -181,8 +168,8 @@ TEST_CASE("flush --takeover removes a foreign table inet vpcfw, and tables of ot
   CHECK(ns.exec("nft list table inet vpcfw").status != 0);
   const std::string ipTable = ns.exec("nft list table ip vpcfw").out;
   REQUIRE(ipTable.find("chain c") != std::string::npos);
-  apply(r, ns);
-  CHECK(diff(r, ns).empty());
+  applyIn(r, ns);
+  CHECK(diffIn(r, ns).empty());
   CHECK(ns.exec("nft list table ip vpcfw").out == ipTable);
 }
 
@@ -297,8 +284,8 @@ TEST_CASE("every kind of tampering with vpcfw's table is a difference, and apply
   for (const auto& t : tampers) {
     CAPTURE(t.what);
     Netns ns("tamper");
-    apply(r, ns);
-    REQUIRE(diff(r, ns).empty());  // baseline: untampered, it matches
+    applyIn(r, ns);
+    REQUIRE(diffIn(r, ns).empty());  // baseline: untampered, it matches
     REQUIRE(sh(kVpcfw + " diff " + kTwoTier + " --netns " + ns.name()).status == 0);
     const auto good = listedJson(ns);
     const std::string before = listing(ns);
@@ -308,7 +295,7 @@ TEST_CASE("every kind of tampering with vpcfw's table is a difference, and apply
     REQUIRE(after != before);  // the tamper is real
     if (!t.evidence.empty()) REQUIRE(after.find(t.evidence) != std::string::npos);
 
-    auto d = diff(r, ns);
+    auto d = diffIn(r, ns);
     INFO(joined(d));
     CHECK_FALSE(d.empty());
     auto cli = sh(kVpcfw + " diff " + kTwoTier + " --netns " + ns.name());
@@ -320,12 +307,12 @@ TEST_CASE("every kind of tampering with vpcfw's table is a difference, and apply
       CHECK(st->dormant);
     }
 
-    auto rep = apply(r, ns);
+    auto rep = applyIn(r, ns);
     CHECK(rep.changed);
-    CHECK(diff(r, ns).empty());
+    CHECK(diffIn(r, ns).empty());
     CHECK(listedJson(ns) == good);
     CHECK(sh(kVpcfw + " diff " + kTwoTier + " --netns " + ns.name()).status == 0);
-    CHECK_FALSE(apply(r, ns).changed);  // and it stays repaired
+    CHECK_FALSE(applyIn(r, ns).changed);  // and it stays repaired
   }
 }
 
@@ -337,36 +324,36 @@ TEST_CASE("a batch computed against an older generation is refused by the kernel
     for (bool tableExists : {false, true}) {
       CAPTURE(tableExists);
       Netns ns("gen");
-      if (tableExists) apply(bastion, ns);
+      if (tableExists) applyIn(bastion, ns);
       int calls = 0;
       nft::ApplyOptions o;
       o.beforeCommit = [&] {
         if (calls++ == 0) nftCmd(ns, "add table ip vpcfwk_gen_other");
       };
-      auto rep = apply(twoTier, ns, o);
+      auto rep = applyIn(twoTier, ns, o);
       CHECK(rep.attempts == 2);  // the first batch was refused
       CHECK(calls == 2);
       CHECK(rep.changed);
-      CHECK(diff(twoTier, ns).empty());
+      CHECK(diffIn(twoTier, ns).empty());
       CHECK(ns.exec("nft list table ip vpcfwk_gen_other").status == 0);
     }
   }
   SUBCASE("a change to vpcfw's own table between read-back and commit") {
     Netns ns("genown");
-    apply(bastion, ns);
+    applyIn(bastion, ns);
     int calls = 0;
     nft::ApplyOptions o;
     o.beforeCommit = [&] {
       if (calls++ == 0) nftCmd(ns, "insert rule inet vpcfw forward accept");
     };
-    auto rep = apply(twoTier, ns, o);
+    auto rep = applyIn(twoTier, ns, o);
     CHECK(rep.attempts == 2);
-    CHECK(diff(twoTier, ns).empty());
+    CHECK(diffIn(twoTier, ns).empty());
     CHECK(listing(ns).find("policy drop;\n\t\taccept\n") == std::string::npos);
   }
   SUBCASE("a ruleset that never holds still: bounded, then kBusy, nothing changed") {
     Netns ns("genbusy");
-    apply(bastion, ns);
+    applyIn(bastion, ns);
     int calls = 0;
     nft::ApplyOptions o;
     o.netns = ns.name();
@@ -375,7 +362,7 @@ TEST_CASE("a batch computed against an older generation is refused by the kernel
     REQUIRE_FALSE(rep.has_value());
     CHECK(rep.error().code == ErrorCode::kBusy);
     CHECK(calls == 5);
-    CHECK(diff(bastion, ns).empty());
+    CHECK(diffIn(bastion, ns).empty());
   }
   SUBCASE("check mode is refused the same way") {
     Netns ns("gencheck");
@@ -385,7 +372,7 @@ TEST_CASE("a batch computed against an older generation is refused by the kernel
     o.beforeCommit = [&] {
       if (calls++ == 0) nftCmd(ns, "add table ip vpcfwk_gen_check");
     };
-    auto rep = apply(twoTier, ns, o);
+    auto rep = applyIn(twoTier, ns, o);
     CHECK(rep.attempts == 2);
     CHECK_FALSE(rep.changed);
     CHECK(ns.exec("nft list table inet vpcfw").status != 0);
@@ -437,7 +424,7 @@ TEST_CASE("a held fabric lock makes apply and flush wait, bounded, however the n
   CHECK(waits == 1);
   CHECK(holder.find(self) != std::string::npos);
   CHECK(waited >= std::chrono::milliseconds(400));
-  CHECK(diff(r, ns).empty());  // nothing changed
+  CHECK(diffIn(r, ns).empty());  // nothing changed
 
   // From inside the namespace (the caller's own namespace, as under `ip netns exec`): the same lock.
   nft::ApplyOptions inner = o;
@@ -466,7 +453,7 @@ TEST_CASE("a held fabric lock makes apply and flush wait, bounded, however the n
   auto cliInside = ns.exec(kVpcfw + " flush --lock-timeout 0.5");
   CHECK(cliInside.status == 1);
   CHECK(cliInside.out.find("waiting for " + self) != std::string::npos);
-  CHECK(diff(r, ns).empty());
+  CHECK(diffIn(r, ns).empty());
 
   // A waiting command proceeds as soon as the holder lets go.
   const std::string log = "/tmp/" + ns.name() + "-waiter.log";
@@ -489,7 +476,7 @@ TEST_CASE("a held fabric lock makes apply and flush wait, bounded, however the n
   CHECK(saidWaiting.find("waiting for " + self) != std::string::npos);
   CHECK(late.status == 0);
   CHECK(all.find("committed") != std::string::npos);
-  CHECK(diff(compileExample("bastion"), ns).empty());
+  CHECK(diffIn(compileExample("bastion"), ns).empty());
 }
 
 TEST_CASE("two concurrent applies of different configs leave exactly one of them") {
@@ -539,7 +526,7 @@ TEST_CASE("the lock spans read-back to commit: two applies with a wide window be
     CHECK(a->attempts == 1);
     CHECK(b->attempts == 1);
     CHECK(took >= std::chrono::milliseconds(600));
-    const bool twoTierHolds = diff(twoTier, ns).empty(), bastionHolds = diff(bastion, ns).empty();
+    const bool twoTierHolds = diffIn(twoTier, ns).empty(), bastionHolds = diffIn(bastion, ns).empty();
     CHECK(twoTierHolds != bastionHolds);
   }
 }
@@ -552,21 +539,21 @@ TEST_CASE("a read-back that the ruleset changed under is read again before anyth
          {"add table ip vpcfwk_read_other", "insert rule inet vpcfw forward accept", "add chain inet vpcfw evil"}) {
       CAPTURE(change);
       Netns ns("read");
-      apply(bastion, ns);
+      applyIn(bastion, ns);
       int calls = 0;
       nft::ApplyOptions o;
       o.duringReadBack = [&] {
         if (calls++ == 0) nftCmd(ns, change);
       };
-      auto rep = apply(twoTier, ns, o);
+      auto rep = applyIn(twoTier, ns, o);
       CHECK(rep.reads == 2);     // the first read-back was thrown away...
       CHECK(rep.attempts == 1);  // ...so the batch was computed from a consistent one and accepted
-      CHECK(diff(twoTier, ns).empty());
+      CHECK(diffIn(twoTier, ns).empty());
     }
   }
   SUBCASE("a ruleset that changes during every read-back: bounded, then kBusy") {
     Netns ns("readbusy");
-    apply(bastion, ns);
+    applyIn(bastion, ns);
     int calls = 0;
     nft::ApplyOptions o;
     o.netns = ns.name();
@@ -575,6 +562,6 @@ TEST_CASE("a read-back that the ruleset changed under is read again before anyth
     REQUIRE_FALSE(rep.has_value());
     CHECK(rep.error().code == ErrorCode::kBusy);
     CHECK(calls == 5);
-    CHECK(diff(bastion, ns).empty());
+    CHECK(diffIn(bastion, ns).empty());
   }
 }

@@ -13,6 +13,8 @@
 #include <string>
 #include <vector>
 
+#include "vpcfw/nft/applier.h"
+
 namespace vpcfw::test {
 
 struct CommandResult {
@@ -45,6 +47,21 @@ class Netns {
  private:
   std::string name_;
 };
+
+// applyRuleset / diffRuleset into `ns`, failing the test (with the error) on an error.
+inline nft::ApplyReport applyIn(const compile::Ruleset& r, const Netns& ns, nft::ApplyOptions o = {}) {
+  o.netns = ns.name();
+  auto rep = nft::applyRuleset(r, o);
+  INFO((rep ? std::string() : rep.error().message));
+  REQUIRE(rep.has_value());
+  return *rep;
+}
+inline std::vector<std::string> diffIn(const compile::Ruleset& r, const Netns& ns) {
+  auto d = nft::diffRuleset(r, ns.name());
+  INFO((d ? std::string() : d.error().message));
+  REQUIRE(d.has_value());
+  return *d;
+}
 
 // `nft -j list table TABLE` in `ns`, without handles and with set elements
 // in a stable order, for comparing listings.

@@ -273,6 +273,19 @@ class Journal {
   std::optional<Error> error_;
 };
 
+// Makes namespace `p`, its identity journalled before it has a name. Not
+// made (or another's won the name): its journal entry names nothing and goes.
+Expected<NsId> createJournalled(const NamespacePlan& p, Journal& j) {
+  bool journalled = false;
+  auto id = createNamespace(p.name, [&](const NsId& nsid) -> Expected<void> {
+    auto w = j.add(p.name, nsid, p.role == Role::kInternet);
+    journalled = bool(w);
+    return w;
+  });
+  if (!id && journalled) (void)j.remove(p.name);
+  return id;
+}
+
 // What a record entry is now.
 enum class Proof { kGone, kOurs, kOther };
 struct Proven {
@@ -732,17 +745,8 @@ Expected<LabReport> labUp(const LabPlan& plan, const LabId& lab, const LabOption
   if (auto r = phase("namespaces", toMake.size(),
                      [&](std::size_t i) -> Expected<void> {
                        const NamespacePlan& p = *toMake[i];
-                       bool journalled = false;
-                       auto id = createNamespace(p.name, [&](const NsId& nsid) -> Expected<void> {
-                         auto w = j.add(p.name, nsid, p.role == Role::kInternet);
-                         journalled = bool(w);
-                         return w;
-                       });
-                       if (!id) {
-                         // Not made (or another's won the name): its journal entry names nothing.
-                         if (journalled) (void)j.remove(p.name);
-                         return unexpected(id.error());
-                       }
+                       auto id = createJournalled(p, j);
+                       if (!id) return unexpected(id.error());
                        {
                          std::lock_guard lock(mu);
                          made.push_back(NsRecord{p.name, *id, p.role == Role::kInternet});
@@ -934,16 +938,8 @@ Expected<LabApplyReport> labApply(const LabPlan& plan, const LabId& lab, const L
   if (auto r = parallelFor(fresh.size(), jobs,
                            [&](std::size_t i) -> Expected<void> {
                              const NamespacePlan& p = *fresh[i];
-                             bool journalled = false;
-                             auto id = createNamespace(p.name, [&](const NsId& nsid) -> Expected<void> {
-                               auto w = j.add(p.name, nsid, p.role == Role::kInternet);
-                               journalled = bool(w);
-                               return w;
-                             });
-                             if (!id) {
-                               if (journalled) (void)j.remove(p.name);
-                               return unexpected(id.error());
-                             }
+                             auto id = createJournalled(p, j);
+                             if (!id) return unexpected(id.error());
                              for (const auto& [k, v] : p.sysctls)
                                if (auto s = writeSysctl(p.name, k, v); !s) return withContext(s.error(), p.name);
                              return {};
