@@ -358,6 +358,18 @@ def killed_up(env, results):
         results.append((f"killed up after {delay * 1000:.0f} ms: down leaves nothing",
                         r.returncode == 0 and ours() == []))
     results.append(("killed up: some kills landed half-way through the build (the test saw partial labs)", partial > 0))
+    # A kill between making a name and mounting the namespace on it leaves an
+    # empty file under /run/netns (made here by unmounting one): status says
+    # so, and down, up and apply clear it, since the lab's record names it.
+    env.lab("up", "--quiet", cfg, check=True)
+    victim = f"vpcfw:i:{TAG}k3"
+    run("umount", f"/run/netns/{victim}")
+    placeholder = os.path.isfile(f"/run/netns/{victim}") and os.path.getsize(f"/run/netns/{victim}") == 0
+    code, js = env.status(cfg)
+    r = env.lab("down", cfg)
+    results.append(("killed up: an empty placeholder is reported, then removed by down",
+                    placeholder and code != 0 and not js.get("up_to_date", False) and r.returncode == 0 and
+                    ours() == [] and not os.path.exists(f"/run/netns/{victim}")))
 
 
 def held(env, results):

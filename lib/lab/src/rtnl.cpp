@@ -104,6 +104,16 @@ Expected<std::optional<NsId>> namespaceIdentity(const std::string& name) {
   return std::optional<NsId>{NsId{static_cast<std::uint64_t>(st.st_dev), static_cast<std::uint64_t>(st.st_ino)}};
 }
 
+bool removePlaceholder(const std::string& name) {
+  const std::string path = names::namespacePath(name);
+  if (path.empty()) return false;
+  struct stat st {};
+  struct statfs fs {};
+  if (lstat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode) || st.st_size != 0) return false;
+  if (statfs(path.c_str(), &fs) != 0 || fs.f_type == NSFS_MAGIC) return false;  // mounted: a namespace
+  return unlink(path.c_str()) == 0;
+}
+
 Expected<void> deleteNamespace(const std::string& name, const NsId& id) {
   auto have = namespaceIdentity(name);
   if (!have) return unexpected(have.error());

@@ -38,6 +38,11 @@ using Netns = std::optional<std::string>;
 // entry is an nsfs mount with identity `id`: kNotOwned otherwise (left as
 // it is). Nothing but that one mount point is ever unmounted.
 [[nodiscard]] Expected<void> deleteNamespace(const std::string& name, const NsId& id);
+// Removes /run/netns/NAME when it is an empty file with no namespace mounted
+// on it: what a creation killed between making the name and mounting leaves
+// (`ip netns add` leaves the same). Only for names a lab's record holds,
+// which vpcfw journals before it makes the name. True when it removed one.
+bool removePlaceholder(const std::string& name);
 // Names in /run/netns starting with `prefix`.
 std::vector<std::string> listNamespaces(const std::string& prefix);
 bool namespaceExists(const std::string& name);
