@@ -20,19 +20,12 @@
 
 using namespace vpcfw;
 using test::applyIn;
+using test::compileExample;
 using test::diffIn;
 using test::listedJson;
 using test::Netns;
 
 namespace {
-
-compile::Ruleset compileExample(const std::string& name) {
-  auto m = test::loadExample(name);
-  auto r = compile::compileRulesets(m, compile::labPlacement(m));
-  REQUIRE(r.has_value());
-  REQUIRE(r->size() == 1);
-  return (*r)[0];
-}
 
 compile::Ruleset compileYaml(const std::string& yaml) {
   auto m = test::loadOk(yaml);

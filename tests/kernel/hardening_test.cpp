@@ -26,6 +26,7 @@
 
 using namespace vpcfw;
 using test::applyIn;
+using test::compileExample;
 using test::diffIn;
 using test::listedJson;
 using test::Netns;
@@ -37,14 +38,6 @@ const std::string kSrc = VPCFW_SOURCE_DIR;
 const std::string kVpcfw = VPCFW_BINARY;
 const std::string kTwoTier = kSrc + "/config/examples/two-tier.yaml";
 const std::string kBastion = kSrc + "/config/examples/bastion.yaml";
-
-compile::Ruleset compileExample(const std::string& name) {
-  auto m = test::loadExample(name);
-  auto r = compile::compileRulesets(m, compile::labPlacement(m));
-  REQUIRE(r.has_value());
-  REQUIRE(r->size() == 1);
-  return (*r)[0];
-}
 
 std::string joined(const std::vector<std::string>& lines) {
   std::string out;

@@ -13,6 +13,8 @@
 #include <string>
 #include <vector>
 
+#include "support/test_config.h"
+#include "vpcfw/compile/compiler.h"
 #include "vpcfw/nft/applier.h"
 
 namespace vpcfw::test {
@@ -47,6 +49,15 @@ class Netns {
  private:
   std::string name_;
 };
+
+// The one fabric's ruleset of an example config (config/examples/NAME.yaml).
+inline compile::Ruleset compileExample(const std::string& name) {
+  auto m = test::loadExample(name);
+  auto r = compile::compileRulesets(m, compile::labPlacement(m));
+  REQUIRE(r.has_value());
+  REQUIRE(r->size() == 1);
+  return (*r)[0];
+}
 
 // applyRuleset / diffRuleset into `ns`, failing the test (with the error) on an error.
 inline nft::ApplyReport applyIn(const compile::Ruleset& r, const Netns& ns, nft::ApplyOptions o = {}) {
