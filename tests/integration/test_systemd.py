@@ -49,6 +49,7 @@ CFG = "/etc/vpcfw/vpcfw.yaml"
 # Where the daemon must locate it: the last line, at the address.
 WHERE = f"{CFG}:{INVALID.count(chr(10))}:{INVALID.splitlines()[-1].index('10.0.1.999') + 1}: error:"
 SOCK = "/run/vpcfw/vpcfwd.sock"
+SOURCE_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 # One request on the control socket; prints the answer, or "refused: <errno>" when connect fails.
 SOCK_CLIENT = r"""
@@ -367,6 +368,34 @@ def _daemon_tests(c, results, hostname):
         results.append(("... and the rules stay: the table is there, :8080 blocked", table() is not None and not probe(8080)))
         results.append(("... :80 allowed", probe(80)))
         results.append(("... /run/vpcfw survives the stop (RuntimeDirectoryPreserve)", os.path.isdir(c.root("/run/vpcfw"))))
+
+        # 9. Lab mode: vpcfwd-lab.service builds the config's lab (it stops vpcfwd.service:
+        #    they conflict). Its namespaces' /run/netns mounts must reach PID 1's mount
+        #    namespace (no mount sandboxing in this unit), where vpcfw probe and ip netns look.
+        with open(os.path.join(SOURCE_DIR, "config/examples/two-tier.yaml")) as f:
+            c.write(CFG, f.read())
+        config_flag = f" --config {CFG}" if any(p.startswith("--config") for p in pending) else ""
+        c.write("/etc/systemd/system/vpcfwd-lab.service.d/test.conf",
+                f"[Service]\nExecStart=\nExecStart=/usr/sbin/vpcfwd --lab{config_flag}\n"
+                f"Environment=VPCFW_LAB_INTERNET={c.name}-inet\n")
+        c.run("systemctl", "daemon-reload")
+        r = c.run("systemctl", "start", "vpcfwd-lab", check=False, timeout=180)
+        results.append(("systemctl start vpcfwd-lab succeeds", r.returncode == 0))
+        if r.returncode != 0:
+            print(c.journal("vpcfwd-lab.service")[-3000:])
+        results.append(("... with a STATUS line", bool(c.run("systemctl", "show", "-P", "StatusText",
+                                                             "vpcfwd-lab").stdout.strip())))
+        r = c.run("ip", "netns", "exec", "vpcfw:i:web1", "true", check=False)
+        results.append(("the lab's namespaces are mounted where the host sees them (ip netns exec)", r.returncode == 0))
+        reach = c.run("vpcfw", "probe", CFG, "--from", "web1", "--to", "db1", "--proto", "tcp", "--port", "5432",
+                      check=False, timeout=60)
+        results.append((f"vpcfw probe through the daemon's lab: web1 -> db1:5432 reached (rc {reach.returncode})",
+                        reach.returncode == 0))
+        blocked = c.run("vpcfw", "probe", CFG, "--from", "web1", "--to", "db1", "--proto", "tcp", "--port", "22",
+                        check=False, timeout=60)
+        results.append((f"... web1 -> db1:22 blocked by web-acl (rc {blocked.returncode})", blocked.returncode == 1))
+        results.append(("starting the lab unit stopped vpcfwd.service (they conflict)", active() != "active"))
+        c.run("systemctl", "stop", "vpcfwd-lab", check=False, timeout=60)
     finally:
         server.kill()
         server.wait()
