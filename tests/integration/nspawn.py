@@ -16,11 +16,13 @@ Container.available() says why a container cannot run here (the caller skips
 with exit 77 and that reason); a container that cannot boot raises Unavailable
 with nspawn's own last lines."""
 import atexit
+import ctypes
 import os
 import random
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 
@@ -38,6 +40,11 @@ MASKED = [
     "apt-daily.timer", "apt-daily-upgrade.timer", "man-db.timer", "e2scrub_all.timer",
     "fstrim.timer", "logrotate.timer", "dpkg-db-backup.timer", "systemd-tmpfiles-clean.timer",
 ]
+
+
+def _die_with_parent():
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
 
 
 class Unavailable(Exception):
@@ -80,8 +87,12 @@ class Container:
         self.log_path = os.path.join(self.work, "console.log")
         log = open(self.log_path, "w")
         t0 = time.monotonic()
+        # If this process dies without stop() (killed by a test timeout), nspawn gets SIGTERM,
+        # which powers the container off; a SIGTERM to us runs stop() through atexit.
         self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+                                     start_new_session=True, preexec_fn=_die_with_parent)
+        if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+            signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
         log.close()
         deadline = t0 + timeout
         while time.monotonic() < deadline:

@@ -240,7 +240,7 @@ def _daemon_tests(c, results, hostname):
         # A long debounce, so that an edit is committed by `systemctl reload` well before the
         # file watch would do it: that shows reload blocks until committed.
         c.write("/etc/systemd/system/vpcfwd.service.d/test.conf",
-                "[Service]\nExecStart=\nExecStart=/usr/sbin/vpcfwd --debounce-ms 2500\n")
+                "[Service]\nWatchdogSec=2s\nExecStart=\nExecStart=/usr/sbin/vpcfwd --debounce-ms 2500\n")
         c.run("systemctl", "daemon-reload")
 
         # 1. An invalid config at start: start fails, located error in the journal, kernel untouched.
@@ -253,7 +253,7 @@ def _daemon_tests(c, results, hostname):
             # that reads only files gets the file named, so that the rest can be shown.
             pending.append("--config /etc/vpcfw (a directory, the unit's default): the daemon reads only a file")
             c.write("/etc/systemd/system/vpcfwd.service.d/test.conf",
-                    f"[Service]\nExecStart=\nExecStart=/usr/sbin/vpcfwd --debounce-ms 2500 --config {CFG}\n")
+                    f"[Service]\nWatchdogSec=2s\nExecStart=\nExecStart=/usr/sbin/vpcfwd --debounce-ms 2500 --config {CFG}\n")
             c.run("systemctl", "daemon-reload")
             c.run("systemctl", "reset-failed", "vpcfwd", check=False)
             cursor = c.journal_cursor()
@@ -270,6 +270,7 @@ def _daemon_tests(c, results, hostname):
         c.write(CFG, cfg["valid"])
         r = c.run("systemctl", "start", "vpcfwd", check=False, timeout=120)
         in_kernel = table() is not None
+        started = time.monotonic()
         results.append(("systemctl start vpcfwd succeeds", r.returncode == 0))
         if r.returncode != 0:
             print(c.journal("vpcfwd.service")[-3000:])
@@ -361,6 +362,12 @@ def _daemon_tests(c, results, hostname):
             pending.append(f"the control socket: the daemon did not create {SOCK} yet")
             results.append(("nobody cannot reach /run/vpcfw at all (0750 root:vpcfw)",
                             ask("status", user="nobody", group="nogroup").startswith("refused")))
+
+        # The watchdog (shortened to 2 s by the drop-in) was fed the whole time: no restart.
+        up = time.monotonic() - started
+        restarts = c.run("systemctl", "show", "-P", "NRestarts", "vpcfwd").stdout.strip()
+        results.append((f"the watchdog (2 s) never fired in {up:.0f} s up: NRestarts={restarts}",
+                        up > 6 and restarts == "0" and "watchdog timeout" not in c.journal("vpcfwd.service").lower()))
 
         # 8. systemctl stop leaves the rules in force.
         r = c.run("systemctl", "stop", "vpcfwd", check=False, timeout=60)
