@@ -1008,6 +1008,10 @@ class Validator {
   void checkPlacement(Instance& inst, std::map<std::string, std::string>& netnsUsed,
                       std::map<std::pair<std::string, std::string>, std::string>& ifaceUsed) {
     auto& p = inst.placement;
+    if (p.routed && p.kind != Placement::Kind::kHostInterface)
+      d_.error(inst.origin.of("routed"),
+               fmt::format("instance '{}' sets 'routed' without 'host' and 'interface'", inst.name),
+               "routed: true says the ENI is an interface a host routes for; name the host and that interface");
     if (p.kind == Placement::Kind::kHostInterface) {
       if (!names::isValidHostName(p.host))
         d_.error(inst.origin.of("host"), fmt::format("{} is not a valid host name", quoteForMessage(p.host)),
