@@ -8,8 +8,9 @@ golden's shape is the one proven here. `vpcfw apply --netns HV --host hv`
 loads one table; real packets (TCP connect, UDP, ping, forged sources) show
 the routed ENIs filtered on forward like a lab router's (NACL between subnets,
 none inside one, stateful groups, anti-spoofing), the host's own ENI on
-input/output, the routed ENIs' traffic with the host itself, and the host's
-other forwarding untouched. Every probe first runs without the ruleset and
+input/output, the routed ENIs' traffic with the host itself (only their side;
+both sides when the host's address is its own ENI's), and the host's other
+forwarding untouched. Every probe first runs without the ruleset and
 must succeed then, so each blocked probe is the filter's doing.
 
 usage: test_host_routed.py VPCFW SOURCE_DIR        (root; exit 77 = skipped)"""
@@ -64,7 +65,13 @@ CASES = [
     ("hv", "", "10.0.1.20", "tcp", 80, True, "the host -> a: a's NACL and group ingress admit 80 from 10.0.1.1"),
     ("hv", "", "10.0.1.20", "tcp", 9000, False, "the host -> a: no rule of app admits 9000"),
     ("b", "", "10.0.2.1", "tcp", 7000, False, "b -> the host: b's egress is []"),
-    ("a", "", "10.0.3.10", "tcp", 22, False, "a routed ENI to the host's own ENI address: refused (docs/ruleset.md)"),
+    ("a", "", "10.0.3.10", "tcp", 22, True, "routed a -> the host's ENI h1 (input on ra): h1's NACL and group web admit"),
+    ("a", "", "10.0.3.10", "tcp", 8080, False, "routed a -> h1: no rule of web admits 8080 (found by h1's address)"),
+    ("c", "", "10.0.3.10", "tcp", 22, False, "routed c -> h1: h1's NACL (host-acl ingress 105) denies 22 from c"),
+    ("hv", "10.0.3.10", "10.0.1.20", "tcp", 80, True, "h1 -> routed a (output on ra): both sides admit"),
+    ("hv", "10.0.3.10", "10.0.1.30", "tcp", 80, False, "h1 -> routed c: h1's NACL (host-acl egress 90) denies"),
+    ("hv", "10.0.1.1", "10.0.1.30", "tcp", 80, True, "the host (not h1) -> routed c: only c's side applies, admits"),
+    ("hv", "10.0.3.10", "10.0.1.20", "tcp", 9000, False, "h1 -> routed a: a's group app does not admit 9000"),
     ("lan", "", "10.0.3.10", "tcp", 22, True, "the host's own ENI own0, input: group web admits 22"),
     ("lan", "", "10.0.3.10", "tcp", 8080, False, "own0: no rule of web admits 8080"),
     ("lan", "198.51.100.7", "10.0.3.10", "tcp", 22, False, "own0: host-acl denies 22 from 198.51.100.0/24"),

@@ -150,8 +150,21 @@ class FabricCompiler {
       enisSet_[kOwn] = addSet("host_enis", {Field::kIifname}, false, "the host's own interfaces that are ENIs");
       naclOut_[kOwn] = addMap("host_nacl_out", "the host's own ENI -> its subnet's NACL, egress");
       naclIn_[kOwn] = addMap("host_nacl_in", "the host's own ENI -> its subnet's NACL, ingress");
-      ownAddr4_ = addSet("host_eni_addr4", {Field::kIpDaddr}, false, "the IPv4 addresses of the host's own ENIs");
-      ownAddr6_ = addSet("host_eni_addr6", {Field::kIp6Daddr}, false, "the IPv6 addresses of the host's own ENIs");
+      // Looked up by the own ENI's address: the source on output (egress),
+      // the destination on input (ingress).
+      for (auto dir : {Direction::kEgress, Direction::kIngress}) {
+        const bool out = dir == Direction::kEgress;
+        const int d = dirIndex(dir);
+        for (auto fam : {Family::kIpv4, Family::kIpv6}) {
+          const int f = famIndex(fam);
+          const Field key = addrField(fam, out ? Direction::kIngress : Direction::kEgress);
+          const std::string sfx = fmt::format("{}{}", out ? "out" : "in", f == 0 ? 4 : 6);
+          const std::string what = fmt::format("the host's own ENI by {} address -> ", f == 0 ? "IPv4" : "IPv6");
+          const std::string tail = fmt::format(", {} (with a routed ENI)", out ? "egress" : "ingress");
+          byAddrNacl_[d][f] = addMap("host_addr_nacl_" + sfx, what + "its subnet's NACL" + tail, key);
+          byAddrSg_[d][f] = addMap("host_addr_sg_" + sfx, what + "its groups" + tail, key);
+        }
+      }
     }
     sgRefsOut_ = addMap("sg_out_refs", "ENI -> its group-reference rules, egress");
     sgRefsIn_ = addMap("sg_in_refs", "ENI -> its group-reference rules, ingress");
@@ -227,7 +240,11 @@ class FabricCompiler {
   std::vector<Chain> chains_;
   Names names_;
   std::size_t enisSet_[2] = {0, 0}, naclOut_[2] = {0, 0}, naclIn_[2] = {0, 0};  // by style
-  std::size_t src4_ = 0, src6_ = 0, sgRefsOut_ = 0, sgRefsIn_ = 0, ownAddr4_ = 0, ownAddr6_ = 0;
+  std::size_t src4_ = 0, src6_ = 0, sgRefsOut_ = 0, sgRefsIn_ = 0;
+  // Routed host with own ENIs: [egress/ingress][IPv4/IPv6] -> map from an own
+  // ENI's address to its NACL chain / its by-address group chain.
+  std::size_t byAddrNacl_[2][2] = {{0, 0}, {0, 0}}, byAddrSg_[2][2] = {{0, 0}, {0, 0}};
+  std::map<std::pair<std::size_t, int>, std::string> ownNaclChain_;  // (subnet, direction) -> host NACL chain
   // Per shard: [egress/ingress][IPv4/IPv6][all, proto, ports, icmp] -> set index
   static constexpr std::size_t kShardEnis = 16;
   std::size_t shards_ = 1;
@@ -326,6 +343,7 @@ class FabricCompiler {
                         Verdict::ret(), fmt::format("subnet {}: same subnet, no NACL", subnet.name)));
       }
       compileNaclRules(ci, chainName, acl, dir);
+      if (own) ownNaclChain_[{subnetIndex, dirIndex(dir)}] = chainName;
       for (auto i : members)
         t_.sets[out ? naclOut_[style] : naclIn_[style]].elements.push_back(
             SetElement{{ifname(i)}, Verdict::jump(chainName)});
@@ -486,13 +504,6 @@ class FabricCompiler {
     const std::string& ifn = ifname(instIndex);
     const int style = styleOf(instIndex);
     t_.sets[enisSet_[style]].elements.push_back(SetElement{{ifn}, std::nullopt});
-    if (routedHost_ && style == kOwn) {
-      t_.sets[ownAddr4_].elements.push_back(SetElement{{AddressRange{inst.privateIp, inst.privateIp}}, std::nullopt});
-      for (const auto& a : inst.secondaryIps)
-        t_.sets[ownAddr4_].elements.push_back(SetElement{{AddressRange{a, a}}, std::nullopt});
-      for (const auto& a : inst.ipv6Addresses)
-        t_.sets[ownAddr6_].elements.push_back(SetElement{{AddressRange{a, a}}, std::nullopt});
-    }
     const std::size_t shard = shardOf(instIndex);
     for (int d = 0; d < 2; ++d)
       if (!shardChains_[style][d].empty()) {
@@ -561,30 +572,62 @@ class FabricCompiler {
           ++k;
         }
       }
-      if (refs.empty()) continue;
-      Chain& c = newChain(fmt::format("eni_{}_{}_refs", inst.name, out ? "out" : "in"));
-      const std::string chainName = c.name;
-      const std::size_t ci = chains_.size() - 1;
-      for (const auto& ref : refs) {
-        auto [s4, s6] = groupMemberSets(ref.group);
-        for (auto fam : {Family::kIpv4, Family::kIpv6}) {
-          const auto& r = *ref.rule;
-          // icmp rules only concern IPv4, icmpv6 rules only IPv6.
-          if (r.protocol.number() == Protocol::kIcmp && fam == Family::kIpv6) continue;
-          if (r.protocol.number() == Protocol::kIcmpv6 && fam == Family::kIpv4) continue;
-          if (fam == Family::kIpv6 && s6.empty()) continue;  // no member can have IPv6
-          std::vector<Match> ms{Match{{addrField(fam, dir)}, Op::kInSet, std::nullopt, fam == Family::kIpv4 ? s4 : s6}};
-          appendL4Matches(ms, l4Of(r.protocol, r.ports, r.icmp, fam), fam);
-          chains_[ci].rules.push_back(
-              verdictRule(std::move(ms), Verdict::ret(),
-                          fmt::format("sg {} {} {} -> group {}", inst.name, out ? "egress" : "ingress", ref.label,
-                                      m_.groups[ref.group].qualifiedName())));
+      auto appendRefRules = [&](std::size_t ci) {
+        for (const auto& ref : refs) {
+          auto [s4, s6] = groupMemberSets(ref.group);
+          for (auto fam : {Family::kIpv4, Family::kIpv6}) {
+            const auto& r = *ref.rule;
+            // icmp rules only concern IPv4, icmpv6 rules only IPv6.
+            if (r.protocol.number() == Protocol::kIcmp && fam == Family::kIpv6) continue;
+            if (r.protocol.number() == Protocol::kIcmpv6 && fam == Family::kIpv4) continue;
+            if (fam == Family::kIpv6 && s6.empty()) continue;  // no member can have IPv6
+            std::vector<Match> ms{
+                Match{{addrField(fam, dir)}, Op::kInSet, std::nullopt, fam == Family::kIpv4 ? s4 : s6}};
+            appendL4Matches(ms, l4Of(r.protocol, r.ports, r.icmp, fam), fam);
+            chains_[ci].rules.push_back(
+                verdictRule(std::move(ms), Verdict::ret(),
+                            fmt::format("sg {} {} {} -> group {}", inst.name, out ? "egress" : "ingress", ref.label,
+                                        m_.groups[ref.group].qualifiedName())));
+          }
         }
-      }
-      chains_[ci].rules.push_back(verdictRule(
-          {}, Verdict::drop(), fmt::format("sg {} {}: no rule allows", inst.name, out ? "egress" : "ingress")));
+        chains_[ci].rules.push_back(verdictRule(
+            {}, Verdict::drop(), fmt::format("sg {} {}: no rule allows", inst.name, out ? "egress" : "ingress")));
+      };
+      if (routedHost_ && style == kOwn) compileOwnByAddress(instIndex, dir, byFamily, appendRefRules);
+      if (refs.empty()) continue;
+      const std::size_t ci = chains_.size();
+      const std::string chainName = newChain(fmt::format("eni_{}_{}_refs", inst.name, out ? "out" : "in")).name;
+      appendRefRules(ci);
       t_.sets[out ? sgRefsOut_ : sgRefsIn_].elements.push_back(SetElement{{ifn}, Verdict::goTo(chainName)});
     }
+  }
+
+  // A routed ENI and the host's own ENI meet on the host's input and output,
+  // where the packet's interface is the routed one: the own ENI's side is
+  // found by its address instead. Its NACL is the subnet's host chain
+  // (address-based already); its groups get a chain of their own whose sets
+  // are keyed by address alone, reached through maps from its addresses.
+  template <class RefRules>
+  void compileOwnByAddress(std::size_t instIndex, Direction dir, const std::vector<AddressMatch> (&byFamily)[2],
+                           const RefRules& appendRefRules) {
+    const auto& inst = m_.instances[instIndex];
+    const bool out = dir == Direction::kEgress;
+    const std::size_t ci = chains_.size();
+    const std::string chainName = newChain(fmt::format("eni_{}_{}_by_address", inst.name, out ? "out" : "in")).name;
+    for (auto fam : {Family::kIpv4, Family::kIpv6})
+      addSetLookups(ci, chainName, fam, dir, byFamily[famIndex(fam)], Verdict::ret(),
+                    fmt::format("sg {} {}: a rule allows (with a routed ENI)", inst.name, out ? "egress" : "ingress"));
+    appendRefRules(ci);
+    const int d = dirIndex(dir);
+    const std::string& nacl = ownNaclChain_.at({inst.subnet, d});
+    auto add = [&](const net::IpAddress& a) {
+      const int f = a.isV4() ? 0 : 1;
+      t_.sets[byAddrNacl_[d][f]].elements.push_back(SetElement{{AddressRange{a, a}}, Verdict::jump(nacl)});
+      t_.sets[byAddrSg_[d][f]].elements.push_back(SetElement{{AddressRange{a, a}}, Verdict::jump(chainName)});
+    };
+    add(inst.privateIp);
+    for (const auto& a : inst.secondaryIps) add(a);
+    for (const auto& a : inst.ipv6Addresses) add(a);
   }
 
   // Security groups are stateful: replies of admitted flows pass; conntrack's
@@ -643,10 +686,10 @@ class FabricCompiler {
   // untouched. Input and output: the own ENIs as in host mode, and the
   // traffic between a routed ENI and the host itself, where the host is no
   // instance: only the routed ENI's side applies (its egress for what it
-  // sends the host, its ingress for what the host sends it). An address of an
-  // own ENI reached over a routed interface would need that ENI's rules,
-  // which are keyed by its own interface: such packets are dropped rather
-  // than let past them (docs/ruleset.md).
+  // sends the host, its ingress for what the host sends it) unless the
+  // host's address is one of its own ENIs': then that ENI's side applies
+  // too, found by the address (its rules are keyed by its own interface,
+  // which such a packet does not cross).
   void buildRoutedHostChains() {
     auto& f = chains_[0].rules;
     f.push_back(verdictRule({inSet({Field::kIifname}, enisSet_[kRouted], Op::kNotInSet),
@@ -666,26 +709,41 @@ class FabricCompiler {
         rules.push_back(vmap);
       }
       if (input) appendAntiSpoofing(rules);
-      if (hasOwn_) {
-        const Field a4 = input ? Field::kIpDaddr : Field::kIpSaddr, a6 = input ? Field::kIp6Daddr : Field::kIp6Saddr;
-        rules.push_back(verdictRule({inSet({a4}, ownAddr4_), inSet({eni}, enisSet_[kRouted])}, Verdict::drop(),
-                                    "a routed ENI and an address of the host's own ENIs: refused"));
-        rules.push_back(verdictRule({inSet({a6}, ownAddr6_), inSet({eni}, enisSet_[kRouted])}, Verdict::drop(),
-                                    "a routed ENI and an address of the host's own ENIs: refused"));
-      }
+      // The own ENI's side of its traffic with a routed ENI, by its address:
+      // the source's egress first, then the destination's ingress.
+      const int ownDir = input ? 1 : 0;
+      auto byAddress = [&](const std::size_t(&maps)[2][2], const char* what) {
+        for (int f = 0; f < 2; ++f) {
+          Rule r;
+          r.matches = {inSet({eni}, enisSet_[kRouted]),
+                       inSet(t_.sets[maps[ownDir][f]].key, maps[ownDir][f], Op::kVmap)};
+          r.comment = what;
+          rules.push_back(std::move(r));
+        }
+      };
       Rule vmap;
       vmap.matches = {inSet({eni}, input ? naclOut_[kRouted] : naclIn_[kRouted], Op::kVmap)};
       vmap.comment = input ? "NACL egress of the routed ENI's subnet, to the host (stateless, every packet)"
                            : "NACL ingress of the routed ENI's subnet, from the host (stateless, every packet)";
-      rules.push_back(vmap);
+      if (input) rules.push_back(vmap);
+      if (hasOwn_)
+        byAddress(byAddrNacl_, input ? "a routed ENI to the host's own ENI: that ENI's NACL ingress"
+                                     : "the host's own ENI to a routed ENI: that ENI's NACL egress");
+      if (!input) rules.push_back(vmap);
       appendConntrackRules(rules);
       if (hasOwn_)
         rules.push_back(verdictRule(
             {inSet({eni}, enisSet_[kOwn])}, Verdict::jump(sgEntry_[kOwn][input ? 1 : 0]),
             input ? "security groups of the host's ENI, ingress" : "security groups of the host's ENI, egress"));
-      rules.push_back(verdictRule({inSet({eni}, enisSet_[kRouted])}, Verdict::jump(sgEntry_[kRouted][input ? 0 : 1]),
-                                  input ? "security groups of the routed ENI, egress (to the host)"
-                                        : "security groups of the routed ENI, ingress (from the host)"));
+      const auto routedGroups =
+          verdictRule({inSet({eni}, enisSet_[kRouted])}, Verdict::jump(sgEntry_[kRouted][input ? 0 : 1]),
+                      input ? "security groups of the routed ENI, egress (to the host)"
+                            : "security groups of the routed ENI, ingress (from the host)");
+      if (input) rules.push_back(routedGroups);
+      if (hasOwn_)
+        byAddress(byAddrSg_, input ? "a routed ENI to the host's own ENI: that ENI's groups, ingress"
+                                   : "the host's own ENI to a routed ENI: that ENI's groups, egress");
+      if (!input) rules.push_back(routedGroups);
       rules.push_back(
           verdictRule({}, Verdict::accept(), input ? "not an ENI, or every step allowed" : "every step allowed"));
     }

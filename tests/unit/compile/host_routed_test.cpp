@@ -112,11 +112,31 @@ TEST_CASE("routed and own ENIs of a host are in separate sets and maps, each ENI
     REQUIRE_MESSAGE(s != nullptr, set);
     CHECK_MESSAGE(names(*s) == want, set);
   }
-  // Anti-spoofing holds the routed ENIs' addresses; the host's own ENI
-  // addresses are the set a routed interface may not reach.
+  // Anti-spoofing holds the routed ENIs' addresses; the own ENIs' addresses
+  // lead to their NACL and by-address group chains.
   CHECK(names(*findSet(t, "eni_src4")) == routed);
-  REQUIRE(findSet(t, "host_eni_addr4") != nullptr);
-  CHECK(findSet(t, "host_eni_addr4")->elements.size() == 2);
+  for (const char* map : {"host_addr_nacl_in4", "host_addr_nacl_out4", "host_addr_sg_in4", "host_addr_sg_out4"}) {
+    const auto* s = findSet(t, map);
+    REQUIRE_MESSAGE(s != nullptr, map);
+    CHECK(s->isMap);
+    CHECK(s->elements.size() == 2);
+  }
+  CHECK(findSet(t, "host_addr_nacl_in4")->key == std::vector{compile::Field::kIpDaddr});
+  CHECK(findSet(t, "host_addr_nacl_out4")->key == std::vector{compile::Field::kIpSaddr});
+  for (const auto& e : findSet(t, "host_addr_sg_in4")->elements) {
+    REQUIRE(e.verdict);
+    const auto* c = findChain(t, e.verdict->chain);
+    REQUIRE(c != nullptr);
+    // Keyed by address alone (no interface), ending in a drop.
+    for (const auto& r : c->rules)
+      for (const auto& mt : r.matches)
+        for (auto fld : mt.fields) CHECK((fld != compile::Field::kIifname && fld != compile::Field::kOifname));
+    CHECK(c->rules.back().verdict == compile::Verdict::drop());
+  }
+  for (const auto& e : findSet(t, "host_addr_nacl_in4")->elements) {
+    REQUIRE(e.verdict);
+    CHECK(e.verdict->chain == "host_nacl_s_in");
+  }
   // Own ENIs' NACL chains are the address-based host ones, routed ENIs' the
   // router's (by interface); the same subnet gets both.
   const auto* ownNacl = findChain(t, "host_nacl_s_in");
@@ -165,21 +185,29 @@ TEST_CASE("input and output: a routed ENI's traffic with the host meets its NACL
   const auto in = comments(*findChain(t, "input"));
   const auto out = comments(*findChain(t, "output"));
   const auto spoof = indexOf(in, "anti-spoofing: an ENI sends only from its own IPv4 addresses");
-  const auto refuse = indexOf(in, "a routed ENI and an address of the host's own ENIs: refused");
+  const auto ownNacl = indexOf(in, "a routed ENI to the host's own ENI: that ENI's NACL ingress");
+  const auto ownSg = indexOf(in, "a routed ENI to the host's own ENI: that ENI's groups, ingress");
   const auto nacl = indexOf(in, "NACL egress of the routed ENI's subnet, to the host (stateless, every packet)");
   const auto est = indexOf(in, "security groups are stateful: replies of admitted flows");
   const auto sg = indexOf(in, "security groups of the routed ENI, egress (to the host)");
-  CHECK(spoof < est);
-  CHECK(refuse < est);
-  CHECK(nacl < est);
+  // Stateless NACLs (source's egress, then the own ENI's ingress) before
+  // conntrack; groups after, then only the final accept.
+  CHECK(spoof < nacl);
+  CHECK(nacl < ownNacl);
+  CHECK(ownNacl < est);
   CHECK(est < sg);
-  CHECK(sg + 1 == in.size() - 1);  // then only the final accept
+  CHECK(sg < ownSg);
+  CHECK(ownSg + 2 == in.size() - 1);  // the IPv6 map, then the final accept
   const auto onacl = indexOf(out, "NACL ingress of the routed ENI's subnet, from the host (stateless, every packet)");
   const auto oest = indexOf(out, "security groups are stateful: replies of admitted flows");
   const auto osg = indexOf(out, "security groups of the routed ENI, ingress (from the host)");
-  CHECK(indexOf(out, "a routed ENI and an address of the host's own ENIs: refused") < oest);
+  const auto oOwnNacl = indexOf(out, "the host's own ENI to a routed ENI: that ENI's NACL egress");
+  const auto oOwnSg = indexOf(out, "the host's own ENI to a routed ENI: that ENI's groups, egress");
+  CHECK(oOwnNacl < onacl);
   CHECK(onacl < oest);
-  CHECK(oest < osg);
+  CHECK(oest < oOwnSg);
+  CHECK(oOwnSg < osg);
+  CHECK(osg + 1 == out.size() - 1);
   // The group chains the routed ENIs jump to look the ENI up by the router's
   // fields (egress: iif), the own ENIs' by the host's (egress: oif).
   const auto* sgOut = findChain(t, "sg_out");
@@ -196,7 +224,9 @@ TEST_CASE("input and output: a routed ENI's traffic with the host meets its NACL
   CHECK(findSet(to, "host_enis") == nullptr);
   CHECK(findChain(to, "host_sg_in") == nullptr);
   const auto oin = comments(*findChain(to, "input"));
-  CHECK(std::find(oin.begin(), oin.end(), "a routed ENI and an address of the host's own ENIs: refused") == oin.end());
+  CHECK(std::find(oin.begin(), oin.end(), "a routed ENI to the host's own ENI: that ENI's groups, ingress") ==
+        oin.end());
+  CHECK(findSet(to, "host_addr_sg_in4") == nullptr);
   CHECK(std::find(oin.begin(), oin.end(), "security groups of the routed ENI, egress (to the host)") != oin.end());
 }
 
