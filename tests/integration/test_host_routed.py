@@ -22,29 +22,39 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from netlab import CLIENT, IP, SERVER, report, run  # noqa: E402
 
-# One UDP datagram from a forged IPv4 source, through a raw socket (the
-# kernel fills in the IP checksum; the UDP checksum 0 means none).
+# One UDP datagram from a forged source: IPv4 through a raw socket (the
+# kernel fills in the IP checksum; the UDP checksum 0 means none), IPv6
+# through a transparent socket (which may bind any address).
 SPOOF = r"""
 import socket, struct, sys
 src, dst, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
 payload = b"vpcfw-" + src.encode()
-udp = struct.pack("!HHHH", 40999, port, 8 + len(payload), 0) + payload
-ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0, 64, 17, 0,
-                 socket.inet_aton(src), socket.inet_aton(dst))
-s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
-s.sendto(ip + udp, (dst, 0))
+if ":" in dst:
+    # IPv6: a transparent socket may send from any source address.
+    s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    s.setsockopt(socket.IPPROTO_IPV6, 75, 1)  # IPV6_TRANSPARENT
+    s.bind((src, 40999))
+    s.sendto(payload, (dst, port))
+else:
+    udp = struct.pack("!HHHH", 40999, port, 8 + len(payload), 0) + payload
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0, 64, 17, 0,
+                     socket.inet_aton(src), socket.inet_aton(dst))
+    s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+    s.sendto(ip + udp, (dst, 0))
 """
 
 # Writes the source address of every datagram it gets, one a line.
 SINK = r"""
 import socket, sys
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.bind(("0.0.0.0", int(sys.argv[1])))
+s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+s.bind(("::", int(sys.argv[1])))
 out = open(sys.argv[2], "a")
 print("ready", flush=True)
 while True:
     data, addr = s.recvfrom(2048)
-    out.write(addr[0] + "\n"); out.flush()
+    a = addr[0][7:] if addr[0].startswith("::ffff:") else addr[0]
+    out.write(a + "\n"); out.flush()
 """
 
 # (from, source address or "", destination, protocol, port, allowed with the ruleset, why)
@@ -76,6 +86,16 @@ CASES = [
     ("lan", "", "10.0.3.10", "tcp", 8080, False, "own0: no rule of web admits 8080"),
     ("lan", "198.51.100.7", "10.0.3.10", "tcp", 22, False, "own0: host-acl denies 22 from 198.51.100.0/24"),
     ("hv", "", "10.0.3.20", "tcp", 9090, True, "own0, output: web's egress (omitted) allows all, replies by state"),
+    # IPv6 over the same links (/128 routes, the /64's ::1 on the host side).
+    ("a", "", "2001:db8:70:2::20", "tcp", 80, True, "IPv6 a -> b: group db admits app's IPv6 members"),
+    ("a", "", "2001:db8:70:2::20", "tcp", 8080, False, "IPv6: s2's NACL ingress 101 denies 8080 from s1's /64"),
+    ("a", "", "2001:db8:70:2::20", "udp", 5353, True, "IPv6 udp: admitted, the echo comes back by state"),
+    ("a", "", "2001:db8:70:2::20", "icmpv6", 0, True, "IPv6 echo requests from a's address admitted"),
+    ("c", "", "2001:db8:70:2::20", "icmpv6", 0, False, "IPv6 echo requests only from a's address"),
+    ("a", "", "2001:db8:70:1::30", "tcp", 81, True, "IPv6 same subnet: no NACL (s1 denies 81 from the /56), app admits"),
+    ("hv", "", "2001:db8:70:1::20", "tcp", 81, False, "IPv6 the host -> a: s1's NACL ingress 101 denies 81"),
+    ("hv", "", "2001:db8:70:1::20", "tcp", 80, True, "IPv6 the host -> a: NACL and app admit 80 from the /56"),
+    ("hv", "", "2001:db8:70:1::20", "tcp", 9000, False, "IPv6 the host -> a: no rule of app admits 9000"),
 ]
 
 # Forged sources a sends to b's sink, forwarded (group db admits udp 5354 from
@@ -83,6 +103,7 @@ CASES = [
 # 10.0.1.1 (input; a's egress allows all): another ENI's address, an unused
 # address of the VPC, an address outside it.
 FORGED = ["10.0.1.30", "10.0.9.9", "192.168.77.2"]
+FORGED6 = ["2001:db8:70:1::30", "2001:db8:70:9::9", "2001:db8:99::1"]
 
 
 def main():
@@ -116,6 +137,12 @@ def main():
 
     sport = [42000]
 
+    def genuine(dst):
+        return ["2001:db8:70:1::20"] if ":" in dst else ["10.0.1.20"]
+
+    def forged(dst):
+        return FORGED6 if ":" in dst else FORGED
+
     def probe(frm, src, dst, proto, port):
         sport[0] += 1
         r = run(IP, "netns", "exec", ns[frm], "/usr/bin/python3", "-c", CLIENT, proto, dst, str(port), str(sport[0]),
@@ -125,7 +152,7 @@ def main():
     def spoof_round(sink, dst):
         """Sends a's genuine and forged datagrams to a sink; the sources seen."""
         open(sink_logs[sink], "w").close()
-        for src in ["10.0.1.20"] + FORGED:
+        for src in genuine(dst) + forged(dst):
             run(IP, "netns", "exec", ns["a"], "/usr/bin/python3", "-c", SPOOF, src, dst, "5354")
         time.sleep(0.3)
         with open(sink_logs[sink]) as f:
@@ -137,19 +164,29 @@ def main():
             run(IP, "-n", n, "link", "set", "lo", "up")
         hv = ns["hv"]
         run(IP, "netns", "exec", hv, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+        run(IP, "netns", "exec", hv, "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1")
         for k in ("all", "default"):
             run(IP, "netns", "exec", hv, "sysctl", "-qw", f"net.ipv4.conf.{k}.rp_filter=0")
         # The routed model: the host holds the subnet's .1 on each instance
         # link and a /32 route per instance; instances have their /32 and a
         # default route through that .1.
-        for name, ifname, addr, gw in (("a", "ra", "10.0.1.20", "10.0.1.1"), ("c", "rc", "10.0.1.30", "10.0.1.1"),
-                                       ("b", "rb", "10.0.2.20", "10.0.2.1")):
+        for name, ifname, addr, gw, addr6, gw6 in (
+                ("a", "ra", "10.0.1.20", "10.0.1.1", "2001:db8:70:1::20", "2001:db8:70:1::1"),
+                ("c", "rc", "10.0.1.30", "10.0.1.1", "2001:db8:70:1::30", "2001:db8:70:1::1"),
+                ("b", "rb", "10.0.2.20", "10.0.2.1", "2001:db8:70:2::20", "2001:db8:70:2::1")):
             link(ifname, name)
             sh("hv", "addr", "add", f"{gw}/32", "dev", ifname)
             sh("hv", "route", "add", f"{addr}/32", "dev", ifname, "src", gw)
             sh(name, "addr", "add", f"{addr}/32", "dev", "eth0")
             sh(name, "route", "add", gw, "dev", "eth0")
             sh(name, "route", "add", "default", "via", gw)
+            run(IP, "netns", "exec", ns["hv"], "sysctl", "-qw", f"net.ipv6.conf.{ifname}.accept_dad=0")
+            run(IP, "netns", "exec", ns[name], "sysctl", "-qw", "net.ipv6.conf.eth0.accept_dad=0")
+            sh("hv", "-6", "addr", "add", f"{gw6}/128", "dev", ifname, "nodad")
+            sh("hv", "-6", "route", "add", f"{addr6}/128", "dev", ifname, "src", gw6)
+            sh(name, "-6", "addr", "add", f"{addr6}/128", "dev", "eth0", "nodad")
+            sh(name, "-6", "route", "add", gw6, "dev", "eth0")
+            sh(name, "-6", "route", "add", "default", "via", gw6)
         link("own0", "lan")
         sh("hv", "addr", "add", "10.0.3.10/24", "dev", "own0")
         sh("hv", "route", "add", "198.51.100.0/24", "via", "10.0.3.20")
@@ -172,7 +209,8 @@ def main():
                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
             procs.append(sink)
             assert sink.stdout.readline().strip() == "ready"
-        spoof_targets = (("b", "10.0.2.20", "forwarded to b"), ("hv", "10.0.1.1", "to the host"))
+        spoof_targets = (("b", "10.0.2.20", "forwarded to b"), ("hv", "10.0.1.1", "to the host"),
+                         ("b", "2001:db8:70:2::20", "IPv6, forwarded to b"), ("hv", "2001:db8:70:1::1", "IPv6, to the host"))
 
         for frm, src, dst, proto, port, _, why in CASES:
             results.append((f"without the ruleset {frm} {src} -> {dst} {proto}:{port} gets through",
@@ -180,7 +218,7 @@ def main():
         for sink, dst, what in spoof_targets:
             seen = spoof_round(sink, dst)
             results.append((f"without the ruleset a's genuine and forged datagrams get through ({what})",
-                            seen == set(["10.0.1.20"] + FORGED)))
+                            seen == set(genuine(dst) + forged(dst))))
 
         run(vpcfw, "apply", cfg, "--host", "hv", "--netns", hv)
         diff = run(vpcfw, "diff", cfg, "--host", "hv", "--netns", hv, check=False)
@@ -196,8 +234,8 @@ def main():
                             got == want))
         for sink, dst, what in spoof_targets:
             seen = spoof_round(sink, dst)
-            results.append((f"anti-spoofing: a's genuine datagram gets through ({what})", "10.0.1.20" in seen))
-            for src in FORGED:
+            results.append((f"anti-spoofing: a's genuine datagram gets through ({what})", genuine(dst)[0] in seen))
+            for src in forged(dst):
                 results.append((f"anti-spoofing: a datagram a forges from {src} is dropped ({what})", src not in seen))
         results.append(("the host's loopback is not filtered (8080 on 127.0.0.1)",
                         probe("hv", "", "127.0.0.1", "tcp", 8080)))
