@@ -658,20 +658,22 @@ Expected<bool> sendOrCheck(Socket& sock, Batch& b, const ApplyOptions& o, ApplyR
 
 // What the kernel holds right after committing `d`: the same reduction a
 // read-back makes of it (signatures are computed by the same functions).
-KernelTable recordOf(const LinearTable& d) {
+// Takes the strings out of `d`, which is not used afterwards.
+KernelTable recordOf(LinearTable&& d) {
   KernelTable k;
   k.exists = true;
   k.owned = true;
   k.signature = d.signature;
-  for (const auto& s : d.sets) {
+  for (auto& s : d.sets) {
     auto& ks = k.sets[nftnl_set_get_str(s.set.get(), NFTNL_SET_NAME)];
-    ks.signature = s.signature;
-    ks.elements = s.elements;
+    ks.signature = std::move(s.signature);
+    ks.elements = std::move(s.elements);
   }
-  for (const auto& c : d.chains) {
+  for (auto& c : d.chains) {
     auto& kc = k.chains[nftnl_chain_get_str(c.chain.get(), NFTNL_CHAIN_NAME)];
-    kc.signature = c.signature;
-    for (const auto& r : c.rules) kc.rules.push_back(r.signature);
+    kc.signature = std::move(c.signature);
+    kc.rules.reserve(c.rules.size());
+    for (auto& r : c.rules) kc.rules.push_back(std::move(r.signature));
   }
   return k;
 }
@@ -703,7 +705,7 @@ Expected<ApplyReport> applyRuleset(const compile::Ruleset& desired, const ApplyO
     auto sock = Socket::open();
     if (!sock) return unexpected(sock.error());
     auto t0 = std::chrono::steady_clock::now();
-    const LinearTable d = linearize(desired.table);
+    LinearTable d = linearize(desired.table);
     report.linearizeMs = msSince(t0);
     TableRecord::Data* rec = options.record ? &options.record->data() : nullptr;
     auto remember = [&](std::uint32_t computedAt) {
@@ -714,7 +716,7 @@ Expected<ApplyReport> applyRuleset(const compile::Ruleset& desired, const ApplyO
         rec->valid = false;
         return;
       }
-      rec->table = recordOf(d);
+      rec->table = recordOf(std::move(d));
       rec->generation = report.generation;
       rec->valid = true;
     };

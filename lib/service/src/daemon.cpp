@@ -9,6 +9,7 @@
 // is repaired by a read-back and the minimal batch.
 #include "vpcfw/service/daemon.h"
 
+#include <malloc.h>
 #include <signal.h>
 #include <unistd.h>
 #include <sys/epoll.h>
@@ -399,6 +400,9 @@ class Daemon {
       say(LogLevel::kInfo, fmt::format("{} in {:.1f} ms: {}", out.message, out.seconds * 1000, statusLine()));
     }
     rewatch();
+    // A reload's garbage (the parsed YAML, the old model and ruleset) goes
+    // back to the system instead of staying in the heap as RSS.
+    ::malloc_trim(0);
     if (!initial) sd_notify(0, fmt::format("READY=1\nSTATUS={}", statusLine()).c_str());
     return out;
   }
@@ -406,7 +410,9 @@ class Daemon {
   ReloadOutcome reload(bool initial) {
     ReloadOutcome out;
     Diagnostics diags;
+    auto t0 = Clock::now();
     auto m = source_->load(diags);
+    const double loadMs = secondsSince(t0) * 1000;
     for (const auto& d : diags.all()) out.diagnostics.push_back(formatDiagnostic(d));
     if (!m) {
       out.result = ReloadOutcome::Result::kRejected;
@@ -415,12 +421,15 @@ class Daemon {
       return out;
     }
     auto model = std::make_shared<const model::Model>(std::move(*m));
+    t0 = Clock::now();
     auto wanted = o_.lab ? planLab(*model, out) : planHost(*model, out);
+    const double compileMs = secondsSince(t0) * 1000;
     if (!wanted) {
       out.result = ReloadOutcome::Result::kRejected;
       return out;
     }
     bool changed = false;
+    t0 = Clock::now();
     if (o_.lab) {
       if (!enforceLab(*wanted, out, changed)) return out;
     } else {
@@ -431,6 +440,15 @@ class Daemon {
     out.result = changed ? ReloadOutcome::Result::kCommitted : ReloadOutcome::Result::kUnchanged;
     out.message = changed ? fmt::format("generation {} committed", generation_)
                           : fmt::format("config unchanged in the kernel; generation {}", generation_);
+    out.message +=
+        fmt::format(" (load + validate {:.1f} ms, compile {:.1f} ms, apply {:.1f} ms{})", loadMs, compileMs,
+                    secondsSince(t0) * 1000,
+                    lastApply_ && !o_.lab
+                        ? fmt::format(": linearize {:.1f}, {}, batch {:.1f}, commit {:.1f}", lastApply_->linearizeMs,
+                                      lastApply_->fromRecord ? "from the record"
+                                                             : fmt::format("read-back {:.1f}", lastApply_->readBackMs),
+                                      lastApply_->buildMs, lastApply_->commitMs)
+                        : std::string());
     return out;
   }
 
