@@ -16,6 +16,7 @@
 #include <span>
 #include <spanstream>
 
+#include "read_file.h"
 #include "vpcfw/model/validate.h"
 #include "vpcfw/names/names.h"
 
@@ -764,6 +765,12 @@ std::optional<model::Model> loadConfigString(std::string_view yaml, const std::s
 }
 
 std::optional<std::string> readConfigFile(const std::string& path, const LoadOptions& options, Diagnostics& diags) {
+  struct stat st {};
+  return readRegularFile(path, options, diags, st);
+}
+
+std::optional<std::string> readRegularFile(const std::string& path, const LoadOptions& options, Diagnostics& diags,
+                                           struct stat& st) {
   auto fail = [&](std::string message, std::string hint = {}) -> std::optional<std::string> {
     diags.error(SourceLocation{path, 0, 0}, std::move(message), std::move(hint));
     return std::nullopt;
@@ -777,7 +784,6 @@ std::optional<std::string> readConfigFile(const std::string& path, const LoadOpt
   // devices acts on them); the fstat() of what was opened is the check that
   // counts, as the path may change in between. O_NONBLOCK: opening a FIFO
   // must not wait for a writer.
-  struct stat st {};
   if (::stat(path.c_str(), &st) != 0) return failErrno("cannot open config file");
   if (!S_ISREG(st.st_mode)) return fail(notRegular(st.st_mode));
   Fd f{::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY)};
