@@ -49,7 +49,7 @@ std::optional<model::Model> loadConfig(const std::string& path, Diagnostics& dia
     options.maxBytes = n;
   }
   // A file or a directory (vpcfw.yaml + conf.d/*.yaml), merged.
-  return config::ConfigSource::open(path, std::move(options)).load(diags);
+  return config::ConfigSource::open(path, std::move(options), /*cache=*/false).load(diags);
 }
 
 }  // namespace

@@ -147,7 +147,13 @@ class ShapeCheck final : public YAML::EventHandler {
 // first, so nothing is recorded beyond what it allows.
 class DocumentBuilder final : public YAML::EventHandler {
  public:
-  explicit DocumentBuilder(std::uint64_t budget) : shape_(budget) {}
+  // Reserved from the text's size (a node per 8 bytes is about what configs
+  // hold), so that the vectors are not copied over and over as they grow.
+  DocumentBuilder(std::uint64_t budget, std::size_t bytes) : shape_(budget) {
+    doc_.nodes_.reserve(bytes / 8);
+    doc_.children_.reserve(bytes / 8);
+    doc_.text_.reserve(bytes / 2);
+  }
   Document take() { return std::move(doc_); }
 
   void OnDocumentStart(const YAML::Mark& mark) override { shape_.OnDocumentStart(mark); }
@@ -243,7 +249,7 @@ class DocumentBuilder final : public YAML::EventHandler {
 Document parseDocument(std::string_view yaml, std::uint64_t budget) {
   std::ispanstream in{std::span<const char>(yaml.data(), yaml.size())};
   YAML::Parser parser(in);
-  DocumentBuilder builder(budget);
+  DocumentBuilder builder(budget, yaml.size());
   while (parser.HandleNextDocument(builder)) {
   }
   return builder.take();

@@ -108,8 +108,8 @@ model::Model mergeFragments(const std::vector<const model::Model*>& fragments, D
   return m;
 }
 
-ConfigSource ConfigSource::open(std::string path, LoadOptions options) {
-  return ConfigSource(std::move(path), std::move(options));
+ConfigSource ConfigSource::open(std::string path, LoadOptions options, bool cache) {
+  return ConfigSource(std::move(path), std::move(options), cache);
 }
 
 bool ConfigSource::listFiles(Diagnostics& diags) {
@@ -204,12 +204,14 @@ std::optional<model::Model> ConfigSource::load(Diagnostics& diags) {
   if (!ok) return std::nullopt;
   model::Model merged;
   if (files_.size() == 1) {
-    merged = cache_.at(files_.front()).model;
+    auto& only = cache_.at(files_.front()).model;
+    merged = caching_ ? only : std::move(only);
   } else {
     std::vector<const model::Model*> fragments;
     for (const auto& file : files_) fragments.push_back(&cache_.at(file).model);
     merged = mergeFragments(fragments, diags);
   }
+  if (!caching_) cache_.clear();
   merged.sourceFile = path_;
   if (diags.errorCount() != errorsBefore) return std::nullopt;
   if (!model::validate(merged, diags)) return std::nullopt;

@@ -33,7 +33,9 @@ class ConfigSource {
   // A source reading `path` (a file or a directory) with these bounds. Nothing
   // is read until load(): the file list is taken anew by every load, so files
   // added to or removed from conf.d count.
-  static ConfigSource open(std::string path, LoadOptions options = {});
+  // `cache` false: a one-shot load (the CLI) that keeps no fragments, so the
+  // model is not held twice.
+  static ConfigSource open(std::string path, LoadOptions options = {}, bool cache = true);
 
   // Lists and reads the files, parses the ones not cached, merges and
   // validates. Every problem is a diagnostic; a model only when there were no
@@ -56,11 +58,13 @@ class ConfigSource {
     model::Model model;
     std::vector<Diagnostic> warnings;  // replayed when the fragment is reused
   };
-  ConfigSource(std::string path, LoadOptions options) : path_(std::move(path)), options_(std::move(options)) {}
+  ConfigSource(std::string path, LoadOptions options, bool cache)
+      : path_(std::move(path)), options_(std::move(options)), caching_(cache) {}
   bool listFiles(Diagnostics& diags);
 
   std::string path_;
   LoadOptions options_;
+  bool caching_ = true;
   std::vector<std::string> files_;
   std::vector<std::string> directories_;
   std::size_t filesParsed_ = 0;
