@@ -174,6 +174,7 @@ class DocumentBuilder final : public YAML::EventHandler {
   }
   void OnAlias(const YAML::Mark& mark, YAML::anchor_t anchor) override {
     shape_.OnAlias(mark, anchor);
+    if (anchor >= anchors_.size()) throw ShapeError{mark, "an alias to an anchor that is not defined", {}};
     pending_.push_back(anchors_[anchor]);
     if (open_.empty()) doc_.root_ = anchors_[anchor];
   }
