@@ -15,6 +15,7 @@
 #include "vpcfw/compile/compiler.h"
 #include "vpcfw/compile/render.h"
 #include "vpcfw/config/loader.h"
+#include "vpcfw/config/source.h"
 #include "vpcfw/eval/evaluator.h"
 #include "vpcfw/eval/report.h"
 #include "vpcfw/lab/lab.h"
@@ -31,7 +32,7 @@
 namespace vpcfw::cli {
 namespace {
 
-// loadConfigFile with the size limit VPCFW_MAX_CONFIG_BYTES sets (a number of
+// A config file or directory with the size limit VPCFW_MAX_CONFIG_BYTES sets (a number of
 // bytes; docs/config.md); a malformed value is an error, not the default.
 std::optional<model::Model> loadConfig(const std::string& path, Diagnostics& diags) {
   config::LoadOptions options;
@@ -47,7 +48,8 @@ std::optional<model::Model> loadConfig(const std::string& path, Diagnostics& dia
     }
     options.maxBytes = n;
   }
-  return config::loadConfigFile(path, diags, options);
+  // A file or a directory (vpcfw.yaml + conf.d/*.yaml), merged.
+  return config::ConfigSource::open(path, std::move(options), /*cache=*/false).load(diags);
 }
 
 }  // namespace

@@ -4,18 +4,16 @@
 #include <unistd.h>
 #include <fmt/format.h>
 #include <sys/stat.h>
-#include <yaml-cpp/eventhandler.h>
-#include <yaml-cpp/parser.h>
-#include <yaml-cpp/yaml.h>
+#include <yaml-cpp/exceptions.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <cstring>
 #include <set>
-#include <span>
-#include <spanstream>
 
+#include "document.h"
+#include "read_file.h"
 #include "vpcfw/model/validate.h"
 #include "vpcfw/names/names.h"
 
@@ -34,56 +32,53 @@ class Reader {
  public:
   Reader(std::string file, Diagnostics& d) : file_(std::move(file)), d_(d) {}
 
-  SourceLocation loc(const YAML::Node& n) const {
+  SourceLocation loc(const Node& n) const {
     if (!n.IsDefined()) return SourceLocation{file_, 0, 0};
-    auto m = n.Mark();
-    if (m.is_null()) return SourceLocation{file_, 0, 0};
-    return SourceLocation{file_, m.line + 1, m.column + 1};
+    return SourceLocation{file_, n.line() + 1, n.column() + 1};
   }
 
-  void error(const YAML::Node& n, std::string msg, std::string hint = {}) {
+  void error(const Node& n, std::string msg, std::string hint = {}) {
     d_.error(loc(n), std::move(msg), std::move(hint));
   }
-  void warning(const YAML::Node& n, std::string msg) { d_.warning(loc(n), std::move(msg)); }
+  void warning(const Node& n, std::string msg) { d_.warning(loc(n), std::move(msg)); }
 
-  bool isMap(const YAML::Node& n, std::string_view what) {
+  bool isMap(const Node& n, std::string_view what) {
     if (n.IsMap()) return true;
     error(n, fmt::format("{} must be a mapping (key: value)", what));
     return false;
   }
-  bool isSeq(const YAML::Node& n, std::string_view what) {
+  bool isSeq(const Node& n, std::string_view what) {
     if (n.IsSequence()) return true;
     error(n, fmt::format("{} must be a list", what));
     return false;
   }
 
   // Reports unknown and duplicate keys; records each known key's position.
-  void checkKeys(const YAML::Node& n, std::initializer_list<std::string_view> allowed, std::string_view what,
-                 Origin& o) {
+  void checkKeys(const Node& n, std::initializer_list<std::string_view> allowed, std::string_view what, Origin& o) {
     std::set<std::string> seen;
-    for (auto it = n.begin(); it != n.end(); ++it) {
-      if (!it->first.IsScalar()) {
-        error(it->first, fmt::format("{}: keys must be plain names", what));
+    for (const auto& [k, v] : n.pairs()) {
+      if (!k.IsScalar()) {
+        error(k, fmt::format("{}: keys must be plain names", what));
         continue;
       }
-      const auto& key = it->first.Scalar();
-      if (!seen.insert(key).second) error(it->first, fmt::format("{}: duplicate key {}", what, quoteForMessage(key)));
+      std::string key(k.Scalar());
+      if (!seen.insert(key).second) error(k, fmt::format("{}: duplicate key {}", what, quoteForMessage(key)));
       if (std::find(allowed.begin(), allowed.end(), key) == allowed.end()) {
         std::vector<std::string> names(allowed.begin(), allowed.end());
         auto hint = d_.didYouMean(key, names);
-        error(it->first, fmt::format("{}: unknown key {}", what, quoteForMessage(key)),
+        error(k, fmt::format("{}: unknown key {}", what, quoteForMessage(key)),
               hint.empty() ? fmt::format("known keys: {}", fmt::join(names, ", ")) : hint);
         continue;
       }
-      o.set(key, loc(it->second));
+      o.set(std::move(key), loc(v));
     }
     o.at = loc(n);
   }
 
-  bool has(const YAML::Node& n, const char* key) const { return n[key].IsDefined() && !n[key].IsNull(); }
+  bool has(const Node& n, const char* key) const { return n[key].IsDefined() && !n[key].IsNull(); }
 
-  std::optional<std::string> scalar(const YAML::Node& n, const char* key, std::string_view what, bool required) {
-    YAML::Node v = n[key];
+  std::optional<std::string> scalar(const Node& n, const char* key, std::string_view what, bool required) {
+    Node v = n[key];
     if (!v.IsDefined() || v.IsNull()) {
       if (required) error(n, fmt::format("{} is missing required key '{}'", what, key));
       return std::nullopt;
@@ -97,8 +92,8 @@ class Reader {
 
   // A string value: bounded, valid UTF-8 and printable, or an error. Values
   // reach messages, JSON, nftables comments and file names.
-  std::optional<std::string> text(const YAML::Node& v, std::string_view what) {
-    const auto& s = v.Scalar();
+  std::optional<std::string> text(const Node& v, std::string_view what) {
+    std::string_view s = v.Scalar();
     if (s.size() > kMaxTextBytes) {
       error(v, fmt::format("{} is {} bytes long; at most {} are read", what, s.size(), kMaxTextBytes));
       return std::nullopt;
@@ -108,12 +103,12 @@ class Reader {
             "control characters and invalid UTF-8 bytes are shown as \\xNN");
       return std::nullopt;
     }
-    return s;
+    return std::string(s);
   }
 
   // The object's name; empty (and an error) when it is missing or not valid,
   // so that messages built from names echo only valid ones.
-  std::string name(const YAML::Node& n, std::string_view what) {
+  std::string name(const Node& n, std::string_view what) {
     auto s = scalar(n, "name", what, true);
     if (!s) return {};
     if (!validName(*s)) {
@@ -126,19 +121,19 @@ class Reader {
 
   // A value for a parser of addresses, ports or protocols: printable and short
   // enough to echo whole. Anything longer cannot be one.
-  bool token(const YAML::Node& v, std::string_view what, std::string_view kind) {
-    const auto& s = v.Scalar();
+  bool token(const Node& v, std::string_view what, std::string_view kind) {
+    std::string_view s = v.Scalar();
     if (s.size() <= kQuotedChars && isPrintableText(s)) return true;
     error(v, fmt::format("{}: {} is not {}", what, quoteForMessage(s), kind));
     return false;
   }
 
-  std::optional<long long> integer(const YAML::Node& v, std::string_view what) {
+  std::optional<long long> integer(const Node& v, std::string_view what) {
     if (!v.IsScalar()) {
       error(v, fmt::format("{} must be a number", what));
       return std::nullopt;
     }
-    const auto& s = v.Scalar();
+    std::string_view s = v.Scalar();
     long long out = 0;
     auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
     if (s.empty() || ec != std::errc() || p != s.data() + s.size()) {
@@ -148,8 +143,8 @@ class Reader {
     return out;
   }
 
-  std::optional<int> intField(const YAML::Node& n, const char* key, std::string_view what, long long lo, long long hi) {
-    YAML::Node v = n[key];
+  std::optional<int> intField(const Node& n, const char* key, std::string_view what, long long lo, long long hi) {
+    Node v = n[key];
     if (!v.IsDefined() || v.IsNull()) return std::nullopt;
     auto x = integer(v, fmt::format("{} '{}'", what, key));
     if (!x) return std::nullopt;
@@ -160,11 +155,11 @@ class Reader {
     return static_cast<int>(*x);
   }
 
-  std::optional<bool> boolean(const YAML::Node& n, const char* key, std::string_view what) {
-    YAML::Node v = n[key];
+  std::optional<bool> boolean(const Node& n, const char* key, std::string_view what) {
+    Node v = n[key];
     if (!v.IsDefined() || v.IsNull()) return std::nullopt;
     if (v.IsScalar()) {
-      const auto& s = v.Scalar();
+      std::string_view s = v.Scalar();
       if (s == "true" || s == "yes") return true;
       if (s == "false" || s == "no") return false;
     }
@@ -172,7 +167,7 @@ class Reader {
     return std::nullopt;
   }
 
-  std::optional<Cidr> cidr(const YAML::Node& v, std::string_view what) {
+  std::optional<Cidr> cidr(const Node& v, std::string_view what) {
     if (!v.IsScalar()) {
       error(v, fmt::format("{} must be a CIDR block such as 10.0.0.0/16", what));
       return std::nullopt;
@@ -188,7 +183,7 @@ class Reader {
     return p->cidr;
   }
 
-  std::optional<IpAddress> address(const YAML::Node& v, std::string_view what) {
+  std::optional<IpAddress> address(const Node& v, std::string_view what) {
     if (!v.IsScalar()) {
       error(v, fmt::format("{} must be an IP address", what));
       return std::nullopt;
@@ -203,9 +198,8 @@ class Reader {
   }
 
   // A scalar or a list of scalars, each with its position.
-  // A missing key's node is not even a null: anything but IsDefined() throws.
-  std::vector<YAML::Node> oneOrMany(const YAML::Node& v) {
-    std::vector<YAML::Node> out;
+  std::vector<Node> oneOrMany(const Node& v) {
+    std::vector<Node> out;
     if (!v.IsDefined() || v.IsNull()) return out;
     if (v.IsSequence())
       for (const auto& x : v) out.push_back(x);
@@ -215,7 +209,7 @@ class Reader {
   }
 
   // Protocol, ports and ICMP type/code, shared by NACL and SG rules.
-  void ruleMatch(const YAML::Node& n, std::string_view what, net::Protocol& proto, net::PortRange& ports,
+  void ruleMatch(const Node& n, std::string_view what, net::Protocol& proto, net::PortRange& ports,
                  net::IcmpMatch& icmp) {
     if (auto p = scalar(n, "protocol", what, true); p && token(n["protocol"], what, "a protocol")) {
       auto parsed = net::Protocol::parse(*p);
@@ -225,7 +219,7 @@ class Reader {
         error(n["protocol"], fmt::format("{}: {}", what, parsed.error()));
     }
     if (has(n, "ports")) {
-      YAML::Node v = n["ports"];
+      Node v = n["ports"];
       if (!v.IsScalar()) {
         error(v, fmt::format("{}: ports must be a port (443) or a range (1024-65535)", what));
       } else if (!token(v, what, "a port or port range")) {
@@ -253,7 +247,7 @@ class ConfigParser {
  public:
   ConfigParser(Reader& r, model::Model& m) : r_(r), m_(m) {}
 
-  void parseRoot(const YAML::Node& root) {
+  void parseRoot(const Node& root) {
     if (root.IsNull() || !root.IsDefined()) return;  // empty file: nothing declared
     if (!r_.isMap(root, "the config file")) return;
     Origin o;
@@ -266,15 +260,15 @@ class ConfigParser {
       (void)v;
     }
     if (r_.has(root, "limits")) parseLimits(root["limits"]);
-    list(root, "vpcs", "VPC", [&](const YAML::Node& n) { parseVpc(n); });
-    list(root, "internet_gateways", "internet gateway", [&](const YAML::Node& n) { parseIgw(n); });
-    list(root, "peerings", "peering", [&](const YAML::Node& n) { parsePeering(n); });
-    list(root, "prefix_lists", "prefix list", [&](const YAML::Node& n) { parsePrefixList(n); });
-    list(root, "route_tables", "route table", [&](const YAML::Node& n) { parseRouteTable(n); });
-    list(root, "network_acls", "network ACL", [&](const YAML::Node& n) { parseNacl(n); });
-    list(root, "security_groups", "security group", [&](const YAML::Node& n) { parseGroup(n); });
-    list(root, "subnets", "subnet", [&](const YAML::Node& n) { parseSubnet(n); });
-    list(root, "instances", "instance", [&](const YAML::Node& n) { parseInstance(n); });
+    list(root, "vpcs", "VPC", [&](const Node& n) { parseVpc(n); });
+    list(root, "internet_gateways", "internet gateway", [&](const Node& n) { parseIgw(n); });
+    list(root, "peerings", "peering", [&](const Node& n) { parsePeering(n); });
+    list(root, "prefix_lists", "prefix list", [&](const Node& n) { parsePrefixList(n); });
+    list(root, "route_tables", "route table", [&](const Node& n) { parseRouteTable(n); });
+    list(root, "network_acls", "network ACL", [&](const Node& n) { parseNacl(n); });
+    list(root, "security_groups", "security group", [&](const Node& n) { parseGroup(n); });
+    list(root, "subnets", "subnet", [&](const Node& n) { parseSubnet(n); });
+    list(root, "instances", "instance", [&](const Node& n) { parseInstance(n); });
   }
 
  private:
@@ -282,15 +276,15 @@ class ConfigParser {
   model::Model& m_;
 
   template <class F>
-  void list(const YAML::Node& root, const char* key, std::string_view what, F each) {
-    YAML::Node v = root[key];
+  void list(const Node& root, const char* key, std::string_view what, F each) {
+    Node v = root[key];
     if (!v.IsDefined() || v.IsNull()) return;
     if (!r_.isSeq(v, key)) return;
     for (const auto& item : v)
       if (r_.isMap(item, fmt::format("each entry of '{}' ({})", key, what))) each(item);
   }
 
-  void parseLimits(const YAML::Node& n) {
+  void parseLimits(const Node& n) {
     auto& l = m_.limits;
     if (!r_.isMap(n, "limits")) return;
     r_.checkKeys(n,
@@ -326,7 +320,7 @@ class ConfigParser {
     set("prefix_list_entries", l.prefixListEntries);
   }
 
-  void parseVpc(const YAML::Node& n) {
+  void parseVpc(const Node& n) {
     model::Vpc v;
     r_.checkKeys(n, {"name", "cidr", "ipv6_cidr"}, "VPC", v.origin);
     v.name = r_.name(n, "VPC");
@@ -340,7 +334,7 @@ class ConfigParser {
     m_.vpcs.push_back(std::move(v));
   }
 
-  void parseIgw(const YAML::Node& n) {
+  void parseIgw(const Node& n) {
     model::InternetGateway g;
     r_.checkKeys(n, {"name", "vpc"}, "internet gateway", g.origin);
     g.name = r_.name(n, "internet gateway");
@@ -348,7 +342,7 @@ class ConfigParser {
     m_.internetGateways.push_back(std::move(g));
   }
 
-  void parsePeering(const YAML::Node& n) {
+  void parsePeering(const Node& n) {
     model::Peering p;
     r_.checkKeys(n, {"name", "requester", "accepter", "status"}, "peering", p.origin);
     p.name = r_.name(n, "peering");
@@ -366,7 +360,7 @@ class ConfigParser {
     m_.peerings.push_back(std::move(p));
   }
 
-  void parsePrefixList(const YAML::Node& n) {
+  void parsePrefixList(const Node& n) {
     model::PrefixList pl;
     r_.checkKeys(n, {"name", "entries", "max_entries"}, "prefix list", pl.origin);
     pl.name = r_.name(n, "prefix list");
@@ -379,7 +373,7 @@ class ConfigParser {
     m_.prefixLists.push_back(std::move(pl));
   }
 
-  void parseRouteTable(const YAML::Node& n) {
+  void parseRouteTable(const Node& n) {
     model::RouteTable t;
     r_.checkKeys(n, {"name", "vpc", "main", "routes"}, "route table", t.origin);
     t.name = r_.name(n, "route table");
@@ -412,14 +406,14 @@ class ConfigParser {
     m_.routeTables.push_back(std::move(t));
   }
 
-  void parseNacl(const YAML::Node& n) {
+  void parseNacl(const Node& n) {
     model::NetworkAcl a;
     r_.checkKeys(n, {"name", "vpc", "default", "ingress", "egress"}, "network ACL", a.origin);
     a.name = r_.name(n, "network ACL");
     a.vpcName = r_.scalar(n, "vpc", "network ACL", true).value_or("");
     a.isDefault = r_.boolean(n, "default", "network ACL").value_or(false);
     for (auto [key, list] : {std::pair{"ingress", &a.ingress}, std::pair{"egress", &a.egress}}) {
-      YAML::Node rules = n[key];
+      Node rules = n[key];
       if (!rules.IsDefined() || rules.IsNull()) continue;
       if (!r_.isSeq(rules, key)) continue;
       for (const auto& rn : rules) {
@@ -430,7 +424,7 @@ class ConfigParser {
     m_.nacls.push_back(std::move(a));
   }
 
-  model::NaclRule parseNaclRule(const YAML::Node& n, const std::string& acl, std::string_view dir) {
+  model::NaclRule parseNaclRule(const Node& n, const std::string& acl, std::string_view dir) {
     model::NaclRule r;
     std::string what = fmt::format("{} {} rule", named("NACL", acl), dir);
     r_.checkKeys(n, {"rule", "protocol", "ports", "icmp_type", "icmp_code", "cidr", "action"}, what, r.origin);
@@ -454,7 +448,7 @@ class ConfigParser {
     return r;
   }
 
-  void parseGroup(const YAML::Node& n) {
+  void parseGroup(const Node& n) {
     model::SecurityGroup g;
     r_.checkKeys(n, {"name", "vpc", "description", "ingress", "egress"}, "security group", g.origin);
     g.name = r_.name(n, "security group");
@@ -464,7 +458,7 @@ class ConfigParser {
     // empty list = no egress at all.
     g.egressDefaulted = !n["egress"].IsDefined() || n["egress"].IsNull();
     for (auto [key, list] : {std::pair{"ingress", &g.ingress}, std::pair{"egress", &g.egress}}) {
-      YAML::Node rules = n[key];
+      Node rules = n[key];
       if (!rules.IsDefined() || rules.IsNull()) continue;
       if (!r_.isSeq(rules, key)) continue;
       for (const auto& rn : rules) {
@@ -475,7 +469,7 @@ class ConfigParser {
     m_.groups.push_back(std::move(g));
   }
 
-  model::SgRule parseGroupRule(const YAML::Node& n, const std::string& group, std::string_view dir) {
+  model::SgRule parseGroupRule(const Node& n, const std::string& group, std::string_view dir) {
     model::SgRule r;
     std::string what = fmt::format("{} {} rule", named("security group", group), dir);
     r_.checkKeys(n, {"protocol", "ports", "icmp_type", "icmp_code", "cidr", "group", "prefix_list", "description"},
@@ -495,7 +489,7 @@ class ConfigParser {
     return r;
   }
 
-  void parseSubnet(const YAML::Node& n) {
+  void parseSubnet(const Node& n) {
     model::Subnet s;
     r_.checkKeys(n, {"name", "vpc", "cidr", "ipv6_cidr", "availability_zone", "route_table", "network_acl"}, "subnet",
                  s.origin);
@@ -512,7 +506,7 @@ class ConfigParser {
     m_.subnets.push_back(std::move(s));
   }
 
-  void parseInstance(const YAML::Node& n) {
+  void parseInstance(const Node& n) {
     model::Instance i;
     r_.checkKeys(n,
                  {"name", "subnet", "private_ip", "secondary_ips", "ipv6_addresses", "public_ip", "security_groups",
@@ -565,94 +559,6 @@ class ConfigParser {
     i.placement.routed = r_.boolean(n, "routed", named("instance", i.name)).value_or(false);
     m_.instances.push_back(std::move(i));
   }
-};
-
-// Stops the shape check at its first finding: where and what.
-struct ShapeError {
-  YAML::Mark mark;
-  std::string message;
-  std::string hint;
-};
-
-// Reads the YAML event stream before any node is built: one document, nesting
-// at most kMaxNesting deep, aliases expanding it to at most `budget` (one per
-// node plus the bytes of each scalar, an alias counting as what it stands
-// for). The parser shares an aliased node instead of copying it, but the
-// loader walks every use, so a "billion laughs" file would cost exponential
-// time there; measured here it costs one pass over the events.
-class ShapeCheck final : public YAML::EventHandler {
- public:
-  explicit ShapeCheck(std::uint64_t budget) : budget_(budget) {}
-
-  void OnDocumentStart(const YAML::Mark& mark) override {
-    if (++documents_ > 1)
-      throw ShapeError{mark, "a second YAML document: a config file holds exactly one",
-                       "remove this '---' line (and the documents after it) or split the file"};
-  }
-  void OnDocumentEnd() override {}
-  void OnNull(const YAML::Mark& mark, YAML::anchor_t anchor) override { leaf(mark, anchor, 1); }
-  void OnScalar(const YAML::Mark& mark, const std::string&, YAML::anchor_t anchor, const std::string& value) override {
-    leaf(mark, anchor, 1 + value.size());
-  }
-  void OnAlias(const YAML::Mark& mark, YAML::anchor_t anchor) override {
-    if (anchor >= sizes_.size() || sizes_[anchor] == kOpen)
-      throw ShapeError{mark, "an alias inside the node it refers to (a cycle)", {}};
-    add(mark, sizes_[anchor]);
-  }
-  void OnSequenceStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t anchor,
-                       YAML::EmitterStyle::value) override {
-    open(mark, anchor);
-  }
-  void OnSequenceEnd() override { close(); }
-  void OnMapStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t anchor,
-                  YAML::EmitterStyle::value) override {
-    open(mark, anchor);
-  }
-  void OnMapEnd() override { close(); }
-
- private:
-  static constexpr std::uint64_t kOpen = ~std::uint64_t{0};
-  struct Frame {
-    YAML::anchor_t anchor;
-    std::uint64_t startTotal;
-  };
-
-  // total_ never exceeds budget_, so sizes are exact and nothing overflows.
-  void add(const YAML::Mark& mark, std::uint64_t size) {
-    if (size > budget_ - total_)
-      throw ShapeError{mark, fmt::format("aliases expand the config beyond {} nodes and bytes", budget_),
-                       fmt::format("aliases may expand a config to {} times its size (at least {}); write the "
-                                   "repeated parts out",
-                                   kExpansionFactor, kMinExpansion)};
-    total_ += size;
-  }
-  void anchorSize(YAML::anchor_t anchor, std::uint64_t size) {
-    if (anchor == YAML::NullAnchor) return;
-    if (sizes_.size() <= anchor) sizes_.resize(anchor + 1, 0);
-    sizes_[anchor] = size;
-  }
-  void leaf(const YAML::Mark& mark, YAML::anchor_t anchor, std::uint64_t size) {
-    add(mark, size);
-    anchorSize(anchor, size);
-  }
-  void open(const YAML::Mark& mark, YAML::anchor_t anchor) {
-    if (stack_.size() >= static_cast<std::size_t>(kMaxNesting))
-      throw ShapeError{mark, fmt::format("lists and mappings nested more than {} deep", kMaxNesting), {}};
-    stack_.push_back(Frame{anchor, total_});
-    add(mark, 1);
-    anchorSize(anchor, kOpen);
-  }
-  void close() {
-    Frame f = stack_.back();
-    stack_.pop_back();
-    anchorSize(f.anchor, total_ - f.startTotal);
-  }
-
-  std::uint64_t budget_;
-  std::uint64_t total_ = 0;
-  int documents_ = 0;
-  std::vector<Frame> stack_;
-  std::vector<std::uint64_t> sizes_;  // by anchor id (yaml-cpp numbers them from 1)
 };
 
 // yaml-cpp's scanner reads a whole flow collection ahead before the first
@@ -728,21 +634,15 @@ bool parseConfig(std::string_view yaml, const std::string& sourceName, model::Mo
   std::size_t before = diags.errorCount();
   out.sourceFile = sourceName;
   Reader reader(sourceName, diags);
-  YAML::Node root;
-  // yaml-cpp reports syntax errors by exception; this is the boundary where
-  // they become diagnostics.
   if (auto deep = flowNestingError(yaml)) {
     diags.error(markLocation(sourceName, deep->mark), deep->message, deep->hint);
     return false;
   }
+  // yaml-cpp reports syntax errors by exception; this is the boundary where
+  // they become diagnostics.
+  Document doc;
   try {
-    std::ispanstream events{std::span<const char>(yaml.data(), yaml.size())};
-    YAML::Parser parser(events);
-    ShapeCheck shape(std::max(kMinExpansion, kExpansionFactor * static_cast<std::uint64_t>(yaml.size())));
-    while (parser.HandleNextDocument(shape)) {
-    }
-    std::ispanstream text{std::span<const char>(yaml.data(), yaml.size())};
-    root = YAML::Load(text);
+    doc = parseDocument(yaml, std::max(kMinExpansion, kExpansionFactor * static_cast<std::uint64_t>(yaml.size())));
   } catch (const ShapeError& e) {
     diags.error(markLocation(sourceName, e.mark), e.message, e.hint);
     return false;
@@ -750,11 +650,7 @@ bool parseConfig(std::string_view yaml, const std::string& sourceName, model::Mo
     diags.error(markLocation(sourceName, e.mark), "YAML syntax error: " + e.msg);
     return false;
   }
-  try {
-    ConfigParser(reader, out).parseRoot(root);
-  } catch (const YAML::Exception& e) {
-    diags.error(markLocation(sourceName, e.mark), "cannot read config: " + e.msg);
-  }
+  ConfigParser(reader, out).parseRoot(doc.root());
   return diags.errorCount() == before;
 }
 
@@ -766,6 +662,12 @@ std::optional<model::Model> loadConfigString(std::string_view yaml, const std::s
 }
 
 std::optional<std::string> readConfigFile(const std::string& path, const LoadOptions& options, Diagnostics& diags) {
+  struct stat st {};
+  return readRegularFile(path, options, diags, st);
+}
+
+std::optional<std::string> readRegularFile(const std::string& path, const LoadOptions& options, Diagnostics& diags,
+                                           struct stat& st) {
   auto fail = [&](std::string message, std::string hint = {}) -> std::optional<std::string> {
     diags.error(SourceLocation{path, 0, 0}, std::move(message), std::move(hint));
     return std::nullopt;
@@ -779,7 +681,6 @@ std::optional<std::string> readConfigFile(const std::string& path, const LoadOpt
   // devices acts on them); the fstat() of what was opened is the check that
   // counts, as the path may change in between. O_NONBLOCK: opening a FIFO
   // must not wait for a writer.
-  struct stat st {};
   if (::stat(path.c_str(), &st) != 0) return failErrno("cannot open config file");
   if (!S_ISREG(st.st_mode)) return fail(notRegular(st.st_mode));
   Fd f{::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY)};
