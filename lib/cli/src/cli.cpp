@@ -126,7 +126,8 @@ int explainCommand(const ExplainOptions& o, std::ostream& out, std::ostream& err
       err << "vpcfw explain: --running explains the daemon's config; give no config file\n";
       return kExitUsage;
     }
-    nlohmann::json flow{{"from", o.from}, {"to", o.to}, {"proto", o.proto}, {"sport", o.sourcePort},
+    nlohmann::json flow{{"from", o.from},          {"to", o.to},
+                        {"proto", o.proto},        {"sport", o.sourcePort},
                         {"icmp_type", o.icmpType}, {"icmp_code", o.icmpCode}};
     if (o.port >= 0) flow["port"] = o.port;
     if (!o.family.empty()) flow["family"] = o.family;

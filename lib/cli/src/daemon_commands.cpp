@@ -108,8 +108,8 @@ int statusRunning(const std::string& socket, bool asJson, std::ostream& out, std
     err << "vpcfw status --running: the daemon's status is not an object\n";
     return kExitHarness;
   }
-  out << fmt::format("vpcfwd: generation {} in force ({} ENIs, {} rules)\n", number(s, "generation"),
-                     number(s, "enis"), number(s, "rules"));
+  out << fmt::format("vpcfwd: generation {} in force ({} ENIs, {} rules)\n", number(s, "generation"), number(s, "enis"),
+                     number(s, "rules"));
   const auto last = s.find("last_reload");
   if (last != s.end() && last->is_object())
     out << fmt::format("last reload: {} at {}{}\n", text(*last, "result"), text(*last, "time"),
@@ -160,7 +160,8 @@ void addDaemonCommands(CLI::App& app, Runner& selected) {
   };
   auto reload = std::make_shared<Options>();
   auto* reloadCmd = app.add_subcommand("reload", "Make the running vpcfwd reload its config; wait for the outcome");
-  reloadCmd->add_option("--socket", reload->socket, "Control socket (default $VPCFW_CONTROL_SOCKET or /run/vpcfw/vpcfwd.sock)");
+  reloadCmd->add_option("--socket", reload->socket,
+                        "Control socket (default $VPCFW_CONTROL_SOCKET or /run/vpcfw/vpcfwd.sock)");
   reloadCmd->add_option("--timeout", reload->timeout, "Seconds to wait for the commit")
       ->check(CLI::Range(0.1, 86400.0))
       ->capture_default_str();
@@ -172,7 +173,8 @@ void addDaemonCommands(CLI::App& app, Runner& selected) {
   auto metrics = std::make_shared<Options>();
   metrics->timeout = 10;
   auto* metricsCmd = app.add_subcommand("metrics", "Print the running vpcfwd's metrics (Prometheus text format)");
-  metricsCmd->add_option("--socket", metrics->socket, "Control socket (default $VPCFW_CONTROL_SOCKET or /run/vpcfw/vpcfwd.sock)");
+  metricsCmd->add_option("--socket", metrics->socket,
+                         "Control socket (default $VPCFW_CONTROL_SOCKET or /run/vpcfw/vpcfwd.sock)");
   metricsCmd->callback([&selected, metrics] {
     selected = [metrics](std::ostream& o, std::ostream& e) {
       return metricsCommand(controlSocketPath(metrics->socket), metrics->timeout, o, e);

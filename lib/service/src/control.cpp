@@ -4,11 +4,11 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <poll.h>
+#include <unistd.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
-#include <unistd.h>
 
 #include <fmt/format.h>
 
@@ -25,9 +25,7 @@ using nlohmann::json;
 
 namespace {
 
-std::string dumpLine(const json& j) {
-  return j.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
-}
+std::string dumpLine(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace) + "\n"; }
 
 json errorResponse(const std::string& code, const std::string& message, json extra = nullptr) {
   json err{{"code", code}, {"message", message}};
@@ -67,9 +65,8 @@ Expected<sockaddr_un> unixAddress(const std::string& path) {
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
   if (path.empty() || path.size() >= sizeof addr.sun_path || path.find('\0') != std::string::npos)
-    return makeError(ErrorCode::kInvalidArgument,
-                     fmt::format("control socket path {} must be 1..{} bytes", quoteForMessage(path),
-                                 sizeof addr.sun_path - 1));
+    return makeError(ErrorCode::kInvalidArgument, fmt::format("control socket path {} must be 1..{} bytes",
+                                                              quoteForMessage(path), sizeof addr.sun_path - 1));
   std::memcpy(addr.sun_path, path.data(), path.size());
   return addr;
 }
@@ -119,9 +116,8 @@ Expected<void> clearStale(const std::string& path, const sockaddr_un& addr) {
     return makeError(ErrorCode::kInvalidArgument, fmt::format("control socket path {} is {}; not replacing it",
                                                               escapeForMessage(path), fileType(st.st_mode)));
   if (st.st_uid != ::geteuid())
-    return makeError(ErrorCode::kNotOwned,
-                     fmt::format("control socket {} belongs to uid {}; not replacing it", escapeForMessage(path),
-                                 st.st_uid));
+    return makeError(ErrorCode::kNotOwned, fmt::format("control socket {} belongs to uid {}; not replacing it",
+                                                       escapeForMessage(path), st.st_uid));
   int probe = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   if (probe < 0) return systemError(ErrorCode::kIo, "socket", errno);
   int rc = ::connect(probe, reinterpret_cast<const sockaddr*>(&addr), sizeof addr);
@@ -230,7 +226,9 @@ struct Reply::State {
   ~State() { send(errorResponse(kErrInternal, "the daemon dropped the request without answering")); }
 };
 
-void Reply::ok(json result) const { state_->send(json{{"v", kProtocolVersion}, {"ok", true}, {"result", std::move(result)}}); }
+void Reply::ok(json result) const {
+  state_->send(json{{"v", kProtocolVersion}, {"ok", true}, {"result", std::move(result)}});
+}
 
 void Reply::error(const std::string& code, const std::string& message, json extra) const {
   state_->send(errorResponse(code, message, std::move(extra)));
@@ -388,20 +386,22 @@ void ControlServer::Impl::dispatch(const std::shared_ptr<Connection>& c, std::st
       g && (c->peer.gid == *g || std::find(c->peer.groups.begin(), c->peer.groups.end(), *g) != c->peer.groups.end());
   // A stranger learns nothing, not even which ops exist.
   if (!root && !member)
-    return answer(c, errorResponse(kErrPermission,
-                                   fmt::format("uid {} is neither root nor a member of the control group", c->peer.uid)));
+    return answer(c,
+                  errorResponse(kErrPermission,
+                                fmt::format("uid {} is neither root nor a member of the control group", c->peer.uid)));
 
   auto op = req.find("op");
   auto it = op != req.end() && op->is_string() ? ops.find(op->get<std::string>()) : ops.end();
   if (it == ops.end()) {
     std::string known;
     for (const auto& [name, h] : ops) known += (known.empty() ? "" : ", ") + name;
-    return answer(c, errorResponse(kErrUnknownOp,
-                                   fmt::format("{}; known ops: {}",
-                                               op == req.end() || !op->is_string()
-                                                   ? std::string("the request needs a string \"op\"")
-                                                   : fmt::format("unknown op {}", quoteForMessage(op->get<std::string>())),
-                                               known)));
+    return answer(c,
+                  errorResponse(kErrUnknownOp,
+                                fmt::format("{}; known ops: {}",
+                                            op == req.end() || !op->is_string()
+                                                ? std::string("the request needs a string \"op\"")
+                                                : fmt::format("unknown op {}", quoteForMessage(op->get<std::string>())),
+                                            known)));
   }
   if (it->second.first == Access::kChange && !root)
     return answer(c, errorResponse(kErrPermission, fmt::format("op '{}' changes the daemon: root only", it->first)));
@@ -419,8 +419,8 @@ void ControlServer::Impl::answer(const std::shared_ptr<Connection>& c, const jso
   (void)loop.modify(c->fd, 0);  // flush asks for EPOLLOUT when the socket is full
   c->out = dumpLine(response);
   if (c->out.size() > options.limits.maxResponseBytes)
-    c->out = dumpLine(errorResponse(kErrInternal, fmt::format("the answer is longer than {} bytes",
-                                                              options.limits.maxResponseBytes)));
+    c->out = dumpLine(errorResponse(
+        kErrInternal, fmt::format("the answer is longer than {} bytes", options.limits.maxResponseBytes)));
   c->sent = 0;
   if (c->timer) loop.cancel(c->timer);
   std::weak_ptr<Connection> weak = c;
@@ -532,8 +532,8 @@ Expected<json> controlRequest(const std::string& socketPath, const json& request
       if (n < 0) return systemError(ErrorCode::kIo, "poll", errno);
       if (n > 0) return {};
     }
-    return makeError(ErrorCode::kBusy, fmt::format("the daemon at {} did not answer within {} ms", where,
-                                                   timeout.count()));
+    return makeError(ErrorCode::kBusy,
+                     fmt::format("the daemon at {} did not answer within {} ms", where, timeout.count()));
   };
   std::string line = request.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
   for (std::size_t sent = 0; sent < line.size();) {
@@ -571,8 +571,8 @@ Expected<json> controlRequest(const std::string& socketPath, const json& request
   }
   json resp = json::parse(in.begin(), in.begin() + static_cast<std::ptrdiff_t>(nl), nullptr, false);
   auto bad = [&](const char* why) {
-    return makeError(ErrorCode::kIo, fmt::format("the daemon at {} answered something else than the protocol: {}",
-                                                 where, why));
+    return makeError(ErrorCode::kIo,
+                     fmt::format("the daemon at {} answered something else than the protocol: {}", where, why));
   };
   if (resp.is_discarded() || !resp.is_object()) return bad("not a JSON object");
   auto v = resp.find("v");
@@ -625,7 +625,8 @@ Expected<eval::FlowRequest> flowRequestFromJson(const json& flow) {
   if (!str("family", family, false) || (!family.empty() && family != "4" && family != "6"))
     return invalid("--family: must be \"4\" or \"6\"");
   auto p = net::Protocol::parse(proto);
-  if (!p || p->isAll()) return invalid(std::string("--proto: ") + (p ? "a flow has one protocol, not 'all'" : p.error()));
+  if (!p || p->isAll())
+    return invalid(std::string("--proto: ") + (p ? "a flow has one protocol, not 'all'" : p.error()));
   req.protocol = *p;
   if (req.protocol.hasPorts()) {
     if (port < 0) return invalid(fmt::format("--port 0..65535 is required for {}", req.protocol.toString()));

@@ -2,8 +2,8 @@
 #include "vpcfw/service/metrics.h"
 
 #include <fcntl.h>
-#include <sys/stat.h>
 #include <unistd.h>
+#include <sys/stat.h>
 
 #include <fmt/format.h>
 
@@ -34,15 +34,24 @@ std::size_t utf8Length(std::string_view s, std::size_t i) {
   if (c < 0x80) return 1;
   std::size_t n = 0;
   unsigned lo = 0x80, hi = 0xBF;
-  if (c >= 0xC2 && c <= 0xDF) n = 2;
-  else if (c == 0xE0) n = 3, lo = 0xA0;
-  else if (c >= 0xE1 && c <= 0xEC) n = 3;
-  else if (c == 0xED) n = 3, hi = 0x9F;  // no surrogates
-  else if (c >= 0xEE && c <= 0xEF) n = 3;
-  else if (c == 0xF0) n = 4, lo = 0x90;
-  else if (c >= 0xF1 && c <= 0xF3) n = 4;
-  else if (c == 0xF4) n = 4, hi = 0x8F;
-  else return 0;
+  if (c >= 0xC2 && c <= 0xDF)
+    n = 2;
+  else if (c == 0xE0)
+    n = 3, lo = 0xA0;
+  else if (c >= 0xE1 && c <= 0xEC)
+    n = 3;
+  else if (c == 0xED)
+    n = 3, hi = 0x9F;  // no surrogates
+  else if (c >= 0xEE && c <= 0xEF)
+    n = 3;
+  else if (c == 0xF0)
+    n = 4, lo = 0x90;
+  else if (c >= 0xF1 && c <= 0xF3)
+    n = 4;
+  else if (c == 0xF4)
+    n = 4, hi = 0x8F;
+  else
+    return 0;
   if (i + n > s.size()) return 0;
   if (b(i + 1) < lo || b(i + 1) > hi) return 0;
   for (std::size_t k = 2; k < n; ++k)
@@ -87,9 +96,12 @@ std::string escapeLabelValue(std::string_view v) {
   out.reserve(v.size());
   for (std::size_t i = 0; i < v.size();) {
     const char c = v[i];
-    if (c == '\\') out += "\\\\";
-    else if (c == '"') out += "\\\"";
-    else if (c == '\n') out += "\\n";
+    if (c == '\\')
+      out += "\\\\";
+    else if (c == '"')
+      out += "\\\"";
+    else if (c == '\n')
+      out += "\\n";
     else {
       const std::size_t n = utf8Length(v, i);
       if (n == 0) {
@@ -177,7 +189,9 @@ double Metrics::value(const std::string& name, const LabelValues& values) const 
 std::string Metrics::render() const {
   std::string out;
   for (const auto& [name, f] : families_) {
-    const char* type = f.type == MetricType::kCounter ? "counter" : f.type == MetricType::kGauge ? "gauge" : "histogram";
+    const char* type = f.type == MetricType::kCounter ? "counter"
+                       : f.type == MetricType::kGauge ? "gauge"
+                                                      : "histogram";
     out += fmt::format("# HELP {} {}\n# TYPE {} {}\n", name, escapeHelp(f.help), name, type);
     // A family without labels has its one series from the start: a scrape
     // sees 0, not a missing metric.
@@ -260,7 +274,8 @@ Metrics vpcfwMetrics() {
   (void)m.describe("vpcfw_enis", MetricType::kGauge, "ENIs (interfaces) the generation in force filters.");
   (void)m.describe("vpcfw_rules", MetricType::kGauge, "Rules in the ruleset in force.");
   (void)m.describe("vpcfw_dropped_packets_total", MetricType::kCounter,
-                   "Packets dropped, by ENI and by stage (network ACL or security group, in or out).", {"eni", "stage"});
+                   "Packets dropped, by ENI and by stage (network ACL or security group, in or out).",
+                   {"eni", "stage"});
   return m;
 }
 

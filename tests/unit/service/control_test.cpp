@@ -1,17 +1,17 @@
 // The control socket as a hostile peer sees it: malformed requests, slow and
 // silent clients, too many clients, answers given after the client left,
 // paths an attacker prepared, and peers of every permission class.
-#include <doctest/doctest.h>
 #include <fcntl.h>
 #include <grp.h>
 #include <poll.h>
+#include <unistd.h>
+#include <doctest/doctest.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
-#include <unistd.h>
 
 #include <atomic>
 #include <cstring>
@@ -71,8 +71,9 @@ struct Daemon {
     REQUIRE_MESSAGE(s.has_value(), (s ? "" : s.error().message));
     server = std::move(*s);
     REQUIRE(loop.add(wake, EPOLLIN, [this](std::uint32_t) { loop.stop(); }).has_value());
-    server->handle("status", Access::kRead,
-                   [](const json&, const Peer& p, Reply r) { r.ok(json{{"uid", p.uid}, {"gid", p.gid}}); });
+    server->handle("status", Access::kRead, [](const json&, const Peer& p, Reply r) {
+      r.ok(json{{"uid", p.uid}, {"gid", p.gid}});
+    });
     server->handle("reload", Access::kChange, [](const json&, const Peer&, Reply r) { r.ok(json{{"generation", 2}}); });
     server->handle("count", Access::kRead, [this](const json&, const Peer&, Reply r) {
       r.ok(json{{"connections", server->connections()}, {"held", held.size()}});
@@ -91,8 +92,9 @@ struct Daemon {
       loop.after(200ms, [r] { r.ok(json{{"later", true}}); });
     });
     server->handle("forget", Access::kRead, [](const json&, const Peer&, Reply) {});
-    server->handle("big", Access::kRead,
-                   [](const json&, const Peer&, Reply r) { r.ok(json{{"text", std::string(8 << 20, 'x')}}); });
+    server->handle("big", Access::kRead, [](const json&, const Peer&, Reply r) {
+      r.ok(json{{"text", std::string(8 << 20, 'x')}});
+    });
   }
   void start() {
     thread = std::thread([this] { (void)loop.run(); });
@@ -208,8 +210,8 @@ TEST_CASE("control: every malformed request class is answered with an error and 
       {"JSON string", "\"status\"\n", false, "protocol"},
       {"JSON null", "null\n", false, "protocol"},
       {"trailing garbage", "{\"v\":1,\"op\":\"status\"} x\n", false, "protocol"},
-      {"depth bomb (fits the limit only when short)", "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]\n",
-       false, "protocol"},
+      {"depth bomb (fits the limit only when short)",
+       "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]\n", false, "protocol"},
       {"object depth bomb", "{\"v\":1,\"op\":\"status\",\"a\":" + std::string(40, '[') + std::string(40, ']') + "}\n",
        false, "protocol"},
       {"missing v", "{\"op\":\"status\"}\n", false, "version"},
@@ -325,7 +327,7 @@ TEST_CASE("control: a client that never reads its answer is dropped without bloc
   const auto t0 = std::chrono::steady_clock::now();
   auto c = d.ask({{"v", 1}, {"op", "count"}});
   CHECK(std::chrono::steady_clock::now() - t0 < 1000ms);  // well before the lazy client's deadline
-  CHECK(c["result"]["connections"] == 2);  // the lazy one and this one
+  CHECK(c["result"]["connections"] == 2);                 // the lazy one and this one
   std::this_thread::sleep_for(1800ms);
   CHECK(d.ask({{"v", 1}, {"op", "count"}})["result"]["connections"] == 1);
   // What the lazy client can still read is a truncated answer, then EOF.
@@ -455,37 +457,45 @@ TEST_CASE("control: the server refuses to replace anything but its own stale soc
     std::function<std::string()> prepare;  // returns the path to give the server
   };
   const std::vector<Case> cases{
-      {"symlink to a file", [&] {
+      {"symlink to a file",
+       [&] {
          fs::create_symlink(victim, dir.path + "/link.sock");
          return dir.path + "/link.sock";
        }},
-      {"dangling symlink", [&] {
+      {"dangling symlink",
+       [&] {
          fs::create_symlink(dir.path + "/nowhere", dir.path + "/dangling.sock");
          return dir.path + "/dangling.sock";
        }},
-      {"regular file", [&] {
+      {"regular file",
+       [&] {
          std::ofstream(dir.path + "/file.sock") << "x";
          return dir.path + "/file.sock";
        }},
-      {"directory", [&] {
+      {"directory",
+       [&] {
          fs::create_directory(dir.path + "/dir.sock");
          return dir.path + "/dir.sock";
        }},
-      {"FIFO", [&] {
+      {"FIFO",
+       [&] {
          ::mkfifo((dir.path + "/fifo.sock").c_str(), 0600);
          return dir.path + "/fifo.sock";
        }},
-      {"world-writable parent (like /tmp)", [&] {
+      {"world-writable parent (like /tmp)",
+       [&] {
          fs::create_directory(dir.path + "/ww");
          ::chmod((dir.path + "/ww").c_str(), 01777);
          return dir.path + "/ww/s.sock";
        }},
-      {"group-writable parent", [&] {
+      {"group-writable parent",
+       [&] {
          fs::create_directory(dir.path + "/gw");
          ::chmod((dir.path + "/gw").c_str(), 0775);
          return dir.path + "/gw/s.sock";
        }},
-      {"parent owned by another user", [&] {
+      {"parent owned by another user",
+       [&] {
          fs::create_directory(dir.path + "/other");
          REQUIRE(::chown((dir.path + "/other").c_str(), 4242, 4242) == 0);
          return dir.path + "/other/s.sock";
@@ -622,8 +632,8 @@ TEST_CASE("control: the client refuses answers outside the protocol and gives up
       "{\"v\":1,\"ok\":false,\"error\":\"bad\"}\n",
       "{\"v\":1,\"ok\":false,\"error\":{\"code\":1,\"message\":\"m\"}}\n",
       "{\"v\":1,\"ok\":true,\"result\":{}}",  // no newline, then close
-      std::string(5000, 'x'),               // longer than the client's bound
-      "",                                    // never answers
+      std::string(5000, 'x'),                 // longer than the client's bound
+      "",                                     // never answers
   };
   std::thread fake([&] {
     for (const auto& ans : answers) {

@@ -1,10 +1,10 @@
 // The CLI's daemon clients against a fake vpcfwd: exit statuses (0 committed,
 // 1 rejected, 4 unreachable or outside the protocol), what they print, and
 // what they send.
+#include <unistd.h>
 #include <doctest/doctest.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
-#include <unistd.h>
 
 #include <atomic>
 #include <filesystem>
@@ -55,7 +55,9 @@ struct FakeDaemon {
         r.error("rejected", "1 error(s); enforcing generation 3",
                 json{{"diagnostics", {"/etc/vpcfw/vpcfw.yaml:4:7: error: unknown key 'ingres'"}}});
       else
-        loop.after(std::chrono::milliseconds(100), [r] { r.ok(json{{"generation", 4}, {"summary", "generation 4: 12 rules"}}); });
+        loop.after(std::chrono::milliseconds(100), [r] {
+          r.ok(json{{"generation", 4}, {"summary", "generation 4: 12 rules"}});
+        });
     });
     server->handle("status", Access::kRead, [remember](const json& req, const Peer&, Reply r) {
       remember(req);
@@ -73,7 +75,9 @@ struct FakeDaemon {
       remember(req);
       auto flow = vpcfw::service::flowRequestFromJson(req.contains("flow") ? req["flow"] : json());
       if (!flow) return r.error("invalid", flow.error().message);
-      r.ok(json{{"verdict", {{"reachable", false}, {"from", flow->from}}}, {"text", "BLOCKED by nacl\n"}, {"reachable", false}});
+      r.ok(json{{"verdict", {{"reachable", false}, {"from", flow->from}}},
+                {"text", "BLOCKED by nacl\n"},
+                {"reachable", false}});
     });
     thread = std::thread([this] { (void)loop.run(); });
   }

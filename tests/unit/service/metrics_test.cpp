@@ -1,8 +1,8 @@
 // Metrics in the Prometheus text format: what a scrape reads, label values
 // an attacker chose (config and interface names), and the textfile export.
+#include <unistd.h>
 #include <doctest/doctest.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 #include <cmath>
 #include <filesystem>
@@ -77,9 +77,9 @@ std::vector<std::string> lines(const std::string& text) {
 TEST_CASE("metrics: the daemon's families render with HELP, TYPE and zero values before any event") {
   Metrics m = vpcfw::service::vpcfwMetrics();
   const std::string text = m.render();
-  for (const char* family : {"vpcfw_reloads_total counter", "vpcfw_sync_duration_seconds histogram",
-                             "vpcfw_drift_repairs_total counter", "vpcfw_generation gauge", "vpcfw_enis gauge",
-                             "vpcfw_rules gauge", "vpcfw_dropped_packets_total counter"}) {
+  for (const char* family :
+       {"vpcfw_reloads_total counter", "vpcfw_sync_duration_seconds histogram", "vpcfw_drift_repairs_total counter",
+        "vpcfw_generation gauge", "vpcfw_enis gauge", "vpcfw_rules gauge", "vpcfw_dropped_packets_total counter"}) {
     CAPTURE(family);
     CHECK(text.find(std::string("# TYPE ") + family + "\n") != std::string::npos);
   }
@@ -110,10 +110,10 @@ TEST_CASE("metrics: counters, gauges and a histogram with inclusive, cumulative 
   CHECK(m.observe("vpcfw_sync_duration_seconds", {}, 0.003));
   CHECK(m.observe("vpcfw_sync_duration_seconds", {}, 20));  // beyond the last bound: only +Inf
   // Misuse does nothing.
-  CHECK_FALSE(m.add("vpcfw_reloads_total", {}));                   // wrong label count
-  CHECK_FALSE(m.add("vpcfw_reloads_total", {"committed"}, -1));    // a counter never goes down
+  CHECK_FALSE(m.add("vpcfw_reloads_total", {}));                 // wrong label count
+  CHECK_FALSE(m.add("vpcfw_reloads_total", {"committed"}, -1));  // a counter never goes down
   CHECK_FALSE(m.add("vpcfw_reloads_total", {"committed"}, NAN));
-  CHECK_FALSE(m.observe("vpcfw_generation", {}, 1));               // not a histogram
+  CHECK_FALSE(m.observe("vpcfw_generation", {}, 1));  // not a histogram
   CHECK_FALSE(m.set("vpcfw_sync_duration_seconds", {}, 1));
   CHECK_FALSE(m.add("vpcfw_unknown", {}));
   CHECK(m.value("vpcfw_reloads_total", {"committed"}) == 3);
@@ -136,7 +136,8 @@ TEST_CASE("metrics: counters, gauges and a histogram with inclusive, cumulative 
 
 TEST_CASE("metrics: rendering is deterministic whatever order series were made in") {
   Metrics a = vpcfw::service::vpcfwMetrics(), b = vpcfw::service::vpcfwMetrics();
-  const std::vector<std::vector<std::string>> series{{"z", "sg-in"}, {"a", "nacl-out"}, {"m", "sg-in"}, {"a", "nacl-in"}};
+  const std::vector<std::vector<std::string>> series{
+      {"z", "sg-in"}, {"a", "nacl-out"}, {"m", "sg-in"}, {"a", "nacl-in"}};
   for (std::size_t i = 0; i < series.size(); ++i) {
     a.set("vpcfw_dropped_packets_total", series[i], static_cast<double>(i));
     b.set("vpcfw_dropped_packets_total", series[series.size() - 1 - i], static_cast<double>(series.size() - 1 - i));
@@ -193,7 +194,8 @@ TEST_CASE("metrics: hostile label values stay inside their quotes and their line
   REQUIRE(seen.size() == hostile.size() + 1);
   for (std::size_t i = 0; i < hostile.size(); ++i) CHECK(seen["stage" + std::to_string(i)] == hostile[i]);
   // Invalid UTF-8 became U+FFFD; the valid parts are kept.
-  CHECK(seen["invalid"] == "bad\xef\xbf\xbd\xef\xbf\xbd utf8 \xef\xbf\xbd\xef\xbf\xbd \xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd");
+  CHECK(seen["invalid"] ==
+        "bad\xef\xbf\xbd\xef\xbf\xbd utf8 \xef\xbf\xbd\xef\xbf\xbd \xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd");
 }
 
 TEST_CASE("metrics: names and buckets are checked when a family is declared") {

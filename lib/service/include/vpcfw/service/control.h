@@ -79,12 +79,12 @@ class Reply {
 using Handler = std::function<void(const nlohmann::json& request, const Peer& peer, Reply reply)>;
 
 struct ControlLimits {
-  std::size_t maxRequestBytes = 64 * 1024;         // the request line, newline excluded
+  std::size_t maxRequestBytes = 64 * 1024;          // the request line, newline excluded
   std::size_t maxResponseBytes = 32 * 1024 * 1024;  // a longer answer becomes an "internal" error
-  std::size_t maxConnections = 64;                 // beyond: answered "busy" and closed
-  std::size_t maxDepth = 32;                       // nesting of arrays and objects in a request
-  std::chrono::milliseconds requestTimeout{5000};  // accept -> full request line
-  std::chrono::milliseconds writeTimeout{5000};    // answer ready -> fully written
+  std::size_t maxConnections = 64;                  // beyond: answered "busy" and closed
+  std::size_t maxDepth = 32;                        // nesting of arrays and objects in a request
+  std::chrono::milliseconds requestTimeout{5000};   // accept -> full request line
+  std::chrono::milliseconds writeTimeout{5000};     // answer ready -> fully written
 };
 
 struct ControlOptions {

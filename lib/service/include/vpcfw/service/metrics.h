@@ -18,8 +18,8 @@ namespace vpcfw::service {
 enum class MetricType { kCounter, kGauge, kHistogram };
 
 // Bucket upper bounds (seconds) for vpcfw_sync_duration_seconds: 1 ms .. 10 s.
-inline const std::vector<double> kSyncDurationBuckets{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
-                                                      0.1,   0.25,   0.5,   1,    2.5,   5,   10};
+inline const std::vector<double> kSyncDurationBuckets{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                                                      0.25,  0.5,    1,     2.5,  5,     10};
 
 class Metrics {
  public:
@@ -54,7 +54,7 @@ class Metrics {
 
  private:
   struct Series {
-    double value = 0;                     // counter, gauge
+    double value = 0;                    // counter, gauge
     std::vector<std::uint64_t> buckets;  // histogram: per-bucket counts (not cumulative)
     double sum = 0;
     std::uint64_t count = 0;
