@@ -15,7 +15,7 @@ jsonschema.Draft7Validator.check_schema(schema)
 validator = jsonschema.Draft7Validator(schema)
 
 failures = 0
-examples = sorted(glob.glob(f"{src}/config/examples/*.yaml"))
+examples = sorted(glob.glob(f"{src}/config/examples/*.yaml")) + sorted(glob.glob(f"{src}/tests/golden/*.yaml"))
 assert examples, "no examples found"
 for path in examples:
     errors = list(validator.iter_errors(yaml.safe_load(open(path)) or {}))
@@ -32,6 +32,8 @@ bad = {
     "two peers": "security_groups: [{name: g, vpc: v, ingress: [{protocol: tcp, cidr: 0.0.0.0/0, group: g}]}]",
     "no peer": "security_groups: [{name: g, vpc: v, ingress: [{protocol: tcp}]}]",
     "netns and host": "instances: [{name: i, subnet: s, private_ip: 10.0.0.4, netns: x, host: h, interface: e}]",
+    "routed not a boolean": "instances: [{name: i, subnet: s, private_ip: 10.0.0.4, host: h, interface: e, routed: 'yes please'}]",
+    "routed without host": "instances: [{name: i, subnet: s, private_ip: 10.0.0.4, routed: true}]",
     "bad name": "vpcs: [{name: 'a b', cidr: 10.0.0.0/16}]",
     "unknown top-level key": "vpc: []",
 }

@@ -126,20 +126,46 @@ class FabricCompiler {
       if (p_.byInstance[i] && p_.byInstance[i]->fabric == fabric_) {
         enis_.push_back(i);
         hostMode_ = p_.byInstance[i]->hostMode;
+        (p_.byInstance[i]->hostMode && !p_.byInstance[i]->routed ? hasOwn_ : hasRouted_) = true;
       }
+    routedHost_ = hostMode_ && hasRouted_;
     Ruleset r;
     r.fabric = fabric_;
     r.hostMode = hostMode_;
     t_.name = std::string(kTableName);
     names_.take("forward");
-    // Sets and maps the base chain uses; filled below.
-    enisSet_ = addSet("enis", {Field::kIifname}, false, "the ENIs of this fabric");
+    // Sets and maps the base chains use; filled below. A lab router has only
+    // routed ENIs, a host its own or (routed host) both: then the own ENIs
+    // get sets and maps of their own, named host_*.
+    const int first = hasRouted_ ? kRouted : kOwn;
+    enisSet_[first] = addSet("enis", {Field::kIifname}, false,
+                             routedHost_ ? "the ENIs this host routes for" : "the ENIs of this fabric");
     src4_ =
         addSet("eni_src4", {Field::kIifname, Field::kIpSaddr}, false, "anti-spoofing: each ENI's own IPv4 addresses");
     src6_ =
         addSet("eni_src6", {Field::kIifname, Field::kIp6Saddr}, false, "anti-spoofing: each ENI's own IPv6 addresses");
-    naclOut_ = addMap("nacl_out", "ENI -> its subnet's NACL, egress");
-    naclIn_ = addMap("nacl_in", "ENI -> its subnet's NACL, ingress");
+    naclOut_[first] = addMap("nacl_out", "ENI -> its subnet's NACL, egress");
+    naclIn_[first] = addMap("nacl_in", "ENI -> its subnet's NACL, ingress");
+    if (routedHost_ && hasOwn_) {
+      enisSet_[kOwn] = addSet("host_enis", {Field::kIifname}, false, "the host's own interfaces that are ENIs");
+      naclOut_[kOwn] = addMap("host_nacl_out", "the host's own ENI -> its subnet's NACL, egress");
+      naclIn_[kOwn] = addMap("host_nacl_in", "the host's own ENI -> its subnet's NACL, ingress");
+      // Looked up by the own ENI's address: the source on output (egress),
+      // the destination on input (ingress).
+      for (auto dir : {Direction::kEgress, Direction::kIngress}) {
+        const bool out = dir == Direction::kEgress;
+        const int d = dirIndex(dir);
+        for (auto fam : {Family::kIpv4, Family::kIpv6}) {
+          const int f = famIndex(fam);
+          const Field key = addrField(fam, out ? Direction::kIngress : Direction::kEgress);
+          const std::string sfx = fmt::format("{}{}", out ? "out" : "in", f == 0 ? 4 : 6);
+          const std::string what = fmt::format("the host's own ENI by {} address -> ", f == 0 ? "IPv4" : "IPv6");
+          const std::string tail = fmt::format(", {} (with a routed ENI)", out ? "egress" : "ingress");
+          byAddrNacl_[d][f] = addMap("host_addr_nacl_" + sfx, what + "its subnet's NACL" + tail, key);
+          byAddrSg_[d][f] = addMap("host_addr_sg_" + sfx, what + "its groups" + tail, key);
+        }
+      }
+    }
     sgRefsOut_ = addMap("sg_out_refs", "ENI -> its group-reference rules, egress");
     sgRefsIn_ = addMap("sg_in_refs", "ENI -> its group-reference rules, ingress");
     // Every ENI's CIDR, prefix-list and small-group rules share these sets,
@@ -155,6 +181,17 @@ class FabricCompiler {
       for (auto dir : {Direction::kEgress, Direction::kIngress})
         for (auto fam : {Family::kIpv4, Family::kIpv6}) createGroupSets(dir, fam, k);
 
+    if (!hostMode_ || routedHost_) {
+      // A lab router filters everything it forwards (policy drop: it carries
+      // nothing but ENI traffic). A host forwards other traffic too (its
+      // containers, VPNs): policy accept, and the chain's first rule lets
+      // through what is no ENI's, before anything else may drop it.
+      Chain forward;
+      forward.name = "forward";
+      forward.hook = "forward";
+      forward.policy = routedHost_ ? Verdict::accept() : Verdict::drop();
+      chains_.push_back(std::move(forward));
+    }
     if (hostMode_) {
       // The host's own traffic: policy accept, so that a failed or partial
       // config never cuts a machine off on its other interfaces.
@@ -165,20 +202,18 @@ class FabricCompiler {
         c.policy = Verdict::accept();
         chains_.push_back(std::move(c));
       }
-    } else {
-      Chain forward;
-      forward.name = "forward";
-      forward.hook = "forward";
-      forward.policy = Verdict::drop();
-      chains_.push_back(std::move(forward));
     }
-    for (auto dir : {Direction::kEgress, Direction::kIngress}) buildGroupChain(dir);
+    for (int style : {kRouted, kOwn})
+      if (style == kRouted ? hasRouted_ : hasOwn_)
+        for (auto dir : {Direction::kEgress, Direction::kIngress}) buildGroupChain(dir, style);
 
-    std::map<std::size_t, std::vector<std::size_t>> bySubnet;
-    for (auto i : enis_) bySubnet[m_.instances[i].subnet].push_back(i);
-    for (auto& [subnet, members] : bySubnet) compileSubnet(subnet, members);
+    std::map<std::pair<int, std::size_t>, std::vector<std::size_t>> bySubnet;  // (style, subnet) -> ENIs
+    for (auto i : enis_) bySubnet[{styleOf(i), m_.instances[i].subnet}].push_back(i);
+    for (auto& [key, members] : bySubnet) compileSubnet(key.second, members, key.first);
     for (auto i : enis_) compileEni(i);
-    if (hostMode_)
+    if (routedHost_)
+      buildRoutedHostChains();
+    else if (hostMode_)
       buildHostChains();
     else
       buildForward();
@@ -193,11 +228,23 @@ class FabricCompiler {
   const Placement& p_;
   std::string fabric_;
   std::vector<std::size_t> enis_;
-  bool hostMode_ = false;  // ENIs are this machine's interfaces: input/output, not forward
+  bool hostMode_ = false;    // the fabric is a host (not a lab router)
+  bool hasOwn_ = false;      // ENIs that are the host's own interfaces: input/output
+  bool hasRouted_ = false;   // ENIs whose traffic is forwarded (a lab router's, or a host's routed ones)
+  bool routedHost_ = false;  // a host with routed ENIs: forward, input and output
+  // How an ENI is filtered: routed (its traffic is forwarded; the ENI is the
+  // iif of its egress) or own (the host's interface; the oif of its egress).
+  static constexpr int kRouted = 0, kOwn = 1;
+  int styleOf(std::size_t inst) const { return hostMode_ && !p_.byInstance[inst]->routed ? kOwn : kRouted; }
   Table t_;
   std::vector<Chain> chains_;
   Names names_;
-  std::size_t enisSet_ = 0, src4_ = 0, src6_ = 0, naclOut_ = 0, naclIn_ = 0, sgRefsOut_ = 0, sgRefsIn_ = 0;
+  std::size_t enisSet_[2] = {0, 0}, naclOut_[2] = {0, 0}, naclIn_[2] = {0, 0};  // by style
+  std::size_t src4_ = 0, src6_ = 0, sgRefsOut_ = 0, sgRefsIn_ = 0;
+  // Routed host with own ENIs: [egress/ingress][IPv4/IPv6] -> map from an own
+  // ENI's address to its NACL chain / its by-address group chain.
+  std::size_t byAddrNacl_[2][2] = {{0, 0}, {0, 0}}, byAddrSg_[2][2] = {{0, 0}, {0, 0}};
+  std::map<std::pair<std::size_t, int>, std::string> ownNaclChain_;  // (subnet, direction) -> host NACL chain
   // Per shard: [egress/ingress][IPv4/IPv6][all, proto, ports, icmp] -> set index
   static constexpr std::size_t kShardEnis = 16;
   std::size_t shards_ = 1;
@@ -216,8 +263,8 @@ class FabricCompiler {
     t_.sets.push_back(std::move(s));
     return t_.sets.size() - 1;
   }
-  std::size_t addMap(const std::string& name, std::string comment) {
-    auto i = addSet(name, {Field::kIifname}, false, std::move(comment));
+  std::size_t addMap(const std::string& name, std::string comment, Field key = Field::kIifname) {
+    auto i = addSet(name, {key}, false, std::move(comment));
     t_.sets[i].isMap = true;
     return i;
   }
@@ -261,25 +308,29 @@ class FabricCompiler {
   }
 
   // ------------------------------------------------------------ NACLs
-  void compileSubnet(std::size_t subnetIndex, const std::vector<std::size_t>& members) {
+  void compileSubnet(std::size_t subnetIndex, const std::vector<std::size_t>& members, int style) {
     const auto& subnet = m_.subnets[subnetIndex];
     const auto& acl = m_.nacls[subnet.nacl];
+    const bool own = style == kOwn;
+    // On a routed host the own ENIs' chains are host_nacl_*, apart from the
+    // routed ENIs' chains of the same subnet.
+    const std::string prefix = own && routedHost_ ? "host_nacl_" : "nacl_";
     // A router tells same-subnet traffic by its interfaces (a host by address).
     std::size_t ifs = 0;
-    if (!hostMode_) {
+    if (!own) {
       ifs = addSet("subnet_" + subnet.name + "_ifs", {Field::kIifname}, false,
                    fmt::format("the ENIs of subnet {}", subnet.name));
       for (auto i : members) t_.sets[ifs].elements.push_back(SetElement{{ifname(i)}, std::nullopt});
     }
     for (auto dir : {Direction::kEgress, Direction::kIngress}) {
       const bool out = dir == Direction::kEgress;
-      Chain& c = newChain(fmt::format("nacl_{}_{}", subnet.name, out ? "out" : "in"));
+      Chain& c = newChain(fmt::format("{}{}_{}", prefix, subnet.name, out ? "out" : "in"));
       const std::string chainName = c.name;
       const std::size_t ci = chains_.size() - 1;
       // Traffic that stays inside the subnet never meets its NACL: in a
       // router, both interfaces are the subnet's ENIs; on a host, the remote
       // address is inside the subnet.
-      if (hostMode_) {
+      if (own) {
         for (const auto& block : {std::optional<net::Cidr>(subnet.cidr), subnet.ipv6Cidr}) {
           if (!block) continue;
           chains_[ci].rules.push_back(
@@ -292,8 +343,10 @@ class FabricCompiler {
                         Verdict::ret(), fmt::format("subnet {}: same subnet, no NACL", subnet.name)));
       }
       compileNaclRules(ci, chainName, acl, dir);
+      if (own) ownNaclChain_[{subnetIndex, dirIndex(dir)}] = chainName;
       for (auto i : members)
-        t_.sets[out ? naclOut_ : naclIn_].elements.push_back(SetElement{{ifname(i)}, Verdict::jump(chainName)});
+        t_.sets[out ? naclOut_[style] : naclIn_[style]].elements.push_back(
+            SetElement{{ifname(i)}, Verdict::jump(chainName)});
     }
   }
 
@@ -372,9 +425,9 @@ class FabricCompiler {
   // The interface that names the ENI of a packet: in a router the ENI is
   // where egress traffic comes in (iif) and ingress traffic goes out (oif);
   // on a host it is the other way round.
-  Field eniInterfaceField(Direction d) const {
+  static Field eniInterfaceField(Direction d, int style) {
     const bool egress = d == Direction::kEgress;
-    return egress != hostMode_ ? Field::kIifname : Field::kOifname;
+    return egress != (style == kOwn) ? Field::kIifname : Field::kOifname;
   }
   static int famIndex(Family f) { return f == Family::kIpv4 ? 0 : 1; }
 
@@ -403,14 +456,17 @@ class FabricCompiler {
   // One chain per direction: the shared set lookups, then the ENI's group
   // references (a goto, so that their `return` leaves this chain too). With
   // shards, the direction's chain sends each ENI to its shard's chain.
-  void buildGroupChain(Direction dir) {
+  // On a routed host the own ENIs get chains of their own (host_sg_*): the
+  // same sets, looked up by the other interface.
+  void buildGroupChain(Direction dir, int style) {
     const bool out = dir == Direction::kEgress;
-    const std::string base = out ? "sg_out" : "sg_in";
+    const std::string base = std::string(style == kOwn && routedHost_ ? "host_" : "") + (out ? "sg_out" : "sg_in");
     const std::string dirText = out ? "egress" : "ingress";
-    const Field eniField = eniInterfaceField(dir);
+    const Field eniField = eniInterfaceField(dir, style);
     std::optional<std::size_t> dispatch;
     if (shards_ > 1) {
       Chain& c = newChain(base);
+      sgEntry_[style][dirIndex(dir)] = c.name;
       const std::size_t map =
           addMap(base + "_shards", fmt::format("ENI -> its shard of the security-group sets, {}", dirText));
       Rule r;
@@ -422,6 +478,7 @@ class FabricCompiler {
     }
     for (std::size_t k = 0; k < shards_; ++k) {
       Chain& c = newChain(base + shardSuffix(k));
+      if (!dispatch) sgEntry_[style][dirIndex(dir)] = c.name;
       for (int f = 0; f < 2; ++f)
         for (int j = 0; j < 4; ++j) {
           const auto& set = t_.sets[groupSets_[k][dirIndex(dir)][f][j]];
@@ -435,27 +492,33 @@ class FabricCompiler {
       refs.comment = fmt::format("security groups, {}: rules that reference groups", dirText);
       c.rules.push_back(refs);
       c.rules.push_back(verdictRule({}, Verdict::drop(), fmt::format("security groups, {}: no rule allows", dirText)));
-      if (dispatch) shardChains_[dirIndex(dir)].push_back({*dispatch, c.name});
+      if (dispatch) shardChains_[style][dirIndex(dir)].push_back({*dispatch, c.name});
     }
   }
-  // [egress/ingress] -> (shard map, chain of shard k), in shard order
-  std::vector<std::pair<std::size_t, std::string>> shardChains_[2];
+  // [style][egress/ingress] -> (shard map, chain of shard k), in shard order
+  std::vector<std::pair<std::size_t, std::string>> shardChains_[2][2];
+  std::string sgEntry_[2][2];  // [style][egress/ingress] -> the chain the base chains jump to
 
   void compileEni(std::size_t instIndex) {
     const auto& inst = m_.instances[instIndex];
     const std::string& ifn = ifname(instIndex);
-    t_.sets[enisSet_].elements.push_back(SetElement{{ifn}, std::nullopt});
+    const int style = styleOf(instIndex);
+    t_.sets[enisSet_[style]].elements.push_back(SetElement{{ifn}, std::nullopt});
     const std::size_t shard = shardOf(instIndex);
     for (int d = 0; d < 2; ++d)
-      if (!shardChains_[d].empty()) {
-        const auto& [map, chain] = shardChains_[d][shard];
+      if (!shardChains_[style][d].empty()) {
+        const auto& [map, chain] = shardChains_[style][d][shard];
         t_.sets[map].elements.push_back(SetElement{{ifn}, Verdict::goTo(chain)});
       }
-    t_.sets[src4_].elements.push_back(SetElement{{ifn, AddressRange{inst.privateIp, inst.privateIp}}, std::nullopt});
-    for (const auto& a : inst.secondaryIps)
-      t_.sets[src4_].elements.push_back(SetElement{{ifn, AddressRange{a, a}}, std::nullopt});
-    for (const auto& a : inst.ipv6Addresses)
-      t_.sets[src6_].elements.push_back(SetElement{{ifn, AddressRange{a, a}}, std::nullopt});
+    // Anti-spoofing concerns what a routed ENI sends; a host's own ENIs are
+    // in these sets only where they always were (pure host mode, unused).
+    if (!(routedHost_ && style == kOwn)) {
+      t_.sets[src4_].elements.push_back(SetElement{{ifn, AddressRange{inst.privateIp, inst.privateIp}}, std::nullopt});
+      for (const auto& a : inst.secondaryIps)
+        t_.sets[src4_].elements.push_back(SetElement{{ifn, AddressRange{a, a}}, std::nullopt});
+      for (const auto& a : inst.ipv6Addresses)
+        t_.sets[src6_].elements.push_back(SetElement{{ifn, AddressRange{a, a}}, std::nullopt});
+    }
 
     for (auto dir : {Direction::kEgress, Direction::kIngress}) {
       const bool out = dir == Direction::kEgress;
@@ -509,30 +572,62 @@ class FabricCompiler {
           ++k;
         }
       }
-      if (refs.empty()) continue;
-      Chain& c = newChain(fmt::format("eni_{}_{}_refs", inst.name, out ? "out" : "in"));
-      const std::string chainName = c.name;
-      const std::size_t ci = chains_.size() - 1;
-      for (const auto& ref : refs) {
-        auto [s4, s6] = groupMemberSets(ref.group);
-        for (auto fam : {Family::kIpv4, Family::kIpv6}) {
-          const auto& r = *ref.rule;
-          // icmp rules only concern IPv4, icmpv6 rules only IPv6.
-          if (r.protocol.number() == Protocol::kIcmp && fam == Family::kIpv6) continue;
-          if (r.protocol.number() == Protocol::kIcmpv6 && fam == Family::kIpv4) continue;
-          if (fam == Family::kIpv6 && s6.empty()) continue;  // no member can have IPv6
-          std::vector<Match> ms{Match{{addrField(fam, dir)}, Op::kInSet, std::nullopt, fam == Family::kIpv4 ? s4 : s6}};
-          appendL4Matches(ms, l4Of(r.protocol, r.ports, r.icmp, fam), fam);
-          chains_[ci].rules.push_back(
-              verdictRule(std::move(ms), Verdict::ret(),
-                          fmt::format("sg {} {} {} -> group {}", inst.name, out ? "egress" : "ingress", ref.label,
-                                      m_.groups[ref.group].qualifiedName())));
+      auto appendRefRules = [&](std::size_t ci) {
+        for (const auto& ref : refs) {
+          auto [s4, s6] = groupMemberSets(ref.group);
+          for (auto fam : {Family::kIpv4, Family::kIpv6}) {
+            const auto& r = *ref.rule;
+            // icmp rules only concern IPv4, icmpv6 rules only IPv6.
+            if (r.protocol.number() == Protocol::kIcmp && fam == Family::kIpv6) continue;
+            if (r.protocol.number() == Protocol::kIcmpv6 && fam == Family::kIpv4) continue;
+            if (fam == Family::kIpv6 && s6.empty()) continue;  // no member can have IPv6
+            std::vector<Match> ms{
+                Match{{addrField(fam, dir)}, Op::kInSet, std::nullopt, fam == Family::kIpv4 ? s4 : s6}};
+            appendL4Matches(ms, l4Of(r.protocol, r.ports, r.icmp, fam), fam);
+            chains_[ci].rules.push_back(
+                verdictRule(std::move(ms), Verdict::ret(),
+                            fmt::format("sg {} {} {} -> group {}", inst.name, out ? "egress" : "ingress", ref.label,
+                                        m_.groups[ref.group].qualifiedName())));
+          }
         }
-      }
-      chains_[ci].rules.push_back(verdictRule(
-          {}, Verdict::drop(), fmt::format("sg {} {}: no rule allows", inst.name, out ? "egress" : "ingress")));
+        chains_[ci].rules.push_back(verdictRule(
+            {}, Verdict::drop(), fmt::format("sg {} {}: no rule allows", inst.name, out ? "egress" : "ingress")));
+      };
+      if (routedHost_ && style == kOwn) compileOwnByAddress(instIndex, dir, byFamily, appendRefRules);
+      if (refs.empty()) continue;
+      const std::size_t ci = chains_.size();
+      const std::string chainName = newChain(fmt::format("eni_{}_{}_refs", inst.name, out ? "out" : "in")).name;
+      appendRefRules(ci);
       t_.sets[out ? sgRefsOut_ : sgRefsIn_].elements.push_back(SetElement{{ifn}, Verdict::goTo(chainName)});
     }
+  }
+
+  // A routed ENI and the host's own ENI meet on the host's input and output,
+  // where the packet's interface is the routed one: the own ENI's side is
+  // found by its address instead. Its NACL is the subnet's host chain
+  // (address-based already); its groups get a chain of their own whose sets
+  // are keyed by address alone, reached through maps from its addresses.
+  template <class RefRules>
+  void compileOwnByAddress(std::size_t instIndex, Direction dir, const std::vector<AddressMatch> (&byFamily)[2],
+                           const RefRules& appendRefRules) {
+    const auto& inst = m_.instances[instIndex];
+    const bool out = dir == Direction::kEgress;
+    const std::size_t ci = chains_.size();
+    const std::string chainName = newChain(fmt::format("eni_{}_{}_by_address", inst.name, out ? "out" : "in")).name;
+    for (auto fam : {Family::kIpv4, Family::kIpv6})
+      addSetLookups(ci, chainName, fam, dir, byFamily[famIndex(fam)], Verdict::ret(),
+                    fmt::format("sg {} {}: a rule allows (with a routed ENI)", inst.name, out ? "egress" : "ingress"));
+    appendRefRules(ci);
+    const int d = dirIndex(dir);
+    const std::string& nacl = ownNaclChain_.at({inst.subnet, d});
+    auto add = [&](const net::IpAddress& a) {
+      const int f = a.isV4() ? 0 : 1;
+      t_.sets[byAddrNacl_[d][f]].elements.push_back(SetElement{{AddressRange{a, a}}, Verdict::jump(nacl)});
+      t_.sets[byAddrSg_[d][f]].elements.push_back(SetElement{{AddressRange{a, a}}, Verdict::jump(chainName)});
+    };
+    add(inst.privateIp);
+    for (const auto& a : inst.secondaryIps) add(a);
+    for (const auto& a : inst.ipv6Addresses) add(a);
   }
 
   // Security groups are stateful: replies of admitted flows pass; conntrack's
@@ -552,25 +647,103 @@ class FabricCompiler {
   }
 
   // ------------------------------------------------------- host mode
+  Match inSet(std::vector<Field> key, std::size_t si, Op op = Op::kInSet) const {
+    return Match{std::move(key), op, std::nullopt, t_.sets[si].name};
+  }
+
+  // IPv6 neighbour discovery is link infrastructure, like ARP: AWS does not
+  // filter it, and nothing works without it.
+  static Rule neighbourDiscoveryRule() {
+    return verdictRule({Match{{Field::kL4proto}, Op::kEq, Value{IntRange{58, 58}}, {}},
+                        Match{{Field::kIcmp6Type}, Op::kEq, Value{IntRange{133, 137}}, {}}},
+                       Verdict::accept(), "IPv6 neighbour discovery is not filtered");
+  }
+
   void buildHostChains() {
     for (std::size_t ci = 0; ci < 2; ++ci) {
       const bool input = ci == 0;
       auto& rules = chains_[ci].rules;
       const Field eni = input ? Field::kIifname : Field::kOifname;
-      // IPv6 neighbour discovery is link infrastructure, like ARP: AWS does
-      // not filter it, and nothing works without it.
-      rules.push_back(verdictRule({Match{{Field::kL4proto}, Op::kEq, Value{IntRange{58, 58}}, {}},
-                                   Match{{Field::kIcmp6Type}, Op::kEq, Value{IntRange{133, 137}}, {}}},
-                                  Verdict::accept(), "IPv6 neighbour discovery is not filtered"));
+      rules.push_back(neighbourDiscoveryRule());
       Rule vmap;
-      vmap.matches = {Match{{eni}, Op::kVmap, std::nullopt, t_.sets[input ? naclIn_ : naclOut_].name}};
+      vmap.matches = {inSet({eni}, input ? naclIn_[kOwn] : naclOut_[kOwn], Op::kVmap)};
       vmap.comment = input ? "NACL ingress of the ENI's subnet (stateless, every packet)"
                            : "NACL egress of the ENI's subnet (stateless, every packet)";
       rules.push_back(vmap);
       appendConntrackRules(rules);
-      rules.push_back(verdictRule(
-          {Match{{eni}, Op::kInSet, std::nullopt, t_.sets[enisSet_].name}}, Verdict::jump(input ? "sg_in" : "sg_out"),
-          input ? "security groups of the ENI, ingress" : "security groups of the ENI, egress"));
+      rules.push_back(
+          verdictRule({inSet({eni}, enisSet_[kOwn])}, Verdict::jump(sgEntry_[kOwn][input ? 1 : 0]),
+                      input ? "security groups of the ENI, ingress" : "security groups of the ENI, egress"));
+      rules.push_back(
+          verdictRule({}, Verdict::accept(), input ? "not an ENI, or every step allowed" : "every step allowed"));
+    }
+    for (auto& set : t_.sets) std::sort(set.elements.begin(), set.elements.end());
+  }
+
+  // ---------------------------------------------------- routed host
+  // A host with ENIs it routes for (and maybe ENIs of its own). Forward: the
+  // routed ENIs exactly as in a lab router, other forwarded traffic
+  // untouched. Input and output: the own ENIs as in host mode, and the
+  // traffic between a routed ENI and the host itself, where the host is no
+  // instance: only the routed ENI's side applies (its egress for what it
+  // sends the host, its ingress for what the host sends it) unless the
+  // host's address is one of its own ENIs': then that ENI's side applies
+  // too, found by the address (its rules are keyed by its own interface,
+  // which such a packet does not cross).
+  void buildRoutedHostChains() {
+    auto& f = chains_[0].rules;
+    f.push_back(verdictRule({inSet({Field::kIifname}, enisSet_[kRouted], Op::kNotInSet),
+                             inSet({Field::kOifname}, enisSet_[kRouted], Op::kNotInSet)},
+                            Verdict::accept(), "not an ENI's traffic: the host's other forwarding is not filtered"));
+    appendForwardRules(f);
+    for (std::size_t ci = 1; ci < 3; ++ci) {
+      const bool input = ci == 1;
+      auto& rules = chains_[ci].rules;
+      const Field eni = input ? Field::kIifname : Field::kOifname;
+      rules.push_back(neighbourDiscoveryRule());
+      if (hasOwn_) {
+        Rule vmap;
+        vmap.matches = {inSet({eni}, input ? naclIn_[kOwn] : naclOut_[kOwn], Op::kVmap)};
+        vmap.comment = input ? "NACL ingress of the host ENI's subnet (stateless, every packet)"
+                             : "NACL egress of the host ENI's subnet (stateless, every packet)";
+        rules.push_back(vmap);
+      }
+      if (input) appendAntiSpoofing(rules);
+      // The own ENI's side of its traffic with a routed ENI, by its address:
+      // the source's egress first, then the destination's ingress.
+      const int ownDir = input ? 1 : 0;
+      auto byAddress = [&](const std::size_t(&maps)[2][2], const char* what) {
+        for (int f = 0; f < 2; ++f) {
+          Rule r;
+          r.matches = {inSet({eni}, enisSet_[kRouted]),
+                       inSet(t_.sets[maps[ownDir][f]].key, maps[ownDir][f], Op::kVmap)};
+          r.comment = what;
+          rules.push_back(std::move(r));
+        }
+      };
+      Rule vmap;
+      vmap.matches = {inSet({eni}, input ? naclOut_[kRouted] : naclIn_[kRouted], Op::kVmap)};
+      vmap.comment = input ? "NACL egress of the routed ENI's subnet, to the host (stateless, every packet)"
+                           : "NACL ingress of the routed ENI's subnet, from the host (stateless, every packet)";
+      if (input) rules.push_back(vmap);
+      if (hasOwn_)
+        byAddress(byAddrNacl_, input ? "a routed ENI to the host's own ENI: that ENI's NACL ingress"
+                                     : "the host's own ENI to a routed ENI: that ENI's NACL egress");
+      if (!input) rules.push_back(vmap);
+      appendConntrackRules(rules);
+      if (hasOwn_)
+        rules.push_back(verdictRule(
+            {inSet({eni}, enisSet_[kOwn])}, Verdict::jump(sgEntry_[kOwn][input ? 1 : 0]),
+            input ? "security groups of the host's ENI, ingress" : "security groups of the host's ENI, egress"));
+      const auto routedGroups =
+          verdictRule({inSet({eni}, enisSet_[kRouted])}, Verdict::jump(sgEntry_[kRouted][input ? 0 : 1]),
+                      input ? "security groups of the routed ENI, egress (to the host)"
+                            : "security groups of the routed ENI, ingress (from the host)");
+      if (input) rules.push_back(routedGroups);
+      if (hasOwn_)
+        byAddress(byAddrSg_, input ? "a routed ENI to the host's own ENI: that ENI's groups, ingress"
+                                   : "the host's own ENI to a routed ENI: that ENI's groups, egress");
+      if (!input) rules.push_back(routedGroups);
       rules.push_back(
           verdictRule({}, Verdict::accept(), input ? "not an ENI, or every step allowed" : "every step allowed"));
     }
@@ -579,33 +752,38 @@ class FabricCompiler {
 
   // ---------------------------------------------------------- forward
   void buildForward() {
-    auto& f = chains_.front().rules;
-    auto inSet = [&](std::vector<Field> key, std::size_t si, Op op = Op::kInSet) {
-      return Match{std::move(key), op, std::nullopt, t_.sets[si].name};
-    };
+    appendForwardRules(chains_.front().rules);
+    // Sets keyed by interface list elements in ENI order; sort for stable output.
+    for (auto& set : t_.sets) std::sort(set.elements.begin(), set.elements.end());
+  }
+
+  void appendAntiSpoofing(std::vector<Rule>& f) const {
     // The address lookup first: its family check ends the rule for the other
     // family at once, and a packet from an ENI's own address needs one lookup.
     f.push_back(verdictRule(
-        {inSet({Field::kIifname, Field::kIpSaddr}, src4_, Op::kNotInSet), inSet({Field::kIifname}, enisSet_)},
+        {inSet({Field::kIifname, Field::kIpSaddr}, src4_, Op::kNotInSet), inSet({Field::kIifname}, enisSet_[kRouted])},
         Verdict::drop(), "anti-spoofing: an ENI sends only from its own IPv4 addresses"));
     f.push_back(verdictRule(
-        {inSet({Field::kIifname, Field::kIp6Saddr}, src6_, Op::kNotInSet), inSet({Field::kIifname}, enisSet_)},
+        {inSet({Field::kIifname, Field::kIp6Saddr}, src6_, Op::kNotInSet), inSet({Field::kIifname}, enisSet_[kRouted])},
         Verdict::drop(), "anti-spoofing: an ENI sends only from its own IPv6 addresses"));
+  }
+
+  // The routed ENIs' forwarding, as a lab router filters it.
+  void appendForwardRules(std::vector<Rule>& f) const {
+    appendAntiSpoofing(f);
     Rule vmap;
-    vmap.matches = {inSet({Field::kIifname}, naclOut_, Op::kVmap)};
+    vmap.matches = {inSet({Field::kIifname}, naclOut_[kRouted], Op::kVmap)};
     vmap.comment = "NACL egress of the source subnet (stateless, every packet)";
     f.push_back(vmap);
-    vmap.matches = {inSet({Field::kOifname}, naclIn_, Op::kVmap)};
+    vmap.matches = {inSet({Field::kOifname}, naclIn_[kRouted], Op::kVmap)};
     vmap.comment = "NACL ingress of the destination subnet (stateless, every packet)";
     f.push_back(vmap);
     appendConntrackRules(f);
-    f.push_back(verdictRule({inSet({Field::kIifname}, enisSet_)}, Verdict::jump("sg_out"),
+    f.push_back(verdictRule({inSet({Field::kIifname}, enisSet_[kRouted])}, Verdict::jump(sgEntry_[kRouted][0]),
                             "security groups of the source ENI, egress"));
-    f.push_back(verdictRule({inSet({Field::kOifname}, enisSet_)}, Verdict::jump("sg_in"),
+    f.push_back(verdictRule({inSet({Field::kOifname}, enisSet_[kRouted])}, Verdict::jump(sgEntry_[kRouted][1]),
                             "security groups of the destination ENI, ingress"));
     f.push_back(verdictRule({}, Verdict::accept(), "every step allowed"));
-    // Sets keyed by interface list elements in ENI order; sort for stable output.
-    for (auto& set : t_.sets) std::sort(set.elements.begin(), set.elements.end());
   }
 };
 
@@ -619,7 +797,7 @@ Placement labPlacement(const model::Model& m) {
       continue;
     }
     if (inst.placement.kind == model::Placement::Kind::kHostInterface) {
-      p.byInstance.push_back(Attachment{inst.placement.host, inst.placement.interface, true});
+      p.byInstance.push_back(Attachment{inst.placement.host, inst.placement.interface, true, inst.placement.routed});
       continue;
     }
     p.byInstance.push_back(

@@ -516,7 +516,7 @@ class ConfigParser {
     model::Instance i;
     r_.checkKeys(n,
                  {"name", "subnet", "private_ip", "secondary_ips", "ipv6_addresses", "public_ip", "security_groups",
-                  "netns", "host", "interface"},
+                  "netns", "host", "interface", "routed"},
                  "instance", i.origin);
     i.name = r_.name(n, "instance");
     i.subnetName = r_.scalar(n, "subnet", "instance", true).value_or("");
@@ -561,6 +561,8 @@ class ConfigParser {
     } else {
       i.placement.netns = r_.scalar(n, "netns", "instance", false).value_or("");
     }
+    // Validation says where `routed` is wrong (without a host, say).
+    i.placement.routed = r_.boolean(n, "routed", named("instance", i.name)).value_or(false);
     m_.instances.push_back(std::move(i));
   }
 };

@@ -912,6 +912,7 @@ class Validator {
     std::map<IpAddress, std::string> publicUsed;
     std::map<std::string, std::string> netnsUsed;
     std::map<std::pair<std::string, std::string>, std::string> ifaceUsed;
+    HostAddresses hostAddrUsed;
     for (std::size_t i = 0; i < m_.instances.size(); ++i) {
       auto& inst = m_.instances[i];
       inst.subnet = subnetIndex_.find(inst.subnetName);
@@ -1001,13 +1002,21 @@ class Validator {
         }
       }
       for (auto g : inst.groups) m_.groups[g].members.push_back(i);
-      checkPlacement(inst, netnsUsed, ifaceUsed);
+      checkPlacement(inst, netnsUsed, ifaceUsed, hostAddrUsed);
     }
   }
 
+  // (host, address) -> (instance, its VPC): one host has one routing table.
+  using HostAddresses = std::map<std::pair<std::string, IpAddress>, std::pair<std::string, std::size_t>>;
+
   void checkPlacement(Instance& inst, std::map<std::string, std::string>& netnsUsed,
-                      std::map<std::pair<std::string, std::string>, std::string>& ifaceUsed) {
+                      std::map<std::pair<std::string, std::string>, std::string>& ifaceUsed,
+                      HostAddresses& hostAddrUsed) {
     auto& p = inst.placement;
+    if (p.routed && p.kind != Placement::Kind::kHostInterface)
+      d_.error(inst.origin.of("routed"),
+               fmt::format("instance '{}' sets 'routed' without 'host' and 'interface'", inst.name),
+               "routed: true says the ENI is an interface a host routes for; name the host and that interface");
     if (p.kind == Placement::Kind::kHostInterface) {
       if (!names::isValidHostName(p.host))
         d_.error(inst.origin.of("host"), fmt::format("{} is not a valid host name", quoteForMessage(p.host)),
@@ -1024,6 +1033,23 @@ class Validator {
         d_.error(inst.origin.of("interface"),
                  fmt::format("interface {} of host {} is already instance '{}'", quoteForMessage(p.interface),
                              quoteForMessage(p.host), pos->second));
+      // Instances of two VPCs may share addresses, but not on one host: it
+      // has one route (routed) or one local address (own) per address, so
+      // one of them would get the other's traffic. (Inside a VPC a repeated
+      // address is already an error.)
+      auto claim = [&](const IpAddress& a, const SourceLocation& at) {
+        auto [it, first] = hostAddrUsed.emplace(std::pair{p.host, a}, std::pair{inst.name, inst.vpc});
+        if (!first && it->second.second != inst.vpc)
+          d_.error(at,
+                   fmt::format("address {} of instance '{}' is also instance '{}''s (another VPC) on host {}",
+                               a.toString(), inst.name, it->second.first, quoteForMessage(p.host)),
+                   "a host has one route and one local address per IP address; put one of them on another host");
+      };
+      claim(inst.privateIp, inst.origin.of("private_ip"));
+      for (std::size_t k = 0; k < inst.secondaryIps.size(); ++k)
+        claim(inst.secondaryIps[k], inst.origin.of("secondary_ips" + std::to_string(k)));
+      for (std::size_t k = 0; k < inst.ipv6Addresses.size(); ++k)
+        claim(inst.ipv6Addresses[k], inst.origin.of("ipv6_addresses" + std::to_string(k)));
       return;
     }
     if (!p.netns.empty()) {

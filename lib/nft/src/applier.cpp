@@ -656,7 +656,46 @@ Expected<bool> sendOrCheck(Socket& sock, Batch& b, const ApplyOptions& o, ApplyR
   return false;
 }
 
+// What the kernel holds right after committing `d`: the same reduction a
+// read-back makes of it (signatures are computed by the same functions).
+// Takes the strings out of `d`, which is not used afterwards.
+KernelTable recordOf(LinearTable&& d) {
+  KernelTable k;
+  k.exists = true;
+  k.owned = true;
+  k.signature = d.signature;
+  for (auto& s : d.sets) {
+    auto& ks = k.sets[nftnl_set_get_str(s.set.get(), NFTNL_SET_NAME)];
+    ks.signature = std::move(s.signature);
+    ks.elements = std::move(s.elements);
+  }
+  for (auto& c : d.chains) {
+    auto& kc = k.chains[nftnl_chain_get_str(c.chain.get(), NFTNL_CHAIN_NAME)];
+    kc.signature = std::move(c.signature);
+    kc.rules.reserve(c.rules.size());
+    for (auto& r : c.rules) kc.rules.push_back(std::move(r.signature));
+  }
+  return k;
+}
+
 }  // namespace
+
+struct TableRecord::Data {
+  bool valid = false;
+  std::uint32_t generation = 0;
+  KernelTable table;
+};
+TableRecord::TableRecord() : d_(std::make_unique<Data>()) {}
+TableRecord::~TableRecord() = default;
+TableRecord::TableRecord(TableRecord&&) noexcept = default;
+TableRecord& TableRecord::operator=(TableRecord&&) noexcept = default;
+bool TableRecord::valid() const { return d_->valid; }
+void TableRecord::invalidate() {
+  d_->valid = false;
+  d_->table = KernelTable{};
+}
+std::uint32_t TableRecord::generation() const { return d_->generation; }
+void TableRecord::advance(std::uint32_t generation) { d_->generation = generation; }
 
 Expected<ApplyReport> applyRuleset(const compile::Ruleset& desired, const ApplyOptions& options) {
   ApplyReport report;
@@ -666,8 +705,42 @@ Expected<ApplyReport> applyRuleset(const compile::Ruleset& desired, const ApplyO
     auto sock = Socket::open();
     if (!sock) return unexpected(sock.error());
     auto t0 = std::chrono::steady_clock::now();
-    const LinearTable d = linearize(desired.table);
+    LinearTable d = linearize(desired.table);
     report.linearizeMs = msSince(t0);
+    TableRecord::Data* rec = options.record ? &options.record->data() : nullptr;
+    auto remember = [&](std::uint32_t computedAt) {
+      report.generation = report.changed ? computedAt + 1 : computedAt;
+      if (report.generation == 0) report.generation = 1;  // the kernel skips 0
+      if (!rec) return;
+      if (options.check) {
+        rec->valid = false;
+        return;
+      }
+      rec->table = recordOf(std::move(d));
+      rec->generation = report.generation;
+      rec->valid = true;
+    };
+    if (rec && rec->valid && !options.fullReplace && !options.check) {
+      // The daemon's record stands in for the read-back. A refused batch
+      // (the generation moved: someone else committed) or a kernel error
+      // (the record may be wrong) falls back to reading the table.
+      t0 = std::chrono::steady_clock::now();
+      Batch b(rec->generation);
+      if (needsFullReplace(d, rec->table))
+        fullBatch(b, d, rec->table, report.changes);
+      else
+        incrementalBatch(b, d, rec->table, report.changes);
+      report.buildMs = msSince(t0);
+      auto moved = sendOrCheck(*sock, b, options, report);
+      if (moved && !*moved) {
+        report.fromRecord = true;
+        remember(rec->generation);
+        return {};
+      }
+      rec->valid = false;
+      report.changes.clear();
+      report.changed = false;
+    }
     for (int attempt = 0; attempt < kMaxAttempts; ++attempt) {
       t0 = std::chrono::steady_clock::now();
       auto snap = readTable(*sock, d.name, true, options.duringReadBack);
@@ -687,7 +760,10 @@ Expected<ApplyReport> applyRuleset(const compile::Ruleset& desired, const ApplyO
       report.buildMs = msSince(t0);
       auto moved = sendOrCheck(*sock, b, options, report);
       if (!moved) return unexpected(moved.error());
-      if (!*moved) return {};
+      if (!*moved) {
+        remember(snap->generation);
+        return {};
+      }
     }
     return makeError(ErrorCode::kBusy,
                      fmt::format("the ruleset changed between read-back and commit {} times in a row; nothing was "

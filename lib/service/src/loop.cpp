@@ -1,9 +1,9 @@
 // The epoll + timerfd loop (loop.h).
 #include "vpcfw/service/loop.h"
 
+#include <unistd.h>
 #include <sys/epoll.h>
 #include <sys/timerfd.h>
-#include <unistd.h>
 
 #include <array>
 #include <cerrno>

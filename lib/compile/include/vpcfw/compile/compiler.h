@@ -24,11 +24,14 @@ inline constexpr std::string_view kTableName = "vpcfw";
 // Where an ENI's interface is: the fabric (a network namespace, or a host)
 // whose kernel filters its traffic, and the interface name there. In a lab
 // router the ENI's traffic is forwarded; on a host (host mode) the ENI is the
-// machine's own interface, filtered on input and output.
+// machine's own interface, filtered on input and output, or (routed) the
+// host's side of a link to a namespace, VM or container it routes for, whose
+// traffic the host forwards and filters as a lab router does.
 struct Attachment {
   std::string fabric;
   std::string ifname;
   bool hostMode = false;
+  bool routed = false;  // hostMode only
 };
 
 struct Placement {

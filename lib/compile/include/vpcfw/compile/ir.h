@@ -119,7 +119,7 @@ struct Table {
 // Everything vpcfw wants in one fabric (a network namespace or the host).
 struct Ruleset {
   std::string fabric;
-  bool hostMode = false;  // the fabric is a host whose own interfaces are ENIs
+  bool hostMode = false;  // the fabric is a host (its own interfaces or those it routes for are ENIs)
   Table table;
 };
 

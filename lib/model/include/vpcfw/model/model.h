@@ -198,6 +198,12 @@ struct Placement {
   std::string netns;      // lab namespace name; empty = derived from the instance name
   std::string host;       // host mode: the host's name
   std::string interface;  // host mode: the interface on that host
+  // Host mode, `routed: true`: the interface is the host's side of a link to
+  // a namespace, VM or container behind the host, which the host routes for
+  // (a /32 or /128 per instance): the ENI's traffic crosses the host's
+  // forward hook, filtered as in a lab router. false: the interface is the
+  // host's own, filtered on input and output.
+  bool routed = false;
 };
 
 struct Instance {

@@ -19,7 +19,9 @@
 
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -42,6 +44,36 @@ struct LockOptions {
   std::function<void(const std::string& holder)> waiting;
 };
 
+// What a long-running caller (vpcfwd) last committed to one fabric's table,
+// so that its next change can be computed without reading the table back.
+// The record is true at generation(): the caller keeps it so by watching the
+// ruleset (monitor.h) and calling advance() for changes that did not touch
+// the table and invalidate() for any that did (drift) or that it could not
+// see. applyRuleset with an invalid record reads back as usual and leaves a
+// valid record behind; a batch computed from a record the kernel refuses
+// (the generation moved) is recomputed from a read-back.
+class TableRecord {
+ public:
+  TableRecord();
+  ~TableRecord();
+  TableRecord(TableRecord&&) noexcept;
+  TableRecord& operator=(TableRecord&&) noexcept;
+  TableRecord(const TableRecord&) = delete;
+  TableRecord& operator=(const TableRecord&) = delete;
+
+  bool valid() const;
+  void invalidate();
+  std::uint32_t generation() const;
+  // The ruleset moved on to `generation` without touching the table.
+  void advance(std::uint32_t generation);
+
+  struct Data;
+  Data& data() { return *d_; }
+
+ private:
+  std::unique_ptr<Data> d_;
+};
+
 struct ApplyOptions {
   std::optional<std::string> netns;  // nullopt: the caller's namespace
   bool check = false;                // let the kernel validate, commit nothing
@@ -49,6 +81,8 @@ struct ApplyOptions {
   bool takeover = false;             // replace a table inet vpcfw that vpcfw did not make
   std::chrono::milliseconds lockTimeout = state::kDefaultLockTimeout;
   std::function<void(const std::string& holder)> lockWaiting;  // see LockOptions::waiting
+  // vpcfwd: compute from this record when it is valid, and update it.
+  TableRecord* record = nullptr;
   // Tests only: run right before each batch is sent, and in the middle of
   // each read-back (after the table, before its contents), to change the
   // ruleset behind apply's back.
@@ -60,8 +94,11 @@ struct ApplyReport {
   bool changed = false;      // false: the kernel already held the desired ruleset
   std::size_t messages = 0;  // netlink messages in the batch (0 when nothing changed)
   std::size_t batchBytes = 0;
-  std::size_t attempts = 0;          // batches sent (more than 1: the generation moved under us)
-  std::size_t reads = 0;             // read-backs (more than 1: the ruleset changed while it was read)
+  std::size_t attempts = 0;  // batches sent (more than 1: the generation moved under us)
+  std::size_t reads = 0;     // read-backs (more than 1: the ruleset changed while it was read)
+  bool fromRecord = false;   // computed from ApplyOptions::record, without a read-back
+  // The generation the ruleset had after this apply (its commit's, when it changed something).
+  std::uint32_t generation = 0;
   std::vector<std::string> changes;  // one line per changed object, for people
   // Where the time went, in milliseconds.
   double linearizeMs = 0, readBackMs = 0, buildMs = 0, commitMs = 0;

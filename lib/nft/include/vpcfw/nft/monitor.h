@@ -1,0 +1,53 @@
+// Watching the nftables ruleset of one network namespace for changes: a
+// netlink socket subscribed to NFNLGRP_NFTABLES (libnftnl's nft-events shape).
+// The kernel announces every committed transaction as its objects' messages
+// followed by NFT_MSG_NEWGEN with the generation the commit produced; the
+// monitor folds each transaction into one Transaction, telling whether it
+// touched the watched table. vpcfwd tells its own commits from others' by
+// the generation its applies report (ApplyReport::generation).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "vpcfw/base/error.h"
+
+namespace vpcfw::nft {
+
+struct Transaction {
+  std::uint32_t generation = 0;   // what the ruleset is at after it
+  bool touched = false;           // it changed the watched table (inet family)
+  std::vector<std::string> what;  // "rule deleted in chain forward", ... (bounded)
+  std::uint32_t pid = 0;          // the committing process (NFTA_GEN_PROC_PID), 0 if unknown
+  std::string process;            // its name (NFTA_GEN_PROC_NAME), as the kernel gives it
+};
+
+class Monitor {
+ public:
+  // Subscribes in namespace `netns` (nullopt: the caller's) to changes of
+  // table inet `table`.
+  [[nodiscard]] static Expected<Monitor> open(const std::optional<std::string>& netns, std::string table = "vpcfw");
+  Monitor(Monitor&& o) noexcept;
+  Monitor& operator=(Monitor&&) = delete;
+  Monitor(const Monitor&) = delete;
+  ~Monitor();
+
+  int fd() const;  // non-blocking; readable when the kernel announced something
+
+  // Reads everything queued and calls `each` per complete transaction.
+  // Returns false when the kernel dropped announcements (the socket's
+  // buffer overflowed, ENOBUFS): the caller cannot know what changed and
+  // must read the table back.
+  [[nodiscard]] Expected<bool> drain(const std::function<void(const Transaction&)>& each);
+
+ private:
+  Monitor(void* nl, std::string table) : nl_(nl), table_(std::move(table)) {}
+  void* nl_;  // mnl_socket
+  std::string table_;
+  Transaction pending_;
+};
+
+}  // namespace vpcfw::nft

@@ -1,0 +1,733 @@
+// vpcfwd's core (daemon.h): one event loop over signals, the config's
+// directories (inotify), the ruleset monitors of the fabrics it enforces,
+// the control socket, the debounce and watchdog timers.
+//
+// A reload is load -> validate -> compile -> one atomic batch per fabric,
+// computed against the daemon's record of what it committed (no read-back
+// while the monitor vouches for the record). Drift is any transaction on
+// vpcfw's table whose generation is not one of the daemon's own commits; it
+// is repaired by a read-back and the minimal batch.
+#include "vpcfw/service/daemon.h"
+
+#include <malloc.h>
+#include <signal.h>
+#include <unistd.h>
+#include <sys/epoll.h>
+#include <sys/inotify.h>
+#include <sys/signalfd.h>
+#include <systemd/sd-daemon.h>
+
+#include <fmt/chrono.h>
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cerrno>
+#include <ctime>
+#include <deque>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <set>
+
+#include "vpcfw/base/diagnostic.h"
+#include "vpcfw/compile/compiler.h"
+#include "vpcfw/config/loader.h"
+#include "vpcfw/eval/evaluator.h"
+#include "vpcfw/eval/report.h"
+#include "vpcfw/lab/lab.h"
+#include "vpcfw/lab/plan.h"
+#include "vpcfw/names/names.h"
+#include "vpcfw/nft/applier.h"
+#include "vpcfw/nft/monitor.h"
+#include "vpcfw/service/loop.h"
+#include "vpcfw/state/state.h"
+
+namespace vpcfw::service {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using nlohmann::json;
+
+// A file event starts the debounce; later events push it back, but never
+// past this much after the first (a file rewritten in a loop still reloads).
+constexpr auto kMaxDebounce = std::chrono::milliseconds(500);
+// Own generations remembered to tell the monitor's echo of our commits from
+// someone else's change.
+constexpr std::size_t kOwnGenerations = 64;
+
+std::string wallTime(std::chrono::system_clock::time_point t) {
+  return fmt::format("{:%Y-%m-%dT%H:%M:%SZ}", fmt::gmtime(std::chrono::system_clock::to_time_t(t)));
+}
+
+double secondsSince(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+// One fabric the daemon enforces: a namespace (or this machine) with its
+// desired ruleset, its monitor and the record of what was committed there.
+struct Fabric {
+  std::string name;                  // the ruleset's fabric
+  std::optional<std::string> netns;  // where it lives; nullopt: the daemon's own namespace
+  compile::Ruleset desired;
+  std::optional<nft::Monitor> monitor;
+  nft::TableRecord record;
+  std::deque<std::uint32_t> own;  // generations of our own commits
+  bool repairQueued = false;
+
+  bool isOwn(std::uint32_t gen) const { return std::find(own.begin(), own.end(), gen) != own.end(); }
+  void remember(std::uint32_t gen) {
+    own.push_back(gen);
+    while (own.size() > kOwnGenerations) own.pop_front();
+  }
+};
+
+struct ReloadOutcome {
+  enum class Result { kCommitted, kUnchanged, kRejected, kFailed };
+  Result result = Result::kFailed;
+  std::vector<std::string> diagnostics;  // formatted, one per line
+  std::string message;
+  std::uint64_t generation = 0;  // in force afterwards
+  double seconds = 0;
+};
+
+std::string_view resultName(ReloadOutcome::Result r) {
+  switch (r) {
+    case ReloadOutcome::Result::kCommitted:
+      return "committed";
+    case ReloadOutcome::Result::kUnchanged:
+      return "unchanged";
+    case ReloadOutcome::Result::kRejected:
+      return "rejected";
+    case ReloadOutcome::Result::kFailed:
+      return "failed";
+  }
+  return "failed";
+}
+
+// TEMP until config::ConfigSource lands: one file.
+class ConfigInput {
+ public:
+  static Expected<ConfigInput> open(const std::string& path, const config::LoadOptions&) {
+    ConfigInput c;
+    c.path_ = std::filesystem::absolute(path).string();
+    return c;
+  }
+  std::optional<model::Model> load(Diagnostics& d) { return config::loadConfigFile(path_, d); }
+  std::vector<std::string> directories() const {
+    std::vector<std::string> out{std::filesystem::path(path_).parent_path().string()};
+    std::error_code ec;
+    auto real = std::filesystem::canonical(path_, ec);
+    if (!ec && real.parent_path().string() != out[0]) out.push_back(real.parent_path().string());
+    return out;
+  }
+  bool affects(const std::string&, const std::string& name) const {
+    return name.empty() || name == std::filesystem::path(path_).filename().string() ||
+           name == std::filesystem::canonical(path_, ec_).filename().string();
+  }
+
+ private:
+  std::string path_;
+  mutable std::error_code ec_;
+};
+
+class Daemon {
+ public:
+  Daemon(const DaemonOptions& o, const LogFn& log, EventLoop& loop) : o_(o), log_(log), loop_(loop) {}
+  ~Daemon() {
+    if (inotify_ >= 0) ::close(inotify_);
+    if (signals_ >= 0) ::close(signals_);
+  }
+
+  // Loads and enforces the config once; false: exit 1 (nothing was changed
+  // unless the kernel refused a batch, which changes nothing either).
+  bool start() {
+    host_ = o_.host;
+    if (host_.empty() && !o_.lab) {
+      char buf[256] = {};
+      if (::gethostname(buf, sizeof buf - 1) != 0) {
+        say(LogLevel::kError, "cannot read this machine's hostname; pass --host");
+        return false;
+      }
+      host_ = buf;
+    }
+    auto src = ConfigInput::open(o_.config, config::LoadOptions{});
+    if (!src) {
+      say(LogLevel::kError, src.error().message);
+      return false;
+    }
+    source_.emplace(std::move(*src));
+    if (!setUpSignals() || !setUpInotify()) return false;
+    auto outcome = reloadNow(true);
+    if (outcome.result != ReloadOutcome::Result::kCommitted && outcome.result != ReloadOutcome::Result::kUnchanged)
+      return false;
+    if (!setUpControl()) return false;
+    setUpWatchdog();
+    sd_notify(0, fmt::format("READY=1\nSTATUS={}", statusLine()).c_str());
+    say(LogLevel::kInfo, fmt::format("enforcing generation {}: {}", generation_, statusLine()));
+    return true;
+  }
+
+ private:
+  // ------------------------------------------------------------ logging
+  void say(LogLevel l, std::string_view text) const { log_(l, text); }
+
+  // ------------------------------------------------------------ set-up
+  bool setUpSignals() {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    // Blocked in every thread (runInNetns threads inherit the mask): the
+    // signals arrive only through the signalfd.
+    if (pthread_sigmask(SIG_BLOCK, &set, nullptr) != 0) return false;
+    ::signal(SIGPIPE, SIG_IGN);
+    signals_ = ::signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+    if (signals_ < 0) {
+      say(LogLevel::kError, fmt::format("signalfd: {}", std::strerror(errno)));
+      return false;
+    }
+    auto r = loop_.add(signals_, EPOLLIN, [this](std::uint32_t) { onSignal(); });
+    if (!r) say(LogLevel::kError, r.error().message);
+    return r.has_value();
+  }
+
+  bool setUpInotify() {
+    inotify_ = ::inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    if (inotify_ < 0) {
+      say(LogLevel::kError, fmt::format("inotify: {}", std::strerror(errno)));
+      return false;
+    }
+    auto r = loop_.add(inotify_, EPOLLIN, [this](std::uint32_t) { onFileEvent(); });
+    if (!r) say(LogLevel::kError, r.error().message);
+    return r.has_value();
+  }
+
+  // Watches the directories the config's files live in (and those its
+  // symlinks point into): editors write a new file and rename it over the
+  // old one, which a watch on the file itself would miss.
+  void rewatch() {
+    std::set<std::string> dirs;
+    for (const auto& d : source_->directories()) dirs.insert(d);
+    for (auto it = watches_.begin(); it != watches_.end();) {
+      if (!dirs.count(it->second)) {
+        ::inotify_rm_watch(inotify_, it->first);
+        it = watches_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    for (const auto& d : dirs) {
+      bool have = false;
+      for (const auto& [wd, path] : watches_) have = have || path == d;
+      if (have) continue;
+      int wd = ::inotify_add_watch(inotify_, d.c_str(),
+                                   IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_CREATE | IN_DELETE | IN_ATTRIB |
+                                       IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR);
+      if (wd < 0) {
+        // A directory that does not exist yet (conf.d) is watched once a
+        // reload finds it; the parent's watch sees it appear.
+        if (errno != ENOENT)
+          say(LogLevel::kWarning, fmt::format("cannot watch {}: {}", escapeForMessage(d), std::strerror(errno)));
+        continue;
+      }
+      watches_[wd] = d;
+    }
+  }
+
+  bool setUpControl() { return true; }
+
+  void setUpWatchdog() {
+    std::uint64_t usec = 0;
+    if (sd_watchdog_enabled(0, &usec) <= 0 || usec == 0) return;
+    watchdogEvery_ = std::chrono::milliseconds(std::max<std::uint64_t>(usec / 2000, 1));
+    armWatchdog();
+  }
+  void armWatchdog() {
+    loop_.after(watchdogEvery_, [this] {
+      sd_notify(0, "WATCHDOG=1");
+      armWatchdog();
+    });
+  }
+
+  // ------------------------------------------------------------ events
+  void onSignal() {
+    signalfd_siginfo si{};
+    while (::read(signals_, &si, sizeof si) == static_cast<ssize_t>(sizeof si)) {
+      if (si.ssi_signo == SIGHUP) {
+        say(LogLevel::kInfo, "SIGHUP: reloading");
+        reloadNow(false);
+      } else {
+        say(LogLevel::kInfo, fmt::format("{}: stopping; the rules stay in force (vpcfw flush removes them)",
+                                         si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT"));
+        sd_notify(0, "STOPPING=1");
+        loop_.stop();
+      }
+    }
+  }
+
+  void onFileEvent() {
+    alignas(inotify_event) char buf[16384];
+    bool relevant = false;
+    for (;;) {
+      ssize_t n = ::read(inotify_, buf, sizeof buf);
+      if (n <= 0) break;
+      for (ssize_t off = 0; off < n;) {
+        const auto* ev = reinterpret_cast<const inotify_event*>(buf + off);
+        off += static_cast<ssize_t>(sizeof(inotify_event) + ev->len);
+        if (ev->mask & (IN_Q_OVERFLOW | IN_DELETE_SELF | IN_MOVE_SELF | IN_IGNORED)) {
+          relevant = true;
+          continue;
+        }
+        std::string name = ev->len ? std::string(ev->name) : std::string();
+        if (source_->affects(watches_.count(ev->wd) ? watches_[ev->wd] : std::string(), name)) relevant = true;
+      }
+    }
+    if (!relevant) return;
+    const auto now = Clock::now();
+    if (!debounceTimer_)
+      firstEvent_ = now;
+    else
+      loop_.cancel(*debounceTimer_);
+    auto delay = o_.debounce;
+    const auto latest = firstEvent_ + kMaxDebounce;
+    if (now + delay > latest)
+      delay = std::chrono::duration_cast<std::chrono::milliseconds>(std::max(latest - now, Clock::duration::zero()));
+    debounceTimer_ = loop_.after(delay, [this] {
+      debounceTimer_.reset();
+      say(LogLevel::kInfo, "config changed: reloading");
+      reloadNow(false);
+    });
+  }
+
+  void onMonitor(Fabric& f) {
+    bool drift = false;
+    std::vector<std::string> what, who;
+    auto complete = f.monitor->drain([&](const nft::Transaction& t) {
+      if (!t.touched) {
+        if (f.record.valid() && t.generation) f.record.advance(t.generation);
+        return;
+      }
+      if (f.isOwn(t.generation)) return;
+      drift = true;
+      for (const auto& w : t.what) what.push_back(w);
+      who.push_back(fmt::format("{} (pid {}, generation {})", t.process.empty() ? "?" : escapeForMessage(t.process),
+                                t.pid, t.generation));
+    });
+    if (!complete) {
+      say(LogLevel::kWarning, fmt::format("{}: {}", f.name, complete.error().message));
+      drift = true;
+    } else if (!*complete) {
+      say(LogLevel::kWarning,
+          fmt::format("{}: the kernel dropped ruleset announcements; reading the table back", f.name));
+      drift = true;
+    }
+    if (!drift) return;
+    f.record.invalidate();
+    if (!what.empty())
+      say(LogLevel::kWarning,
+          fmt::format("{}: table inet vpcfw changed by {}: {}{}", f.name, fmt::join(who, ", "),
+                      fmt::join(what.begin(), what.begin() + std::min<std::size_t>(what.size(), 8), "; "),
+                      what.size() > 8 ? fmt::format("; and {} more", what.size() - 8) : std::string()));
+    repair(f);
+  }
+
+  void repair(Fabric& f) {
+    const auto t0 = Clock::now();
+    auto r = applyTo(f);
+    if (!r) {
+      ++repairFailures_;
+      say(LogLevel::kError, fmt::format("{}: drift repair failed: {}", f.name, r.error().message));
+      // Try again soon: a failed repair must not leave the drift standing.
+      if (!f.repairQueued) {
+        f.repairQueued = true;
+        loop_.after(std::chrono::milliseconds(200), [this, &f] {
+          f.repairQueued = false;
+          f.record.invalidate();
+          repair(f);
+        });
+      }
+      return;
+    }
+    if (!r->changed) return;
+    ++driftRepairs_;
+    lastRepair_ = std::chrono::system_clock::now();
+    lastRepairSeconds_ = secondsSince(t0);
+    say(LogLevel::kWarning,
+        fmt::format(
+            "{}: drift repaired in {:.1f} ms with {} message(s): {}", f.name, lastRepairSeconds_ * 1000, r->messages,
+            fmt::join(r->changes.begin(), r->changes.begin() + std::min<std::size_t>(r->changes.size(), 8), "; ")));
+    refreshStatus();
+  }
+
+  Expected<nft::ApplyReport> applyTo(Fabric& f) {
+    nft::ApplyOptions ao;
+    ao.netns = f.netns;
+    ao.record = &f.record;
+    ao.lockTimeout = o_.lockTimeout;
+    auto r = nft::applyRuleset(f.desired, ao);
+    if (r && r->changed) f.remember(r->generation);
+    return r;
+  }
+
+  // ------------------------------------------------------------ reload
+  ReloadOutcome reloadNow(bool initial) {
+    if (debounceTimer_) {
+      loop_.cancel(*debounceTimer_);
+      debounceTimer_.reset();
+    }
+    const auto t0 = Clock::now();
+    if (!initial) {
+      sd_notify(0, fmt::format("RELOADING=1\nMONOTONIC_USEC={}\nSTATUS=reloading",
+                               std::chrono::duration_cast<std::chrono::microseconds>(
+                                   std::chrono::steady_clock::now().time_since_epoch())
+                                   .count())
+                       .c_str());
+    }
+    ReloadOutcome out = reload(initial);
+    out.seconds = secondsSince(t0);
+    out.generation = generation_;
+    ++reloads_[std::string(resultName(out.result))];
+    lastReload_ = std::chrono::system_clock::now();
+    lastOutcome_ = out;
+    refreshStatus();
+    if (out.result == ReloadOutcome::Result::kRejected || out.result == ReloadOutcome::Result::kFailed) {
+      if (!invalidSince_) invalidSince_ = lastReload_;
+      for (const auto& d : out.diagnostics) say(LogLevel::kError, d);
+      say(LogLevel::kError, initial ? fmt::format("{}; nothing was changed", out.message)
+                                    : fmt::format("{}; generation {} stays in force", out.message, generation_));
+    } else {
+      invalidSince_.reset();
+      say(LogLevel::kInfo, fmt::format("{} in {:.1f} ms: {}", out.message, out.seconds * 1000, statusLine()));
+    }
+    rewatch();
+    // A reload's garbage (the parsed YAML, the old model and ruleset) goes
+    // back to the system instead of staying in the heap as RSS.
+    ::malloc_trim(0);
+    if (!initial) sd_notify(0, fmt::format("READY=1\nSTATUS={}", statusLine()).c_str());
+    return out;
+  }
+
+  ReloadOutcome reload(bool initial) {
+    ReloadOutcome out;
+    Diagnostics diags;
+    auto t0 = Clock::now();
+    auto m = source_->load(diags);
+    const double loadMs = secondsSince(t0) * 1000;
+    for (const auto& d : diags.all()) out.diagnostics.push_back(formatDiagnostic(d));
+    if (!m) {
+      out.result = ReloadOutcome::Result::kRejected;
+      out.message =
+          fmt::format("{}: {} error(s); the config was rejected", escapeForMessage(o_.config), diags.errorCount());
+      return out;
+    }
+    auto model = std::make_shared<const model::Model>(std::move(*m));
+    t0 = Clock::now();
+    auto wanted = o_.lab ? planLab(*model, out) : planHost(*model, out);
+    const double compileMs = secondsSince(t0) * 1000;
+    if (!wanted) {
+      out.result = ReloadOutcome::Result::kRejected;
+      return out;
+    }
+    bool changed = false;
+    t0 = Clock::now();
+    if (o_.lab) {
+      if (!enforceLab(*wanted, out, changed)) return out;
+    } else {
+      if (!enforceHost(*wanted, out, changed, initial)) return out;
+    }
+    model_ = std::move(model);
+    if (changed || generation_ == 0) ++generation_;
+    out.result = changed ? ReloadOutcome::Result::kCommitted : ReloadOutcome::Result::kUnchanged;
+    out.message = changed ? fmt::format("generation {} committed", generation_)
+                          : fmt::format("config unchanged in the kernel; generation {}", generation_);
+    out.message +=
+        fmt::format(" (load + validate {:.1f} ms, compile {:.1f} ms, apply {:.1f} ms{})", loadMs, compileMs,
+                    secondsSince(t0) * 1000,
+                    lastApply_ && !o_.lab
+                        ? fmt::format(": linearize {:.1f}, {}, batch {:.1f}, commit {:.1f}", lastApply_->linearizeMs,
+                                      lastApply_->fromRecord ? "from the record"
+                                                             : fmt::format("read-back {:.1f}", lastApply_->readBackMs),
+                                      lastApply_->buildMs, lastApply_->commitMs)
+                        : std::string());
+    return out;
+  }
+
+  struct Wanted {
+    std::vector<compile::Ruleset> rulesets;
+    std::optional<lab::LabPlan> plan;
+  };
+
+  std::optional<Wanted> planHost(const model::Model& m, ReloadOutcome& out) {
+    auto rulesets = compile::compileRulesets(m, compile::labPlacement(m));
+    if (!rulesets) {
+      out.message = rulesets.error().message;
+      return std::nullopt;
+    }
+    Wanted w;
+    for (auto& r : *rulesets)
+      if (r.hostMode && r.fabric == host_) w.rulesets.push_back(std::move(r));
+    if (w.rulesets.empty()) {
+      // Enforcing nothing because of a typo in --host or a config edit
+      // would fail open: refused; `vpcfw flush` is how rules are removed.
+      out.message = fmt::format("no instance of the config lives on host {} (--host; `vpcfw flush` removes the rules)",
+                                quoteForMessage(host_));
+      return std::nullopt;
+    }
+    return w;
+  }
+
+  std::optional<Wanted> planLab(const model::Model& m, ReloadOutcome& out) {
+    auto plan = lab::planLab(m, lab::internetNamespace());
+    if (!plan) {
+      out.message = plan.error().message;
+      return std::nullopt;
+    }
+    Wanted w;
+    w.rulesets = plan->rulesets;
+    w.plan = std::move(*plan);
+    return w;
+  }
+
+  bool enforceHost(Wanted& w, ReloadOutcome& out, bool& changed, bool initial) {
+    auto& desired = w.rulesets.front();
+    if (fabrics_.empty()) {
+      auto f = std::make_unique<Fabric>();
+      f->name = desired.fabric;
+      f->netns = o_.netns;
+      if (!openMonitor(*f, out)) return false;
+      fabrics_.push_back(std::move(f));
+    }
+    Fabric& f = *fabrics_.front();
+    // Drift seen so far is repaired by this apply too: read the monitor first.
+    onMonitorQuiet(f);
+    auto previous = std::move(f.desired);
+    f.desired = std::move(desired);
+    auto r = applyTo(f);
+    if (!r) {
+      f.desired = std::move(previous);
+      out.result = ReloadOutcome::Result::kFailed;
+      out.message =
+          fmt::format("{}: {}{}", f.name, r.error().message, initial ? "" : "; the kernel refused the whole batch");
+      return false;
+    }
+    changed = r->changed;
+    lastApply_ = *r;
+    return true;
+  }
+
+  bool enforceLab(Wanted& w, ReloadOutcome& out, bool& changed) {
+    auto id = lab::labIdOf(o_.config);
+    if (!id) {
+      out.message = id.error().message;
+      return false;
+    }
+    // The lab commands compute against read-backs; the monitors' echo of
+    // their commits is ours, and anything else is caught by the check below.
+    for (auto& f : fabrics_) onMonitorQuiet(*f);
+    lab::LabOptions lo;
+    lo.lockTimeout = o_.lockTimeout;
+    lo.progress = [this](const std::string& line) { say(LogLevel::kInfo, line); };
+    auto st = lab::labStatus(&*w.plan, &*id);
+    const bool up = st && std::any_of(st->namespaces.begin(), st->namespaces.end(),
+                                      [](const lab::NamespaceStatus& n) { return n.recorded; });
+    if (!up) {
+      auto r = lab::labUp(*w.plan, *id, lo);
+      if (!r) {
+        out.result = ReloadOutcome::Result::kFailed;
+        out.message = fmt::format("lab up: {}", r.error().message);
+        return false;
+      }
+      changed = true;
+    } else {
+      auto r = lab::labApply(*w.plan, *id, lo);
+      if (!r) {
+        out.result = ReloadOutcome::Result::kFailed;
+        out.message = fmt::format("lab apply: {}", r.error().message);
+        return false;
+      }
+      for (const auto& line : r->refused) say(LogLevel::kWarning, fmt::format("lab apply left alone: {}", line));
+      changed = !r->changes.empty() || !r->added.empty() || !r->removed.empty();
+    }
+    // Fabrics now: one per ruleset, each with its monitor.
+    std::map<std::string, std::unique_ptr<Fabric>> old;
+    for (auto& f : fabrics_) old[f->name] = std::move(f);
+    fabrics_.clear();
+    for (auto& r : w.rulesets) {
+      std::unique_ptr<Fabric> f;
+      if (auto it = old.find(r.fabric); it != old.end()) f = std::move(it->second);
+      if (!f) {
+        f = std::make_unique<Fabric>();
+        f->name = r.fabric;
+        f->netns = r.fabric;
+        if (!openMonitor(*f, out)) return false;
+      }
+      f->desired = std::move(r);
+      onMonitorQuiet(*f);
+      f->record.invalidate();
+      // Verify (and repair) each fabric against a read-back: a change made
+      // while the lab command ran is caught here.
+      auto a = applyTo(*f);
+      if (!a) {
+        out.result = ReloadOutcome::Result::kFailed;
+        out.message = fmt::format("{}: {}", f->name, a.error().message);
+        fabrics_.push_back(std::move(f));
+        return false;
+      }
+      changed = changed || a->changed;
+      fabrics_.push_back(std::move(f));
+    }
+    for (auto& [name, f] : old)
+      if (f && f->monitor) loop_.remove(f->monitor->fd());
+    return true;
+  }
+
+  bool openMonitor(Fabric& f, ReloadOutcome& out) {
+    auto m = nft::Monitor::open(f.netns);
+    if (!m) {
+      out.result = ReloadOutcome::Result::kFailed;
+      out.message = fmt::format("{}: cannot watch the ruleset: {}", f.name, m.error().message);
+      return false;
+    }
+    f.monitor.emplace(std::move(*m));
+    Fabric* fp = &f;
+    auto r = loop_.add(f.monitor->fd(), EPOLLIN, [this, fp](std::uint32_t) { onMonitor(*fp); });
+    if (!r) {
+      out.result = ReloadOutcome::Result::kFailed;
+      out.message = r.error().message;
+      return false;
+    }
+    return true;
+  }
+
+  // Reads the monitor before our own apply: what others changed is repaired
+  // by that apply (the record is dropped, so it reads back).
+  void onMonitorQuiet(Fabric& f) {
+    if (!f.monitor) return;
+    bool drift = false;
+    auto complete = f.monitor->drain([&](const nft::Transaction& t) {
+      if (!t.touched) {
+        if (f.record.valid() && t.generation) f.record.advance(t.generation);
+      } else if (!f.isOwn(t.generation)) {
+        drift = true;
+      }
+    });
+    if (!complete || !*complete || drift) f.record.invalidate();
+  }
+
+  // ------------------------------------------------------------ status
+  std::string statusLine() const {
+    std::string s = fmt::format("generation {}, {} ENI(s), {} rule(s)", generation_, enis_, nftRules_);
+    if (invalidSince_)
+      s = fmt::format("config invalid since {}; enforcing generation {} ({} ENI(s), {} rule(s))",
+                      wallTime(*invalidSince_), generation_, enis_, nftRules_);
+    if (driftRepairs_) s += fmt::format("; {} drift repair(s)", driftRepairs_);
+    return s;
+  }
+
+  void refreshStatus() {
+    enis_ = 0;
+    nftRules_ = 0;
+    elements_ = 0;
+    for (const auto& f : fabrics_) {
+      for (const auto& s : f->desired.table.sets) {
+        elements_ += s.elements.size();
+        if (s.name == "enis") enis_ += s.elements.size();
+      }
+      for (const auto& c : f->desired.table.chains) nftRules_ += c.rules.size();
+    }
+    if (generation_) sd_notify(0, fmt::format("STATUS={}", statusLine()).c_str());
+  }
+
+  json outcomeJson(const ReloadOutcome& o) const {
+    return json{
+        {"result", resultName(o.result)},
+        {"committed", o.result == ReloadOutcome::Result::kCommitted || o.result == ReloadOutcome::Result::kUnchanged},
+        {"generation", o.generation},
+        {"message", o.message},
+        {"diagnostics", o.diagnostics},
+        {"seconds", o.seconds}};
+  }
+
+  json statusJson() const {
+    json j{{"mode", o_.lab ? "lab" : "host"},
+           {"config", o_.config},
+           {"generation", generation_},
+           {"status", statusLine()},
+           {"enis", enis_},
+           {"rules", nftRules_},
+           {"set_elements", elements_},
+           {"drift_repairs", driftRepairs_},
+           {"drift_repair_failures", repairFailures_}};
+    if (!o_.lab) j["host"] = host_;
+    if (o_.netns) j["netns"] = *o_.netns;
+    if (lastOutcome_) {
+      j["last_reload"] = outcomeJson(*lastOutcome_);
+      j["last_reload"]["at"] = wallTime(lastReload_);
+    }
+    if (invalidSince_) j["config_invalid_since"] = wallTime(*invalidSince_);
+    if (lastRepair_) {
+      j["last_drift_repair"] = {{"at", wallTime(*lastRepair_)}, {"seconds", lastRepairSeconds_}};
+    }
+    json fabrics = json::array();
+    for (const auto& f : fabrics_) {
+      json fj{{"fabric", f->name}, {"record_valid", f->record.valid()}};
+      auto st = nft::tableStatus(f->netns);
+      if (st) {
+        json drops = json::array();
+        for (const auto& c : st->counters)
+          drops.push_back({{"chain", c.chain}, {"rule", c.comment}, {"packets", c.packets}, {"bytes", c.bytes}});
+        fj["table"] = {{"exists", st->exists}, {"owned", st->owned}, {"rules", st->rules}, {"sets", st->sets}};
+        fj["drops"] = std::move(drops);
+      } else {
+        fj["error"] = st.error().message;
+      }
+      fabrics.push_back(std::move(fj));
+    }
+    j["fabrics"] = std::move(fabrics);
+    return j;
+  }
+
+  const DaemonOptions& o_;
+  const LogFn& log_;
+  EventLoop& loop_;
+  std::string host_;
+  std::optional<ConfigInput> source_;
+  std::shared_ptr<const model::Model> model_;
+  std::vector<std::unique_ptr<Fabric>> fabrics_;
+  int inotify_ = -1, signals_ = -1;
+  std::map<int, std::string> watches_;
+  std::optional<EventLoop::TimerId> debounceTimer_;
+  Clock::time_point firstEvent_;
+  std::chrono::milliseconds watchdogEvery_{0};
+
+  std::uint64_t generation_ = 0;
+  std::size_t enis_ = 0, nftRules_ = 0, elements_ = 0;
+  std::uint64_t driftRepairs_ = 0, repairFailures_ = 0;
+  std::optional<std::chrono::system_clock::time_point> lastRepair_;
+  double lastRepairSeconds_ = 0;
+  std::map<std::string, std::uint64_t> reloads_;
+  std::chrono::system_clock::time_point lastReload_;
+  std::optional<ReloadOutcome> lastOutcome_;
+  std::optional<std::chrono::system_clock::time_point> invalidSince_;
+  std::optional<nft::ApplyReport> lastApply_;
+};
+
+}  // namespace
+
+int runDaemon(const DaemonOptions& options, const LogFn& log) {
+  auto loop = EventLoop::create();
+  if (!loop) {
+    log(LogLevel::kError, loop.error().message);
+    return 1;
+  }
+  Daemon d(options, log, *loop);
+  if (!d.start()) return 1;
+  auto r = loop->run();
+  if (!r) {
+    log(LogLevel::kError, r.error().message);
+    return 1;
+  }
+  return 0;
+}
+
+}  // namespace vpcfw::service
