@@ -118,9 +118,27 @@ struct ExplainOptions {
   std::string config, from, to, proto = "tcp", family;
   int port = -1, sourcePort = 50000, icmpType = -1, icmpCode = 0;
   bool json = false;
+  bool running = false;  // ask the daemon, about the config it enforces
+  std::string socket;
 };
 
 int explainCommand(const ExplainOptions& o, std::ostream& out, std::ostream& err) {
+  if (o.running) {
+    if (!o.config.empty()) {
+      err << "vpcfw explain: --running explains the daemon's config; give no config file\n";
+      return kExitUsage;
+    }
+    nlohmann::json flow{{"from", o.from},          {"to", o.to},
+                        {"proto", o.proto},        {"sport", o.sourcePort},
+                        {"icmp_type", o.icmpType}, {"icmp_code", o.icmpCode}};
+    if (o.port >= 0) flow["port"] = o.port;
+    if (!o.family.empty()) flow["family"] = o.family;
+    return explainRunning(flow, o.json, controlSocketPath(o.socket), out, err);
+  }
+  if (o.config.empty()) {
+    err << "vpcfw explain: a config file is required (or --running to ask vpcfwd)\n";
+    return kExitUsage;
+  }
   auto m = loadReported(o.config, "cannot explain", err);
   if (!m) return kExitUsage;
   eval::FlowRequest req;
@@ -454,7 +472,7 @@ int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& r
 
   ExplainOptions ex;
   auto* explain = app.add_subcommand("explain", "Explain, rule by rule, whether a flow and its reply get through");
-  explain->add_option("config", ex.config, "Config file (YAML)")->required();
+  explain->add_option("config", ex.config, "Config file (YAML); none with --running");
   explain->add_option("--from", ex.from, "Source: instance name or IP address")->required();
   explain->add_option("--to", ex.to, "Destination: instance name or IP address")->required();
   explain->add_option("--proto", ex.proto, "tcp, udp, icmp, icmpv6 or a protocol number")->capture_default_str();
@@ -466,6 +484,8 @@ int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& r
   explain->add_option("--icmp-code", ex.icmpCode, "ICMP code")->check(CLI::Range(0, 255))->capture_default_str();
   explain->add_option("--family", ex.family, "4 or 6, when both ends are instances")->check(CLI::IsMember({"4", "6"}));
   explain->add_flag("--json", ex.json, "Verdict and trace as JSON");
+  explain->add_flag("--running", ex.running, "Ask the running vpcfwd about the config it enforces");
+  explain->add_option("--socket", ex.socket, "vpcfwd's control socket (with --running)");
 
   std::string compilePath, compileFabric;
   auto* compileCmd = app.add_subcommand("compile", "Print the nftables ruleset of each fabric (nft -f syntax)");
@@ -503,12 +523,18 @@ int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& r
   std::function<int(std::ostream&, std::ostream&)> selected;
   addLabCommands(app, selected);
   addProbeCommand(app, selected);
+  addDaemonCommands(app, selected);
 
   std::string statusNetns;
   bool statusJson = false;
   auto* statusCmd = app.add_subcommand("status", "What vpcfw enforces here, and what it has dropped");
   statusCmd->add_option("--netns", statusNetns, "Network namespace (default: this one)");
   statusCmd->add_flag("--json", statusJson, "As JSON");
+  bool statusRunningFlag = false;
+  std::string statusSocket;
+  statusCmd->add_flag("--running", statusRunningFlag,
+                      "Ask the running vpcfwd (generation, last reload, drift repairs, drops) instead of the kernel");
+  statusCmd->add_option("--socket", statusSocket, "vpcfwd's control socket (with --running)");
   FlushCliOptions fl;
   auto* flushCmd = app.add_subcommand("flush", "Remove vpcfw's table (and nothing else)");
   flushCmd->add_option("--netns", fl.netns, "Network namespace (default: this one)");
@@ -539,6 +565,13 @@ int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& r
   if (applyCmd->parsed()) return applyCommand(ko, out, err);
   if (diffCmd->parsed()) return diffCommand(kd, out, err);
   if (selected) return selected(out, err);
+  if (statusCmd->parsed() && statusRunningFlag) {
+    if (!statusNetns.empty()) {
+      err << "vpcfw status: --running asks the daemon; --netns does not apply\n";
+      return kExitUsage;
+    }
+    return statusRunning(controlSocketPath(statusSocket), statusJson, out, err);
+  }
   if (statusCmd->parsed()) return statusCommand(statusNetns, statusJson, out, err);
   if (flushCmd->parsed()) return flushCommand(fl, out, err);
   if (compileCmd->parsed()) return compileCommand(compilePath, compileFabric, out, err);

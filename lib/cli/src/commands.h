@@ -36,4 +36,15 @@ std::optional<std::string> internetReported(std::string_view command, std::ostre
 void addLabCommands(CLI::App& app, Runner& selected);
 void addProbeCommand(CLI::App& app, Runner& selected);
 
+// The daemon's clients (daemon_commands.cpp): `vpcfw reload` and `vpcfw
+// metrics`, and the --running forms of status and explain. They exit 4 when
+// the daemon cannot be reached or answers outside the protocol.
+void addDaemonCommands(CLI::App& app, Runner& selected);
+// --socket PATH, else $VPCFW_CONTROL_SOCKET, else /run/vpcfw/vpcfwd.sock.
+std::string controlSocketPath(const std::string& given);
+int statusRunning(const std::string& socket, bool json, std::ostream& out, std::ostream& err);
+// `flow` is the explain op's flow object (service::flowRequestFromJson).
+int explainRunning(const nlohmann::json& flow, bool json, const std::string& socket, std::ostream& out,
+                   std::ostream& err);
+
 }  // namespace vpcfw::cli
