@@ -194,7 +194,7 @@ struct ControlServer::Impl {
   int listenFd;
   dev_t dev = 0;
   ino_t ino = 0;
-  bool listening = true;
+  EventLoop::TimerId resumeTimer = 0;  // listening paused for want of descriptors
   std::weak_ptr<Impl> self;
   std::map<std::string, std::pair<Access, Handler>> ops;
   std::map<int, std::shared_ptr<Connection>> conns;
@@ -249,6 +249,7 @@ ControlServer::Impl::~Impl() {
     c->fd = -1;
   }
   conns.clear();
+  if (resumeTimer) loop.cancel(resumeTimer);
   loop.remove(listenFd);
   ::close(listenFd);
   // Only our own socket is removed: not one a later daemon bound there.
@@ -275,10 +276,9 @@ void ControlServer::Impl::onListen() {
       if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
         // Out of descriptors: the pending connection would wake the loop
         // without end. Stop listening for a moment instead.
-        listening = false;
         (void)loop.modify(listenFd, 0);
-        loop.after(std::chrono::milliseconds(100), [this] {
-          listening = true;
+        resumeTimer = loop.after(std::chrono::milliseconds(100), [this] {
+          resumeTimer = 0;
           (void)loop.modify(listenFd, EPOLLIN);
         });
       }

@@ -144,7 +144,10 @@ class ControlServer {
 // daemon. The request carries {"flow":{"from":s,"to":s,"proto":s,"port":n,
 // "sport":n,"icmp_type":n,"icmp_code":n,"family":"4"|"6"}} (from and to
 // required, the rest optional with the CLI's defaults); parsing checks it as
-// the CLI checks its arguments (an error message names the CLI flag).
+// the CLI checks its arguments (an error message names the CLI flag). The
+// daemon passes request.value("flow", nlohmann::json()) (operator[] on a
+// const json without the key is undefined) and answers an error with code
+// kErrInvalid and the message, which the CLI turns into exit status 2.
 [[nodiscard]] Expected<eval::FlowRequest> flowRequestFromJson(const nlohmann::json& flow);
 // The result: {"verdict": what `vpcfw explain --json` prints, "text": what
 // `vpcfw explain` prints, "reachable": bool}.
