@@ -32,7 +32,7 @@
 
 #include "vpcfw/base/diagnostic.h"
 #include "vpcfw/compile/compiler.h"
-#include "vpcfw/config/loader.h"
+#include "vpcfw/config/source.h"
 #include "vpcfw/eval/evaluator.h"
 #include "vpcfw/eval/report.h"
 #include "vpcfw/lab/lab.h"
@@ -40,7 +40,9 @@
 #include "vpcfw/names/names.h"
 #include "vpcfw/nft/applier.h"
 #include "vpcfw/nft/monitor.h"
+#include "vpcfw/service/control.h"
 #include "vpcfw/service/loop.h"
+#include "vpcfw/service/metrics.h"
 #include "vpcfw/state/state.h"
 
 namespace vpcfw::service {
@@ -103,32 +105,6 @@ std::string_view resultName(ReloadOutcome::Result r) {
   return "failed";
 }
 
-// TEMP until config::ConfigSource lands: one file.
-class ConfigInput {
- public:
-  static Expected<ConfigInput> open(const std::string& path, const config::LoadOptions&) {
-    ConfigInput c;
-    c.path_ = std::filesystem::absolute(path).string();
-    return c;
-  }
-  std::optional<model::Model> load(Diagnostics& d) { return config::loadConfigFile(path_, d); }
-  std::vector<std::string> directories() const {
-    std::vector<std::string> out{std::filesystem::path(path_).parent_path().string()};
-    std::error_code ec;
-    auto real = std::filesystem::canonical(path_, ec);
-    if (!ec && real.parent_path().string() != out[0]) out.push_back(real.parent_path().string());
-    return out;
-  }
-  bool affects(const std::string&, const std::string& name) const {
-    return name.empty() || name == std::filesystem::path(path_).filename().string() ||
-           name == std::filesystem::canonical(path_, ec_).filename().string();
-  }
-
- private:
-  std::string path_;
-  mutable std::error_code ec_;
-};
-
 class Daemon {
  public:
   Daemon(const DaemonOptions& o, const LogFn& log, EventLoop& loop) : o_(o), log_(log), loop_(loop) {}
@@ -149,12 +125,7 @@ class Daemon {
       }
       host_ = buf;
     }
-    auto src = ConfigInput::open(o_.config, config::LoadOptions{});
-    if (!src) {
-      say(LogLevel::kError, src.error().message);
-      return false;
-    }
-    source_.emplace(std::move(*src));
+    source_.emplace(config::ConfigSource::open(o_.config));
     if (!setUpSignals() || !setUpInotify()) return false;
     auto outcome = reloadNow(true);
     if (outcome.result != ReloadOutcome::Result::kCommitted && outcome.result != ReloadOutcome::Result::kUnchanged)
@@ -206,8 +177,23 @@ class Daemon {
   // symlinks point into): editors write a new file and rename it over the
   // old one, which a watch on the file itself would miss.
   void rewatch() {
+    std::error_code ec;
+    isDirectory_ = std::filesystem::is_directory(o_.config, ec);
+    watchedNames_.clear();
+    for (const auto& file : source_->files()) {
+      watchedNames_.insert(std::filesystem::path(file).filename().string());
+      auto real = std::filesystem::canonical(file, ec);
+      if (!ec) watchedNames_.insert(real.filename().string());
+    }
+    if (!isDirectory_) watchedNames_.insert(std::filesystem::path(o_.config).filename().string());
     std::set<std::string> dirs;
     for (const auto& d : source_->directories()) dirs.insert(d);
+    // A file config's symlinks: their targets' directories too.
+    for (const auto& file : source_->files()) {
+      auto real = std::filesystem::canonical(file, ec);
+      if (!ec) dirs.insert(real.parent_path().string());
+    }
+    if (!isDirectory_) dirs.insert(std::filesystem::absolute(o_.config, ec).parent_path().string());
     for (auto it = watches_.begin(); it != watches_.end();) {
       if (!dirs.count(it->second)) {
         ::inotify_rm_watch(inotify_, it->first);
@@ -234,7 +220,42 @@ class Daemon {
     }
   }
 
-  bool setUpControl() { return true; }
+  bool setUpControl() {
+    ControlOptions co;
+    co.path = o_.controlSocket.empty() ? state::runDir() + "/vpcfwd.sock" : o_.controlSocket;
+    co.readGroup = lookupGroup(o_.socketGroup.empty() ? kControlGroup : o_.socketGroup);
+    auto server = ControlServer::create(loop_, co);
+    if (!server) {
+      say(LogLevel::kError, fmt::format("control socket {}: {}", escapeForMessage(co.path), server.error().message));
+      return false;
+    }
+    control_ = std::move(*server);
+    control_->handle("status", Access::kRead, [this](const json&, const Peer&, Reply reply) { reply.ok(statusJson()); });
+    control_->handle("metrics", Access::kRead,
+                     [this](const json&, const Peer&, Reply reply) { reply.ok(json{{"text", metricsText()}}); });
+    control_->handle("explain", Access::kRead, [this](const json& req, const Peer&, Reply reply) {
+      if (!model_) return reply.error(kErrInternal, "no config is in force yet");
+      auto flow = flowRequestFromJson(req.value("flow", json()));
+      if (!flow) return reply.error(kErrInvalid, flow.error().message);
+      auto v = eval::explainFlow(*model_, *flow);
+      if (!v) return reply.error(kErrInvalid, v.error().message);
+      auto result = explainResult(*v);
+      result["generation"] = generation_;
+      reply.ok(std::move(result));
+    });
+    control_->handle("reload", Access::kChange, [this](const json&, const Peer& peer, Reply reply) {
+      say(LogLevel::kInfo, fmt::format("reload requested over the control socket (uid {}, pid {})", peer.uid, peer.pid));
+      auto outcome = reloadNow(false);
+      if (outcome.result == ReloadOutcome::Result::kCommitted || outcome.result == ReloadOutcome::Result::kUnchanged) {
+        auto j = outcomeJson(outcome);
+        j["summary"] = fmt::format("{}: {}", outcome.message, statusLine());
+        reply.ok(std::move(j));
+      }
+      else
+        reply.error(kErrRejected, outcome.message, json{{"diagnostics", outcome.diagnostics}});
+    });
+    return true;
+  }
 
   void setUpWatchdog() {
     std::uint64_t usec = 0;
@@ -278,8 +299,7 @@ class Daemon {
           relevant = true;
           continue;
         }
-        std::string name = ev->len ? std::string(ev->name) : std::string();
-        if (source_->affects(watches_.count(ev->wd) ? watches_[ev->wd] : std::string(), name)) relevant = true;
+        if (ev->len == 0 || affects(ev->name)) relevant = true;
       }
     }
     if (!relevant) return;
@@ -297,6 +317,16 @@ class Daemon {
       say(LogLevel::kInfo, "config changed: reloading");
       reloadNow(false);
     });
+  }
+
+  // Whether a change to directory entry `name` can change the config: one of
+  // the files it read (or a symlink's target), a YAML file that a directory
+  // config would pick up, conf.d itself. Editors' swap and backup files
+  // (hidden, `~`, `#...#`) are not.
+  bool affects(std::string_view name) const {
+    if (watchedNames_.count(std::string(name))) return true;
+    if (!isDirectory_ || name.empty() || name.front() == '.') return false;
+    return name == "conf.d" || (name.size() > 5 && name.substr(name.size() - 5) == ".yaml");
   }
 
   void onMonitor(Fabric& f) {
@@ -385,6 +415,7 @@ class Daemon {
     }
     ReloadOutcome out = reload(initial);
     out.seconds = secondsSince(t0);
+    metrics_.observe("vpcfw_sync_duration_seconds", {}, out.seconds);
     out.generation = generation_;
     ++reloads_[std::string(resultName(out.result))];
     lastReload_ = std::chrono::system_clock::now();
@@ -636,6 +667,10 @@ class Daemon {
       for (const auto& c : f->desired.table.chains) nftRules_ += c.rules.size();
     }
     if (generation_) sd_notify(0, fmt::format("STATUS={}", statusLine()).c_str());
+    if (!o_.metricsFile.empty()) {
+      auto r = currentMetrics().writeTextfile(o_.metricsFile);
+      if (!r) say(LogLevel::kWarning, fmt::format("metrics file: {}", r.error().message));
+    }
   }
 
   json outcomeJson(const ReloadOutcome& o) const {
@@ -662,7 +697,7 @@ class Daemon {
     if (o_.netns) j["netns"] = *o_.netns;
     if (lastOutcome_) {
       j["last_reload"] = outcomeJson(*lastOutcome_);
-      j["last_reload"]["at"] = wallTime(lastReload_);
+      j["last_reload"]["time"] = wallTime(lastReload_);
     }
     if (invalidSince_) j["config_invalid_since"] = wallTime(*invalidSince_);
     if (lastRepair_) {
@@ -673,29 +708,68 @@ class Daemon {
       json fj{{"fabric", f->name}, {"record_valid", f->record.valid()}};
       auto st = nft::tableStatus(f->netns);
       if (st) {
-        json drops = json::array();
-        for (const auto& c : st->counters)
-          drops.push_back({{"chain", c.chain}, {"rule", c.comment}, {"packets", c.packets}, {"bytes", c.bytes}});
         fj["table"] = {{"exists", st->exists}, {"owned", st->owned}, {"rules", st->rules}, {"sets", st->sets}};
-        fj["drops"] = std::move(drops);
       } else {
         fj["error"] = st.error().message;
       }
       fabrics.push_back(std::move(fj));
     }
     j["fabrics"] = std::move(fabrics);
+    json drops = json::array();
+    for (const auto& d : this->drops())
+      drops.push_back({{"fabric", d.fabric}, {"eni", d.eni}, {"stage", d.stage}, {"packets", d.packets}, {"bytes", d.bytes}});
+    j["drops"] = std::move(drops);
     return j;
+  }
+
+  std::string metricsText() const { return currentMetrics().render(); }
+
+  Metrics currentMetrics() const {
+    Metrics m = metrics_;
+    (void)m.describe("vpcfw_config_valid", MetricType::kGauge, "1 when the last reload was accepted.");
+    (void)m.describe("vpcfw_drift_repair_failures_total", MetricType::kCounter, "Drift repairs the kernel refused.");
+    (void)m.describe("vpcfw_set_elements", MetricType::kGauge, "Set and map elements in the ruleset in force.");
+    for (const char* r : {"committed", "unchanged", "rejected", "failed"}) {
+      auto it = reloads_.find(r);
+      m.set("vpcfw_reloads_total", {r}, static_cast<double>(it == reloads_.end() ? 0 : it->second));
+    }
+    m.set("vpcfw_drift_repairs_total", {}, static_cast<double>(driftRepairs_));
+    m.set("vpcfw_drift_repair_failures_total", {}, static_cast<double>(repairFailures_));
+    m.set("vpcfw_generation", {}, static_cast<double>(generation_));
+    m.set("vpcfw_config_valid", {}, invalidSince_ ? 0.0 : 1.0);
+    m.set("vpcfw_enis", {}, static_cast<double>(enis_));
+    m.set("vpcfw_rules", {}, static_cast<double>(nftRules_));
+    m.set("vpcfw_set_elements", {}, static_cast<double>(elements_));
+    for (const auto& d : drops()) m.set("vpcfw_dropped_packets_total", {d.eni, d.stage}, static_cast<double>(d.packets));
+    return m;
+  }
+
+  struct Drop {
+    std::string fabric, eni, stage;
+    std::uint64_t packets = 0, bytes = 0;
+  };
+  // What the counted drop rules of every fabric have dropped, read from the kernel.
+  std::vector<Drop> drops() const {
+    std::vector<Drop> out;
+    for (const auto& f : fabrics_) {
+      auto st = nft::tableStatus(f->netns);
+      if (!st) continue;
+      for (const auto& c : st->counters) out.push_back(Drop{f->name, "", c.comment, c.packets, c.bytes});
+    }
+    return out;
   }
 
   const DaemonOptions& o_;
   const LogFn& log_;
   EventLoop& loop_;
   std::string host_;
-  std::optional<ConfigInput> source_;
+  std::optional<config::ConfigSource> source_;
   std::shared_ptr<const model::Model> model_;
   std::vector<std::unique_ptr<Fabric>> fabrics_;
   int inotify_ = -1, signals_ = -1;
   std::map<int, std::string> watches_;
+  std::set<std::string> watchedNames_;
+  bool isDirectory_ = false;
   std::optional<EventLoop::TimerId> debounceTimer_;
   Clock::time_point firstEvent_;
   std::chrono::milliseconds watchdogEvery_{0};
@@ -706,10 +780,12 @@ class Daemon {
   std::optional<std::chrono::system_clock::time_point> lastRepair_;
   double lastRepairSeconds_ = 0;
   std::map<std::string, std::uint64_t> reloads_;
+  Metrics metrics_ = vpcfwMetrics();  // the histogram accumulates here; the rest is set when rendered
   std::chrono::system_clock::time_point lastReload_;
   std::optional<ReloadOutcome> lastOutcome_;
   std::optional<std::chrono::system_clock::time_point> invalidSince_;
   std::optional<nft::ApplyReport> lastApply_;
+  std::unique_ptr<ControlServer> control_;
 };
 
 }  // namespace
