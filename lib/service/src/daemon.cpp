@@ -9,12 +9,14 @@
 // is repaired by a read-back and the minimal batch.
 #include "vpcfw/service/daemon.h"
 
+#include <fcntl.h>
 #include <malloc.h>
 #include <signal.h>
 #include <unistd.h>
 #include <sys/epoll.h>
 #include <sys/inotify.h>
 #include <sys/signalfd.h>
+#include <sys/stat.h>
 #include <systemd/sd-daemon.h>
 
 #include <fmt/chrono.h>
@@ -194,17 +196,24 @@ class Daemon {
       if (!ec) dirs.insert(real.parent_path().string());
     }
     if (!isDirectory_) dirs.insert(std::filesystem::absolute(o_.config, ec).parent_path().string());
+    // A watch follows its inode: once the directory was renamed away or
+    // deleted and another made in its place, the path is not watched any
+    // more. Such watches are dropped and the path watched afresh.
     for (auto it = watches_.begin(); it != watches_.end();) {
-      if (!dirs.count(it->second)) {
+      struct stat st {};
+      const bool same =
+          ::stat(it->second.path.c_str(), &st) == 0 && st.st_dev == it->second.dev && st.st_ino == it->second.ino;
+      if (!dirs.count(it->second.path) || !same) {
         ::inotify_rm_watch(inotify_, it->first);
         it = watches_.erase(it);
       } else {
         ++it;
       }
     }
+    bool missing = false;
     for (const auto& d : dirs) {
       bool have = false;
-      for (const auto& [wd, path] : watches_) have = have || path == d;
+      for (const auto& [wd, w] : watches_) have = have || w.path == d;
       if (have) continue;
       int wd = ::inotify_add_watch(inotify_, d.c_str(),
                                    IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_CREATE | IN_DELETE | IN_ATTRIB |
@@ -214,9 +223,26 @@ class Daemon {
         // reload finds it; the parent's watch sees it appear.
         if (errno != ENOENT)
           say(LogLevel::kWarning, fmt::format("cannot watch {}: {}", escapeForMessage(d), std::strerror(errno)));
+        missing = true;
         continue;
       }
-      watches_[wd] = d;
+      struct stat st {};
+      if (::stat(d.c_str(), &st) != 0) st = {};
+      watches_[wd] = Watched{d, st.st_dev, st.st_ino};
+    }
+    // The config's own directory gone (rm -rf, then made again): nothing
+    // watched would see it come back, so look again every second until it
+    // is there, and reload then.
+    if (missing && !rewatchTimer_) {
+      rewatchTimer_ = loop_.after(std::chrono::seconds(1), [this] {
+        rewatchTimer_.reset();
+        const auto before = watches_.size();
+        rewatch();
+        if (watches_.size() > before) {
+          say(LogLevel::kInfo, "config directory is back: reloading");
+          reloadNow(false);
+        }
+      });
     }
   }
 
@@ -299,7 +325,19 @@ class Daemon {
           relevant = true;
           continue;
         }
-        if (ev->len == 0 || affects(ev->name)) relevant = true;
+        std::string name = ev->len ? std::string(ev->name) : std::string();
+        auto w = watches_.find(ev->wd);
+        const std::string dir = w != watches_.end() ? w->second.path : std::string();
+        // A regular file just created is still being written: its
+        // IN_CLOSE_WRITE says when it is whole. Reading it now could apply
+        // a prefix that parses as a smaller valid config (a NACL without
+        // its deny rules). Symlinks and directories are whole at creation.
+        if ((ev->mask & IN_CREATE) && !(ev->mask & IN_ISDIR) && !dir.empty() && !name.empty()) {
+          struct stat st {};
+          if (::fstatat(AT_FDCWD, (dir + "/" + name).c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode))
+            continue;
+        }
+        if (name.empty() || affects(name)) relevant = true;
       }
     }
     if (!relevant) return;
@@ -767,9 +805,15 @@ class Daemon {
   std::shared_ptr<const model::Model> model_;
   std::vector<std::unique_ptr<Fabric>> fabrics_;
   int inotify_ = -1, signals_ = -1;
-  std::map<int, std::string> watches_;
   std::set<std::string> watchedNames_;
   bool isDirectory_ = false;
+  struct Watched {
+    std::string path;
+    dev_t dev = 0;
+    ino_t ino = 0;
+  };
+  std::map<int, Watched> watches_;
+  std::optional<EventLoop::TimerId> rewatchTimer_;
   std::optional<EventLoop::TimerId> debounceTimer_;
   Clock::time_point firstEvent_;
   std::chrono::milliseconds watchdogEvery_{0};
