@@ -177,6 +177,23 @@ def main():
         results.append(("... when the table is already in the kernel", table() is not None))
         results.append(("... with a one-line STATUS", ready is not None and any(
             line.startswith("STATUS=generation 1") for line in ready.split("\n"))))
+        sock = os.path.join(work, "vpcfwd.sock")
+        second = subprocess.run(args[:-1] + [os.path.join(work, "second.sock")], env=env, capture_output=True,
+                                text=True, timeout=30)
+        results.append(("a second vpcfwd on the same namespace exits 1, naming the first",
+                        second.returncode == 1 and "another vpcfwd enforces this namespace" in second.stderr))
+        st = run(vpcfw, "status", "--running", "--socket", sock, "--json", check=False)
+        results.append(("vpcfw status --running answers from the control socket with generation 1",
+                        st.returncode == 0 and json.loads(st.stdout).get("generation") == 1))
+        ex = run(vpcfw, "explain", "--running", "--socket", sock, "--from", "198.51.100.7", "--to", "h1", "--proto",
+                 "tcp", "--port", "8080", check=False)
+        # The config has one instance: the evaluator's answer about reaching it from the internet
+        # (no public IP) shows the daemon evaluates the config in force, as explain does on the file.
+        exf = run(vpcfw, "explain", cfg, "--from", "198.51.100.7", "--to", "h1", "--proto", "tcp", "--port", "8080",
+                  check=False)
+        results.append(("vpcfw explain --running answers as vpcfw explain does on the file in force",
+                        ex.returncode == exf.returncode == 2 and "instance h1 has no public IP" in ex.stderr
+                        and "instance h1 has no public IP" in exf.stderr))
         results.append(("enforced: 198.51.100.7 -> :80 allowed", probe(80)))
         results.append(("enforced: 198.51.100.7 -> :8080 blocked", not probe(8080)))
 
@@ -218,6 +235,18 @@ def main():
         results.append(("... the old rules stay: :80 allowed", probe(80)))
         results.append(("... and :8080 still blocked (the invalid config would have opened it)", not probe(8080)))
         results.append(("the daemon is still running after an invalid edit", daemon.poll() is None))
+
+        # 5b. vpcfw reload: exit 1 and the located diagnostics for the invalid config.
+        rl = run(vpcfw, "reload", "--socket", sock, check=False)
+        results.append(("vpcfw reload of the invalid config exits 1 with file:line:column",
+                        rl.returncode == 1 and f"{cfg}:12:39: error:" in rl.stderr))
+        write(OPEN_8080)
+        notify.wait("READY=1")
+        rl = run(vpcfw, "reload", "--socket", sock, check=False)
+        results.append(("vpcfw reload of a valid config exits 0", rl.returncode == 0))
+        mt = run(vpcfw, "metrics", "--socket", sock, check=False)
+        results.append(("vpcfw metrics prints the Prometheus text",
+                        mt.returncode == 0 and "vpcfw_reloads_total{result=\"rejected\"}" in mt.stdout))
 
         # 6. SIGHUP reloads (back to a valid config written without an event: the watch sees it anyway,
         #    so wait for that reload first, then ask for another one by signal).

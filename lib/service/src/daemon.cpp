@@ -42,6 +42,7 @@
 #include "vpcfw/names/names.h"
 #include "vpcfw/nft/applier.h"
 #include "vpcfw/nft/monitor.h"
+#include "vpcfw/nft/netns.h"
 #include "vpcfw/service/control.h"
 #include "vpcfw/service/loop.h"
 #include "vpcfw/service/metrics.h"
@@ -76,6 +77,15 @@ struct Fabric {
   nft::TableRecord record;
   std::deque<std::uint32_t> own;  // generations of our own commits
   bool repairQueued = false;
+  std::string identity;  // the namespace's nsfs identity when the monitor was opened
+  // Not enforcing: the last apply or repair failed (a foreign table took the
+  // name, the kernel refused); what and since when, for STATUS.
+  std::optional<std::string> failing;
+  std::chrono::system_clock::time_point failingSince;
+  std::chrono::milliseconds retry{200};
+  // Drift log lines are summarised under a storm.
+  Clock::time_point lastDriftLog{};
+  std::size_t quietRepairs = 0;
 
   bool isOwn(std::uint32_t gen) const { return std::find(own.begin(), own.end(), gen) != own.end(); }
   void remember(std::uint32_t gen) {
@@ -128,6 +138,7 @@ class Daemon {
       host_ = buf;
     }
     source_.emplace(config::ConfigSource::open(o_.config));
+    if (!lockInstance()) return false;
     if (!setUpSignals() || !setUpInotify()) return false;
     auto outcome = reloadNow(true);
     if (outcome.result != ReloadOutcome::Result::kCommitted && outcome.result != ReloadOutcome::Result::kUnchanged)
@@ -256,9 +267,11 @@ class Daemon {
       return false;
     }
     control_ = std::move(*server);
-    control_->handle("status", Access::kRead, [this](const json&, const Peer&, Reply reply) { reply.ok(statusJson()); });
-    control_->handle("metrics", Access::kRead,
-                     [this](const json&, const Peer&, Reply reply) { reply.ok(json{{"text", metricsText()}}); });
+    control_->handle("status", Access::kRead,
+                     [this](const json&, const Peer&, Reply reply) { reply.ok(statusJson()); });
+    control_->handle("metrics", Access::kRead, [this](const json&, const Peer&, Reply reply) {
+      reply.ok(json{{"text", metricsText()}});
+    });
     control_->handle("explain", Access::kRead, [this](const json& req, const Peer&, Reply reply) {
       if (!model_) return reply.error(kErrInternal, "no config is in force yet");
       auto flow = flowRequestFromJson(req.value("flow", json()));
@@ -270,14 +283,14 @@ class Daemon {
       reply.ok(std::move(result));
     });
     control_->handle("reload", Access::kChange, [this](const json&, const Peer& peer, Reply reply) {
-      say(LogLevel::kInfo, fmt::format("reload requested over the control socket (uid {}, pid {})", peer.uid, peer.pid));
+      say(LogLevel::kInfo,
+          fmt::format("reload requested over the control socket (uid {}, pid {})", peer.uid, peer.pid));
       auto outcome = reloadNow(false);
       if (outcome.result == ReloadOutcome::Result::kCommitted || outcome.result == ReloadOutcome::Result::kUnchanged) {
         auto j = outcomeJson(outcome);
         j["summary"] = fmt::format("{}: {}", outcome.message, statusLine());
         reply.ok(std::move(j));
-      }
-      else
+      } else
         reply.error(kErrRejected, outcome.message, json{{"diagnostics", outcome.diagnostics}});
     });
     return true;
@@ -294,6 +307,35 @@ class Daemon {
       sd_notify(0, "WATCHDOG=1");
       armWatchdog();
     });
+  }
+
+  // One daemon per namespace (host mode) or per lab: two would take each
+  // other's commits for drift and fight over the table forever.
+  bool lockInstance() {
+    std::string key;
+    if (o_.lab) {
+      auto id = lab::labIdOf(o_.config);
+      if (!id) {
+        say(LogLevel::kError, id.error().message);
+        return false;
+      }
+      key = "lab-" + id->key;
+    } else {
+      auto id = nft::netnsIdentity(o_.netns);
+      if (!id) {
+        say(LogLevel::kError, id.error().message);
+        return false;
+      }
+      key = "netns-" + *id;
+    }
+    auto lock = state::Lock::acquire("vpcfwd", key, std::chrono::milliseconds(0), nullptr);
+    if (!lock) {
+      say(LogLevel::kError,
+          fmt::format("another vpcfwd enforces this {}: {}", o_.lab ? "lab" : "namespace", lock.error().message));
+      return false;
+    }
+    instanceLock_.emplace(std::move(*lock));
+    return true;
   }
 
   // ------------------------------------------------------------ events
@@ -391,7 +433,7 @@ class Daemon {
     }
     if (!drift) return;
     f.record.invalidate();
-    if (!what.empty())
+    if (!what.empty() && Clock::now() - f.lastDriftLog >= std::chrono::seconds(1))
       say(LogLevel::kWarning,
           fmt::format("{}: table inet vpcfw changed by {}: {}{}", f.name, fmt::join(who, ", "),
                       fmt::join(what.begin(), what.begin() + std::min<std::size_t>(what.size(), 8), "; "),
@@ -404,30 +446,66 @@ class Daemon {
     auto r = applyTo(f);
     if (!r) {
       ++repairFailures_;
-      say(LogLevel::kError, fmt::format("{}: drift repair failed: {}", f.name, r.error().message));
-      // Try again soon: a failed repair must not leave the drift standing.
+      const bool fresh = !f.failing || *f.failing != r.error().message;
+      if (fresh) {
+        f.failing = r.error().message;
+        f.failingSince = std::chrono::system_clock::now();
+        say(LogLevel::kError,
+            fmt::format("{}: NOT ENFORCING: drift repair failed: {} (retrying)", f.name, r.error().message));
+        refreshStatus();
+      }
+      // Try again, backing off: a failed repair must not leave the drift
+      // standing, nor flood the log and the kernel while it lasts.
       if (!f.repairQueued) {
         f.repairQueued = true;
-        loop_.after(std::chrono::milliseconds(200), [this, &f] {
+        loop_.after(f.retry, [this, &f] {
           f.repairQueued = false;
           f.record.invalidate();
           repair(f);
         });
+        f.retry = std::min(f.retry * 2, std::chrono::milliseconds(10'000));
       }
       return;
+    }
+    f.retry = std::chrono::milliseconds(200);
+    if (f.failing) {
+      say(LogLevel::kWarning, fmt::format("{}: enforcing again after: {}", f.name, *f.failing));
+      f.failing.reset();
+      refreshStatus();
     }
     if (!r->changed) return;
     ++driftRepairs_;
     lastRepair_ = std::chrono::system_clock::now();
     lastRepairSeconds_ = secondsSince(t0);
-    say(LogLevel::kWarning,
-        fmt::format(
-            "{}: drift repaired in {:.1f} ms with {} message(s): {}", f.name, lastRepairSeconds_ * 1000, r->messages,
-            fmt::join(r->changes.begin(), r->changes.begin() + std::min<std::size_t>(r->changes.size(), 8), "; ")));
+    if (Clock::now() - f.lastDriftLog < std::chrono::seconds(1)) {
+      ++f.quietRepairs;
+    } else {
+      say(LogLevel::kWarning,
+          fmt::format(
+              "{}: drift repaired in {:.1f} ms with {} message(s): {}{}", f.name, lastRepairSeconds_ * 1000,
+              r->messages,
+              fmt::join(r->changes.begin(), r->changes.begin() + std::min<std::size_t>(r->changes.size(), 8), "; "),
+              f.quietRepairs ? fmt::format(" ({} more repair(s) in the last second not logged)", f.quietRepairs)
+                             : std::string()));
+      f.lastDriftLog = Clock::now();
+      f.quietRepairs = 0;
+    }
     refreshStatus();
   }
 
   Expected<nft::ApplyReport> applyTo(Fabric& f) {
+    // The namespace is named, and a name can be given to another namespace
+    // (deleted and made again): the monitor would watch the old one and the
+    // record describe it. Then both start over in the namespace the name
+    // has now.
+    if (auto id = nft::netnsIdentity(f.netns); id && *id != f.identity && f.monitor) {
+      say(LogLevel::kWarning, fmt::format("{}: the namespace changed identity; watching the new one", f.name));
+      loop_.remove(f.monitor->fd());
+      f.monitor.reset();
+      f.record.invalidate();
+      ReloadOutcome ignored;
+      if (!openMonitor(f, ignored)) return makeError(ErrorCode::kKernel, ignored.message);
+    }
     nft::ApplyOptions ao;
     ao.netns = f.netns;
     ao.record = &f.record;
@@ -651,6 +729,13 @@ class Daemon {
   }
 
   bool openMonitor(Fabric& f, ReloadOutcome& out) {
+    auto id = nft::netnsIdentity(f.netns);
+    if (!id) {
+      out.result = ReloadOutcome::Result::kFailed;
+      out.message = fmt::format("{}: {}", f.name, id.error().message);
+      return false;
+    }
+    f.identity = *id;
     auto m = nft::Monitor::open(f.netns);
     if (!m) {
       out.result = ReloadOutcome::Result::kFailed;
@@ -690,6 +775,9 @@ class Daemon {
       s = fmt::format("config invalid since {}; enforcing generation {} ({} ENI(s), {} rule(s))",
                       wallTime(*invalidSince_), generation_, enis_, nftRules_);
     if (driftRepairs_) s += fmt::format("; {} drift repair(s)", driftRepairs_);
+    for (const auto& f : fabrics_)
+      if (f->failing)
+        s = fmt::format("NOT ENFORCING {} since {}: {}; {}", f->name, wallTime(f->failingSince), *f->failing, s);
     return s;
   }
 
@@ -743,7 +831,8 @@ class Daemon {
     }
     json fabrics = json::array();
     for (const auto& f : fabrics_) {
-      json fj{{"fabric", f->name}, {"record_valid", f->record.valid()}};
+      json fj{{"fabric", f->name}, {"record_valid", f->record.valid()}, {"enforcing", !f->failing}};
+      if (f->failing) fj["failing"] = {{"since", wallTime(f->failingSince)}, {"error", *f->failing}};
       auto st = nft::tableStatus(f->netns);
       if (st) {
         fj["table"] = {{"exists", st->exists}, {"owned", st->owned}, {"rules", st->rules}, {"sets", st->sets}};
@@ -755,7 +844,8 @@ class Daemon {
     j["fabrics"] = std::move(fabrics);
     json drops = json::array();
     for (const auto& d : this->drops())
-      drops.push_back({{"fabric", d.fabric}, {"eni", d.eni}, {"stage", d.stage}, {"packets", d.packets}, {"bytes", d.bytes}});
+      drops.push_back(
+          {{"fabric", d.fabric}, {"eni", d.eni}, {"stage", d.stage}, {"packets", d.packets}, {"bytes", d.bytes}});
     j["drops"] = std::move(drops);
     return j;
   }
@@ -775,10 +865,16 @@ class Daemon {
     m.set("vpcfw_drift_repair_failures_total", {}, static_cast<double>(repairFailures_));
     m.set("vpcfw_generation", {}, static_cast<double>(generation_));
     m.set("vpcfw_config_valid", {}, invalidSince_ ? 0.0 : 1.0);
+    (void)m.describe("vpcfw_enforcing", MetricType::kGauge,
+                     "1 while every fabric holds the generation in force (0: a repair keeps failing).");
+    m.set("vpcfw_enforcing", {},
+          std::none_of(fabrics_.begin(), fabrics_.end(), [](const auto& f) { return f->failing.has_value(); }) ? 1.0
+                                                                                                               : 0.0);
     m.set("vpcfw_enis", {}, static_cast<double>(enis_));
     m.set("vpcfw_rules", {}, static_cast<double>(nftRules_));
     m.set("vpcfw_set_elements", {}, static_cast<double>(elements_));
-    for (const auto& d : drops()) m.set("vpcfw_dropped_packets_total", {d.eni, d.stage}, static_cast<double>(d.packets));
+    for (const auto& d : drops())
+      m.set("vpcfw_dropped_packets_total", {d.eni, d.stage}, static_cast<double>(d.packets));
     return m;
   }
 
@@ -830,6 +926,7 @@ class Daemon {
   std::optional<std::chrono::system_clock::time_point> invalidSince_;
   std::optional<nft::ApplyReport> lastApply_;
   std::unique_ptr<ControlServer> control_;
+  std::optional<state::Lock> instanceLock_;
 };
 
 }  // namespace
