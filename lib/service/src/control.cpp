@@ -476,7 +476,13 @@ Expected<std::unique_ptr<ControlServer>> ControlServer::create(EventLoop& loop, 
     return fail(what, e);
   };
   if (options.readGroup) {
-    if (::lchown(options.path.c_str(), static_cast<uid_t>(-1), *options.readGroup) < 0) return unbind("chown", errno);
+    // Under the unit (Group=vpcfw) the socket is made with the group already,
+    // and chown is filtered: change it only when it differs.
+    struct stat made {};
+    if (::lstat(options.path.c_str(), &made) < 0) return unbind("stat", errno);
+    if (made.st_gid != *options.readGroup &&
+        ::lchown(options.path.c_str(), static_cast<uid_t>(-1), *options.readGroup) < 0)
+      return unbind("chown", errno);
     if (::fchmodat(AT_FDCWD, options.path.c_str(), 0660, 0) < 0) return unbind("chmod", errno);
   }
   if (::listen(fd, SOMAXCONN) < 0) return unbind("listen", errno);
