@@ -404,7 +404,7 @@ int statusCommand(const std::string& netns, bool json, std::ostream& out, std::o
   std::string eni;
   for (const auto& d : st->eniDrops) {
     if (d.eni != eni) {
-      if (eni.empty()) out << "dropped so far, by ENI and stage:\n";
+      if (eni.empty()) out << "drops by ENI and stage:\n";
       eni = d.eni;
       out << fmt::format("  {}\n", eni);
     }
