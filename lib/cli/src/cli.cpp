@@ -380,6 +380,9 @@ int statusCommand(const std::string& netns, bool json, std::ostream& out, std::o
     nlohmann::json counters = nlohmann::json::array();
     for (const auto& c : st->counters)
       counters.push_back({{"chain", c.chain}, {"rule", c.comment}, {"packets", c.packets}, {"bytes", c.bytes}});
+    nlohmann::json eniDrops = nlohmann::json::array();
+    for (const auto& d : st->eniDrops)
+      eniDrops.push_back({{"eni", d.eni}, {"stage", d.stage}, {"packets", d.packets}, {"bytes", d.bytes}});
     out << jsonText(nlohmann::json{{"namespace", where},
                                    {"table", st->exists},
                                    {"owned", st->exists && st->owned},
@@ -391,7 +394,8 @@ int statusCommand(const std::string& netns, bool json, std::ostream& out, std::o
                                    {"rules", st->rules},
                                    {"objects", st->objects},
                                    {"flowtables", st->flowtables},
-                                   {"counters", counters}})
+                                   {"counters", counters},
+                                   {"eni_drops", eniDrops}})
         << '\n';
     return kExitOk;
   }
@@ -410,12 +414,22 @@ int statusCommand(const std::string& netns, bool json, std::ostream& out, std::o
                        st->flowtables);
   bool any = false;
   for (const auto& c : st->counters) {
-    if (c.packets == 0) continue;
-    if (!any) out << "dropped so far:\n";
+    if (c.packets == 0 || nft::isEniDropCounter(c)) continue;
+    if (!any) out << "dropped so far, by rule:\n";
     any = true;
     out << fmt::format("  {:>8} packets  {}  ({})\n", c.packets, c.comment, c.chain);
   }
   if (!any) out << "nothing dropped so far\n";
+  // Per ENI: every stage it has, zeros too, so that a quiet ENI shows as such.
+  std::string eni;
+  for (const auto& d : st->eniDrops) {
+    if (d.eni != eni) {
+      if (eni.empty()) out << "drops by ENI and stage:\n";
+      eni = d.eni;
+      out << fmt::format("  {}\n", eni);
+    }
+    out << fmt::format("    {:<14} {:>10} packets {:>12} bytes\n", d.stage, d.packets, d.bytes);
+  }
   return kExitOk;
 }
 

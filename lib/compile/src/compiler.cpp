@@ -168,6 +168,7 @@ class FabricCompiler {
     }
     sgRefsOut_ = addMap("sg_out_refs", "ENI -> its group-reference rules, egress");
     sgRefsIn_ = addMap("sg_in_refs", "ENI -> its group-reference rules, ingress");
+    createDropMaps();
     // Every ENI's CIDR, prefix-list and small-group rules share these sets,
     // keyed by the ENI's interface: a few lookups per new flow whatever the
     // rule count. Beyond kShardEnis ENIs they are split into shards by a hash
@@ -203,6 +204,7 @@ class FabricCompiler {
         chains_.push_back(std::move(c));
       }
     }
+    createDropChains();
     for (int style : {kRouted, kOwn})
       if (style == kRouted ? hasRouted_ : hasOwn_)
         for (auto dir : {Direction::kEgress, Direction::kIngress}) buildGroupChain(dir, style);
@@ -254,6 +256,151 @@ class FabricCompiler {
 
   const std::string& ifname(std::size_t inst) const { return p_.byInstance[inst]->ifname; }
 
+  // ------------------------------------------------ drop attribution
+  // Every drop names one ENI and one stage: a drop rule goes to the stage's
+  // chain, whose one map lookup (keyed by the ENI's interface, or on a
+  // routed host by the own ENI's address) sends the packet to the ENI's
+  // chain drop_<eni>_<stage>, whose counter is that ENI's count. One lookup
+  // whatever the number of ENIs; a lookup that finds nothing still drops.
+  enum Stage { kSpoof, kInvalid, kNaclOut, kNaclIn, kSgOut, kSgIn, kStages };
+  static const char* stageName(int s) {
+    static constexpr const char* names[kStages] = {"anti-spoofing", "invalid",   "nacl-egress",
+                                                   "nacl-ingress",  "sg-egress", "sg-ingress"};
+    return names[s];
+  }
+  static int naclStage(Direction d) { return d == Direction::kEgress ? kNaclOut : kNaclIn; }
+  static int sgStage(Direction d) { return d == Direction::kEgress ? kSgOut : kSgIn; }
+  // [style][stage] -> map index (ENI interface -> its drop chain); anti-spoofing
+  // and invalid share one map for both styles. SIZE_MAX: no such map.
+  std::size_t dropMap_[2][kStages];
+  std::string dropChain_[2][kStages];  // [style][stage] -> the stage's chain
+  // Routed host with own ENIs: [egress/ingress][IPv4/IPv6] -> map from an own
+  // ENI's address to its NACL drop chain.
+  std::size_t addrDropMap_[2][2] = {{0, 0}, {0, 0}};
+
+  bool stageApplies(int style, int stage) const {
+    if (!(style == kRouted ? hasRouted_ : hasOwn_)) return false;
+    return stage != kSpoof || style == kRouted;
+  }
+
+  void createDropMaps() {
+    for (auto& row : dropMap_)
+      for (auto& m : row) m = SIZE_MAX;
+    const std::size_t spoof =
+        hasRouted_ ? addMap("anti_spoofing_drops", "ENI -> its anti-spoofing drop counter") : SIZE_MAX;
+    const std::size_t invalid = addMap("invalid_drops", "ENI -> its conntrack-invalid drop counter");
+    for (int style : {kRouted, kOwn}) {
+      if (!(style == kRouted ? hasRouted_ : hasOwn_)) continue;
+      const std::string pre = style == kOwn && routedHost_ ? "host_" : "";
+      const std::string who = style == kOwn && routedHost_ ? "the host's own ENI" : "ENI";
+      dropMap_[style][kSpoof] = style == kRouted ? spoof : SIZE_MAX;
+      dropMap_[style][kInvalid] = invalid;
+      for (int st : {kNaclOut, kNaclIn, kSgOut, kSgIn}) {
+        const bool nacl = st == kNaclOut || st == kNaclIn, out = st == kNaclOut || st == kSgOut;
+        dropMap_[style][st] = addMap(fmt::format("{}{}_{}_drops", pre, nacl ? "nacl" : "sg", out ? "out" : "in"),
+                                     fmt::format("{} -> its {} drop counter", who, stageName(st)));
+      }
+    }
+    if (routedHost_ && hasOwn_)
+      for (auto dir : {Direction::kEgress, Direction::kIngress}) {
+        const bool out = dir == Direction::kEgress;
+        for (auto fam : {Family::kIpv4, Family::kIpv6}) {
+          const int f = famIndex(fam);
+          addrDropMap_[dirIndex(dir)][f] =
+              addMap(fmt::format("host_addr_nacl_{}_drops{}", out ? "out" : "in", f == 0 ? 4 : 6),
+                     fmt::format("the host's own ENI by {} address -> its {} drop counter", f == 0 ? "IPv4" : "IPv6",
+                                 stageName(naclStage(dir))),
+                     addrField(fam, out ? Direction::kIngress : Direction::kEgress));
+        }
+      }
+  }
+
+  Rule vmapRule(std::vector<Field> key, std::size_t map, std::string comment) const {
+    Rule r;
+    r.matches = {Match{std::move(key), Op::kVmap, std::nullopt, t_.sets[map].name}};
+    r.comment = clip(std::move(comment));
+    return r;
+  }
+
+  // The stages' chains: the ENI's lookup(s), then a drop for what no ENI
+  // claims (counted, so that an unattributed drop shows too).
+  void createDropChains() {
+    for (int style : {kRouted, kOwn})
+      for (int st = 0; st < kStages; ++st) {
+        if (!stageApplies(style, st)) continue;
+        if (st == kSpoof || st == kInvalid) {
+          const int other = style == kRouted ? kOwn : kRouted;
+          if (!dropChain_[other][st].empty()) {  // one chain for both styles
+            dropChain_[style][st] = dropChain_[other][st];
+            continue;
+          }
+        }
+        const std::string pre = style == kOwn && routedHost_ && st != kInvalid ? "host_" : "";
+        std::string base = stageName(st);
+        std::replace(base.begin(), base.end(), '-', '_');
+        const std::size_t ci = chains_.size();
+        dropChain_[style][st] = newChain(pre + base + "_drop").name;
+        auto& rules = chains_[ci].rules;
+        const std::size_t map = dropMap_[style][st];
+        if (st == kSpoof) {
+          rules.push_back(vmapRule({Field::kIifname}, map, "anti-spoofing: the sending ENI's counter"));
+        } else if (st == kInvalid) {
+          // Whichever of the packet's interfaces is an ENI: the sender first.
+          rules.push_back(vmapRule({Field::kIifname}, map, "conntrack invalid: the input interface's ENI"));
+          rules.push_back(vmapRule({Field::kOifname}, map, "conntrack invalid: the output interface's ENI"));
+        } else {
+          const bool out = st == kNaclOut || st == kSgOut;
+          const Direction dir = out ? Direction::kEgress : Direction::kIngress;
+          rules.push_back(
+              vmapRule({eniInterfaceField(dir, style)}, map, fmt::format("{}: the ENI's counter", stageName(st))));
+          if (style == kOwn && routedHost_ && (st == kNaclOut || st == kNaclIn))
+            for (int f = 0; f < 2; ++f) {
+              const std::size_t am = addrDropMap_[dirIndex(dir)][f];
+              rules.push_back(
+                  vmapRule(t_.sets[am].key, am, fmt::format("{}: the host's own ENI by its address", stageName(st))));
+            }
+        }
+        rules.push_back(
+            verdictRule({}, Verdict::drop(), fmt::format("{}: dropped, no ENI to count it for", stageName(st))));
+      }
+  }
+
+  // The ENI's own drop chains and its elements in the stages' maps.
+  void compileEniDrops(std::size_t instIndex) {
+    const auto& inst = m_.instances[instIndex];
+    const int style = styleOf(instIndex);
+    for (int st = 0; st < kStages; ++st) {
+      if (!stageApplies(style, st)) continue;
+      const std::size_t ci = chains_.size();
+      std::string base = stageName(st);
+      std::replace(base.begin(), base.end(), '-', '_');
+      const std::string chain = newChain(fmt::format("drop_{}_{}", inst.name, base)).name;
+      // The comment is what `vpcfw status` reads: "<instance> <stage>".
+      chains_[ci].rules.push_back(verdictRule({}, Verdict::drop(), fmt::format("{} {}", inst.name, stageName(st))));
+      eniDropChain_[{instIndex, st}] = chain;
+      t_.sets[dropMap_[style][st]].elements.push_back(SetElement{{ifname(instIndex)}, Verdict::goTo(chain)});
+      if (style == kOwn && routedHost_ && (st == kNaclOut || st == kNaclIn)) {
+        const int d = st == kNaclOut ? 0 : 1;
+        auto add = [&](const net::IpAddress& a) {
+          t_.sets[addrDropMap_[d][a.isV4() ? 0 : 1]].elements.push_back(
+              SetElement{{AddressRange{a, a}}, Verdict::goTo(chain)});
+        };
+        add(inst.privateIp);
+        for (const auto& a : inst.secondaryIps) add(a);
+        for (const auto& a : inst.ipv6Addresses) add(a);
+      }
+    }
+  }
+  std::map<std::pair<std::size_t, int>, std::string> eniDropChain_;  // (instance, stage) -> drop_<eni>_<stage>
+
+  // A drop rule that sends the packet on to be counted for its ENI; its own
+  // counter stays (it tells which rule dropped).
+  static Rule dropRule(std::vector<Match> matches, const std::string& chain, std::string comment) {
+    Rule r = verdictRule(std::move(matches), Verdict::goTo(chain), std::move(comment));
+    r.counter = true;
+    return r;
+  }
+
   std::size_t addSet(const std::string& name, std::vector<Field> key, bool interval, std::string comment) {
     Set s;
     s.name = names_.take(name);
@@ -297,8 +444,9 @@ class FabricCompiler {
       if (elems.empty()) return;
       auto si = addSet(setPrefix + "_" + kind + suffix, key, true, comment);
       t_.sets[si].elements = std::move(elems);
-      chains_[chainIndex].rules.push_back(
-          verdictRule({Match{key, Op::kInSet, std::nullopt, t_.sets[si].name}}, v, comment));
+      Rule r = verdictRule({Match{key, Op::kInSet, std::nullopt, t_.sets[si].name}}, v, comment);
+      r.counter = r.counter || v.kind == VerdictKind::kGoto;  // a deny, counted on to its ENI
+      chains_[chainIndex].rules.push_back(std::move(r));
     };
     lookup(elements.all, "all", {addr});
     lookup(elements.protocol, "proto", {addr, Field::kL4proto});
@@ -342,7 +490,7 @@ class FabricCompiler {
             verdictRule({Match{{out ? Field::kOifname : Field::kIifname}, Op::kInSet, std::nullopt, t_.sets[ifs].name}},
                         Verdict::ret(), fmt::format("subnet {}: same subnet, no NACL", subnet.name)));
       }
-      compileNaclRules(ci, chainName, acl, dir);
+      compileNaclRules(ci, chainName, acl, dir, dropChain_[style][naclStage(dir)]);
       if (own) ownNaclChain_[{subnetIndex, dirIndex(dir)}] = chainName;
       for (auto i : members)
         t_.sets[out ? naclOut_[style] : naclIn_[style]].elements.push_back(
@@ -350,7 +498,8 @@ class FabricCompiler {
     }
   }
 
-  void compileNaclRules(std::size_t ci, const std::string& chainName, const model::NetworkAcl& acl, Direction dir) {
+  void compileNaclRules(std::size_t ci, const std::string& chainName, const model::NetworkAcl& acl, Direction dir,
+                        const std::string& dropChain) {
     const auto& rules = acl.rules(dir);
     const std::string dirName(model::directionName(dir));
     std::size_t i = 0, run = 0;
@@ -358,7 +507,7 @@ class FabricCompiler {
       std::size_t j = i;
       while (j < rules.size() && !rules[j].isImplicitDeny() && rules[j].action == rules[i].action) ++j;
       // Rules i..j-1 share an action: inside the run, order cannot change the outcome.
-      const Verdict v = rules[i].action == model::Action::kAllow ? Verdict::ret() : Verdict::drop();
+      const Verdict v = rules[i].action == model::Action::kAllow ? Verdict::ret() : Verdict::goTo(dropChain);
       std::string numbers;
       for (auto k = i; k < j; ++k) numbers += (k > i ? "," : "") + rules[k].label();
       const std::string comment =
@@ -367,7 +516,9 @@ class FabricCompiler {
         const auto& r = rules[i];
         std::vector<Match> ms{Match{{addrField(r.cidr.family(), dir)}, Op::kEq, addressValue(r.cidr), {}}};
         appendL4Matches(ms, l4Of(r.protocol, r.ports, r.icmp, r.cidr.family()), r.cidr.family());
-        chains_[ci].rules.push_back(verdictRule(std::move(ms), v, comment));
+        Rule rule = verdictRule(std::move(ms), v, comment);
+        rule.counter = v.kind == VerdictKind::kGoto;
+        chains_[ci].rules.push_back(std::move(rule));
       } else {
         ++run;
         for (auto fam : {Family::kIpv4, Family::kIpv6}) {
@@ -380,7 +531,7 @@ class FabricCompiler {
       }
       i = j;
     }
-    chains_[ci].rules.push_back(verdictRule({}, Verdict::drop(), fmt::format("nacl {} {} * deny", acl.name, dirName)));
+    chains_[ci].rules.push_back(dropRule({}, dropChain, fmt::format("nacl {} {} * deny", acl.name, dirName)));
   }
 
   // --------------------------------------------------- security groups
@@ -473,7 +624,8 @@ class FabricCompiler {
       r.matches = {Match{{eniField}, Op::kVmap, std::nullopt, t_.sets[map].name}};
       r.comment = fmt::format("security groups, {}: the ENI's shard", dirText);
       c.rules.push_back(r);
-      c.rules.push_back(verdictRule({}, Verdict::drop(), fmt::format("security groups, {}: no rule allows", dirText)));
+      c.rules.push_back(
+          dropRule({}, dropChain_[style][sgStage(dir)], fmt::format("security groups, {}: no rule allows", dirText)));
       dispatch = map;
     }
     for (std::size_t k = 0; k < shards_; ++k) {
@@ -491,7 +643,8 @@ class FabricCompiler {
       refs.matches = {Match{{eniField}, Op::kVmap, std::nullopt, t_.sets[out ? sgRefsOut_ : sgRefsIn_].name}};
       refs.comment = fmt::format("security groups, {}: rules that reference groups", dirText);
       c.rules.push_back(refs);
-      c.rules.push_back(verdictRule({}, Verdict::drop(), fmt::format("security groups, {}: no rule allows", dirText)));
+      c.rules.push_back(
+          dropRule({}, dropChain_[style][sgStage(dir)], fmt::format("security groups, {}: no rule allows", dirText)));
       if (dispatch) shardChains_[style][dirIndex(dir)].push_back({*dispatch, c.name});
     }
   }
@@ -503,6 +656,7 @@ class FabricCompiler {
     const auto& inst = m_.instances[instIndex];
     const std::string& ifn = ifname(instIndex);
     const int style = styleOf(instIndex);
+    compileEniDrops(instIndex);
     t_.sets[enisSet_[style]].elements.push_back(SetElement{{ifn}, std::nullopt});
     const std::size_t shard = shardOf(instIndex);
     for (int d = 0; d < 2; ++d)
@@ -590,8 +744,9 @@ class FabricCompiler {
                                         m_.groups[ref.group].qualifiedName())));
           }
         }
-        chains_[ci].rules.push_back(verdictRule(
-            {}, Verdict::drop(), fmt::format("sg {} {}: no rule allows", inst.name, out ? "egress" : "ingress")));
+        chains_[ci].rules.push_back(
+            dropRule({}, eniDropChain_.at({instIndex, sgStage(dir)}),
+                     fmt::format("sg {} {}: no rule allows", inst.name, out ? "egress" : "ingress")));
       };
       if (routedHost_ && style == kOwn) compileOwnByAddress(instIndex, dir, byFamily, appendRefRules);
       if (refs.empty()) continue;
@@ -632,7 +787,7 @@ class FabricCompiler {
 
   // Security groups are stateful: replies of admitted flows pass; conntrack's
   // invalid packets never do.
-  static void appendConntrackRules(std::vector<Rule>& rules) {
+  void appendConntrackRules(std::vector<Rule>& rules) const {
     Rule est;
     est.ctState = CtState::kEstablishedRelated;
     est.verdict = Verdict::accept();
@@ -640,7 +795,7 @@ class FabricCompiler {
     rules.push_back(est);
     Rule inv;
     inv.ctState = CtState::kInvalid;
-    inv.verdict = Verdict::drop();
+    inv.verdict = Verdict::goTo(dropChain_[hasRouted_ ? kRouted : kOwn][kInvalid]);
     inv.counter = true;
     inv.comment = "conntrack: invalid";
     rules.push_back(inv);
@@ -760,12 +915,12 @@ class FabricCompiler {
   void appendAntiSpoofing(std::vector<Rule>& f) const {
     // The address lookup first: its family check ends the rule for the other
     // family at once, and a packet from an ENI's own address needs one lookup.
-    f.push_back(verdictRule(
+    f.push_back(dropRule(
         {inSet({Field::kIifname, Field::kIpSaddr}, src4_, Op::kNotInSet), inSet({Field::kIifname}, enisSet_[kRouted])},
-        Verdict::drop(), "anti-spoofing: an ENI sends only from its own IPv4 addresses"));
-    f.push_back(verdictRule(
+        dropChain_[kRouted][kSpoof], "anti-spoofing: an ENI sends only from its own IPv4 addresses"));
+    f.push_back(dropRule(
         {inSet({Field::kIifname, Field::kIp6Saddr}, src6_, Op::kNotInSet), inSet({Field::kIifname}, enisSet_[kRouted])},
-        Verdict::drop(), "anti-spoofing: an ENI sends only from its own IPv6 addresses"));
+        dropChain_[kRouted][kSpoof], "anti-spoofing: an ENI sends only from its own IPv6 addresses"));
   }
 
   // The routed ENIs' forwarding, as a lab router filters it.

@@ -812,6 +812,27 @@ Expected<bool> deleteTable(const std::optional<std::string>& netns, std::string_
   return deleteTable(o);
 }
 
+namespace {
+// "<eni> <stage>" from a drop_ chain's counter; the table is kernel state
+// (anyone with CAP_NET_ADMIN can write it): only printable ASCII names and
+// known stages count, anything else stays an ordinary counter.
+std::optional<TableStatus::EniDrops> eniDropsOf(const TableStatus::Counter& c) {
+  if (!c.chain.starts_with("drop_")) return std::nullopt;
+  const auto sp = c.comment.rfind(' ');
+  if (sp == std::string::npos || sp == 0) return std::nullopt;
+  const std::string_view eni(c.comment.data(), sp), stage(c.comment.data() + sp + 1, c.comment.size() - sp - 1);
+  if (std::ranges::find(kDropStages, stage) == std::end(kDropStages)) return std::nullopt;
+  for (unsigned char ch : eni)
+    if (ch < 0x21 || ch > 0x7e) return std::nullopt;
+  return TableStatus::EniDrops{std::string(eni), std::string(stage), c.packets, c.bytes};
+}
+std::size_t stageIndex(std::string_view s) {
+  return static_cast<std::size_t>(std::ranges::find(kDropStages, s) - std::begin(kDropStages));
+}
+}  // namespace
+
+bool isEniDropCounter(const TableStatus::Counter& c) { return eniDropsOf(c).has_value(); }
+
 Expected<TableStatus> tableStatus(const std::optional<std::string>& netns, std::string_view table) {
   TableStatus st;
   auto done = runInNetns(netns, [&]() -> Expected<void> {
@@ -830,6 +851,12 @@ Expected<TableStatus> tableStatus(const std::optional<std::string>& netns, std::
     st.objects = k.objects.size();
     st.flowtables = k.flowtables.size();
     st.counters = std::move(k.counters);
+    if (st.owned)
+      for (const auto& c : st.counters)
+        if (auto d = eniDropsOf(c)) st.eniDrops.push_back(std::move(*d));
+    std::ranges::sort(st.eniDrops, [](const auto& a, const auto& b) {
+      return std::pair(a.eni, stageIndex(a.stage)) < std::pair(b.eni, stageIndex(b.stage));
+    });
     return {};
   });
   if (!done) return unexpected(done.error());

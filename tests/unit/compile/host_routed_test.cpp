@@ -131,7 +131,15 @@ TEST_CASE("routed and own ENIs of a host are in separate sets and maps, each ENI
     for (const auto& r : c->rules)
       for (const auto& mt : r.matches)
         for (auto fld : mt.fields) CHECK((fld != compile::Field::kIifname && fld != compile::Field::kOifname));
-    CHECK(c->rules.back().verdict == compile::Verdict::drop());
+    // ... ending in a drop counted for this ENI: a goto to its chain,
+    // which drops.
+    const auto& last = c->rules.back().verdict;
+    CHECK(last.kind == compile::VerdictKind::kGoto);
+    const auto* d = findChain(t, last.chain);
+    REQUIRE_MESSAGE(d != nullptr, last.chain);
+    CHECK(d->name.starts_with("drop_"));
+    CHECK(d->rules.back().verdict == compile::Verdict::drop());
+    CHECK(d->rules.back().comment.ends_with(" sg-ingress"));
   }
   for (const auto& e : findSet(t, "host_addr_nacl_in4")->elements) {
     REQUIRE(e.verdict);

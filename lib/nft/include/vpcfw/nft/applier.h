@@ -132,7 +132,19 @@ struct TableStatus {
     std::uint64_t packets = 0, bytes = 0;
   };
   std::vector<Counter> counters;  // rules with a counter, in chain order
+  // Drops counted for one ENI and one stage (the compiler's drop_<eni>_<stage>
+  // chains, whose counter rule's comment is "<eni> <stage>"); stage is one of
+  // kDropStages. Only for a table vpcfw owns; sorted by ENI, then stage.
+  struct EniDrops {
+    std::string eni, stage;
+    std::uint64_t packets = 0, bytes = 0;
+  };
+  std::vector<EniDrops> eniDrops;
 };
+inline constexpr std::string_view kDropStages[] = {"anti-spoofing", "nacl-egress", "nacl-ingress",
+                                                   "sg-egress",     "sg-ingress",  "invalid"};
+// The counter is one of eniDrops (so not to be listed again by rule).
+[[nodiscard]] bool isEniDropCounter(const TableStatus::Counter& c);
 [[nodiscard]] Expected<TableStatus> tableStatus(const std::optional<std::string>& netns,
                                                 std::string_view table = "vpcfw");
 
