@@ -882,13 +882,13 @@ class Daemon {
     std::string fabric, eni, stage;
     std::uint64_t packets = 0, bytes = 0;
   };
-  // What the counted drop rules of every fabric have dropped, read from the kernel.
+  // What every ENI has dropped, by stage, read from the kernel's per-ENI drop chains.
   std::vector<Drop> drops() const {
     std::vector<Drop> out;
     for (const auto& f : fabrics_) {
       auto st = nft::tableStatus(f->netns);
       if (!st) continue;
-      for (const auto& c : st->counters) out.push_back(Drop{f->name, "", c.comment, c.packets, c.bytes});
+      for (const auto& d : st->eniDrops) out.push_back(Drop{f->name, d.eni, d.stage, d.packets, d.bytes});
     }
     return out;
   }
