@@ -91,6 +91,12 @@ def report(results, label):
 
 def main():
     build = os.path.abspath(sys.argv[1])
+    if os.environ.get("VPCFW_SANITIZED"):
+        # The shipped unit's SystemCallFilter=@system-service has no ptrace,
+        # which LeakSanitizer needs at exit: sanitizer builds fail there for
+        # that reason alone. The normal build runs this test in full.
+        print("skipped: sanitizer build (LeakSanitizer needs ptrace, which the unit's SystemCallFilter forbids)")
+        return 77
     why = Container.available()
     if why:
         print(f"skipped: {why}")
