@@ -458,10 +458,16 @@ class Daemon {
       // standing, nor flood the log and the kernel while it lasts.
       if (!f.repairQueued) {
         f.repairQueued = true;
-        loop_.after(f.retry, [this, &f] {
-          f.repairQueued = false;
-          f.record.invalidate();
-          repair(f);
+        // By name, not by reference: a lab reload may drop the fabric
+        // before the retry is due.
+        loop_.after(f.retry, [this, name = f.name] {
+          for (auto& g : fabrics_)
+            if (g->name == name) {
+              g->repairQueued = false;
+              g->record.invalidate();
+              repair(*g);
+              return;
+            }
         });
         f.retry = std::min(f.retry * 2, std::chrono::milliseconds(10'000));
       }
@@ -830,22 +836,23 @@ class Daemon {
       j["last_drift_repair"] = {{"at", wallTime(*lastRepair_)}, {"seconds", lastRepairSeconds_}};
     }
     json fabrics = json::array();
+    json drops = json::array();
     for (const auto& f : fabrics_) {
       json fj{{"fabric", f->name}, {"record_valid", f->record.valid()}, {"enforcing", !f->failing}};
       if (f->failing) fj["failing"] = {{"since", wallTime(f->failingSince)}, {"error", *f->failing}};
+      // One read of the table per request: its summary and its ENIs' drops.
       auto st = nft::tableStatus(f->netns);
       if (st) {
         fj["table"] = {{"exists", st->exists}, {"owned", st->owned}, {"rules", st->rules}, {"sets", st->sets}};
+        for (const auto& d : st->eniDrops)
+          drops.push_back(
+              {{"fabric", f->name}, {"eni", d.eni}, {"stage", d.stage}, {"packets", d.packets}, {"bytes", d.bytes}});
       } else {
         fj["error"] = st.error().message;
       }
       fabrics.push_back(std::move(fj));
     }
     j["fabrics"] = std::move(fabrics);
-    json drops = json::array();
-    for (const auto& d : this->drops())
-      drops.push_back(
-          {{"fabric", d.fabric}, {"eni", d.eni}, {"stage", d.stage}, {"packets", d.packets}, {"bytes", d.bytes}});
     j["drops"] = std::move(drops);
     return j;
   }
