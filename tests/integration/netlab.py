@@ -91,6 +91,25 @@ except OSError as e:
 """
 
 
+def host_and_peer(tag, host, peer):
+    """Host mode's test topology: namespace `host` whose veth-h (10.0.1.10/24) is
+    the ENI, and `peer` on the other end (eth0: 10.0.1.20/24 in the subnet and
+    198.51.100.7/32 outside it, routed back by the host). The caller removes
+    both namespaces."""
+    for ns in (host, peer):
+        run(IP, "netns", "add", ns)
+        run(IP, "-n", ns, "link", "set", "lo", "up")
+    run(IP, "link", "add", f"{tag}a", "type", "veth", "peer", "name", f"{tag}b")
+    run(IP, "link", "set", f"{tag}a", "netns", host, "name", "veth-h")
+    run(IP, "link", "set", f"{tag}b", "netns", peer, "name", "eth0")
+    run(IP, "-n", host, "addr", "add", "10.0.1.10/24", "dev", "veth-h")
+    run(IP, "-n", host, "link", "set", "veth-h", "up")
+    run(IP, "-n", host, "route", "add", "198.51.100.0/24", "via", "10.0.1.20")
+    run(IP, "-n", peer, "addr", "add", "10.0.1.20/24", "dev", "eth0")
+    run(IP, "-n", peer, "addr", "add", "198.51.100.7/32", "dev", "eth0")
+    run(IP, "-n", peer, "link", "set", "eth0", "up")
+
+
 def report(results, label):
     """Prints each failed (name, ok) check and "label: N passed, M failed";
     returns the exit status for the test."""

@@ -27,7 +27,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from netlab import CLIENT, IP, NFT, SERVER, report, run  # noqa: E402
+from netlab import host_and_peer, CLIENT, IP, NFT, SERVER, report, run  # noqa: E402
 
 CONFIG = """
 vpcs: [{name: v, cidr: 10.0.0.0/16}]
@@ -144,18 +144,7 @@ def main():
         return None
 
     try:
-        for ns in (host, peer):
-            run(IP, "netns", "add", ns)
-            run(IP, "-n", ns, "link", "set", "lo", "up")
-        run(IP, "link", "add", f"{tag}a", "type", "veth", "peer", "name", f"{tag}b")
-        run(IP, "link", "set", f"{tag}a", "netns", host, "name", "veth-h")
-        run(IP, "link", "set", f"{tag}b", "netns", peer, "name", "eth0")
-        run(IP, "-n", host, "addr", "add", "10.0.1.10/24", "dev", "veth-h")
-        run(IP, "-n", host, "link", "set", "veth-h", "up")
-        run(IP, "-n", host, "route", "add", "198.51.100.0/24", "via", "10.0.1.20")
-        run(IP, "-n", peer, "addr", "add", "10.0.1.20/24", "dev", "eth0")
-        run(IP, "-n", peer, "addr", "add", "198.51.100.7/32", "dev", "eth0")
-        run(IP, "-n", peer, "link", "set", "eth0", "up")
+        host_and_peer(tag, host, peer)
         server = subprocess.Popen([IP, "netns", "exec", host, "/usr/bin/python3", "-c", SERVER, "80,8080", ""],
                                   stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         assert server.stdout.readline().strip() == "ready"
