@@ -123,4 +123,15 @@ struct Ruleset {
   Table table;
 };
 
+// Which named objects of a fabric's Ruleset may differ from the same fabric's
+// previous Ruleset (compile::IncrementalCompiler's result): sets and chains
+// listed by name, including ones added or removed; every object not listed is
+// equal to its previous self, element for element and rule for rule. `all`:
+// nothing is known (a first compile, a fallback): compare everything.
+struct RulesetChanges {
+  bool all = true;
+  bool table = false;  // the table's own attributes or its set of objects' order
+  std::vector<std::string> sets, chains;
+};
+
 }  // namespace vpcfw::compile
