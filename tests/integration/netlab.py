@@ -9,6 +9,7 @@ import ipaddress
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -108,6 +109,44 @@ def host_and_peer(tag, host, peer):
     run(IP, "-n", peer, "addr", "add", "10.0.1.20/24", "dev", "eth0")
     run(IP, "-n", peer, "addr", "add", "198.51.100.7/32", "dev", "eth0")
     run(IP, "-n", peer, "link", "set", "eth0", "up")
+
+
+class Notifications:
+    """The daemon's sd_notify messages, read from our own datagram socket."""
+
+    def __init__(self, path):
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(path)
+        self.messages = []
+
+    def wait(self, key, timeout=10.0):
+        """The next message holding `key` (e.g. 'READY=1'); None on timeout."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.sock.settimeout(max(0.01, deadline - time.monotonic()))
+            try:
+                data = self.sock.recv(65536).decode("utf-8", "replace")
+            except socket.timeout:
+                break
+            self.messages.append(data)
+            if key in data.split("\n"):
+                return data
+        return None
+
+    def drain(self):
+        """Forgets what the daemon said so far (answers to earlier steps)."""
+        self.sock.setblocking(False)
+        try:
+            while True:
+                self.messages.append(self.sock.recv(65536).decode("utf-8", "replace"))
+        except BlockingIOError:
+            pass
+        finally:
+            self.sock.setblocking(True)
+
+    def close(self):
+        self.sock.close()
 
 
 def report(results, label):

@@ -27,7 +27,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from netlab import host_and_peer, CLIENT, IP, NFT, SERVER, report, run  # noqa: E402
+from netlab import host_and_peer, CLIENT, IP, NFT, Notifications, SERVER, report, run  # noqa: E402
 
 CONFIG = """
 vpcs: [{name: v, cidr: 10.0.0.0/16}]
@@ -44,44 +44,6 @@ OPEN_8080 = CONFIG.replace("      - {protocol: tcp, ports: 80, cidr: 198.51.100.
                            "      - {protocol: tcp, ports: 80, cidr: 198.51.100.0/24}\n"
                            "      - {protocol: tcp, ports: 8080, cidr: 198.51.100.0/24}\n")
 INVALID = OPEN_8080 + "  - {name: h2, subnet: s, private_ip: 10.0.1.999}\n"
-
-
-class Notifications:
-    """The daemon's sd_notify messages, read from our own datagram socket."""
-
-    def __init__(self, path):
-        self.path = path
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(path)
-        self.messages = []
-
-    def wait(self, key, timeout=10.0):
-        """The next message holding `key` (e.g. 'READY=1'); None on timeout."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            self.sock.settimeout(max(0.01, deadline - time.monotonic()))
-            try:
-                data = self.sock.recv(65536).decode("utf-8", "replace")
-            except socket.timeout:
-                break
-            self.messages.append(data)
-            if key in data.split("\n"):
-                return data
-        return None
-
-    def drain(self):
-        """Forgets what the daemon said so far (answers to earlier steps)."""
-        self.sock.setblocking(False)
-        try:
-            while True:
-                self.messages.append(self.sock.recv(65536).decode("utf-8", "replace"))
-        except BlockingIOError:
-            pass
-        finally:
-            self.sock.setblocking(True)
-
-    def close(self):
-        self.sock.close()
 
 
 def main():

@@ -34,6 +34,7 @@
 
 #include "vpcfw/base/diagnostic.h"
 #include "vpcfw/compile/compiler.h"
+#include "vpcfw/compile/incremental.h"
 #include "vpcfw/config/source.h"
 #include "vpcfw/eval/evaluator.h"
 #include "vpcfw/eval/report.h"
@@ -72,7 +73,11 @@ double secondsSince(Clock::time_point t0) { return std::chrono::duration<double>
 struct Fabric {
   std::string name;                  // the ruleset's fabric
   std::optional<std::string> netns;  // where it lives; nullopt: the daemon's own namespace
-  compile::Ruleset desired;
+  // What the fabric must hold: in host mode the incremental compiler's
+  // result (kept there, patched in place by each reload), in lab mode the
+  // lab plan's copy in `owned`.
+  const compile::Ruleset* desired = nullptr;
+  std::optional<compile::Ruleset> owned;
   std::optional<nft::Monitor> monitor;
   nft::TableRecord record;
   std::deque<std::uint32_t> own;  // generations of our own commits
@@ -499,7 +504,9 @@ class Daemon {
     refreshStatus();
   }
 
-  Expected<nft::ApplyReport> applyTo(Fabric& f) {
+  // `changes`: which objects differ from the ruleset last applied (a reload's
+  // incremental compile); nullptr: unknown (a repair: the record is gone).
+  Expected<nft::ApplyReport> applyTo(Fabric& f, const compile::RulesetChanges* changes = nullptr) {
     // The namespace is named, and a name can be given to another namespace
     // (deleted and made again): the monitor would watch the old one and the
     // record describe it. Then both start over in the namespace the name
@@ -512,11 +519,13 @@ class Daemon {
       ReloadOutcome ignored;
       if (!openMonitor(f, ignored)) return makeError(ErrorCode::kKernel, ignored.message);
     }
+    if (!f.desired) return makeError(ErrorCode::kInternal, "no compiled ruleset for this fabric");
     nft::ApplyOptions ao;
     ao.netns = f.netns;
     ao.record = &f.record;
     ao.lockTimeout = o_.lockTimeout;
-    auto r = nft::applyRuleset(f.desired, ao);
+    ao.changes = changes;
+    auto r = nft::applyRuleset(*f.desired, ao);
     if (r && r->changed) f.remember(r->generation);
     return r;
   }
@@ -575,9 +584,10 @@ class Daemon {
     }
     auto model = std::make_shared<const model::Model>(std::move(*m));
     t0 = Clock::now();
-    auto wanted = o_.lab ? planLab(*model, out) : planHost(*model, out);
+    auto wanted = o_.lab ? planLab(*model, out) : planHost(model, out);
     const double compileMs = secondsSince(t0) * 1000;
     if (!wanted) {
+      restoreCompiler();
       out.result = ReloadOutcome::Result::kRejected;
       return out;
     }
@@ -586,7 +596,10 @@ class Daemon {
     if (o_.lab) {
       if (!enforceLab(*wanted, out, changed)) return out;
     } else {
-      if (!enforceHost(*wanted, out, changed, initial)) return out;
+      if (!enforceHost(*wanted, out, changed, initial)) {
+        restoreCompiler();
+        return out;
+      }
     }
     model_ = std::move(model);
     if (changed || generation_ == 0) ++generation_;
@@ -594,7 +607,11 @@ class Daemon {
     out.message = changed ? fmt::format("generation {} committed", generation_)
                           : fmt::format("config unchanged in the kernel; generation {}", generation_);
     out.message +=
-        fmt::format(" (load + validate {:.1f} ms, compile {:.1f} ms, apply {:.1f} ms{})", loadMs, compileMs,
+        fmt::format(" (load + validate {:.1f} ms, compile {:.1f} ms{}, apply {:.1f} ms{})", loadMs, compileMs,
+                    o_.lab ? std::string()
+                    : compiler_.fullCompile()
+                        ? fmt::format(" (all {} ENIs)", model_->instances.size())
+                        : fmt::format(" ({} of {} ENIs)", compiler_.recompiledEnis(), model_->instances.size()),
                     secondsSince(t0) * 1000,
                     lastApply_ && !o_.lab
                         ? fmt::format(": linearize {:.1f}, {}, batch {:.1f}, commit {:.1f}", lastApply_->linearizeMs,
@@ -606,20 +623,21 @@ class Daemon {
   }
 
   struct Wanted {
-    std::vector<compile::Ruleset> rulesets;
+    const compile::Ruleset* host = nullptr;  // host mode: in compiler_
+    std::vector<compile::Ruleset> rulesets;  // lab mode
     std::optional<lab::LabPlan> plan;
   };
 
-  std::optional<Wanted> planHost(const model::Model& m, ReloadOutcome& out) {
-    auto rulesets = compile::compileRulesets(m, compile::labPlacement(m));
-    if (!rulesets) {
-      out.message = rulesets.error().message;
+  std::optional<Wanted> planHost(const std::shared_ptr<const model::Model>& m, ReloadOutcome& out) {
+    auto compiled = compiler_.compile(m);
+    if (!compiled) {
+      out.message = compiled.error().message;
       return std::nullopt;
     }
     Wanted w;
-    for (auto& r : *rulesets)
-      if (r.hostMode && r.fabric == host_) w.rulesets.push_back(std::move(r));
-    if (w.rulesets.empty()) {
+    for (const auto& r : compiler_.rulesets())
+      if (r.hostMode && r.fabric == host_) w.host = &r;
+    if (!w.host) {
       // Enforcing nothing because of a typo in --host or a config edit
       // would fail open: refused; `vpcfw flush` is how rules are removed.
       out.message = fmt::format("no instance of the config lives on host {} (--host; `vpcfw flush` removes the rules)",
@@ -641,8 +659,31 @@ class Daemon {
     return w;
   }
 
+  // The compiler moved on to a config that is not in force (refused, or the
+  // kernel refused its batch): it starts over from the one that is, so that
+  // the fabric's desired ruleset is again what the kernel holds and the next
+  // reload's changes are counted from it. Slow (a full compile), and only on
+  // this path.
+  void restoreCompiler() {
+    if (o_.lab) return;
+    compiler_.reset();
+    if (!model_) {
+      for (auto& f : fabrics_) f->desired = nullptr;
+      return;
+    }
+    const bool ok = compiler_.compile(model_).has_value();
+    for (auto& f : fabrics_) {
+      f->desired = nullptr;
+      if (ok)
+        for (const auto& r : compiler_.rulesets())
+          if (r.hostMode && r.fabric == f->name) f->desired = &r;
+      // Nothing to repair against: the record (what the kernel holds) stays,
+      // and the next reload computes from it.
+    }
+  }
+
   bool enforceHost(Wanted& w, ReloadOutcome& out, bool& changed, bool initial) {
-    auto& desired = w.rulesets.front();
+    const compile::Ruleset& desired = *w.host;
     if (fabrics_.empty()) {
       auto f = std::make_unique<Fabric>();
       f->name = desired.fabric;
@@ -653,11 +694,9 @@ class Daemon {
     Fabric& f = *fabrics_.front();
     // Drift seen so far is repaired by this apply too: read the monitor first.
     onMonitorQuiet(f);
-    auto previous = std::move(f.desired);
-    f.desired = std::move(desired);
-    auto r = applyTo(f);
+    f.desired = &desired;
+    auto r = applyTo(f, &compiler_.changes(f.name));
     if (!r) {
-      f.desired = std::move(previous);
       out.result = ReloadOutcome::Result::kFailed;
       out.message =
           fmt::format("{}: {}{}", f.name, r.error().message, initial ? "" : "; the kernel refused the whole batch");
@@ -714,7 +753,8 @@ class Daemon {
         f->netns = r.fabric;
         if (!openMonitor(*f, out)) return false;
       }
-      f->desired = std::move(r);
+      f->owned = std::move(r);
+      f->desired = &*f->owned;
       onMonitorQuiet(*f);
       f->record.invalidate();
       // Verify (and repair) each fabric against a read-back: a change made
@@ -792,11 +832,12 @@ class Daemon {
     nftRules_ = 0;
     elements_ = 0;
     for (const auto& f : fabrics_) {
-      for (const auto& s : f->desired.table.sets) {
+      if (!f->desired) continue;
+      for (const auto& s : f->desired->table.sets) {
         elements_ += s.elements.size();
         if (s.name == "enis") enis_ += s.elements.size();
       }
-      for (const auto& c : f->desired.table.chains) nftRules_ += c.rules.size();
+      for (const auto& c : f->desired->table.chains) nftRules_ += c.rules.size();
     }
     if (generation_) sd_notify(0, fmt::format("STATUS={}", statusLine()).c_str());
     if (!o_.metricsFile.empty()) {
@@ -906,6 +947,7 @@ class Daemon {
   std::string host_;
   std::optional<config::ConfigSource> source_;
   std::shared_ptr<const model::Model> model_;
+  compile::IncrementalCompiler compiler_;  // host mode
   std::vector<std::unique_ptr<Fabric>> fabrics_;
   int inotify_ = -1, signals_ = -1;
   std::set<std::string> watchedNames_;

@@ -83,6 +83,9 @@ struct ApplyOptions {
   std::function<void(const std::string& holder)> lockWaiting;  // see LockOptions::waiting
   // vpcfwd: compute from this record when it is valid, and update it.
   TableRecord* record = nullptr;
+  // With a valid record: only these objects may differ from it (see
+  // compile::RulesetChanges); nullptr or all: compare everything.
+  const compile::RulesetChanges* changes = nullptr;
   // Tests only: run right before each batch is sent, and in the middle of
   // each read-back (after the table, before its contents), to change the
   // ruleset behind apply's back.
