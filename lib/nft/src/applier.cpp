@@ -656,6 +656,21 @@ Expected<bool> sendOrCheck(Socket& sock, Batch& b, const ApplyOptions& o, ApplyR
   return false;
 }
 
+// The record's entry for what the kernel holds of `s` / `c` after a commit.
+KernelSet recordOf(LinearSet&& s) {
+  KernelSet ks;
+  ks.signature = std::move(s.signature);
+  ks.elements = std::move(s.elements);
+  return ks;
+}
+KernelChain recordOf(LinearChain&& c) {
+  KernelChain kc;
+  kc.signature = std::move(c.signature);
+  kc.rules.reserve(c.rules.size());
+  for (auto& r : c.rules) kc.rules.push_back(std::move(r.signature));
+  return kc;
+}
+
 // What the kernel holds right after committing `d`: the same reduction a
 // read-back makes of it (signatures are computed by the same functions).
 // Takes the strings out of `d`, which is not used afterwards.
@@ -665,15 +680,12 @@ KernelTable recordOf(LinearTable&& d) {
   k.owned = true;
   k.signature = d.signature;
   for (auto& s : d.sets) {
-    auto& ks = k.sets[nftnl_set_get_str(s.set.get(), NFTNL_SET_NAME)];
-    ks.signature = std::move(s.signature);
-    ks.elements = std::move(s.elements);
+    std::string name = nftnl_set_get_str(s.set.get(), NFTNL_SET_NAME);
+    k.sets.emplace(std::move(name), recordOf(std::move(s)));
   }
   for (auto& c : d.chains) {
-    auto& kc = k.chains[nftnl_chain_get_str(c.chain.get(), NFTNL_CHAIN_NAME)];
-    kc.signature = std::move(c.signature);
-    kc.rules.reserve(c.rules.size());
-    for (auto& r : c.rules) kc.rules.push_back(std::move(r.signature));
+    std::string name = nftnl_chain_get_str(c.chain.get(), NFTNL_CHAIN_NAME);
+    k.chains.emplace(std::move(name), recordOf(std::move(c)));
   }
   return k;
 }
@@ -685,6 +697,88 @@ struct TableRecord::Data {
   std::uint32_t generation = 0;
   KernelTable table;
 };
+
+namespace {
+
+// The generation an apply leaves the ruleset at.
+std::uint32_t generationAfter(const ApplyReport& report, std::uint32_t computedAt) {
+  const std::uint32_t g = report.changed ? computedAt + 1 : computedAt;
+  return g == 0 ? 1 : g;  // the kernel skips 0
+}
+
+// An apply from the record and a RulesetChanges hint (!changes.all): only
+// the named sets and chains are linearized and compared with the record;
+// every other object is, by the hint's contract, what the record says. The
+// hint is trusted (it cannot be checked without the work it saves), but a
+// hint that misses an added or removed object is caught by counting: the
+// record's objects, less the named ones it has, plus the named ones desired
+// has, must be the desired table's. Returns false when the caller must take
+// the full path (the hint or the record cannot serve, or the kernel refused
+// the batch); the record is then invalid if a batch was sent.
+bool applyChanges(Socket& sock, const compile::Ruleset& desired, const compile::RulesetChanges& changes,
+                  TableRecord::Data& rec, const ApplyOptions& o, ApplyReport& report) {
+  const KernelTable& r = rec.table;
+  if (!r.exists || !r.owned || !r.unreadable.empty() || !r.objects.empty() || !r.flowtables.empty()) return false;
+  auto t0 = std::chrono::steady_clock::now();
+  LinearizeOnly only;
+  only.sets.insert(changes.sets.begin(), changes.sets.end());
+  only.chains.insert(changes.chains.begin(), changes.chains.end());
+  LinearTable d = linearize(desired.table, &only);
+  report.linearizeMs = msSince(t0);
+  report.compared = d.sets.size() + d.chains.size();
+  if (d.signature != r.signature) return false;
+
+  t0 = std::chrono::steady_clock::now();
+  // The record's part the hint names, as a table of its own for the diff.
+  KernelTable k;
+  k.exists = true;
+  k.owned = true;
+  k.signature = r.signature;
+  std::size_t sets = r.sets.size(), chains = r.chains.size();
+  for (const auto& name : only.sets)
+    if (auto it = r.sets.find(name); it != r.sets.end()) {
+      if (it->second.anonymous) return false;
+      k.sets.emplace(name, it->second);
+      --sets;
+    }
+  for (const auto& name : only.chains)
+    if (auto it = r.chains.find(name); it != r.chains.end()) {
+      if (it->second.binding) return false;
+      k.chains.emplace(name, it->second);
+      --chains;
+    }
+  if (sets + d.sets.size() != desired.table.sets.size() || chains + d.chains.size() != desired.table.chains.size())
+    return false;  // a stale hint: some added or removed object is not named
+  if (needsFullReplace(d, k)) return false;
+  Batch b(rec.generation);
+  incrementalBatch(b, d, k, report.changes);
+  report.buildMs = msSince(t0);
+  auto moved = sendOrCheck(sock, b, o, report);
+  if (!moved || *moved) {
+    rec.valid = false;
+    report.changes.clear();
+    report.changed = false;
+    report.messages = 0;
+    report.batchBytes = 0;
+    return false;
+  }
+  report.fromRecord = true;
+  report.generation = generationAfter(report, rec.generation);
+  rec.generation = report.generation;
+  for (const auto& name : only.sets) rec.table.sets.erase(name);
+  for (const auto& name : only.chains) rec.table.chains.erase(name);
+  for (auto& s : d.sets) {
+    std::string name = nftnl_set_get_str(s.set.get(), NFTNL_SET_NAME);
+    rec.table.sets.emplace(std::move(name), recordOf(std::move(s)));
+  }
+  for (auto& c : d.chains) {
+    std::string name = nftnl_chain_get_str(c.chain.get(), NFTNL_CHAIN_NAME);
+    rec.table.chains.emplace(std::move(name), recordOf(std::move(c)));
+  }
+  return true;
+}
+
+}  // namespace
 TableRecord::TableRecord() : d_(std::make_unique<Data>()) {}
 TableRecord::~TableRecord() = default;
 TableRecord::TableRecord(TableRecord&&) noexcept = default;
@@ -696,21 +790,29 @@ void TableRecord::invalidate() {
 }
 std::uint32_t TableRecord::generation() const { return d_->generation; }
 void TableRecord::advance(std::uint32_t generation) { d_->generation = generation; }
+void TableRecord::assumeAbsent(std::uint32_t generation) {
+  d_->table = KernelTable{};
+  d_->generation = generation;
+  d_->valid = true;
+}
 
 Expected<ApplyReport> applyRuleset(const compile::Ruleset& desired, const ApplyOptions& options) {
   ApplyReport report;
+  TableRecord::Data* rec = options.record ? &options.record->data() : nullptr;
   auto done = runInNetns(options.netns, [&]() -> Expected<void> {
     auto lock = lockFabric(LockOptions{options.lockTimeout, options.lockWaiting});
     if (!lock) return unexpected(lock.error());
     auto sock = Socket::open();
     if (!sock) return unexpected(sock.error());
+    if (rec && rec->valid && !options.fullReplace && !options.check && options.changes && !options.changes->all) {
+      if (applyChanges(*sock, desired, *options.changes, *rec, options, report)) return {};
+    }
     auto t0 = std::chrono::steady_clock::now();
     LinearTable d = linearize(desired.table);
     report.linearizeMs = msSince(t0);
-    TableRecord::Data* rec = options.record ? &options.record->data() : nullptr;
+    report.compared = d.sets.size() + d.chains.size();
     auto remember = [&](std::uint32_t computedAt) {
-      report.generation = report.changed ? computedAt + 1 : computedAt;
-      if (report.generation == 0) report.generation = 1;  // the kernel skips 0
+      report.generation = generationAfter(report, computedAt);
       if (!rec) return;
       if (options.check) {
         rec->valid = false;
@@ -770,7 +872,12 @@ Expected<ApplyReport> applyRuleset(const compile::Ruleset& desired, const ApplyO
                                  "changed (someone keeps changing it)",
                                  kMaxAttempts));
   });
-  if (!done) return unexpected(done.error());
+  if (!done) {
+    // Whatever failed, the record may no longer be what the caller's next
+    // hint is relative to: the next apply reads back.
+    if (options.record) options.record->invalidate();
+    return unexpected(done.error());
+  }
   return report;
 }
 
@@ -861,6 +968,20 @@ Expected<TableStatus> tableStatus(const std::optional<std::string>& netns, std::
   });
   if (!done) return unexpected(done.error());
   return st;
+}
+
+Expected<std::uint32_t> rulesetGeneration(const std::optional<std::string>& netns) {
+  std::uint32_t gen = 0;
+  auto done = runInNetns(netns, [&]() -> Expected<void> {
+    auto sock = Socket::open();
+    if (!sock) return unexpected(sock.error());
+    auto g = sock->generation();
+    if (!g) return unexpected(g.error());
+    gen = *g;
+    return {};
+  });
+  if (!done) return unexpected(done.error());
+  return gen;
 }
 
 Expected<std::vector<std::string>> diffRuleset(const compile::Ruleset& desired, const std::optional<std::string>& netns,

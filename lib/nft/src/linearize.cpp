@@ -517,19 +517,23 @@ bool hasOwnerMarker(nftnl_table* t) {
   return found.marker;
 }
 
-LinearTable linearize(const compile::Table& t) {
+LinearTable linearize(const compile::Table& t, const LinearizeOnly* only) {
   LinearTable out;
   out.name = t.name;
   out.signature = tableSignature(makeOwnedTable(t.name).get());
-  std::uint32_t setId = 1;
+  // A set's id is its place in the whole table, so that a partial
+  // linearization gives each set the id the whole one would.
+  std::uint32_t setId = 0;
   for (const auto& s : t.sets) {
+    ++setId;
+    if (only && !only->sets.contains(s.name)) continue;
     LinearSet ls;
     ls.set.reset(nftnl_set_alloc());
     nftnl_set* ns = ls.set.get();
     nftnl_set_set_str(ns, NFTNL_SET_TABLE, t.name.c_str());
     nftnl_set_set_str(ns, NFTNL_SET_NAME, s.name.c_str());
     nftnl_set_set_u32(ns, NFTNL_SET_FAMILY, NFPROTO_INET);
-    nftnl_set_set_u32(ns, NFTNL_SET_ID, setId++);
+    nftnl_set_set_u32(ns, NFTNL_SET_ID, setId);
     std::uint32_t type = 0, len = 0, flags = 0;
     std::vector<std::uint8_t> fieldLens;
     for (auto f : s.key) {
@@ -557,6 +561,7 @@ LinearTable linearize(const compile::Table& t) {
     out.sets.push_back(std::move(ls));
   }
   for (const auto& c : t.chains) {
+    if (only && !only->chains.contains(c.name)) continue;
     LinearChain lc;
     lc.chain.reset(nftnl_chain_alloc());
     nftnl_chain* nc = lc.chain.get();

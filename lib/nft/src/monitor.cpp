@@ -105,10 +105,12 @@ Expected<Monitor> Monitor::open(const std::optional<std::string>& netns, std::st
       nl = nullptr;
       return systemError(ErrorCode::kKernel, "cannot subscribe to nftables announcements", e);
     }
-    // `nft flush ruleset` of a big table announces every object: room for
-    // a few MB of announcements before the kernel has to drop some.
-    int rcv = 8 << 20;
-    setsockopt(mnl_socket_get_fd(nl), SOL_SOCKET, SO_RCVBUFFORCE, &rcv, sizeof rcv);
+    // A commit of a big table (vpcfwd's own full apply, `nft flush
+    // ruleset`) announces every rule and element. The buffer is charged
+    // only while announcements wait, so it can be generous.
+    int rcv = kReceiveBuffer;
+    if (setsockopt(mnl_socket_get_fd(nl), SOL_SOCKET, SO_RCVBUFFORCE, &rcv, sizeof rcv) != 0)
+      setsockopt(mnl_socket_get_fd(nl), SOL_SOCKET, SO_RCVBUF, &rcv, sizeof rcv);
     return {};
   });
   if (!done) return unexpected(done.error());
@@ -166,6 +168,8 @@ Expected<bool> Monitor::drain(const std::function<void(const Transaction&)>& eac
       if (gm->nfgen_family != NFPROTO_INET && gm->nfgen_family != NFPROTO_UNSPEC) continue;
       if (table && *table != table_) continue;
       pending_.touched = true;
+      // Only a deletion that names our table: the record built on it skips the read-back.
+      pending_.tableGone = type == NFT_MSG_DELTABLE && table.has_value();
       if (pending_.what.size() < kMaxWhat) {
         std::string text = fmt::format("{} {}", object, isDelete(type) ? "deleted" : "added");
         if (type != NFT_MSG_NEWTABLE && type != NFT_MSG_DELTABLE) {

@@ -15,6 +15,7 @@
 
 #include <memory>
 #include <string>
+#include <unordered_set>
 #include <vector>
 
 #include "vpcfw/compile/ir.h"
@@ -89,7 +90,13 @@ struct LinearTable {
   std::vector<LinearChain> chains;
 };
 
-LinearTable linearize(const compile::Table& t);
+// The names a partial linearization keeps (RulesetChanges' sets and chains).
+struct LinearizeOnly {
+  std::unordered_set<std::string> sets, chains;
+};
+// The whole table, or (only != nullptr) the table's signature and just the
+// sets and chains `only` names.
+LinearTable linearize(const compile::Table& t, const LinearizeOnly* only = nullptr);
 
 // The table by name only (for DELTABLE and a create-if-missing NEWTABLE).
 TablePtr makeTable(const std::string& name);

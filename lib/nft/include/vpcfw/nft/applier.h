@@ -66,6 +66,11 @@ class TableRecord {
   std::uint32_t generation() const;
   // The ruleset moved on to `generation` without touching the table.
   void advance(std::uint32_t generation);
+  // The table does not exist at `generation` (the monitor saw it deleted,
+  // Transaction::tableGone): the record becomes valid and empty, so the
+  // repair creates the table without reading anything back. Should the
+  // generation be wrong, the kernel refuses the batch and apply reads back.
+  void assumeAbsent(std::uint32_t generation);
 
   struct Data;
   Data& data() { return *d_; }
@@ -83,8 +88,16 @@ struct ApplyOptions {
   std::function<void(const std::string& holder)> lockWaiting;  // see LockOptions::waiting
   // vpcfwd: compute from this record when it is valid, and update it.
   TableRecord* record = nullptr;
-  // With a valid record: only these objects may differ from it (see
-  // compile::RulesetChanges); nullptr or all: compare everything.
+  // With a valid record: which sets and chains of `desired` may differ from
+  // the ruleset this record was last applied from (compile::
+  // IncrementalCompiler's report, accumulated over applies that failed).
+  // When !all, only the named objects are linearized and compared, and the
+  // record is updated for them alone; every other object is taken to be as
+  // the record says. The hint is trusted: an object it does not name is
+  // not looked at (so an object named without need only costs time). A
+  // hint that misses an added or removed object is caught (the object
+  // counts disagree) and the apply compares everything. Any failed apply
+  // invalidates the record, so the next one reads back.
   const compile::RulesetChanges* changes = nullptr;
   // Tests only: run right before each batch is sent, and in the middle of
   // each read-back (after the table, before its contents), to change the
@@ -100,6 +113,9 @@ struct ApplyReport {
   std::size_t attempts = 0;  // batches sent (more than 1: the generation moved under us)
   std::size_t reads = 0;     // read-backs (more than 1: the ruleset changed while it was read)
   bool fromRecord = false;   // computed from ApplyOptions::record, without a read-back
+  // Sets + chains linearized and compared: the table's all, or (with a
+  // RulesetChanges hint) just the named ones.
+  std::size_t compared = 0;
   // The generation the ruleset had after this apply (its commit's, when it changed something).
   std::uint32_t generation = 0;
   std::vector<std::string> changes;  // one line per changed object, for people
@@ -150,6 +166,11 @@ inline constexpr std::string_view kDropStages[] = {"anti-spoofing", "nacl-egress
 [[nodiscard]] bool isEniDropCounter(const TableStatus::Counter& c);
 [[nodiscard]] Expected<TableStatus> tableStatus(const std::optional<std::string>& netns,
                                                 std::string_view table = "vpcfw");
+
+// The ruleset's generation in `netns` (NFT_MSG_GETGEN): what the monitor's
+// NEWGEN announcements count. Equal to the generation an apply reported:
+// nobody committed anything since, whatever announcements were lost.
+[[nodiscard]] Expected<std::uint32_t> rulesetGeneration(const std::optional<std::string>& netns);
 
 // What differs between the kernel and `desired`, one line per object;
 // empty when they match. Compares the table's attributes, every chain, rule,

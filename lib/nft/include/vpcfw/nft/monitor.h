@@ -18,12 +18,20 @@
 namespace vpcfw::nft {
 
 struct Transaction {
-  std::uint32_t generation = 0;   // what the ruleset is at after it
-  bool touched = false;           // it changed the watched table (inet family)
+  std::uint32_t generation = 0;  // what the ruleset is at after it
+  bool touched = false;          // it changed the watched table (inet family)
+  // The watched table does not exist after it: the transaction's last word
+  // on the table was its deletion (`nft flush ruleset`, `nft delete table`).
+  // Then a repair needs no read-back (TableRecord::assumeAbsent).
+  bool tableGone = false;
   std::vector<std::string> what;  // "rule deleted in chain forward", ... (bounded)
   std::uint32_t pid = 0;          // the committing process (NFTA_GEN_PROC_PID), 0 if unknown
   std::string process;            // its name (NFTA_GEN_PROC_NAME), as the kernel gives it
 };
+
+// The receive buffer the monitor asks for (SO_RCVBUFFORCE; without
+// CAP_NET_ADMIN, SO_RCVBUF up to net.core.rmem_max).
+inline constexpr int kReceiveBuffer = 64 << 20;
 
 class Monitor {
  public:
@@ -39,8 +47,11 @@ class Monitor {
 
   // Reads everything queued and calls `each` per complete transaction.
   // Returns false when the kernel dropped announcements (the socket's
-  // buffer overflowed, ENOBUFS): the caller cannot know what changed and
-  // must read the table back.
+  // buffer overflowed, ENOBUFS): the caller cannot tell from them what
+  // changed. The ruleset's generation (rulesetGeneration, applier.h) still
+  // can: if it is the caller's own last commit's, nobody else committed.
+  // The buffer holds the echo of a full commit of a 60,000-rule table
+  // (kReceiveBuffer), so overflows take a flood of foreign commits.
   [[nodiscard]] Expected<bool> drain(const std::function<void(const Transaction&)>& each);
 
  private:
