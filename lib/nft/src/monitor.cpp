@@ -136,8 +136,13 @@ Expected<bool> Monitor::drain(const std::function<void(const Transaction&)>& eac
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) break;
       if (errno == ENOBUFS) {
+        // The transaction under way lost messages: what it did to the
+        // table is unknown, so it counts as having touched it (treating it
+        // as untouched would let the caller move its record past drift).
         complete = false;
         pending_ = Transaction{};
+        pending_.touched = true;
+        pending_.what.push_back("announcements lost");
         continue;
       }
       return systemError(ErrorCode::kKernel, "reading nftables announcements", errno);

@@ -418,11 +418,7 @@ class Daemon {
     bool drift = false;
     std::vector<std::string> what, who;
     auto complete = f.monitor->drain([&](const nft::Transaction& t) {
-      if (!t.touched) {
-        if (f.record.valid() && t.generation) f.record.advance(t.generation);
-        return;
-      }
-      if (f.isOwn(t.generation)) return;
+      if (follow(f, t)) return;
       drift = true;
       for (const auto& w : t.what) what.push_back(w);
       who.push_back(fmt::format("{} (pid {}, generation {})", t.process.empty() ? "?" : escapeForMessage(t.process),
@@ -430,14 +426,14 @@ class Daemon {
     });
     if (!complete) {
       say(LogLevel::kWarning, fmt::format("{}: {}", f.name, complete.error().message));
+      f.record.invalidate();
       drift = true;
-    } else if (!*complete) {
+    } else if (!*complete && !survivesOverflow(f)) {
       say(LogLevel::kWarning,
           fmt::format("{}: the kernel dropped ruleset announcements; reading the table back", f.name));
       drift = true;
     }
     if (!drift) return;
-    f.record.invalidate();
     if (!what.empty() && Clock::now() - f.lastDriftLog >= std::chrono::seconds(1))
       say(LogLevel::kWarning,
           fmt::format("{}: table inet vpcfw changed by {}: {}{}", f.name, fmt::join(who, ", "),
@@ -799,19 +795,48 @@ class Daemon {
     return true;
   }
 
+  // Keeps the record true across one announced transaction; false: it was
+  // drift (someone else changed the table). A change elsewhere moves the
+  // record's generation on; our own commits are in it already; a foreign
+  // change to the table drops it (the repair reads back), unless the table
+  // is gone afterwards (`nft flush ruleset`): then the record says "absent"
+  // and the repair recreates the table without reading anything.
+  static bool follow(Fabric& f, const nft::Transaction& t) {
+    if (!t.touched) {
+      if (f.record.valid() && t.generation) f.record.advance(t.generation);
+      return true;
+    }
+    if (f.isOwn(t.generation)) return true;
+    if (t.tableGone && t.generation)
+      f.record.assumeAbsent(t.generation);
+    else
+      f.record.invalidate();
+    return false;
+  }
+
+  // After the kernel dropped announcements: if the ruleset is still at the
+  // generation the record is true at, nobody committed anything since, and
+  // what was lost was only the echo of our own commit (a big one fills the
+  // socket). Otherwise the record is dropped and the table read back.
+  bool survivesOverflow(Fabric& f) {
+    if (f.record.valid()) {
+      auto gen = nft::rulesetGeneration(f.netns);
+      if (gen && *gen == f.record.generation()) return true;
+    }
+    f.record.invalidate();
+    return false;
+  }
+
   // Reads the monitor before our own apply: what others changed is repaired
-  // by that apply (the record is dropped, so it reads back).
+  // by that apply (the record says what the kernel holds, or is dropped and
+  // the apply reads back).
   void onMonitorQuiet(Fabric& f) {
     if (!f.monitor) return;
-    bool drift = false;
-    auto complete = f.monitor->drain([&](const nft::Transaction& t) {
-      if (!t.touched) {
-        if (f.record.valid() && t.generation) f.record.advance(t.generation);
-      } else if (!f.isOwn(t.generation)) {
-        drift = true;
-      }
-    });
-    if (!complete || !*complete || drift) f.record.invalidate();
+    auto complete = f.monitor->drain([&](const nft::Transaction& t) { (void)follow(f, t); });
+    if (!complete)
+      f.record.invalidate();
+    else if (!*complete)
+      (void)survivesOverflow(f);
   }
 
   // ------------------------------------------------------------ status
