@@ -605,9 +605,9 @@ class Daemon {
     out.message +=
         fmt::format(" (load + validate {:.1f} ms, compile {:.1f} ms{}, apply {:.1f} ms{})", loadMs, compileMs,
                     o_.lab ? std::string()
-                    : compiler_.fullCompile()
+                    : compiler_.stats().full
                         ? fmt::format(" (all {} ENIs)", model_->instances.size())
-                        : fmt::format(" ({} of {} ENIs)", compiler_.recompiledEnis(), model_->instances.size()),
+                        : fmt::format(" ({} of {} ENIs)", compiler_.stats().enisRecompiled, model_->instances.size()),
                     secondsSince(t0) * 1000,
                     lastApply_ && !o_.lab
                         ? fmt::format(": linearize {:.1f}, {}, batch {:.1f}, commit {:.1f}", lastApply_->linearizeMs,

@@ -15,10 +15,11 @@ class IncrementalCompiler {
   const std::vector<Ruleset>& rulesets() const { return rulesets_; }
   const RulesetChanges& changes(std::string_view) const { return all_; }
   void reset() { rulesets_.clear(); }
-  std::size_t recompiledEnis() const { return 0; }
-  bool fullCompile() const { return true; }
+  struct Stats { bool full = true; std::size_t enisRecompiled = 0; };
+  const Stats& stats() const { return stats_; }
  private:
   std::vector<Ruleset> rulesets_;
   RulesetChanges all_;
+  Stats stats_;
 };
 }  // namespace vpcfw::compile
