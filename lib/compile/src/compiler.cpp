@@ -225,7 +225,7 @@ class FabricCompiler {
       layout_->prefixChains = chains_.size();
     }
     for (auto i : enis_) {
-      if (only_ && !(*only_)[i]) continue;
+      if (!compiles(i)) continue;
       const std::size_t before = chains_.size();
       if (layout_) current_ = &layout_->enis.emplace_back(detail::FabricLayout::Eni{i, 0, {}});
       compileEni(i);
@@ -249,6 +249,7 @@ class FabricCompiler {
   const Placement& p_;
   std::string fabric_;
   const std::vector<char>* only_;  // by instance: the ENIs to compile (nullptr: all)
+  bool compiles(std::size_t inst) const { return !only_ || (*only_)[inst]; }
   detail::FabricLayout* layout_;
   detail::FabricLayout::Eni* current_ = nullptr;  // the ENI being compiled, in layout_
   std::vector<std::size_t> enis_;
@@ -490,7 +491,8 @@ class FabricCompiler {
     if (!own) {
       ifs = addSet("subnet_" + subnet.name + "_ifs", {Field::kIifname}, false,
                    fmt::format("the ENIs of subnet {}", subnet.name));
-      for (auto i : members) t_.sets[ifs].elements.push_back(SetElement{{ifname(i)}, std::nullopt});
+      for (auto i : members)
+        if (compiles(i)) t_.sets[ifs].elements.push_back(SetElement{{ifname(i)}, std::nullopt});
     }
     for (auto dir : {Direction::kEgress, Direction::kIngress}) {
       const bool out = dir == Direction::kEgress;
@@ -515,8 +517,9 @@ class FabricCompiler {
       compileNaclRules(ci, chainName, acl, dir, dropChain_[style][naclStage(dir)]);
       if (own) ownNaclChain_[{subnetIndex, dirIndex(dir)}] = chainName;
       for (auto i : members)
-        t_.sets[out ? naclOut_[style] : naclIn_[style]].elements.push_back(
-            SetElement{{ifname(i)}, Verdict::jump(chainName)});
+        if (compiles(i))
+          t_.sets[out ? naclOut_[style] : naclIn_[style]].elements.push_back(
+              SetElement{{ifname(i)}, Verdict::jump(chainName)});
     }
   }
 
@@ -645,6 +648,8 @@ class FabricCompiler {
     for (std::size_t k = 0; k < shards_; ++k) {
       Chain& c = newChain(base + shardSuffix(k));
       if (!dispatch) sgEntry_[style][dirIndex(dir)] = c.name;
+      if (dispatch) shardChains_[style][dirIndex(dir)].push_back({*dispatch, c.name});
+      if (only_) continue;  // a partial compile needs the shards' chains by name only
       for (int f = 0; f < 2; ++f)
         for (int j = 0; j < 4; ++j) {
           const auto& set = t_.sets[groupSets_[k][dirIndex(dir)][f][j]];
@@ -659,7 +664,6 @@ class FabricCompiler {
       c.rules.push_back(refs);
       c.rules.push_back(
           dropRule({}, dropChain_[style][sgStage(dir)], fmt::format("security groups, {}: no rule allows", dirText)));
-      if (dispatch) shardChains_[style][dirIndex(dir)].push_back({*dispatch, c.name});
     }
   }
   // [style][egress/ingress] -> (shard map, chain of shard k), in shard order

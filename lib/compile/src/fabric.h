@@ -37,8 +37,9 @@ struct FabricLayout {
 [[nodiscard]] Expected<std::vector<std::string>> fabricsOf(const model::Model& m, const Placement& p);
 
 // One fabric's ruleset. `only` (by instance; nullptr: all): the ENIs whose
-// own parts (elements, chains, member sets) are compiled; the shared objects
-// are always complete.
+// own parts (elements, chains, member sets) are compiled, a partial compile:
+// its shared objects are all there, with the same names and keys, holding
+// only those ENIs' elements, and the shard chains have no rules.
 [[nodiscard]] Expected<Ruleset> compileFabric(const model::Model& m, const Placement& p, const std::string& fabric,
                                               const std::vector<char>* only, FabricLayout* layout);
 

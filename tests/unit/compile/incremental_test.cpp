@@ -459,3 +459,26 @@ TEST_CASE("reset forgets the previous result: the next compile is a full one") {
   CHECK(inc.changes("h").all);
   checkEqualsFresh(inc, *m);
 }
+
+TEST_CASE("a failed compile keeps the previous result and what it knows") {
+  auto text = benchConfig(20, 3);
+  compile::IncrementalCompiler inc;
+  auto m = std::make_shared<const model::Model>(test::loadOk(text));
+  REQUIRE(inc.compile(m));
+  const auto before = inc.rulesets();
+  // Two ENIs on one interface: validate rejects it, compileRulesets too.
+  auto bad = std::make_shared<model::Model>(*m);
+  bad->instances[1].placement.interface = bad->instances[0].placement.interface;
+  CHECK_FALSE(inc.compile(bad));
+  CHECK(inc.rulesets() == before);
+  CHECK(inc.changes("h").all);
+  // The next compile still starts from the last good one.
+  const auto at = text.find("ports: 1002, cidr: 192.3.2.0/24");
+  REQUIRE(at != std::string::npos);
+  text.replace(at, 10, "ports: 1777");
+  m = std::make_shared<const model::Model>(test::loadOk(text));
+  REQUIRE(inc.compile(m));
+  CHECK(inc.stats().enisRecompiled == 1);
+  checkEqualsFresh(inc, *m);
+  checkChanges(inc, before);
+}
