@@ -8,6 +8,7 @@
 #include <map>
 #include <set>
 
+#include "fabric.h"
 #include "vpcfw/compile/intervals.h"
 #include "vpcfw/names/names.h"
 
@@ -38,12 +39,18 @@ class Names {
  public:
   std::string take(const std::string& wanted) {
     std::string n = sanitize(wanted);
-    for (int i = 2; !used_.insert(n).second; ++i) n = sanitize(wanted) + "_" + std::to_string(i);
+    for (int i = 2; !used_.insert(n).second; ++i) {
+      n = sanitize(wanted) + "_" + std::to_string(i);
+      clashed_ = true;
+    }
     return n;
   }
+  // Some name needed a suffix: names then depend on creation order.
+  bool clashed() const { return clashed_; }
 
  private:
   std::set<std::string> used_;
+  bool clashed_ = false;
 };
 
 Field addrField(Family f, Direction peerSide) {
@@ -118,8 +125,9 @@ std::uint32_t fnv1a(std::string_view s) {
 
 class FabricCompiler {
  public:
-  FabricCompiler(const model::Model& m, const Placement& p, std::string fabric)
-      : m_(m), p_(p), fabric_(std::move(fabric)) {}
+  FabricCompiler(const model::Model& m, const Placement& p, std::string fabric, const std::vector<char>* only = nullptr,
+                 detail::FabricLayout* layout = nullptr)
+      : m_(m), p_(p), fabric_(std::move(fabric)), only_(only), layout_(layout) {}
 
   Expected<Ruleset> run() {
     for (std::size_t i = 0; i < m_.instances.size(); ++i)
@@ -212,7 +220,18 @@ class FabricCompiler {
     std::map<std::pair<int, std::size_t>, std::vector<std::size_t>> bySubnet;  // (style, subnet) -> ENIs
     for (auto i : enis_) bySubnet[{styleOf(i), m_.instances[i].subnet}].push_back(i);
     for (auto& [key, members] : bySubnet) compileSubnet(key.second, members, key.first);
-    for (auto i : enis_) compileEni(i);
+    if (layout_) {
+      layout_->prefixSets = t_.sets.size();
+      layout_->prefixChains = chains_.size();
+    }
+    for (auto i : enis_) {
+      if (!compiles(i)) continue;
+      const std::size_t before = chains_.size();
+      if (layout_) current_ = &layout_->enis.emplace_back(detail::FabricLayout::Eni{i, 0, {}});
+      compileEni(i);
+      if (current_) current_->chains = chains_.size() - before;
+    }
+    if (layout_) layout_->patchable = !names_.clashed() && !(routedHost_ && hasOwn_);
     if (routedHost_)
       buildRoutedHostChains();
     else if (hostMode_)
@@ -229,6 +248,10 @@ class FabricCompiler {
   const model::Model& m_;
   const Placement& p_;
   std::string fabric_;
+  const std::vector<char>* only_;  // by instance: the ENIs to compile (nullptr: all)
+  bool compiles(std::size_t inst) const { return !only_ || (*only_)[inst]; }
+  detail::FabricLayout* layout_;
+  detail::FabricLayout::Eni* current_ = nullptr;  // the ENI being compiled, in layout_
   std::vector<std::size_t> enis_;
   bool hostMode_ = false;    // the fabric is a host (not a lab router)
   bool hasOwn_ = false;      // ENIs that are the host's own interfaces: input/output
@@ -468,7 +491,8 @@ class FabricCompiler {
     if (!own) {
       ifs = addSet("subnet_" + subnet.name + "_ifs", {Field::kIifname}, false,
                    fmt::format("the ENIs of subnet {}", subnet.name));
-      for (auto i : members) t_.sets[ifs].elements.push_back(SetElement{{ifname(i)}, std::nullopt});
+      for (auto i : members)
+        if (compiles(i)) t_.sets[ifs].elements.push_back(SetElement{{ifname(i)}, std::nullopt});
     }
     for (auto dir : {Direction::kEgress, Direction::kIngress}) {
       const bool out = dir == Direction::kEgress;
@@ -493,8 +517,9 @@ class FabricCompiler {
       compileNaclRules(ci, chainName, acl, dir, dropChain_[style][naclStage(dir)]);
       if (own) ownNaclChain_[{subnetIndex, dirIndex(dir)}] = chainName;
       for (auto i : members)
-        t_.sets[out ? naclOut_[style] : naclIn_[style]].elements.push_back(
-            SetElement{{ifname(i)}, Verdict::jump(chainName)});
+        if (compiles(i))
+          t_.sets[out ? naclOut_[style] : naclIn_[style]].elements.push_back(
+              SetElement{{ifname(i)}, Verdict::jump(chainName)});
     }
   }
 
@@ -539,24 +564,16 @@ class FabricCompiler {
   // the group's VPC has an IPv6 block (members can have no IPv6 otherwise);
   // the second name is empty then.
   std::pair<std::string, std::string> groupMemberSets(std::size_t g) {
+    if (current_ &&
+        std::find(current_->memberGroups.begin(), current_->memberGroups.end(), g) == current_->memberGroups.end())
+      current_->memberGroups.push_back(g);
     if (auto it = memberSets_.find(g); it != memberSets_.end()) return it->second;
-    const auto& group = m_.groups[g];
-    const bool v6 = m_.vpcs[group.vpc].ipv6Cidr.has_value();
-    const std::string base = "grp_" + group.vpcName + "_" + group.name;
-    auto s4 = addSet(base + "_4", {Field::kIpSaddr}, false,
-                     fmt::format("members of group {} (primary private IPv4)", group.qualifiedName()));
-    std::optional<std::size_t> s6;
-    if (v6)
-      s6 = addSet(base + "_6", {Field::kIp6Saddr}, false,
-                  fmt::format("members of group {} (IPv6)", group.qualifiedName()));
-    for (auto i : group.members) {
-      const auto& inst = m_.instances[i];
-      t_.sets[s4].elements.push_back(SetElement{{AddressRange{inst.privateIp, inst.privateIp}}, std::nullopt});
-      if (s6)
-        for (const auto& a : inst.ipv6Addresses)
-          t_.sets[*s6].elements.push_back(SetElement{{AddressRange{a, a}}, std::nullopt});
+    std::pair<std::string, std::string> names;
+    for (auto& s : detail::memberSets(m_, g)) {
+      s.name = names_.take(s.name);
+      (s.key[0] == Field::kIpSaddr ? names.first : names.second) = s.name;
+      t_.sets.push_back(std::move(s));
     }
-    auto names = std::pair{t_.sets[s4].name, s6 ? t_.sets[*s6].name : std::string()};
     memberSets_[g] = names;
     return names;
   }
@@ -631,6 +648,8 @@ class FabricCompiler {
     for (std::size_t k = 0; k < shards_; ++k) {
       Chain& c = newChain(base + shardSuffix(k));
       if (!dispatch) sgEntry_[style][dirIndex(dir)] = c.name;
+      if (dispatch) shardChains_[style][dirIndex(dir)].push_back({*dispatch, c.name});
+      if (only_) continue;  // a partial compile needs the shards' chains by name only
       for (int f = 0; f < 2; ++f)
         for (int j = 0; j < 4; ++j) {
           const auto& set = t_.sets[groupSets_[k][dirIndex(dir)][f][j]];
@@ -645,7 +664,6 @@ class FabricCompiler {
       c.rules.push_back(refs);
       c.rules.push_back(
           dropRule({}, dropChain_[style][sgStage(dir)], fmt::format("security groups, {}: no rule allows", dirText)));
-      if (dispatch) shardChains_[style][dirIndex(dir)].push_back({*dispatch, c.name});
     }
   }
   // [style][egress/ingress] -> (shard map, chain of shard k), in shard order
@@ -944,24 +962,32 @@ class FabricCompiler {
 
 }  // namespace
 
-Placement labPlacement(const model::Model& m) {
-  Placement p;
-  for (const auto& inst : m.instances) {
-    if (inst.vpc == kNone) {
-      p.byInstance.push_back(std::nullopt);
-      continue;
-    }
-    if (inst.placement.kind == model::Placement::Kind::kHostInterface) {
-      p.byInstance.push_back(Attachment{inst.placement.host, inst.placement.interface, true, inst.placement.routed});
-      continue;
-    }
-    p.byInstance.push_back(
-        Attachment{names::routerNamespace(m.vpcs[inst.vpc].name), names::eniInterface(inst.name), false});
+namespace detail {
+
+std::vector<Set> memberSets(const model::Model& m, std::size_t g) {
+  const auto& group = m.groups[g];
+  const std::string base = "grp_" + group.vpcName + "_" + group.name;
+  std::vector<Set> out(m.vpcs[group.vpc].ipv6Cidr ? 2 : 1);
+  out[0].name = base + "_4";
+  out[0].key = {Field::kIpSaddr};
+  out[0].comment = clip(fmt::format("members of group {} (primary private IPv4)", group.qualifiedName()));
+  for (auto i : group.members)
+    out[0].elements.push_back(
+        SetElement{{AddressRange{m.instances[i].privateIp, m.instances[i].privateIp}}, std::nullopt});
+  if (out.size() == 2) {
+    out[1].name = base + "_6";
+    out[1].key = {Field::kIp6Saddr};
+    out[1].comment = clip(fmt::format("members of group {} (IPv6)", group.qualifiedName()));
+    for (auto i : group.members)
+      for (const auto& a : m.instances[i].ipv6Addresses)
+        out[1].elements.push_back(SetElement{{AddressRange{a, a}}, std::nullopt});
   }
-  return p;
+  // In the order every set of a ruleset ends up in.
+  for (auto& s : out) std::sort(s.elements.begin(), s.elements.end());
+  return out;
 }
 
-Expected<std::vector<Ruleset>> compileRulesets(const model::Model& m, const Placement& p) {
+Expected<std::vector<std::string>> fabricsOf(const model::Model& m, const Placement& p) {
   if (p.byInstance.size() != m.instances.size())
     return makeError(ErrorCode::kInternal, "placement does not match the model's instances");
   std::map<std::string, std::map<std::string, std::string>> ifnames;  // fabric -> ifname -> instance
@@ -982,8 +1008,38 @@ Expected<std::vector<Ruleset>> compileRulesets(const model::Model& m, const Plac
           fmt::format("fabric {} mixes lab namespaces and host interfaces; a lab VPC and a host need different names",
                       a.fabric));
   }
+  return std::vector<std::string>(fabrics.begin(), fabrics.end());
+}
+
+Expected<Ruleset> compileFabric(const model::Model& m, const Placement& p, const std::string& fabric,
+                                const std::vector<char>* only, FabricLayout* layout) {
+  return FabricCompiler(m, p, fabric, only, layout).run();
+}
+
+}  // namespace detail
+
+Placement labPlacement(const model::Model& m) {
+  Placement p;
+  for (const auto& inst : m.instances) {
+    if (inst.vpc == kNone) {
+      p.byInstance.push_back(std::nullopt);
+      continue;
+    }
+    if (inst.placement.kind == model::Placement::Kind::kHostInterface) {
+      p.byInstance.push_back(Attachment{inst.placement.host, inst.placement.interface, true, inst.placement.routed});
+      continue;
+    }
+    p.byInstance.push_back(
+        Attachment{names::routerNamespace(m.vpcs[inst.vpc].name), names::eniInterface(inst.name), false});
+  }
+  return p;
+}
+
+Expected<std::vector<Ruleset>> compileRulesets(const model::Model& m, const Placement& p) {
+  auto fabrics = detail::fabricsOf(m, p);
+  if (!fabrics) return unexpected(fabrics.error());
   std::vector<Ruleset> out;
-  for (const auto& f : fabrics) {
+  for (const auto& f : *fabrics) {
     auto r = FabricCompiler(m, p, f).run();
     if (!r) return unexpected(r.error());
     out.push_back(std::move(*r));

@@ -70,6 +70,7 @@ struct Set {
   bool isMap = false;
   std::vector<SetElement> elements;
   std::string comment;
+  bool operator==(const Set&) const = default;
 };
 
 enum class Op { kEq, kNeq, kInSet, kNotInSet, kVmap };
@@ -78,6 +79,7 @@ struct Match {
   Op op = Op::kEq;
   std::optional<Value> value;  // kEq / kNeq: a single field's value
   std::string set;             // kInSet / kNotInSet / kVmap
+  bool operator==(const Match&) const = default;
 };
 
 enum class CtState : std::uint8_t { kNone = 0, kEstablishedRelated, kInvalid };
@@ -98,6 +100,7 @@ struct Rule {
   std::optional<Nat> nat;  // after the matches
   Verdict verdict;         // kContinue: no verdict statement (vmap rules, nat)
   std::string comment;     // names the config object the rule came from
+  bool operator==(const Rule&) const = default;
 };
 
 struct Chain {
@@ -107,6 +110,7 @@ struct Chain {
   int priority = 0;
   Verdict policy = Verdict::accept();  // base chains only
   std::vector<Rule> rules;
+  bool operator==(const Chain&) const = default;
 };
 
 struct Table {
@@ -114,6 +118,7 @@ struct Table {
   std::string name;
   std::vector<Set> sets;
   std::vector<Chain> chains;
+  bool operator==(const Table&) const = default;
 };
 
 // Everything vpcfw wants in one fabric (a network namespace or the host).
@@ -121,6 +126,7 @@ struct Ruleset {
   std::string fabric;
   bool hostMode = false;  // the fabric is a host (its own interfaces or those it routes for are ENIs)
   Table table;
+  bool operator==(const Ruleset&) const = default;
 };
 
 // Which named objects of a fabric's Ruleset may differ from the same fabric's
