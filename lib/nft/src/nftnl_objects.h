@@ -64,6 +64,16 @@ struct ElementBytes {
   auto operator<=>(const ElementBytes&) const = default;
 };
 
+// An element as one string: every field of ElementBytes, length-prefixed
+// where it varies, so that equal packings are equal elements. The form the
+// kernel's side of a diff (a read-back, the daemon's record) keeps: a third
+// of ElementBytes' memory. Sorted packings compare as sets do.
+using PackedElement = std::string;
+PackedElement pack(const ElementBytes& e);
+ElementBytes unpack(const PackedElement& p);
+// The packings of `elements`, sorted.
+std::vector<PackedElement> packAll(const std::vector<ElementBytes>& elements);
+
 struct LinearSet {
   SetPtr set;                          // without elements
   std::vector<ElementBytes> elements;  // sorted
