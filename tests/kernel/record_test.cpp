@@ -156,6 +156,28 @@ TEST_CASE("after the monitor saw the table deleted, a repair from assumeAbsent r
   CHECK(ns.exec("nft list table inet vpcfw").out.find("chain") == std::string::npos);
 }
 
+TEST_CASE("a monitor that left around its own commit learns from the generation whether anyone else committed") {
+  Netns ns("record-quiet");
+  auto all = examples();
+  auto mon = nft::Monitor::open(ns.name());
+  REQUIRE(mon.has_value());
+  REQUIRE(mon->subscribe(false).has_value());
+  auto rep = applyIn(all[0], ns);
+  REQUIRE(mon->subscribe(true).has_value());
+  CHECK(drain(*mon).empty());  // nothing announced to us
+  CHECK(nft::rulesetGeneration(ns.name()).value() == rep.generation);
+  // Someone commits while we are away: the generation says so.
+  REQUIRE(mon->subscribe(false).has_value());
+  rep = applyIn(all[1], ns);
+  REQUIRE(ns.exec("nft add table inet other").status == 0);
+  REQUIRE(mon->subscribe(true).has_value());
+  CHECK(drain(*mon).empty());
+  CHECK(nft::rulesetGeneration(ns.name()).value() != rep.generation);
+  // Back in: announcements arrive again.
+  REQUIRE(ns.exec("nft delete table inet other").status == 0);
+  CHECK(drain(*mon).size() == 1);
+}
+
 TEST_CASE("the monitor keeps up with the echo of a big commit") {
   Netns ns("record-big");
   auto all = examples();
