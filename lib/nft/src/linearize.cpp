@@ -788,7 +788,10 @@ PackedElement pack(const ElementBytes& e) {
   PackedElement out;
   out.reserve(e.key.size() + e.keyEnd.size() + e.chain.size() + 12);
   putBytes(out, e.key);
-  putBytes(out, e.keyEnd);
+  // A concatenated interval element of single values ends where it starts.
+  const char end = e.keyEnd.empty() ? 0 : e.keyEnd == e.key ? 1 : 2;
+  out += end;
+  if (end == 2) putBytes(out, e.keyEnd);
   putInt(out, e.flags);
   putInt(out, e.verdict);
   out += static_cast<char>(e.hasVerdict);
@@ -811,7 +814,9 @@ ElementBytes unpack(const PackedElement& p) {
   Reader r{p};
   ElementBytes e;
   e.key = r.bytes();
-  e.keyEnd = r.bytes();
+  const char end = r.integer<char>();
+  if (end == 1) e.keyEnd = e.key;
+  if (end == 2) e.keyEnd = r.bytes();
   e.flags = r.integer<std::uint32_t>();
   e.verdict = r.integer<int>();
   e.hasVerdict = r.integer<char>() != 0;
