@@ -34,8 +34,8 @@ constexpr int kMaxAttempts = 5;
 // What the kernel holds of our table.
 struct KernelSet {
   std::string signature;
-  std::vector<PackedElement> elements;  // sorted
-  bool anonymous = false;               // bound to a rule (`ip saddr { ... }`); goes with it
+  PackedElements elements;
+  bool anonymous = false;  // bound to a rule (`ip saddr { ... }`); goes with it
 };
 struct KernelChain {
   std::string signature;
@@ -181,6 +181,7 @@ Expected<KernelTable> readTableAt(Socket& sock, const std::string& table, std::u
   if (!r) return unexpected(r.error());
   for (const auto& name : setNames) {
     auto& ks = k.sets[name];
+    std::vector<PackedElement> packed;
     r = sock.dump(
         NFT_MSG_GETSETELEM, gen,
         [&](nlmsghdr* nlh) {
@@ -197,11 +198,11 @@ Expected<KernelTable> readTableAt(Socket& sock, const std::string& table, std::u
           }
           nftnl_set_elems_iter* it = nftnl_set_elems_iter_create(s.get());
           for (auto* e = nftnl_set_elems_iter_next(it); e; e = nftnl_set_elems_iter_next(it))
-            ks.elements.push_back(pack(elementBytes(e)));
+            packed.push_back(pack(elementBytes(e)));
           nftnl_set_elems_iter_destroy(it);
         });
     if (!r) return unexpected(r.error());
-    std::sort(ks.elements.begin(), ks.elements.end());
+    ks.elements = PackedElements(std::move(packed));
   }
   // Stateful objects (counters, quotas, limits, ct helpers/timeouts/expectations, synproxy, secmarks).
   r = sock.dump(
@@ -455,11 +456,8 @@ void incrementalBatch(Batch& b, const LinearTable& d, const KernelTable& k, std:
       ch.flush = true;
       ch.add = s->elements;
     } else {
-      std::vector<PackedElement> add, remove;
-      std::set_difference(want.begin(), want.end(), have.begin(), have.end(), std::back_inserter(add));
-      std::set_difference(have.begin(), have.end(), want.begin(), want.end(), std::back_inserter(remove));
-      for (const auto& e : add) ch.add.push_back(unpack(e));
-      for (const auto& e : remove) ch.remove.push_back(unpack(e));
+      ch.add = missingFrom(want, have);
+      ch.remove = missingFrom(have, want);
     }
     changes.push_back(
         fmt::format("set {}: +{} -{} elements", name, ch.add.size(), ch.flush ? have.size() : ch.remove.size()));
@@ -580,13 +578,11 @@ std::vector<std::string> describeDiff(const LinearTable& d, const KernelTable& k
     const auto want = packAll(s.elements);
     const auto& have = it->second.elements;
     if (have != want) {
-      std::vector<PackedElement> add, rem;
-      std::set_difference(want.begin(), want.end(), have.begin(), have.end(), std::back_inserter(add));
-      std::set_difference(have.begin(), have.end(), want.begin(), want.end(), std::back_inserter(rem));
+      const auto add = missingFrom(want, have), rem = missingFrom(have, want);
       out.push_back(fmt::format("set {}: {} elements to add, {} to remove", name, add.size(), rem.size()));
       if (verbose) {
-        for (const auto& e : add) out.push_back("  missing: " + describeElement(unpack(e)));
-        for (const auto& e : rem) out.push_back("  extra:   " + describeElement(unpack(e)));
+        for (const auto& e : add) out.push_back("  missing: " + describeElement(e));
+        for (const auto& e : rem) out.push_back("  extra:   " + describeElement(e));
       }
     }
   }

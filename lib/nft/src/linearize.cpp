@@ -761,7 +761,7 @@ void putInt(std::string& out, T v) {
   out.append(reinterpret_cast<const char*>(&v), sizeof v);
 }
 struct Reader {
-  const PackedElement& p;
+  std::string_view p;
   std::size_t at = 0;
   std::string bytes() {
     std::size_t n = 0;
@@ -770,7 +770,7 @@ struct Reader {
       n |= static_cast<std::size_t>(b & 0x7f) << shift;
       if (!(b & 0x80)) break;
     }
-    std::string s = p.substr(at, n);
+    std::string s(p.substr(at, n));
     at += n;
     return s;
   }
@@ -806,11 +806,10 @@ PackedElement pack(const ElementBytes& e) {
     putBytes(out, e.expressions);
     putBytes(out, e.objref);
   }
-  out.shrink_to_fit();
   return out;
 }
 
-ElementBytes unpack(const PackedElement& p) {
+ElementBytes unpack(std::string_view p) {
   Reader r{p};
   ElementBytes e;
   e.key = r.bytes();
@@ -831,11 +830,35 @@ ElementBytes unpack(const PackedElement& p) {
   return e;
 }
 
-std::vector<PackedElement> packAll(const std::vector<ElementBytes>& elements) {
+PackedElements::PackedElements(std::vector<PackedElement> elements) {
+  std::sort(elements.begin(), elements.end());
+  std::size_t bytes = 0;
+  for (const auto& e : elements) bytes += e.size();
+  buf_.reserve(bytes);
+  ends_.reserve(elements.size());
+  for (const auto& e : elements) {
+    buf_ += e;
+    ends_.push_back(static_cast<std::uint32_t>(buf_.size()));
+  }
+}
+
+PackedElements packAll(const std::vector<ElementBytes>& elements) {
   std::vector<PackedElement> out;
   out.reserve(elements.size());
   for (const auto& e : elements) out.push_back(pack(e));
-  std::sort(out.begin(), out.end());
+  return PackedElements(std::move(out));
+}
+
+std::vector<ElementBytes> missingFrom(const PackedElements& a, const PackedElements& b) {
+  std::vector<ElementBytes> out;
+  std::size_t j = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    while (j < b.size() && b[j] < a[i]) ++j;
+    if (j < b.size() && b[j] == a[i])
+      ++j;
+    else
+      out.push_back(unpack(a[i]));
+  }
   return out;
 }
 
