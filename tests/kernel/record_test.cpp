@@ -111,5 +111,93 @@ TEST_CASE("the monitor reports our commits with the generation the apply reports
   }
 }
 
+TEST_CASE("after the monitor saw the table deleted, a repair from assumeAbsent reads nothing back") {
+  Netns ns("record-absent");
+  auto all = examples();
+  auto mon = nft::Monitor::open(ns.name());
+  REQUIRE(mon.has_value());
+  nft::TableRecord record;
+  nft::ApplyOptions o;
+  o.record = &record;
+  auto rep = applyIn(all[0], ns, o);
+  auto gen = nft::rulesetGeneration(ns.name());
+  REQUIRE(gen.has_value());
+  CHECK(*gen == rep.generation);
+  auto ts = drain(*mon);
+  REQUIRE(ts.size() == 1);
+  CHECK_FALSE(ts[0].tableGone);
+
+  REQUIRE(ns.exec("nft flush ruleset").status == 0);
+  ts = drain(*mon);
+  REQUIRE(ts.size() == 1);
+  CHECK(ts[0].touched);
+  CHECK(ts[0].tableGone);
+  record.assumeAbsent(ts[0].generation);
+  rep = applyIn(all[0], ns, o);
+  CHECK(rep.fromRecord);
+  CHECK(rep.reads == 0);
+  CHECK(diffIn(all[0], ns).empty());
+  CHECK(nft::rulesetGeneration(ns.name()).value() == rep.generation);
+  CHECK(drain(*mon).size() == 1);
+
+  // Deleted and made again in one transaction: the table is there after it.
+  REQUIRE(ns.exec("sh -c 'printf \"delete table inet vpcfw\\nadd table inet vpcfw\\n\" | nft -f -'").status == 0);
+  ts = drain(*mon);
+  REQUIRE(ts.size() == 1);
+  CHECK(ts[0].touched);
+  CHECK_FALSE(ts[0].tableGone);
+  // A wrong assumption (the table exists) costs a refused batch and a
+  // read-back, which finds the table foreign now: left alone.
+  record.assumeAbsent(ts[0].generation - 1);
+  o.netns = ns.name();
+  auto refused = nft::applyRuleset(all[0], o);
+  REQUIRE_FALSE(refused.has_value());
+  CHECK(refused.error().code == ErrorCode::kNotOwned);
+  CHECK(ns.exec("nft list table inet vpcfw").out.find("chain") == std::string::npos);
+}
+
+TEST_CASE("a monitor that left around its own commit learns from the generation whether anyone else committed") {
+  Netns ns("record-quiet");
+  auto all = examples();
+  auto mon = nft::Monitor::open(ns.name());
+  REQUIRE(mon.has_value());
+  REQUIRE(mon->subscribe(false).has_value());
+  auto rep = applyIn(all[0], ns);
+  REQUIRE(mon->subscribe(true).has_value());
+  CHECK(drain(*mon).empty());  // nothing announced to us
+  CHECK(nft::rulesetGeneration(ns.name()).value() == rep.generation);
+  // Someone commits while we are away: the generation says so.
+  REQUIRE(mon->subscribe(false).has_value());
+  rep = applyIn(all[1], ns);
+  REQUIRE(ns.exec("nft add table inet other").status == 0);
+  REQUIRE(mon->subscribe(true).has_value());
+  CHECK(drain(*mon).empty());
+  CHECK(nft::rulesetGeneration(ns.name()).value() != rep.generation);
+  // Back in: announcements arrive again.
+  REQUIRE(ns.exec("nft delete table inet other").status == 0);
+  CHECK(drain(*mon).size() == 1);
+}
+
+TEST_CASE("the monitor keeps up with the echo of a big commit") {
+  Netns ns("record-big");
+  auto all = examples();
+  // 150,000 elements, each of which the kernel announces (as many bytes as the reference config's commit).
+  auto r = all[0];
+  compile::Set big{"big", {compile::Field::kIpSaddr}, false, false, {}, ""};
+  for (std::uint32_t i = 0; i < 150000; ++i)
+    big.elements.push_back(compile::SetElement{
+        {compile::AddressRange{net::IpAddress::v4(0x0a000000u + i), net::IpAddress::v4(0x0a000000u + i)}}, {}});
+  r.table.sets.push_back(std::move(big));
+  auto mon = nft::Monitor::open(ns.name());
+  REQUIRE(mon.has_value());
+  auto rep = applyIn(r, ns);
+  std::vector<nft::Transaction> ts;
+  auto complete = mon->drain([&](const nft::Transaction& t) { ts.push_back(t); });
+  REQUIRE(complete.has_value());
+  CHECK(*complete);
+  REQUIRE(ts.size() == 1);
+  CHECK(ts[0].generation == rep.generation);
+}
+
 }  // namespace
 }  // namespace vpcfw::test

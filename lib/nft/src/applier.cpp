@@ -34,8 +34,8 @@ constexpr int kMaxAttempts = 5;
 // What the kernel holds of our table.
 struct KernelSet {
   std::string signature;
-  std::vector<ElementBytes> elements;  // sorted
-  bool anonymous = false;              // bound to a rule (`ip saddr { ... }`); goes with it
+  PackedElements elements;
+  bool anonymous = false;  // bound to a rule (`ip saddr { ... }`); goes with it
 };
 struct KernelChain {
   std::string signature;
@@ -181,6 +181,7 @@ Expected<KernelTable> readTableAt(Socket& sock, const std::string& table, std::u
   if (!r) return unexpected(r.error());
   for (const auto& name : setNames) {
     auto& ks = k.sets[name];
+    std::vector<PackedElement> packed;
     r = sock.dump(
         NFT_MSG_GETSETELEM, gen,
         [&](nlmsghdr* nlh) {
@@ -197,11 +198,11 @@ Expected<KernelTable> readTableAt(Socket& sock, const std::string& table, std::u
           }
           nftnl_set_elems_iter* it = nftnl_set_elems_iter_create(s.get());
           for (auto* e = nftnl_set_elems_iter_next(it); e; e = nftnl_set_elems_iter_next(it))
-            ks.elements.push_back(elementBytes(e));
+            packed.push_back(pack(elementBytes(e)));
           nftnl_set_elems_iter_destroy(it);
         });
     if (!r) return unexpected(r.error());
-    std::sort(ks.elements.begin(), ks.elements.end());
+    ks.elements = PackedElements(std::move(packed));
   }
   // Stateful objects (counters, quotas, limits, ct helpers/timeouts/expectations, synproxy, secmarks).
   r = sock.dump(
@@ -447,16 +448,16 @@ void incrementalBatch(Batch& b, const LinearTable& d, const KernelTable& k, std:
     auto it = k.sets.find(name);
     if (it == k.sets.end()) continue;
     const auto& have = it->second.elements;
-    const auto& want = s->elements;
+    const auto want = packAll(s->elements);
     if (have == want) continue;
     ElementChange ch{name, {}, {}, false};
     // rbtree sets (interval without concat) hold start/end pairs: rewrite them all.
     if ((s->flags & NFT_SET_INTERVAL) && !(s->flags & NFT_SET_CONCAT)) {
       ch.flush = true;
-      ch.add = want;
+      ch.add = s->elements;
     } else {
-      std::set_difference(want.begin(), want.end(), have.begin(), have.end(), std::back_inserter(ch.add));
-      std::set_difference(have.begin(), have.end(), want.begin(), want.end(), std::back_inserter(ch.remove));
+      ch.add = missingFrom(want, have);
+      ch.remove = missingFrom(have, want);
     }
     changes.push_back(
         fmt::format("set {}: +{} -{} elements", name, ch.add.size(), ch.flush ? have.size() : ch.remove.size()));
@@ -574,12 +575,10 @@ std::vector<std::string> describeDiff(const LinearTable& d, const KernelTable& k
       out.push_back(fmt::format("set {}: type, flags or parameters differ", name));
       if (verbose) out.push_back("  kernel:  " + it->second.signature + "\n  desired: " + s.signature);
     }
-    if (it->second.elements != s.elements) {
-      std::vector<ElementBytes> add, rem;
-      std::set_difference(s.elements.begin(), s.elements.end(), it->second.elements.begin(), it->second.elements.end(),
-                          std::back_inserter(add));
-      std::set_difference(it->second.elements.begin(), it->second.elements.end(), s.elements.begin(), s.elements.end(),
-                          std::back_inserter(rem));
+    const auto want = packAll(s.elements);
+    const auto& have = it->second.elements;
+    if (have != want) {
+      const auto add = missingFrom(want, have), rem = missingFrom(have, want);
       out.push_back(fmt::format("set {}: {} elements to add, {} to remove", name, add.size(), rem.size()));
       if (verbose) {
         for (const auto& e : add) out.push_back("  missing: " + describeElement(e));
@@ -660,7 +659,7 @@ Expected<bool> sendOrCheck(Socket& sock, Batch& b, const ApplyOptions& o, ApplyR
 KernelSet recordOf(LinearSet&& s) {
   KernelSet ks;
   ks.signature = std::move(s.signature);
-  ks.elements = std::move(s.elements);
+  ks.elements = packAll(s.elements);
   return ks;
 }
 KernelChain recordOf(LinearChain&& c) {

@@ -747,6 +747,121 @@ std::string chainSignature(nftnl_chain* c) {
   return sig;
 }
 
+namespace {
+void putBytes(std::string& out, const std::string& s) {
+  // A varint length: keys and names are short.
+  for (std::size_t n = s.size();; n >>= 7) {
+    out += static_cast<char>((n & 0x7f) | (n > 0x7f ? 0x80 : 0));
+    if (n <= 0x7f) break;
+  }
+  out += s;
+}
+template <typename T>
+void putInt(std::string& out, T v) {
+  out.append(reinterpret_cast<const char*>(&v), sizeof v);
+}
+struct Reader {
+  std::string_view p;
+  std::size_t at = 0;
+  std::string bytes() {
+    std::size_t n = 0;
+    for (int shift = 0;; shift += 7) {
+      const auto b = static_cast<unsigned char>(p[at++]);
+      n |= static_cast<std::size_t>(b & 0x7f) << shift;
+      if (!(b & 0x80)) break;
+    }
+    std::string s(p.substr(at, n));
+    at += n;
+    return s;
+  }
+  template <typename T>
+  T integer() {
+    T v;
+    std::memcpy(&v, p.data() + at, sizeof v);
+    at += sizeof v;
+    return v;
+  }
+};
+}  // namespace
+
+PackedElement pack(const ElementBytes& e) {
+  PackedElement out;
+  out.reserve(e.key.size() + e.keyEnd.size() + e.chain.size() + 12);
+  putBytes(out, e.key);
+  // A concatenated interval element of single values ends where it starts.
+  const char end = e.keyEnd.empty() ? 0 : e.keyEnd == e.key ? 1 : 2;
+  out += end;
+  if (end == 2) putBytes(out, e.keyEnd);
+  putInt(out, e.flags);
+  putInt(out, e.verdict);
+  out += static_cast<char>(e.hasVerdict);
+  putBytes(out, e.chain);
+  // Only foreign elements have these: one byte says none of them.
+  const bool rare = !e.data.empty() || e.timeout || !e.userdata.empty() || !e.expressions.empty() || !e.objref.empty();
+  out += static_cast<char>(rare);
+  if (rare) {
+    putBytes(out, e.data);
+    putInt(out, e.timeout);
+    putBytes(out, e.userdata);
+    putBytes(out, e.expressions);
+    putBytes(out, e.objref);
+  }
+  return out;
+}
+
+ElementBytes unpack(std::string_view p) {
+  Reader r{p};
+  ElementBytes e;
+  e.key = r.bytes();
+  const char end = r.integer<char>();
+  if (end == 1) e.keyEnd = e.key;
+  if (end == 2) e.keyEnd = r.bytes();
+  e.flags = r.integer<std::uint32_t>();
+  e.verdict = r.integer<int>();
+  e.hasVerdict = r.integer<char>() != 0;
+  e.chain = r.bytes();
+  if (r.integer<char>()) {
+    e.data = r.bytes();
+    e.timeout = r.integer<std::uint64_t>();
+    e.userdata = r.bytes();
+    e.expressions = r.bytes();
+    e.objref = r.bytes();
+  }
+  return e;
+}
+
+PackedElements::PackedElements(std::vector<PackedElement> elements) {
+  std::sort(elements.begin(), elements.end());
+  std::size_t bytes = 0;
+  for (const auto& e : elements) bytes += e.size();
+  buf_.reserve(bytes);
+  ends_.reserve(elements.size());
+  for (const auto& e : elements) {
+    buf_ += e;
+    ends_.push_back(static_cast<std::uint32_t>(buf_.size()));
+  }
+}
+
+PackedElements packAll(const std::vector<ElementBytes>& elements) {
+  std::vector<PackedElement> out;
+  out.reserve(elements.size());
+  for (const auto& e : elements) out.push_back(pack(e));
+  return PackedElements(std::move(out));
+}
+
+std::vector<ElementBytes> missingFrom(const PackedElements& a, const PackedElements& b) {
+  std::vector<ElementBytes> out;
+  std::size_t j = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    while (j < b.size() && b[j] < a[i]) ++j;
+    if (j < b.size() && b[j] == a[i])
+      ++j;
+    else
+      out.push_back(unpack(a[i]));
+  }
+  return out;
+}
+
 ElementBytes elementBytes(nftnl_set_elem* e) {
   ElementBytes b;
   std::uint32_t len = 0;

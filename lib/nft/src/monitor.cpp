@@ -127,6 +127,17 @@ Monitor::~Monitor() {
 
 int Monitor::fd() const { return mnl_socket_get_fd(sockOf(nl_)); }
 
+Expected<void> Monitor::subscribe(bool on) {
+  unsigned group = NFNLGRP_NFTABLES;
+  if (mnl_socket_setsockopt(sockOf(nl_), on ? NETLINK_ADD_MEMBERSHIP : NETLINK_DROP_MEMBERSHIP, &group, sizeof group) <
+      0)
+    return systemError(ErrorCode::kKernel,
+                       on ? "cannot subscribe to nftables announcements" : "cannot leave nftables announcements",
+                       errno);
+  if (on) pending_ = Transaction{};
+  return {};
+}
+
 Expected<bool> Monitor::drain(const std::function<void(const Transaction&)>& each) {
   std::vector<char> buf(MNL_SOCKET_BUFFER_SIZE * 4);
   bool complete = true;

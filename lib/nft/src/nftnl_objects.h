@@ -15,6 +15,7 @@
 
 #include <memory>
 #include <string>
+#include <string_view>
 #include <unordered_set>
 #include <vector>
 
@@ -63,6 +64,35 @@ struct ElementBytes {
   std::string userdata, expressions, objref;
   auto operator<=>(const ElementBytes&) const = default;
 };
+
+// An element as one string: every field of ElementBytes, length-prefixed
+// where it varies, so that equal packings are equal elements. The form the
+// kernel's side of a diff (a read-back, the daemon's record) keeps: a third
+// of ElementBytes' memory. Sorted packings compare as sets do.
+using PackedElement = std::string;
+PackedElement pack(const ElementBytes& e);
+ElementBytes unpack(std::string_view p);
+
+// A set's elements, packed, sorted and laid end to end in one buffer (no
+// allocation per element).
+class PackedElements {
+ public:
+  PackedElements() = default;
+  explicit PackedElements(std::vector<PackedElement> elements);
+  std::size_t size() const { return ends_.size(); }
+  std::string_view operator[](std::size_t i) const {
+    const std::uint32_t from = i ? ends_[i - 1] : 0;
+    return {buf_.data() + from, ends_[i] - from};
+  }
+  bool operator==(const PackedElements&) const = default;
+
+ private:
+  std::string buf_;
+  std::vector<std::uint32_t> ends_;
+};
+PackedElements packAll(const std::vector<ElementBytes>& elements);
+// The elements of `a` that `b` lacks.
+std::vector<ElementBytes> missingFrom(const PackedElements& a, const PackedElements& b);
 
 struct LinearSet {
   SetPtr set;                          // without elements

@@ -45,6 +45,16 @@ class Monitor {
 
   int fd() const;  // non-blocking; readable when the kernel announced something
 
+  // Leaves (false) or rejoins (true) the announcements. The kernel builds
+  // announcements of a commit only while someone listens, and a full
+  // commit of the reference config announces ~73,000 objects (a third of
+  // the commit's kernel time, and the monitor's parsing of them): a caller
+  // that leaves around its own commit, then rejoins and compares
+  // rulesetGeneration() with its commit's, knows whether anyone else
+  // committed meanwhile (then it must read back). Rejoining drops a
+  // transaction half seen before leaving.
+  [[nodiscard]] Expected<void> subscribe(bool on);
+
   // Reads everything queued and calls `each` per complete transaction.
   // Returns false when the kernel dropped announcements (the socket's
   // buffer overflowed, ENOBUFS): the caller cannot tell from them what
