@@ -40,10 +40,19 @@ class Config:
         self.nacl_port = {"a0": 1000, "a1": 2000}
         for g in range(24):
             self.groups[f"g{g}"] = {"file": g % GROUP_FILES,
-                                    "ingress": [self.rule() for _ in range(rng.randrange(1, 7))],
-                                    "egress": [self.rule() for _ in range(rng.randrange(0, 3))] or None}
+                                    "ingress": self.rules(rng.randrange(1, 7)),
+                                    "egress": self.rules(rng.randrange(0, 3)) or None}
         for i in range(30):
             self.add_instance(f"i{i}")
+
+    def rules(self, n, existing=()):
+        """n rules, none equal to another or to one of `existing` (AWS refuses duplicates)."""
+        out = []
+        while len(out) < n:
+            r = self.rule()
+            if r not in out and r not in existing:
+                out.append(r)
+        return out
 
     def rule(self):
         rng = self.rng
@@ -163,7 +172,11 @@ def main():
         daemon = subprocess.Popen([vpcfwd, "--config", cfgdir, "--host", "bench", "--netns", ns, "--debounce-ms", "0",
                                    "--control-socket", os.path.join(work, "sock")],
                                   env=env, stdout=log, stderr=log)
-        ready = notify.wait("READY=1", timeout=60)
+        ready = None
+        for _ in range(120):
+            ready = notify.wait("READY=1", timeout=0.5)
+            if ready or daemon.poll() is not None:
+                break
         check("the daemon starts on the generated directory config", ready is not None, logtext()[-800:])
         if not ready:
             return report(results, "daemon-incremental")
@@ -182,10 +195,10 @@ def main():
             g = cfg.groups[gname]
             if kind == "rule-edit" and g["ingress"]:
                 j = rng.randrange(len(g["ingress"]))
-                g["ingress"][j] = cfg.rule()
+                g["ingress"][j] = cfg.rules(1, g["ingress"])[0]
                 touched.add(group_file(g["file"]))
             elif kind == "rule-add":
-                g["ingress"].insert(rng.randrange(len(g["ingress"]) + 1), cfg.rule())
+                g["ingress"].insert(rng.randrange(len(g["ingress"]) + 1), cfg.rules(1, g["ingress"])[0])
                 touched.add(group_file(g["file"]))
             elif kind == "rule-remove" and len(g["ingress"]) > 1:
                 g["ingress"].pop(rng.randrange(len(g["ingress"])))
@@ -195,11 +208,12 @@ def main():
                 if refs and rng.randrange(2):
                     g["ingress"].pop(rng.choice(refs))
                 else:
-                    g["ingress"].append(f"{{protocol: tcp, ports: {rng.randrange(1, 60000)}, "
-                                        f"group: g{rng.randrange(24)}}}")
+                    ref = f"{{protocol: tcp, ports: {rng.randrange(1, 60000)}, group: g{rng.randrange(24)}}}"
+                    if ref not in g["ingress"]:
+                        g["ingress"].append(ref)
                 touched.add(group_file(g["file"]))
             elif kind == "egress":
-                g["egress"] = None if g["egress"] else [cfg.rule()]
+                g["egress"] = None if g["egress"] else cfg.rules(1)
                 touched.add(group_file(g["file"]))
             elif kind == "instance-groups":
                 inst = cfg.instances[rng.choice(sorted(cfg.instances))]

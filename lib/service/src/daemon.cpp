@@ -458,18 +458,7 @@ class Daemon {
       // Try again, backing off: a failed repair must not leave the drift
       // standing, nor flood the log and the kernel while it lasts.
       if (!f.repairQueued) {
-        f.repairQueued = true;
-        // By name, not by reference: a lab reload may drop the fabric
-        // before the retry is due.
-        loop_.after(f.retry, [this, name = f.name] {
-          for (auto& g : fabrics_)
-            if (g->name == name) {
-              g->repairQueued = false;
-              g->record.invalidate();
-              repair(*g);
-              return;
-            }
-        });
+        scheduleRepair(f, f.retry);
         f.retry = std::min(f.retry * 2, std::chrono::milliseconds(10'000));
       }
       return;
@@ -502,6 +491,22 @@ class Daemon {
 
   // `changes`: which objects differ from the ruleset last applied (a reload's
   // incremental compile); nullptr: unknown (a repair: the record is gone).
+  void scheduleRepair(Fabric& f, std::chrono::milliseconds delay) {
+    if (f.repairQueued) return;
+    f.repairQueued = true;
+    // By name, not by reference: a lab reload may drop the fabric before
+    // the repair is due.
+    loop_.after(delay, [this, name = f.name] {
+      for (auto& g : fabrics_)
+        if (g->name == name) {
+          g->repairQueued = false;
+          g->record.invalidate();
+          repair(*g);
+          return;
+        }
+    });
+  }
+
   Expected<nft::ApplyReport> applyTo(Fabric& f, const compile::RulesetChanges* changes = nullptr) {
     // The namespace is named, and a name can be given to another namespace
     // (deleted and made again): the monitor would watch the old one and the
@@ -521,8 +526,25 @@ class Daemon {
     ao.record = &f.record;
     ao.lockTimeout = o_.lockTimeout;
     ao.changes = changes;
+    // A big commit (a whole table: the start, a repair, a full reload) is
+    // announced object by object, which costs the kernel a third of the
+    // commit and us the parsing: the monitor leaves for it, and afterwards
+    // the generation tells whether anyone else committed meanwhile.
+    std::optional<std::uint32_t> before;
+    if (f.monitor && (!f.record.valid() || !changes || changes->all)) {
+      if (auto g = nft::rulesetGeneration(f.netns); g && f.monitor->subscribe(false)) before = *g;
+    }
     auto r = nft::applyRuleset(*f.desired, ao);
     if (r && r->changed) f.remember(r->generation);
+    if (before) {
+      auto joined = f.monitor->subscribe(true);
+      auto now = nft::rulesetGeneration(f.netns);
+      if (!joined || !now || *now != (r ? r->generation : *before)) {
+        f.record.invalidate();
+        say(LogLevel::kInfo, fmt::format("{}: the ruleset changed during our commit; checking the table", f.name));
+        scheduleRepair(f, std::chrono::milliseconds(0));
+      }
+    }
     return r;
   }
 
