@@ -498,9 +498,27 @@ class RandomConfig {
     return &groups[pick(groups.size())];
   }
 
+  bool used(const std::string& name) const {
+    for (const auto& [file, groups] : files_)
+      for (const auto& g : groups)
+        if (g.starts_with("  - name: " + name + "\n")) return true;
+    return false;
+  }
+  // A group that exists now (it may be gone later), or g1.
+  std::string someName() {
+    for (int tries = 0; tries < 12; ++tries) {
+      std::string name = "g" + std::to_string(pick(12));
+      if (used(name)) return name;
+    }
+    return "g1";
+  }
+
   std::string newGroup() {
     const int n = next_++;
-    const std::string name = "g" + std::to_string(pick(12));  // names repeat: duplicates happen
+    // Names from a small pool, an unused one when there is: the duplicate
+    // edit is what makes duplicates, and most steps stay valid.
+    std::string name = "g" + std::to_string(pick(12));
+    for (int tries = 0; tries < 12 && used(name); ++tries) name = "g" + std::to_string(pick(12));
     std::string g = "  - name: " + name + "\n    vpc: v\n";
     if (coin(4)) return g;  // no rules, default egress
     g += "    ingress:\n";
@@ -514,8 +532,7 @@ class RandomConfig {
           g += "      - {protocol: icmp, icmp_type: " + std::to_string(pick(12)) + ", cidr: 198.51.100.0/24}\n";
           break;
         case 2:
-          g += "      - {protocol: udp, ports: " + std::to_string(2000 + n * 10 + r) + ", group: g" +
-               std::to_string(pick(12)) + "}\n";
+          g += "      - {protocol: udp, ports: " + std::to_string(2000 + n * 10 + r) + ", group: " + someName() + "}\n";
           break;
         case 3:
           g += "      - {protocol: tcp, ports: " + std::to_string(3000 + n * 10 + r) + ", prefix_list: pl}\n";
@@ -572,4 +589,42 @@ TEST_CASE("a cached reload equals a fresh load after every random edit") {
     }
   }
   CHECK(reused > 400);  // the comparison is of the incremental path, not of two fresh loads
+}
+
+// The groups of an unchanged file keep their rule checks only while what they
+// refer to resolves as before: removed, moved to another index, or made
+// another VPC's, the reference is checked again.
+TEST_CASE("a cached reload checks again the rules whose references changed") {
+  TempDir d;
+  d.file("vpcfw.yaml", kNetwork + "prefix_lists:\n  - {name: pl, entries: [192.0.2.0/24], max_entries: 3}\n");
+  d.file("conf.d/20-a.yaml",
+         "security_groups:\n  - name: ga\n    vpc: v\n    ingress:\n      - {protocol: tcp, ports: 22, group: gb}\n"
+         "      - {protocol: tcp, ports: 23, prefix_list: pl}\n      - {protocol: icmp, ports: 5, cidr: "
+         "192.0.2.0/24}\n");
+  auto src = ConfigSource::open(d.dir());
+  auto same = [&](const std::string& step) {
+    CAPTURE(step);
+    Diagnostics inc, fresh;
+    auto a = src.load(inc);
+    auto b = ConfigSource::open(d.dir(), {}, false).load(fresh);
+    CHECK(inc.format() == fresh.format());
+    REQUIRE(a.has_value() == b.has_value());
+    if (a) CHECK(*a == *b);
+    return a.has_value();
+  };
+  d.file("conf.d/30-b.yaml", "security_groups:\n  - {name: gb, vpc: v}\n");
+  CHECK(same("valid"));
+  CHECK(same("unchanged"));
+  d.file("conf.d/10-c.yaml", "security_groups:\n  - {name: gc, vpc: v}\n");  // gb's index moves
+  CHECK(same("index moved"));
+  d.file("conf.d/30-b.yaml", "security_groups:\n  - {name: gb, vpc: w}\n");  // gb now in another VPC
+  CHECK_FALSE(same("other VPC"));
+  d.file("conf.d/30-b.yaml", "security_groups:\n  - {name: gb, vpc: v}\n");
+  CHECK(same("back"));
+  fs::remove(d.path / "conf.d" / "30-b.yaml");  // gb gone
+  CHECK_FALSE(same("removed"));
+  d.file("conf.d/30-b.yaml", "security_groups:\n  - {name: gb, vpc: v}\n");
+  CHECK(same("again"));
+  d.file("vpcfw.yaml", kNetwork + "prefix_lists:\n  - {name: pl, entries: [192.0.2.0/24], max_entries: 70}\n");
+  CHECK_FALSE(same("prefix list larger than the quota"));
 }
