@@ -30,11 +30,18 @@ bool validName(const std::string& n) { return names::isValidObjectName(n); }
 
 class Reader {
  public:
-  Reader(std::string file, Diagnostics& d) : file_(std::move(file)), d_(d) {}
+  Reader(std::string file, Diagnostics& d) : file_(std::make_shared<const std::string>(std::move(file))), d_(d) {}
 
   SourceLocation loc(const Node& n) const {
-    if (!n.IsDefined()) return SourceLocation{file_, 0, 0};
-    return SourceLocation{file_, n.line() + 1, n.column() + 1};
+    if (!n.IsDefined()) return SourceLocation{*file_, 0, 0};
+    return SourceLocation{*file_, n.line() + 1, n.column() + 1};
+  }
+  // Records where `n` is as field `f` of `o`.
+  void setField(Origin& o, model::FieldName f, const Node& n) const {
+    if (n.IsDefined())
+      o.set(f, n.line() + 1, n.column() + 1);
+    else
+      o.set(f, 0, 0);
   }
 
   void error(const Node& n, std::string msg, std::string hint = {}) {
@@ -55,14 +62,27 @@ class Reader {
 
   // Reports unknown and duplicate keys; records each known key's position.
   void checkKeys(const Node& n, std::initializer_list<std::string_view> allowed, std::string_view what, Origin& o) {
-    std::set<std::string> seen;
-    for (const auto& [k, v] : n.pairs()) {
+    // Keys are views of the document's text. A mapping of a few keys (every
+    // object of a valid config) is searched, not indexed.
+    constexpr std::size_t kSearched = 16;
+    const auto pairs = n.pairs();
+    std::set<std::string_view> seen;
+    for (std::size_t i = 0; i < pairs.size(); ++i) {
+      const Node& k = pairs[i].first;
+      const Node& v = pairs[i].second;
       if (!k.IsScalar()) {
         error(k, fmt::format("{}: keys must be plain names", what));
         continue;
       }
-      std::string key(k.Scalar());
-      if (!seen.insert(key).second) error(k, fmt::format("{}: duplicate key {}", what, quoteForMessage(key)));
+      std::string_view key = k.Scalar();
+      bool repeated = false;
+      if (pairs.size() <= kSearched) {
+        for (std::size_t j = 0; j < i && !repeated; ++j)
+          repeated = pairs[j].first.IsScalar() && pairs[j].first.Scalar() == key;
+      } else {
+        repeated = !seen.insert(key).second;
+      }
+      if (repeated) error(k, fmt::format("{}: duplicate key {}", what, quoteForMessage(key)));
       if (std::find(allowed.begin(), allowed.end(), key) == allowed.end()) {
         std::vector<std::string> names(allowed.begin(), allowed.end());
         auto hint = d_.didYouMean(key, names);
@@ -70,9 +90,9 @@ class Reader {
               hint.empty() ? fmt::format("known keys: {}", fmt::join(names, ", ")) : hint);
         continue;
       }
-      o.set(std::move(key), loc(v));
+      if (auto f = model::FieldName::named(key)) setField(o, *f, v);
     }
-    o.at = loc(n);
+    o.place(file_, n.IsDefined() ? n.line() + 1 : 0, n.IsDefined() ? n.column() + 1 : 0);
   }
 
   bool has(const Node& n, const char* key) const { return n[key].IsDefined() && !n[key].IsNull(); }
@@ -234,7 +254,7 @@ class Reader {
   }
 
  private:
-  std::string file_;
+  std::shared_ptr<const std::string> file_;  // shared by every origin of the file
   Diagnostics& d_;
 };
 
@@ -327,7 +347,7 @@ class ConfigParser {
     if (!r_.has(n, "cidr")) r_.error(n, fmt::format("{} is missing required key 'cidr'", named("VPC", v.name)));
     auto blocks = r_.oneOrMany(n["cidr"]);
     for (std::size_t i = 0; i < blocks.size(); ++i) {
-      v.origin.set("cidr" + std::to_string(i), r_.loc(blocks[i]));
+      r_.setField(v.origin, model::FieldName("cidr").item(i), blocks[i]);
       if (auto c = r_.cidr(blocks[i], "VPC cidr")) v.cidrs.push_back(*c);
     }
     if (r_.has(n, "ipv6_cidr")) v.ipv6Cidr = r_.cidr(n["ipv6_cidr"], "VPC ipv6_cidr");
@@ -518,22 +538,22 @@ class ConfigParser {
       r_.error(n, fmt::format("{} is missing required key 'private_ip'", named("instance", i.name)));
     else if (auto a = r_.address(n["private_ip"], "private_ip"))
       i.privateIp = *a;
-    auto addresses = [&](const char* key, std::vector<IpAddress>& out) {
+    auto addresses = [&](const char* key, model::FieldName field, std::vector<IpAddress>& out) {
       if (!r_.has(n, key)) return;
       if (!r_.isSeq(n[key], key)) return;
       std::size_t k = 0;
       for (const auto& e : n[key]) {
-        i.origin.set(key + std::to_string(k++), r_.loc(e));
+        r_.setField(i.origin, field.item(k++), e);
         if (auto a = r_.address(e, key)) out.push_back(*a);
       }
     };
-    addresses("secondary_ips", i.secondaryIps);
-    addresses("ipv6_addresses", i.ipv6Addresses);
+    addresses("secondary_ips", "secondary_ips", i.secondaryIps);
+    addresses("ipv6_addresses", "ipv6_addresses", i.ipv6Addresses);
     if (r_.has(n, "public_ip")) i.publicIp = r_.address(n["public_ip"], "public_ip");
     if (r_.has(n, "security_groups") && r_.isSeq(n["security_groups"], "security_groups")) {
       std::size_t k = 0;
       for (const auto& g : n["security_groups"]) {
-        i.origin.set("security_groups" + std::to_string(k++), r_.loc(g));
+        r_.setField(i.origin, model::FieldName("security_groups").item(k++), g);
         if (g.IsScalar()) {
           if (auto name = r_.text(g, "security_groups entry")) i.groupNames.push_back(*name);
         } else

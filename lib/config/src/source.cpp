@@ -13,6 +13,7 @@
 #include <functional>
 #include <string_view>
 #include <tuple>
+#include <type_traits>
 
 #include "read_file.h"
 #include "vpcfw/model/validate.h"
@@ -22,6 +23,10 @@ namespace {
 
 // More files than this in conf.d is an error, not a long wait.
 constexpr std::size_t kMaxConfigFiles = 4096;
+// A group's stamp: its fragment's generation, then its place in the fragment
+// plus one (the groups past the last place that fits get no stamp).
+constexpr int kGroupBits = 24;
+constexpr std::size_t kMaxStampedGroups = (std::size_t{1} << kGroupBits) - 1;
 
 std::string joinPath(const std::string& dir, std::string_view name) {
   if (!dir.empty() && dir.back() == '/') return dir + std::string(name);
@@ -46,33 +51,47 @@ struct Closedir {
   }
 };
 
-// The identity of what merge calls one object: its kind's name space.
-template <class T, class Key>
-void mergeList(std::vector<T>& into, const std::vector<T>& from, std::size_t fragment,
-               std::map<Key, std::pair<std::size_t, const model::Origin*>>& seen, std::function<Key(const T&)> key,
-               std::function<std::string(const T&)> what, Diagnostics& diags) {
-  for (const auto& x : from) {
+// The identity of what merge calls one object: its kind's name space. The
+// first definition of a name is remembered by its index in `into` (the
+// fragment's object may have been moved from).
+// `kept`, when given, gets the index in `from` of each object kept.
+template <class T, class Key, class From>
+void mergeList(std::vector<T>& into, From& from, std::size_t fragment,
+               std::map<Key, std::pair<std::size_t, std::size_t>>& seen, std::function<Key(const T&)> key,
+               std::function<std::string(const T&)> what, Diagnostics& diags,
+               std::vector<std::size_t>* kept = nullptr) {
+  for (std::size_t k = 0; k < from.size(); ++k) {
+    auto& x = from[k];
     if (!x.name.empty()) {
-      auto [pos, fresh] = seen.emplace(key(x), std::pair{fragment, &x.origin});
+      auto [pos, fresh] = seen.emplace(key(x), std::pair{fragment, into.size()});
       if (!fresh && pos->second.first != fragment) {
         diags.error(x.origin.of("name"), fmt::format("{} is already defined in another file", what(x)),
-                    fmt::format("first defined at {}", where(pos->second.second->of("name"))));
+                    fmt::format("first defined at {}", where(into[pos->second.second].origin.of("name"))));
         continue;
       }
     }
-    into.push_back(x);
+    if (kept) kept->push_back(k);
+    if constexpr (std::is_const_v<From>)
+      into.push_back(x);
+    else
+      into.push_back(std::move(x));
   }
 }
 
-}  // namespace
-
-model::Model mergeFragments(const std::vector<const model::Model*>& fragments, Diagnostics& diags) {
+// mergeFragments, copying from the fragments or (`Fragment` not const)
+// moving out of them.
+// `stamps`, when given, gets a stamp per merged group: generations[i] (of
+// fragment i) and the group's place in it.
+template <class Fragment>
+model::Model merge(const std::vector<Fragment*>& fragments, Diagnostics& diags,
+                   const std::vector<std::uint64_t>* generations = nullptr,
+                   std::vector<std::uint64_t>* stamps = nullptr) {
   model::Model m;
   using Name = std::string;
   using Scoped = std::pair<std::string, std::string>;  // VPC, name
-  std::map<Name, std::pair<std::size_t, const model::Origin*>> vpcs, subnets, instances, prefixLists, gateways,
-      peerings;
-  std::map<Scoped, std::pair<std::size_t, const model::Origin*>> nacls, groups, routeTables;
+  using Seen = std::pair<std::size_t, std::size_t>;    // fragment, index in the merged list
+  std::map<Name, Seen> vpcs, subnets, instances, prefixLists, gateways, peerings;
+  std::map<Scoped, Seen> nacls, groups, routeTables;
   auto byName = [](const auto& x) { return x.name; };
   auto scoped = [](const auto& x) { return Scoped{x.vpcName, x.name}; };
   auto simple = [](std::string_view kind) {
@@ -81,16 +100,32 @@ model::Model mergeFragments(const std::vector<const model::Model*>& fragments, D
   auto inVpc = [](std::string_view kind) {
     return [kind](const auto& x) { return fmt::format("{} '{}' of VPC {}", kind, x.name, quoteForMessage(x.vpcName)); };
   };
-  const model::Origin* limitsFrom = nullptr;
+  // Reserved, so that objects are copied or moved once.
+  auto total = [&](auto member) {
+    std::size_t n = 0;
+    for (const auto* f : fragments) n += (f->*member).size();
+    return n;
+  };
+  using model::Model;
+  m.vpcs.reserve(total(&Model::vpcs));
+  m.subnets.reserve(total(&Model::subnets));
+  m.instances.reserve(total(&Model::instances));
+  m.prefixLists.reserve(total(&Model::prefixLists));
+  m.internetGateways.reserve(total(&Model::internetGateways));
+  m.peerings.reserve(total(&Model::peerings));
+  m.nacls.reserve(total(&Model::nacls));
+  m.groups.reserve(total(&Model::groups));
+  m.routeTables.reserve(total(&Model::routeTables));
+  bool limitsSet = false;
   for (std::size_t i = 0; i < fragments.size(); ++i) {
-    const model::Model& f = *fragments[i];
-    if (f.limits.origin.at.line != 0) {
-      if (limitsFrom)
-        diags.error(f.limits.origin.at, "limits are already set in another file",
-                    fmt::format("first set at {}; set them in one file", where(limitsFrom->at)));
+    Fragment& f = *fragments[i];
+    if (f.limits.origin.line() != 0) {
+      if (limitsSet)
+        diags.error(f.limits.origin.at(), "limits are already set in another file",
+                    fmt::format("first set at {}; set them in one file", where(m.limits.origin.at())));
       else {
         m.limits = f.limits;
-        limitsFrom = &f.limits.origin;
+        limitsSet = true;
       }
     }
     using namespace model;
@@ -102,10 +137,19 @@ model::Model mergeFragments(const std::vector<const model::Model*>& fragments, D
                                      simple("internet gateway"), diags);
     mergeList<Peering, Name>(m.peerings, f.peerings, i, peerings, byName, simple("peering"), diags);
     mergeList<NetworkAcl, Scoped>(m.nacls, f.nacls, i, nacls, scoped, inVpc("network ACL"), diags);
-    mergeList<SecurityGroup, Scoped>(m.groups, f.groups, i, groups, scoped, inVpc("security group"), diags);
+    std::vector<std::size_t> kept;
+    mergeList<SecurityGroup, Scoped>(m.groups, f.groups, i, groups, scoped, inVpc("security group"), diags, &kept);
+    if (stamps)
+      for (auto k : kept) stamps->push_back(k < kMaxStampedGroups ? (*generations)[i] << kGroupBits | (k + 1) : 0);
     mergeList<RouteTable, Scoped>(m.routeTables, f.routeTables, i, routeTables, scoped, inVpc("route table"), diags);
   }
   return m;
+}
+
+}  // namespace
+
+model::Model mergeFragments(const std::vector<const model::Model*>& fragments, Diagnostics& diags) {
+  return merge(fragments, diags);
 }
 
 ConfigSource ConfigSource::open(std::string path, LoadOptions options, bool cache) {
@@ -184,7 +228,7 @@ std::optional<model::Model> ConfigSource::load(Diagnostics& diags) {
     FileIdentity id{static_cast<std::uint64_t>(st.st_dev), static_cast<std::uint64_t>(st.st_ino), text->size(),
                     static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec,
                     std::hash<std::string_view>{}(*text)};
-    if (auto it = cache_.find(file); it != cache_.end() && it->second.identity == id) {
+    if (auto it = cache_.find(file); it != cache_.end() && it->second.identity == id && it->second.complete) {
       for (const auto& w : it->second.warnings) diags.warning(w.where, w.message, w.hint);
       next.insert(cache_.extract(it));
       continue;
@@ -192,29 +236,43 @@ std::optional<model::Model> ConfigSource::load(Diagnostics& diags) {
     ++filesParsed_;
     Fragment f;
     f.identity = id;
-    const std::size_t shown = diags.all().size();
+    f.generation = nextGeneration_++;
+    const std::size_t shown = diags.all().size(), dropped = diags.dropped();
     if (!parseConfig(*text, file, f.model, diags)) {
       ok = false;
       continue;
     }
+    // A fragment whose warnings were not all shown (the cap) could not be
+    // replayed as a fresh load shows them: parsed anew next time.
+    f.complete = diags.dropped() == dropped;
     f.warnings.assign(diags.all().begin() + static_cast<std::ptrdiff_t>(shown), diags.all().end());
     next.insert_or_assign(file, std::move(f));
   }
   cache_ = std::move(next);
   if (!ok) return std::nullopt;
+  // A one-shot load moves the fragments into the model; a cached one copies
+  // them (origins and rules allocate nothing to copy).
   model::Model merged;
-  if (files_.size() == 1) {
-    auto& only = cache_.at(files_.front()).model;
-    merged = caching_ ? only : std::move(only);
-  } else {
+  std::vector<std::uint64_t> stamps;
+  if (caching_) {
     std::vector<const model::Model*> fragments;
+    std::vector<std::uint64_t> generations;
+    for (const auto& file : files_) {
+      fragments.push_back(&cache_.at(file).model);
+      generations.push_back(cache_.at(file).generation);
+    }
+    merged = merge(fragments, diags, &generations, &stamps);
+  } else {
+    std::vector<model::Model*> fragments;
     for (const auto& file : files_) fragments.push_back(&cache_.at(file).model);
-    merged = mergeFragments(fragments, diags);
+    merged = merge(fragments, diags);
+    cache_.clear();
   }
-  if (!caching_) cache_.clear();
   merged.sourceFile = path_;
   if (diags.errorCount() != errorsBefore) return std::nullopt;
-  if (!model::validate(merged, diags)) return std::nullopt;
+  // A cached source checks again only the rules of the groups whose inputs
+  // changed (model::GroupRuleMemo).
+  if (!(caching_ ? model::validate(merged, diags, stamps, memo_) : model::validate(merged, diags))) return std::nullopt;
   return merged;
 }
 

@@ -1,11 +1,41 @@
+// The model's small helpers: names of enums, look-ups by name, origins.
 #include "vpcfw/model/model.h"
+
+#include <algorithm>
 
 namespace vpcfw::model {
 
-const SourceLocation& Origin::of(std::string_view field) const {
-  for (const auto& [name, where] : fields)
-    if (name == field) return where;
-  return at;
+const Origin::Field* Origin::find(FieldName field) const {
+  const std::size_t n = std::min<std::size_t>(count_, kInline);
+  for (std::size_t i = 0; i < n; ++i)
+    if (inline_[i].name == field.id()) return &inline_[i];
+  for (const auto& f : more_)
+    if (f.name == field.id()) return &f;
+  return nullptr;
+}
+
+SourceLocation Origin::of(FieldName field) const {
+  const Field* f = find(field);
+  if (!f) return at();
+  return SourceLocation{file_ ? *file_ : std::string(), static_cast<int>(f->line), static_cast<int>(f->column)};
+}
+
+void Origin::set(FieldName field, int line, int column) {
+  const Field f{field.id(), static_cast<std::uint32_t>(line), static_cast<std::uint32_t>(column)};
+  if (count_ < kInline)
+    inline_[count_] = f;
+  else
+    more_.push_back(f);
+  ++count_;
+}
+
+bool Origin::operator==(const Origin& o) const {
+  const bool sameFile = file_ == o.file_ || (file_ && o.file_ && *file_ == *o.file_) ||
+                        ((!file_ || file_->empty()) && (!o.file_ || o.file_->empty()));
+  const std::size_t n = std::min<std::size_t>(count_, kInline);
+  return sameFile && line_ == o.line_ && column_ == o.column_ && count_ == o.count_ &&
+         std::equal(inline_.begin(), inline_.begin() + static_cast<std::ptrdiff_t>(n), o.inline_.begin()) &&
+         more_ == o.more_;
 }
 
 std::string_view directionName(Direction d) { return d == Direction::kIngress ? "ingress" : "egress"; }

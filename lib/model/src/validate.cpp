@@ -116,7 +116,8 @@ void forEachOverlap(std::vector<std::pair<Cidr, std::size_t>> blocks, F report) 
 
 class Validator {
  public:
-  Validator(Model& m, Diagnostics& d) : m_(m), d_(d) {}
+  Validator(Model& m, Diagnostics& d, const std::vector<std::uint64_t>* stamps = nullptr, GroupRuleMemo* memo = nullptr)
+      : m_(m), d_(d), stamps_(stamps), memo_(memo) {}
 
   void run() {
     checkLimits();
@@ -136,6 +137,8 @@ class Validator {
  private:
   Model& m_;
   Diagnostics& d_;
+  const std::vector<std::uint64_t>* stamps_;
+  GroupRuleMemo* memo_;
   decltype(byName(m_.vpcs)) vpcIndex_ = byName(m_.vpcs);
   decltype(byName(m_.subnets)) subnetIndex_ = byName(m_.subnets);
   decltype(byName(m_.prefixLists)) prefixListIndex_ = byName(m_.prefixLists);
@@ -198,7 +201,7 @@ class Validator {
   void checkLimits() {
     Limits& l = m_.limits;
     auto positive = [&](int v, std::string_view key) {
-      if (v < 1) d_.error(l.origin.of(key), fmt::format("limit '{}' must be at least 1", key));
+      if (v < 1) d_.error(l.origin.of(*FieldName::named(key)), fmt::format("limit '{}' must be at least 1", key));
     };
     positive(l.vpcs, "vpcs");
     positive(l.vpcCidrBlocks, "vpc_cidr_blocks");
@@ -217,7 +220,8 @@ class Validator {
     }
     auto atMost = [&](int v, int max, std::string_view key) {
       if (v > max)
-        d_.error(l.origin.of(key), fmt::format("limit '{}' is {}, above AWS's maximum of {}", key, v, max),
+        d_.error(l.origin.of(*FieldName::named(key)),
+                 fmt::format("limit '{}' is {}, above AWS's maximum of {}", key, v, max),
                  "use `profile: lab` to lift AWS quotas in a lab");
     };
     atMost(l.vpcCidrBlocks, kMaxVpcCidrBlocks, "vpc_cidr_blocks");
@@ -243,14 +247,14 @@ class Validator {
   void checkVpcs() {
     checkUniqueNamesSimple(m_.vpcs, "VPC");
     if (static_cast<int>(m_.vpcs.size()) > m_.limits.vpcs)
-      d_.error(m_.vpcs[static_cast<std::size_t>(m_.limits.vpcs)].origin.at,
+      d_.error(m_.vpcs[static_cast<std::size_t>(m_.limits.vpcs)].origin.at(),
                fmt::format("{} VPCs exceed the quota of {} per region", m_.vpcs.size(), m_.limits.vpcs),
                "raise `limits: vpcs` (adjustable in AWS)");
     static const Cidr kForbidden[] = {Cidr::parse("0.0.0.0/8")->cidr, Cidr::parse("127.0.0.0/8")->cidr,
                                       Cidr::parse("169.254.0.0/16")->cidr, Cidr::parse("224.0.0.0/4")->cidr,
                                       Cidr::parse("240.0.0.0/4")->cidr};
     for (auto& v : m_.vpcs) {
-      if (v.cidrs.empty()) d_.error(v.origin.at, fmt::format("VPC '{}' has no IPv4 CIDR block", v.name));
+      if (v.cidrs.empty()) d_.error(v.origin.at(), fmt::format("VPC '{}' has no IPv4 CIDR block", v.name));
       if (static_cast<int>(v.cidrs.size()) > m_.limits.vpcCidrBlocks)
         d_.error(v.origin.of("cidr"),
                  fmt::format("VPC '{}' has {} IPv4 CIDR blocks, above the quota of {}", v.name, v.cidrs.size(),
@@ -258,7 +262,7 @@ class Validator {
                  "raise `limits: vpc_cidr_blocks` (AWS maximum 50)");
       for (std::size_t i = 0; i < v.cidrs.size(); ++i) {
         const auto& c = v.cidrs[i];
-        const auto& at = v.origin.of("cidr" + std::to_string(i));
+        const auto& at = v.origin.of(FieldName("cidr").item(i));
         if (!c.network().isV4()) {
           d_.error(at, fmt::format("VPC block {} is not IPv4", c.toString()), "put the IPv6 block in `ipv6_cidr`");
           continue;
@@ -271,8 +275,8 @@ class Validator {
       std::vector<std::pair<Cidr, std::size_t>> blocks;
       for (std::size_t i = 0; i < v.cidrs.size(); ++i) blocks.emplace_back(v.cidrs[i], i);
       forEachOverlap(std::move(blocks), [&](std::size_t j, std::size_t i) {
-        d_.error(v.origin.of("cidr" + std::to_string(i)), fmt::format("VPC block {} overlaps block {} of the same VPC",
-                                                                      v.cidrs[i].toString(), v.cidrs[j].toString()));
+        d_.error(v.origin.of(FieldName("cidr").item(i)), fmt::format("VPC block {} overlaps block {} of the same VPC",
+                                                                     v.cidrs[i].toString(), v.cidrs[j].toString()));
       });
       if (v.ipv6Cidr) {
         if (v.ipv6Cidr->network().isV4())
@@ -333,20 +337,20 @@ class Validator {
       for (const auto& c : b.cidrs) blocks.emplace_back(c, blocks.size());
       forEachOverlap(std::move(blocks), [&](std::size_t j, std::size_t i) {
         if (j >= a.cidrs.size() || i < a.cidrs.size()) return;  // within one VPC: reported there
-        d_.error(p.origin.at,
+        d_.error(p.origin.at(),
                  fmt::format("{}: VPC '{}' block {} overlaps VPC '{}' block {}; peered VPCs must not overlap", what,
                              a.name, a.cidrs[j].toString(), b.name, b.cidrs[i - a.cidrs.size()].toString()));
       });
       if (a.ipv6Cidr && b.ipv6Cidr && a.ipv6Cidr->overlaps(*b.ipv6Cidr))
-        d_.error(p.origin.at, fmt::format("{}: the IPv6 blocks of '{}' and '{}' overlap", what, a.name, b.name));
+        d_.error(p.origin.at(), fmt::format("{}: the IPv6 blocks of '{}' and '{}' overlap", what, a.name, b.name));
       if (!p.active) continue;
       auto key = std::minmax(p.requester, p.accepter);
       if (!pairs.insert({key.first, key.second}).second)
-        d_.error(p.origin.at,
+        d_.error(p.origin.at(),
                  fmt::format("{}: VPCs '{}' and '{}' already have an active peering", what, a.name, b.name));
       for (auto v : {p.requester, p.accepter})
         if (++perVpc[v] == m_.limits.peeringsPerVpc + 1)
-          d_.error(p.origin.at,
+          d_.error(p.origin.at(),
                    fmt::format("VPC '{}' has more than {} active peerings", m_.vpcs[v].name, m_.limits.peeringsPerVpc),
                    "raise `limits: peerings_per_vpc` (AWS maximum 125)");
     }
@@ -386,15 +390,15 @@ class Validator {
                        bool isNacl) {
     // AWS's API rejects a TCP or UDP rule without a port range; so does vpcfw
     // rather than guess that "all ports" was meant.
-    if (proto.hasPorts() && !hasField(o, "ports"))
+    if (proto.hasPorts() && !o.has("ports"))
       d_.error(o.of("protocol"), fmt::format("a {} rule needs a port range, as in AWS", proto.toString()),
                "write `ports: 0-65535` for every port");
-    if (!proto.hasPorts() && hasField(o, "ports"))
+    if (!proto.hasPorts() && o.has("ports"))
       d_.warning(o.of("ports"),
                  fmt::format("ports are ignored for protocol {}: it matches all ports", proto.toString()));
-    bool icmpGiven = hasField(o, "icmp_type") || hasField(o, "icmp_code");
+    bool icmpGiven = o.has("icmp_type") || o.has("icmp_code");
     if (!proto.isIcmpAny() && icmpGiven)
-      d_.warning(o.of(hasField(o, "icmp_type") ? "icmp_type" : "icmp_code"),
+      d_.warning(o.of(o.has("icmp_type") ? FieldName("icmp_type") : FieldName("icmp_code")),
                  fmt::format("icmp_type/icmp_code are ignored for protocol {}", proto.toString()));
     if (proto.isIcmpAny()) {
       if (icmp.type < -1 || icmp.type > 255)
@@ -428,12 +432,6 @@ class Validator {
     d_.warning(at, fmt::format(
                        "{} is in the {} range: no packet through an ENI carries such an address, so this never matches",
                        c.toString(), s->what));
-  }
-
-  static bool hasField(const Origin& o, std::string_view f) {
-    for (const auto& [name, at] : o.fields)
-      if (name == f) return true;
-    return false;
   }
 
   // ------------------------------------------------------------- NACLs
@@ -473,7 +471,7 @@ class Validator {
     const int quota = m_.limits.naclRulesPerDirection;
     for (auto [count, fam] : {std::pair{count4, Family::kIpv4}, std::pair{count6, Family::kIpv6}}) {
       if (count + 1 > quota)
-        d_.error(n.origin.of(std::string(directionName(dir))),
+        d_.error(n.origin.of(dir == Direction::kIngress ? FieldName("ingress") : FieldName("egress")),
                  fmt::format("NACL '{}' has {} {} {} rules; with the '*' rule that is above the quota of {}", n.name,
                              count, net::familyName(fam), directionName(dir), quota),
                  "raise `limits: nacl_rules_per_direction` (AWS maximum 40)");
@@ -509,7 +507,7 @@ class Validator {
     for (auto [vpc, declared] : perVpc) {
       const int total = declared + (m_.vpcs[vpc].defaultNacl == kNone ? 1 : 0);
       if (total > m_.limits.naclsPerVpc)
-        d_.error(m_.vpcs[vpc].origin.at,
+        d_.error(m_.vpcs[vpc].origin.at(),
                  fmt::format("VPC '{}' has {} network ACLs (the default one included), above the quota of {}",
                              m_.vpcs[vpc].name, total, m_.limits.naclsPerVpc));
     }
@@ -523,7 +521,7 @@ class Validator {
       n.vpc = vi;
       n.isDefault = true;
       n.generated = true;
-      n.origin.at = v.origin.at;
+      n.origin.placeAs(v.origin);
       for (auto* list : {&n.ingress, &n.egress}) {
         list->push_back(allowAll(100, Family::kIpv4));
         if (v.ipv6Cidr) list->push_back(allowAll(101, Family::kIpv6));
@@ -578,8 +576,8 @@ class Validator {
     }
     for (auto [vpc, count] : perVpc)
       if (count > m_.limits.groupsPerVpc)
-        d_.error(m_.vpcs[vpc].origin.at, fmt::format("VPC '{}' has {} security groups, above the quota of {}",
-                                                     m_.vpcs[vpc].name, count, m_.limits.groupsPerVpc));
+        d_.error(m_.vpcs[vpc].origin.at(), fmt::format("VPC '{}' has {} security groups, above the quota of {}",
+                                                       m_.vpcs[vpc].name, count, m_.limits.groupsPerVpc));
     // AWS defaults: every VPC has a "default" group (all in from itself, all out);
     // a group that omits egress gets the allow-all egress a new group has.
     for (std::size_t vi = 0; vi < m_.vpcs.size(); ++vi) {
@@ -593,13 +591,13 @@ class Validator {
       g.isDefault = true;
       g.generated = true;
       g.egressDefaulted = true;
-      g.origin.at = v.origin.at;
+      g.origin.placeAs(v.origin);
       v.defaultGroup = m_.groups.size();
       m_.groups.push_back(std::move(g));
     }
     for (auto& g : m_.groups) {
       if (g.vpc == kNone) continue;
-      if (g.isDefault && (g.generated || !hasField(g.origin, "ingress"))) {
+      if (g.isDefault && (g.generated || !g.origin.has("ingress"))) {
         SgRule self;
         self.protocol = Protocol::all();
         self.peer = GroupRef{"default", kNone};
@@ -638,56 +636,137 @@ class Validator {
   }
 
   void checkGroupRules() {
-    for (auto& g : m_.groups) {
+    GroupRuleMemo next;
+    for (std::size_t gi = 0; gi < m_.groups.size(); ++gi) {
+      auto& g = m_.groups[gi];
       if (g.vpc == kNone) continue;
-      for (auto dir : {Direction::kIngress, Direction::kEgress}) {
-        auto& rules = dir == Direction::kIngress ? g.ingress : g.egress;
-        long long count4 = 0, count6 = 0;  // a prefix list counts as its max entries (up to 10^6 each)
-        std::map<RuleKey, int> seen;
-        for (std::size_t k = 0; k < rules.size(); ++k) {
-          auto& r = rules[k];
-          std::optional<Family> fam;
-          if (auto* c = std::get_if<Cidr>(&r.peer)) {
-            fam = c->family();
-            checkPeerCidr(*c, r.origin.of("cidr"));
-            (*fam == Family::kIpv4 ? count4 : count6)++;
-          } else if (auto* ref = std::get_if<GroupRef>(&r.peer)) {
-            resolveGroupRef(g, *ref, r.origin);
-            ++count4;  // a group reference counts as one rule
-          } else {
-            auto& pl = std::get<PrefixListRef>(r.peer);
-            pl.prefixList = prefixListIndex_.find(pl.name);
-            if (pl.prefixList == kNone) {
-              d_.error(r.origin.of("prefix_list"), fmt::format("unknown prefix list {}", quoteForMessage(pl.name)),
-                       didYouMean(pl.name, m_.prefixLists));
-            } else {
-              const auto& list = m_.prefixLists[pl.prefixList];
-              fam = list.family;
-              // AWS counts a prefix list reference as its max entries.
-              (list.family == Family::kIpv4 ? count4 : count6) += list.maxEntries;
-            }
-          }
-          checkRuleFields(r.protocol, r.icmp, r.origin, fam, false);
-          if (r.description.size() > kMaxDescription)
-            d_.error(r.origin.of("description"),
-                     fmt::format("rule description is {} characters; AWS allows 255", r.description.size()));
-          else if (!descriptionCharsOk(r.description))
-            d_.error(r.origin.of("description"), "rule description has characters AWS does not allow",
-                     "allowed: a-z A-Z 0-9 spaces and ._-:/()#,@[]+=&;{}!$*");
-          if (auto [first, fresh] = seen.emplace(ruleKey(r), r.index); !fresh)
-            d_.error(r.origin.at,
-                     fmt::format("security group '{}' {} rule {} duplicates rule {}", g.name, directionName(dir),
-                                 r.index, first->second),
-                     "AWS rejects duplicate rules (InvalidPermission.Duplicate)");
+      const std::uint64_t stamp = memo_ && gi < stamps_->size() ? (*stamps_)[gi] : 0;
+      if (stamp != 0) {
+        auto it = memo_->outcomes.find(stamp);
+        if (it != memo_->outcomes.end() && reuse(g, it->second)) {
+          for (const auto& w : it->second.warnings) d_.warning(w.where, w.message, w.hint);
+          next.outcomes.insert(memo_->outcomes.extract(it));
+          continue;
         }
-        const int quota = m_.limits.sgRulesPerDirection;
-        for (auto [count, fam] : {std::pair{count4, Family::kIpv4}, std::pair{count6, Family::kIpv6}})
-          if (count > quota)
-            d_.error(g.origin.of(std::string(directionName(dir))),
-                     fmt::format("security group '{}' has {} {} {} rules, above the quota of {}", g.name, count,
-                                 net::familyName(fam), directionName(dir), quota),
-                     "raise `limits: sg_rules_per_direction`");
       }
+      const std::size_t shown = d_.all().size(), errors = d_.errorCount(), dropped = d_.dropped();
+      GroupRuleMemo::Outcome outcome;
+      checkRules(g, outcome.references);
+      // Kept only when complete: no error, no warning lost to the cap.
+      if (stamp != 0 && d_.errorCount() == errors && d_.dropped() == dropped) {
+        outcome.vpc = g.vpc;
+        outcome.ingress = g.ingress.size();
+        outcome.egress = g.egress.size();
+        outcome.quota = m_.limits.sgRulesPerDirection;
+        outcome.warnings.assign(d_.all().begin() + static_cast<std::ptrdiff_t>(shown), d_.all().end());
+        next.outcomes.emplace(stamp, std::move(outcome));
+      }
+    }
+    if (memo_) *memo_ = std::move(next);
+  }
+
+  // What a reference resolves to now, as an outcome records it.
+  GroupRuleMemo::Reference resolved(const SecurityGroup& owner, const std::string& name, bool prefixList) {
+    GroupRuleMemo::Reference r{name, prefixList};
+    if (prefixList) {
+      r.index = prefixListIndex_.find(name);
+      if (r.index != kNone) {
+        r.family = m_.prefixLists[r.index].family;
+        r.maxEntries = m_.prefixLists[r.index].maxEntries;
+      }
+    } else {
+      r.index = findGroup(name, owner.vpc);
+      if (r.index != kNone) {
+        r.vpc = m_.groups[r.index].vpc;
+        r.peered = r.vpc != owner.vpc && activePairs_.contains(std::minmax(owner.vpc, r.vpc));
+      }
+    }
+    return r;
+  }
+
+  // The group's rules are checked as before when everything they depend on is:
+  // the references are then resolved as recorded.
+  bool reuse(SecurityGroup& g, const GroupRuleMemo::Outcome& o) {
+    if (o.vpc != g.vpc || o.ingress != g.ingress.size() || o.egress != g.egress.size() ||
+        o.quota != m_.limits.sgRulesPerDirection)
+      return false;
+    for (const auto& ref : o.references) {
+      const auto now = resolved(g, ref.name, ref.prefixList);
+      if (now.index != ref.index || now.vpc != ref.vpc || now.peered != ref.peered || now.family != ref.family ||
+          now.maxEntries != ref.maxEntries)
+        return false;
+    }
+    auto indexOf = [&](const std::string& name, bool prefixList) {
+      for (const auto& ref : o.references)
+        if (ref.prefixList == prefixList && ref.name == name) return ref.index;
+      return kNone;
+    };
+    for (auto* rules : {&g.ingress, &g.egress})
+      for (auto& r : *rules) {
+        if (auto* ref = std::get_if<GroupRef>(&r.peer))
+          ref->group = indexOf(ref->name, false);
+        else if (auto* pl = std::get_if<PrefixListRef>(&r.peer))
+          pl->prefixList = indexOf(pl->name, true);
+      }
+    return true;
+  }
+
+  // Checks one group's rules; `references` gets each name they refer to, once.
+  void checkRules(SecurityGroup& g, std::vector<GroupRuleMemo::Reference>& references) {
+    auto note = [&](const std::string& name, bool prefixList) {
+      for (const auto& ref : references)
+        if (ref.prefixList == prefixList && ref.name == name) return;
+      references.push_back(resolved(g, name, prefixList));
+    };
+    for (auto dir : {Direction::kIngress, Direction::kEgress}) {
+      auto& rules = dir == Direction::kIngress ? g.ingress : g.egress;
+      long long count4 = 0, count6 = 0;  // a prefix list counts as its max entries (up to 10^6 each)
+      std::map<RuleKey, int> seen;
+      for (std::size_t k = 0; k < rules.size(); ++k) {
+        auto& r = rules[k];
+        std::optional<Family> fam;
+        if (auto* c = std::get_if<Cidr>(&r.peer)) {
+          fam = c->family();
+          checkPeerCidr(*c, r.origin.of("cidr"));
+          (*fam == Family::kIpv4 ? count4 : count6)++;
+        } else if (auto* ref = std::get_if<GroupRef>(&r.peer)) {
+          resolveGroupRef(g, *ref, r.origin);
+          note(ref->name, false);
+          ++count4;  // a group reference counts as one rule
+        } else {
+          auto& pl = std::get<PrefixListRef>(r.peer);
+          pl.prefixList = prefixListIndex_.find(pl.name);
+          note(pl.name, true);
+          if (pl.prefixList == kNone) {
+            d_.error(r.origin.of("prefix_list"), fmt::format("unknown prefix list {}", quoteForMessage(pl.name)),
+                     didYouMean(pl.name, m_.prefixLists));
+          } else {
+            const auto& list = m_.prefixLists[pl.prefixList];
+            fam = list.family;
+            // AWS counts a prefix list reference as its max entries.
+            (list.family == Family::kIpv4 ? count4 : count6) += list.maxEntries;
+          }
+        }
+        checkRuleFields(r.protocol, r.icmp, r.origin, fam, false);
+        if (r.description.size() > kMaxDescription)
+          d_.error(r.origin.of("description"),
+                   fmt::format("rule description is {} characters; AWS allows 255", r.description.size()));
+        else if (!descriptionCharsOk(r.description))
+          d_.error(r.origin.of("description"), "rule description has characters AWS does not allow",
+                   "allowed: a-z A-Z 0-9 spaces and ._-:/()#,@[]+=&;{}!$*");
+        if (auto [first, fresh] = seen.emplace(ruleKey(r), r.index); !fresh)
+          d_.error(r.origin.at(),
+                   fmt::format("security group '{}' {} rule {} duplicates rule {}", g.name, directionName(dir), r.index,
+                               first->second),
+                   "AWS rejects duplicate rules (InvalidPermission.Duplicate)");
+      }
+      const int quota = m_.limits.sgRulesPerDirection;
+      for (auto [count, fam] : {std::pair{count4, Family::kIpv4}, std::pair{count6, Family::kIpv6}})
+        if (count > quota)
+          d_.error(g.origin.of(dir == Direction::kIngress ? FieldName("ingress") : FieldName("egress")),
+                   fmt::format("security group '{}' has {} {} {} rules, above the quota of {}", g.name, count,
+                               net::familyName(fam), directionName(dir), quota),
+                   "raise `limits: sg_rules_per_direction`");
     }
   }
 
@@ -782,7 +861,7 @@ class Validator {
       t.vpc = vi;
       t.isMain = true;
       t.generated = true;
-      t.origin.at = v.origin.at;
+      t.origin.placeAs(v.origin);
       v.mainRouteTable = m_.routeTables.size();
       m_.routeTables.push_back(std::move(t));
     }
@@ -810,7 +889,7 @@ class Validator {
       if (s.vpc == kNone) continue;
       const auto& v = m_.vpcs[s.vpc];
       if (++perVpc[s.vpc] == m_.limits.subnetsPerVpc + 1)
-        d_.error(s.origin.at, fmt::format("VPC '{}' has more than {} subnets", v.name, m_.limits.subnetsPerVpc));
+        d_.error(s.origin.at(), fmt::format("VPC '{}' has more than {} subnets", v.name, m_.limits.subnetsPerVpc));
       if (!s.cidr.network().isV4()) {
         d_.error(s.origin.of("cidr"), fmt::format("subnet cidr {} is not IPv4", s.cidr.toString()),
                  "put the IPv6 /64 in `ipv6_cidr`");
@@ -931,14 +1010,14 @@ class Validator {
       else
         checkPrivateAddress(inst, s, inst.privateIp, inst.origin.of("private_ip"), used);
       for (std::size_t k = 0; k < inst.secondaryIps.size(); ++k) {
-        const auto& at = inst.origin.of("secondary_ips" + std::to_string(k));
+        const auto& at = inst.origin.of(FieldName("secondary_ips").item(k));
         if (!inst.secondaryIps[k].isV4())
           d_.error(at, fmt::format("secondary IP {} must be IPv4", inst.secondaryIps[k].toString()));
         else
           checkPrivateAddress(inst, s, inst.secondaryIps[k], at, used);
       }
       for (std::size_t k = 0; k < inst.ipv6Addresses.size(); ++k) {
-        const auto& at = inst.origin.of("ipv6_addresses" + std::to_string(k));
+        const auto& at = inst.origin.of(FieldName("ipv6_addresses").item(k));
         if (inst.ipv6Addresses[k].isV4())
           d_.error(at, fmt::format("{} in ipv6_addresses is not IPv6", inst.ipv6Addresses[k].toString()));
         else
@@ -981,7 +1060,7 @@ class Validator {
                    "raise `limits: groups_per_eni` (AWS maximum 16)");
         for (std::size_t k = 0; k < inst.groupNames.size(); ++k) {
           const auto& gname = inst.groupNames[k];
-          const auto& at = inst.origin.of("security_groups" + std::to_string(k));
+          const auto& at = inst.origin.of(FieldName("security_groups").item(k));
           std::size_t g = findGroup(gname, inst.vpc);
           if (g == kNone) {
             d_.error(
@@ -1047,9 +1126,9 @@ class Validator {
       };
       claim(inst.privateIp, inst.origin.of("private_ip"));
       for (std::size_t k = 0; k < inst.secondaryIps.size(); ++k)
-        claim(inst.secondaryIps[k], inst.origin.of("secondary_ips" + std::to_string(k)));
+        claim(inst.secondaryIps[k], inst.origin.of(FieldName("secondary_ips").item(k)));
       for (std::size_t k = 0; k < inst.ipv6Addresses.size(); ++k)
-        claim(inst.ipv6Addresses[k], inst.origin.of("ipv6_addresses" + std::to_string(k)));
+        claim(inst.ipv6Addresses[k], inst.origin.of(FieldName("ipv6_addresses").item(k)));
       return;
     }
     if (!p.netns.empty()) {
@@ -1120,6 +1199,12 @@ class Validator {
 bool validate(Model& m, Diagnostics& diags) {
   std::size_t before = diags.errorCount();
   Validator(m, diags).run();
+  return diags.errorCount() == before;
+}
+
+bool validate(Model& m, Diagnostics& diags, const std::vector<std::uint64_t>& stamps, GroupRuleMemo& memo) {
+  std::size_t before = diags.errorCount();
+  Validator(m, diags, &stamps, &memo).run();
   return diags.errorCount() == before;
 }
 

@@ -16,6 +16,7 @@
 #include "vpcfw/base/diagnostic.h"
 #include "vpcfw/config/loader.h"
 #include "vpcfw/model/model.h"
+#include "vpcfw/model/validate.h"
 
 namespace vpcfw::config {
 
@@ -55,8 +56,10 @@ class ConfigSource {
  private:
   struct Fragment {
     FileIdentity identity;
+    std::uint64_t generation = 0;  // unique to this parse: stamps its groups for the GroupRuleMemo
     model::Model model;
     std::vector<Diagnostic> warnings;  // replayed when the fragment is reused
+    bool complete = true;              // false: some warning was lost to the cap; not reused
   };
   ConfigSource(std::string path, LoadOptions options, bool cache)
       : path_(std::move(path)), options_(std::move(options)), caching_(cache) {}
@@ -69,6 +72,8 @@ class ConfigSource {
   std::vector<std::string> directories_;
   std::size_t filesParsed_ = 0;
   std::map<std::string, Fragment> cache_;  // by path; only fragments that parsed without errors
+  std::uint64_t nextGeneration_ = 1;
+  model::GroupRuleMemo memo_;
 };
 
 // Merges fragments (in order) into one model: objects keep file order, then

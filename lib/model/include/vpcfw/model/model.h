@@ -7,7 +7,11 @@
 // anything else, and from then on it is treated as immutable.
 #pragma once
 
+#include <algorithm>
+#include <array>
 #include <cstddef>
+#include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <utility>
@@ -22,14 +26,139 @@ namespace vpcfw::model {
 
 inline constexpr std::size_t kNone = static_cast<std::size_t>(-1);
 
-// Where an object and its individual fields were written in the config.
-struct Origin {
-  SourceLocation at;  // the object itself
-  std::vector<std::pair<std::string, SourceLocation>> fields;
+// The name of a field an Origin records: a key of the config schema, or the
+// k-th entry of a list under that key ("cidr" item 2). A small id rather than
+// a string: every rule's origin holds several, and a model holds one origin per
+// object and rule. A literal that is no schema key does not compile.
+class FieldName {
+ public:
+  static constexpr std::string_view kKeys[] = {"name",
+                                               "vpc",
+                                               "cidr",
+                                               "ipv6_cidr",
+                                               "description",
+                                               "ingress",
+                                               "egress",
+                                               "default",
+                                               "rule",
+                                               "protocol",
+                                               "ports",
+                                               "icmp_type",
+                                               "icmp_code",
+                                               "action",
+                                               "group",
+                                               "prefix_list",
+                                               "entries",
+                                               "max_entries",
+                                               "main",
+                                               "routes",
+                                               "destination",
+                                               "internet_gateway",
+                                               "peering",
+                                               "requester",
+                                               "accepter",
+                                               "status",
+                                               "subnet",
+                                               "private_ip",
+                                               "secondary_ips",
+                                               "ipv6_addresses",
+                                               "public_ip",
+                                               "security_groups",
+                                               "netns",
+                                               "host",
+                                               "interface",
+                                               "routed",
+                                               "availability_zone",
+                                               "route_table",
+                                               "network_acl",
+                                               "profile",
+                                               "vpcs",
+                                               "vpc_cidr_blocks",
+                                               "subnets_per_vpc",
+                                               "nacls_per_vpc",
+                                               "nacl_rules_per_direction",
+                                               "sg_rules_per_direction",
+                                               "groups_per_eni",
+                                               "groups_per_vpc",
+                                               "peerings_per_vpc",
+                                               "routes_per_table",
+                                               "prefix_list_entries",
+                                               "version",
+                                               "limits",
+                                               "subnets",
+                                               "network_acls",
+                                               "prefix_lists",
+                                               "route_tables",
+                                               "internet_gateways",
+                                               "peerings",
+                                               "instances"};
+
+  consteval FieldName(const char* key) : id_(static_cast<std::uint32_t>(keyIndex(key))) {
+    if (keyIndex(key) < 0) throw "not a config key";  // makes the call not a constant expression
+  }
+  // A key read from a config; nothing when the schema has no such key.
+  static std::optional<FieldName> named(std::string_view key) {
+    const int k = keyIndex(key);
+    if (k < 0) return std::nullopt;
+    return FieldName(static_cast<std::uint32_t>(k));
+  }
+  // The k-th entry (0-based) of the list under this key. Entries past 2^24
+  // (more than a config file can hold) share one name.
+  FieldName item(std::size_t k) const {
+    const std::size_t n = std::min<std::size_t>(k + 1, (std::size_t{1} << 24) - 1);
+    return FieldName((id_ & 0xff) | static_cast<std::uint32_t>(n) << 8);
+  }
+  bool operator==(const FieldName&) const = default;
+  std::uint32_t id() const { return id_; }
+
+ private:
+  explicit constexpr FieldName(std::uint32_t id) : id_(id) {}
+  static constexpr int keyIndex(std::string_view key) {
+    for (std::size_t i = 0; i < std::size(kKeys); ++i)
+      if (kKeys[i] == key) return static_cast<int>(i);
+    return -1;
+  }
+  std::uint32_t id_;
+};
+
+// Where an object and its individual fields were written in the config. The
+// file name is one string shared by all origins of a file; up to kInline
+// fields live in the origin itself, so copying a rule allocates nothing.
+class Origin {
+ public:
+  struct Field {
+    std::uint32_t name, line, column;  // name: FieldName::id()
+    bool operator==(const Field&) const = default;
+  };
+  static constexpr std::size_t kInline = 4;
+
+  // The object itself: file, 1-based line and column (0 = unknown).
+  SourceLocation at() const { return SourceLocation{file_ ? *file_ : std::string(), int(line_), int(column_)}; }
+  int line() const { return static_cast<int>(line_); }
+  void place(std::shared_ptr<const std::string> file, int line, int column) {
+    file_ = std::move(file);
+    line_ = static_cast<std::uint32_t>(line);
+    column_ = static_cast<std::uint32_t>(column);
+  }
+  // Placed where `o`'s object is, without its fields (AWS defaults made for a VPC).
+  void placeAs(const Origin& o) { place(o.file_, o.line(), static_cast<int>(o.column_)); }
 
   // The position of `field`, or of the object when the field was not written.
-  const SourceLocation& of(std::string_view field) const;
-  void set(std::string field, SourceLocation where) { fields.emplace_back(std::move(field), std::move(where)); }
+  SourceLocation of(FieldName field) const;
+  bool has(FieldName field) const { return find(field) != nullptr; }
+  void set(FieldName field, int line, int column);
+
+  // Same place and same fields (the same file name, whichever string holds it).
+  bool operator==(const Origin& o) const;
+
+ private:
+  const Field* find(FieldName field) const;
+
+  std::shared_ptr<const std::string> file_;
+  std::uint32_t line_ = 0, column_ = 0;
+  std::uint32_t count_ = 0;
+  std::array<Field, kInline> inline_{};
+  std::vector<Field> more_;  // the fields past kInline
 };
 
 enum class Direction { kIngress, kEgress };
@@ -53,6 +182,8 @@ struct NaclRule {
 
   bool isImplicitDeny() const { return number >= 32767; }
   std::string label() const;  // "100" or "*"
+
+  bool operator==(const NaclRule&) const = default;
 };
 
 struct NetworkAcl {
@@ -66,6 +197,8 @@ struct NetworkAcl {
   Origin origin;
 
   const std::vector<NaclRule>& rules(Direction d) const { return d == Direction::kIngress ? ingress : egress; }
+
+  bool operator==(const NetworkAcl&) const = default;
 };
 
 // ------------------------------------------------------- security groups
@@ -73,10 +206,14 @@ struct NetworkAcl {
 struct GroupRef {
   std::string name;  // "web-sg" (same VPC) or "other-vpc/web-sg"
   std::size_t group = kNone;
+
+  bool operator==(const GroupRef&) const = default;
 };
 struct PrefixListRef {
   std::string name;
   std::size_t prefixList = kNone;
+
+  bool operator==(const PrefixListRef&) const = default;
 };
 using Peer = std::variant<net::Cidr, GroupRef, PrefixListRef>;
 
@@ -90,6 +227,8 @@ struct SgRule {
   int index = 0;  // 1-based position in its list, for messages and comments
 
   std::string peerText() const;
+
+  bool operator==(const SgRule&) const = default;
 };
 
 struct SecurityGroup {
@@ -107,6 +246,8 @@ struct SecurityGroup {
 
   const std::vector<SgRule>& rules(Direction d) const { return d == Direction::kIngress ? ingress : egress; }
   std::string qualifiedName() const { return vpcName + "/" + name; }
+
+  bool operator==(const SecurityGroup&) const = default;
 };
 
 struct PrefixList {
@@ -115,6 +256,8 @@ struct PrefixList {
   int maxEntries = 0;
   net::Family family = net::Family::kIpv4;
   Origin origin;
+
+  bool operator==(const PrefixList&) const = default;
 };
 
 // ---------------------------------------------------------------- routing
@@ -128,6 +271,8 @@ struct Route {
   Origin origin;
 
   std::string targetText() const;  // "local", "igw prod-igw", "peering prod-shared"
+
+  bool operator==(const Route&) const = default;
 };
 
 struct RouteTable {
@@ -138,6 +283,8 @@ struct RouteTable {
   bool generated = false;
   std::vector<Route> routes;  // local routes for every VPC block are added by validate
   Origin origin;
+
+  bool operator==(const RouteTable&) const = default;
 };
 
 struct InternetGateway {
@@ -145,6 +292,8 @@ struct InternetGateway {
   std::string vpcName;
   std::size_t vpc = kNone;
   Origin origin;
+
+  bool operator==(const InternetGateway&) const = default;
 };
 
 struct Peering {
@@ -158,6 +307,8 @@ struct Peering {
     return (requester == a && accepter == b) || (requester == b && accepter == a);
   }
   std::size_t other(std::size_t v) const { return v == requester ? accepter : requester; }
+
+  bool operator==(const Peering&) const = default;
 };
 
 // ------------------------------------------------------ VPCs and subnets
@@ -173,6 +324,8 @@ struct Vpc {
   Origin origin;
 
   bool contains(const net::IpAddress& a) const;
+
+  bool operator==(const Vpc&) const = default;
 };
 
 struct Subnet {
@@ -189,6 +342,8 @@ struct Subnet {
   Origin origin;
 
   bool contains(const net::IpAddress& a) const { return cidr.contains(a) || (ipv6Cidr && ipv6Cidr->contains(a)); }
+
+  bool operator==(const Subnet&) const = default;
 };
 
 // Where an instance's ENI lives when vpcfw enforces it.
@@ -204,6 +359,8 @@ struct Placement {
   // forward hook, filtered as in a lab router. false: the interface is the
   // host's own, filtered on input and output.
   bool routed = false;
+
+  bool operator==(const Placement&) const = default;
 };
 
 struct Instance {
@@ -221,6 +378,8 @@ struct Instance {
   Origin origin;
 
   bool owns(const net::IpAddress& a) const;  // any private/IPv6 address of this ENI
+
+  bool operator==(const Instance&) const = default;
 };
 
 // ---------------------------------------------------------------- limits
@@ -242,6 +401,8 @@ struct Limits {
   int routesPerTable = 50;         // non-propagated routes (max 1000)
   int prefixListEntries = 1000;    // per prefix list
   Origin origin;
+
+  bool operator==(const Limits&) const = default;
 };
 
 struct Model {
@@ -274,6 +435,8 @@ struct Model {
   std::size_t vpcContaining(const net::IpAddress& a) const;
   // An active peering between two VPCs, or kNone.
   std::size_t activePeering(std::size_t a, std::size_t b) const;
+
+  bool operator==(const Model&) const = default;
 };
 
 }  // namespace vpcfw::model
