@@ -212,9 +212,12 @@ def main():
         spoof_targets = (("b", "10.0.2.20", "forwarded to b"), ("hv", "10.0.1.1", "to the host"),
                          ("b", "2001:db8:70:2::20", "IPv6, forwarded to b"), ("hv", "2001:db8:70:1::1", "IPv6, to the host"))
 
+        # A baseline may retry: the first packet to a new IPv6 neighbour waits for neighbour
+        # discovery, which a loaded CI machine can stretch past one probe's timeout (seen once).
+        # Retrying a positive observation weakens none of the blocked ones.
         for frm, src, dst, proto, port, _, why in CASES:
             results.append((f"without the ruleset {frm} {src} -> {dst} {proto}:{port} gets through",
-                            probe(frm, src, dst, proto, port)))
+                            any(probe(frm, src, dst, proto, port) for _ in range(3))))
         for sink, dst, what in spoof_targets:
             seen = spoof_round(sink, dst)
             results.append((f"without the ruleset a's genuine and forged datagrams get through ({what})",
