@@ -15,14 +15,13 @@ usage: test_daemon_load.py VPCFWD [RELOADS]       (root; exit 77 = skipped)"""
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from netlab import host_and_peer, IP, report, run  # noqa: E402
+from netlab import host_and_peer, IP, Notifications, report, run  # noqa: E402
 
 BASE = """
 vpcs: [{{name: v, cidr: 10.0.0.0/16}}]
@@ -144,8 +143,7 @@ def main():
     notify_path = os.path.join(work, "notify")
     env = dict(os.environ, VPCFW_RUN_DIR=rundir, NOTIFY_SOCKET=notify_path)
     server = load = daemon = None
-    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    notify.bind(notify_path)
+    notify = Notifications(notify_path)
     log = open(os.path.join(work, "log"), "w")
     results = []
 
@@ -156,16 +154,7 @@ def main():
         os.rename(tmp, cfg)
 
     def wait_ready(timeout=10.0):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            notify.settimeout(max(0.01, deadline - time.monotonic()))
-            try:
-                msg = notify.recv(65536).decode()
-            except socket.timeout:
-                return None
-            if "READY=1" in msg.split("\n"):
-                return msg
-        return None
+        return notify.wait("READY=1", timeout)
 
     try:
         host_and_peer(tag, host, peer)
