@@ -111,6 +111,26 @@ def host_and_peer(tag, host, peer):
     run(IP, "-n", peer, "link", "set", "eth0", "up")
 
 
+def daemon_configs(host):
+    """The daemon tests' configs for an instance on `host`'s interface veth-h: a group open on tcp/80
+    from 198.51.100.0/24; the same also open on 8080; and that with an invalid instance (the bad
+    address is the last line's) that would open 8080 if it were taken."""
+    valid = f"""# vpcfwd test config
+vpcs: [{{name: v, cidr: 10.0.0.0/16}}]
+subnets: [{{name: s, vpc: v, cidr: 10.0.1.0/24}}]
+security_groups:
+  - name: web
+    vpc: v
+    ingress:
+      - {{protocol: tcp, ports: 80, cidr: 198.51.100.0/24}}
+instances:
+  - {{name: h1, subnet: s, private_ip: 10.0.1.10, host: {host}, interface: veth-h, security_groups: [web]}}
+"""
+    rule = "      - {protocol: tcp, ports: 80, cidr: 198.51.100.0/24}\n"
+    opened = valid.replace(rule, rule + rule.replace("ports: 80,", "ports: 8080,"))
+    return valid, opened, opened + "  - {name: h2, subnet: s, private_ip: 10.0.1.999}\n"
+
+
 class Notifications:
     """The daemon's sd_notify messages, read from our own datagram socket."""
 

@@ -27,23 +27,9 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from netlab import host_and_peer, CLIENT, IP, NFT, Notifications, SERVER, report, run  # noqa: E402
+from netlab import daemon_configs, host_and_peer, CLIENT, IP, NFT, Notifications, SERVER, report, run  # noqa: E402
 
-CONFIG = """
-vpcs: [{name: v, cidr: 10.0.0.0/16}]
-subnets: [{name: s, vpc: v, cidr: 10.0.1.0/24}]
-security_groups:
-  - name: web
-    vpc: v
-    ingress:
-      - {protocol: tcp, ports: 80, cidr: 198.51.100.0/24}
-instances:
-  - {name: h1, subnet: s, private_ip: 10.0.1.10, host: labhost, interface: veth-h, security_groups: [web]}
-"""
-OPEN_8080 = CONFIG.replace("      - {protocol: tcp, ports: 80, cidr: 198.51.100.0/24}\n",
-                           "      - {protocol: tcp, ports: 80, cidr: 198.51.100.0/24}\n"
-                           "      - {protocol: tcp, ports: 8080, cidr: 198.51.100.0/24}\n")
-INVALID = OPEN_8080 + "  - {name: h2, subnet: s, private_ip: 10.0.1.999}\n"
+CONFIG, OPEN_8080, INVALID = daemon_configs("labhost")
 
 
 def main():

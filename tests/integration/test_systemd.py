@@ -25,26 +25,11 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from netlab import CLIENT, SERVER  # noqa: E402
+from netlab import CLIENT, SERVER, daemon_configs  # noqa: E402
 from netlab import report as _report  # noqa: E402
 from nspawn import Container, Unavailable  # noqa: E402
 
-CONFIG = """# vpcfwd test config
-vpcs: [{name: v, cidr: 10.0.0.0/16}]
-subnets: [{name: s, vpc: v, cidr: 10.0.1.0/24}]
-security_groups:
-  - name: web
-    vpc: v
-    ingress:
-      - {protocol: tcp, ports: 80, cidr: 198.51.100.0/24}
-instances:
-  - {name: h1, subnet: s, private_ip: 10.0.1.10, host: HOST, interface: veth-h, security_groups: [web]}
-"""
-OPEN_8080 = CONFIG.replace("      - {protocol: tcp, ports: 80, cidr: 198.51.100.0/24}\n",
-                           "      - {protocol: tcp, ports: 80, cidr: 198.51.100.0/24}\n"
-                           "      - {protocol: tcp, ports: 8080, cidr: 198.51.100.0/24}\n")
-# The bad address; the config would also open 8080 if it were taken.
-INVALID = OPEN_8080 + "  - {name: h2, subnet: s, private_ip: 10.0.1.999}\n"
+CONFIG, OPEN_8080, INVALID = daemon_configs("HOST")
 CFG = "/etc/vpcfw/vpcfw.yaml"
 # Where the daemon must locate it: the last line, at the address.
 WHERE = f"{CFG}:{INVALID.count(chr(10))}:{INVALID.splitlines()[-1].index('10.0.1.999') + 1}: error:"
