@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "vpcfw/base/diagnostic.h"
+#include "vpcfw/model/shared_list.h"
 #include "vpcfw/net/address.h"
 #include "vpcfw/net/protocol.h"
 
@@ -239,12 +240,13 @@ struct SecurityGroup {
   bool isDefault = false;        // the VPC's "default" group
   bool generated = false;        // made by vpcfw, not written in the config
   bool egressDefaulted = false;  // `egress` omitted: AWS's allow-all egress was added
-  std::vector<SgRule> ingress;
-  std::vector<SgRule> egress;
+  // Shared with the config cache and earlier models until changed.
+  SharedList<SgRule> ingress;
+  SharedList<SgRule> egress;
   std::vector<std::size_t> members;  // instances that carry this group (filled by validate)
   Origin origin;
 
-  const std::vector<SgRule>& rules(Direction d) const { return d == Direction::kIngress ? ingress : egress; }
+  const std::vector<SgRule>& rules(Direction d) const { return (d == Direction::kIngress ? ingress : egress).get(); }
   std::string qualifiedName() const { return vpcName + "/" + name; }
 
   bool operator==(const SecurityGroup&) const = default;
