@@ -4,7 +4,9 @@ packets can show, built with `vpcfw lab up`, proved with `vpcfw probe` (real
 TCP/UDP/ICMP), and each observation also checked against `vpcfw explain`.
 
 usage: test_conformance.py VPCFW [BEHAVIOUR...]    (root; exit 77 = skipped)"""
+import json
 import os
+import subprocess
 import sys
 import time
 
@@ -377,10 +379,19 @@ while True:
 """
 
 
+def cache_state(vpcfw, lab):
+    """The router's NACL verdict cache: {"generation": G, "hits": packets that took the shortcut}."""
+    r = run(vpcfw, "status", "--netns", lab.name("vpcfw-{T}v"), "--json")
+    return json.loads(r.stdout)["nacl_verdict_cache"]
+
+
 def established(vpcfw, results):
+    # With the NACL verdict cache on (a lab router): established packets skip
+    # the NACLs once their direction passed them, and a NACL change must still
+    # cut the flow in either direction at once; a group change must not.
     base = vpc(acl_b="b-acl") + "network_acls:" + nacl(
         "b-acl", ["{rule: 100, protocol: tcp, ports: %s, cidr: 10.60.0.0/16, action: allow}"],
-        ["{rule: 100, protocol: tcp, ports: 1024-65535, cidr: 10.60.0.0/16, action: allow}"]) + """
+        ["{rule: 100, protocol: tcp, ports: %s, cidr: 10.60.0.0/16, action: allow}"]) + """
 security_groups:
   - name: server
     vpc: "{T}v"
@@ -390,29 +401,51 @@ instances:
   - {name: "{T}b", subnet: b, private_ip: 10.60.2.10, security_groups: [server]}
 """
     rule = "\n      - {protocol: tcp, ports: 7000, cidr: 10.60.0.0/16}"
-    with MiniLab(vpcfw, base % ("7000", rule)) as lab:
-        server = lab.exec("{T}b", "/usr/bin/python3", "-c", ECHO, "7000", stdout=__import__("subprocess").PIPE, text=True)
-        client = None
+    replies = "1024-65535"
+    with MiniLab(vpcfw, base % ("7000", replies, rule)) as lab:
+        server = lab.exec("{T}b", "/usr/bin/python3", "-c", ECHO, "7000", stdout=subprocess.PIPE, text=True)
+        clients = []
+
+        def connect():
+            c = lab.exec("{T}a", "/usr/bin/python3", "-u", "-c", HOLD, "10.60.2.10", "7000",
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            clients.append(c)
+            return c.stdout.readline().strip() == "connected"
+
+        def talk(k=-1):
+            clients[k].stdin.write("go\n")
+            clients[k].stdin.flush()
+            return clients[k].stdout.readline().strip()
         try:
             assert server.stdout.readline().strip() == "ready"
-            client = lab.exec("{T}a", "/usr/bin/python3", "-u", "-c", HOLD, "10.60.2.10", "7000",
-                              stdin=__import__("subprocess").PIPE, stdout=__import__("subprocess").PIPE, text=True)
-            results.append(("a TCP connection is established", client.stdout.readline().strip() == "connected"))
-
-            def talk():
-                client.stdin.write("go\n")
-                client.stdin.flush()
-                return client.stdout.readline().strip()
+            results.append(("a TCP connection is established", connect()))
             results.append(("the connection carries data", talk() == "ok"))
-            lab.apply(base % ("7000", " []"))
+            before = cache_state(vpcfw, lab)
+            talks = [talk() for _ in range(3)]
+            after = cache_state(vpcfw, lab)
+            results.append((f"established packets take the NACL verdict cache's shortcut (hits {before['hits']} -> "
+                            f"{after['hits']}, talks {talks})",
+                            talks == ["ok"] * 3 and after["hits"] >= before["hits"] + 6))
+            lab.apply(base % ("7000", replies, " []"))
             expect(results, "after the group rule is removed, a new connection is dropped",
                    lab.probe("{T}a", "{T}b", port=7000), "dropped")
             results.append(("an established connection survives removal of the group rule that allowed it",
                             talk() == "ok"))
-            lab.apply(base % ("7001", " []"))
-            results.append(("a NACL change cuts the established connection", talk() == "fail"))
+            results.append(("a group change keeps the cache generation (cached NACL verdicts stay)",
+                            cache_state(vpcfw, lab)["generation"] == before["generation"]))
+            lab.apply(base % ("7001", replies, " []"))
+            results.append(("a NACL ingress change cuts the established connection (request direction, cache on)",
+                            talk() == "fail"))
+            results.append(("a NACL change starts a new cache generation",
+                            cache_state(vpcfw, lab)["generation"] != before["generation"]))
+            lab.apply(base % ("7000", replies, rule))
+            results.append(("a second connection is established", connect()))
+            results.append(("it carries data", [talk(), talk()] == ["ok", "ok"]))
+            lab.apply(base % ("7000", "1024-2000", rule))
+            results.append(("a NACL egress change cuts the established connection (reply direction, cache on)",
+                            talk() == "fail"))
         finally:
-            for p in (client, server):
+            for p in (*clients, server):
                 if p:
                     p.kill()
                     p.wait()

@@ -81,7 +81,9 @@ TEST_CASE("apply leaves exactly what nft -f makes of the rendered ruleset") {
       CHECK(rep.changed);
       // compile's text has no ownership marker (a table loaded from it is not
       // vpcfw's); add the comment vpcfw's own tables carry.
-      std::string script = compile::renderScript(r);
+      // With the NACL verdict cache generation the apply chose: its commit's.
+      CHECK(rep.cacheGeneration == (r.hostMode ? 0 : rep.generation));
+      std::string script = compile::renderScript(r, rep.cacheGeneration);
       const std::string open = "table inet vpcfw {\n";
       REQUIRE(script.find(open) != std::string::npos);
       script.replace(script.find(open), open.size(), open + "\tcomment \"" + std::string(nft::kOwnerMarker) + "\"\n");

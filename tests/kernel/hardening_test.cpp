@@ -277,7 +277,8 @@ TEST_CASE("every kind of tampering with vpcfw's table is a difference, and apply
   for (const auto& t : tampers) {
     CAPTURE(t.what);
     Netns ns("tamper");
-    applyIn(r, ns);
+    const std::uint32_t cacheBefore = applyIn(r, ns).cacheGeneration;
+    REQUIRE(cacheBefore != 0);
     REQUIRE(diffIn(r, ns).empty());  // baseline: untampered, it matches
     REQUIRE(sh(kVpcfw + " diff " + kTwoTier + " --netns " + ns.name()).status == 0);
     const auto good = listedJson(ns);
@@ -303,7 +304,10 @@ TEST_CASE("every kind of tampering with vpcfw's table is a difference, and apply
     auto rep = applyIn(r, ns);
     CHECK(rep.changed);
     CHECK(diffIn(r, ns).empty());
-    CHECK(listedJson(ns) == good);
+    // As it was, but that a repair of what the NACL verdicts depend on
+    // starts a new cache generation (its commit's).
+    CHECK(test::withoutCacheRules(listedJson(ns)) == test::withoutCacheRules(good));
+    CHECK((rep.cacheGeneration == cacheBefore || rep.cacheGeneration == rep.generation));
     CHECK(sh(kVpcfw + " diff " + kTwoTier + " --netns " + ns.name()).status == 0);
     CHECK_FALSE(applyIn(r, ns).changed);  // and it stays repaired
   }

@@ -383,19 +383,23 @@ int statusCommand(const std::string& netns, bool json, std::ostream& out, std::o
     nlohmann::json eniDrops = nlohmann::json::array();
     for (const auto& d : st->eniDrops)
       eniDrops.push_back({{"eni", d.eni}, {"stage", d.stage}, {"packets", d.packets}, {"bytes", d.bytes}});
-    out << jsonText(nlohmann::json{{"namespace", where},
-                                   {"table", st->exists},
-                                   {"owned", st->exists && st->owned},
-                                   {"foreign", st->exists && !st->owned},
-                                   {"dormant", st->dormant},
-                                   {"sets", st->sets},
-                                   {"elements", st->elements},
-                                   {"chains", st->chains},
-                                   {"rules", st->rules},
-                                   {"objects", st->objects},
-                                   {"flowtables", st->flowtables},
-                                   {"counters", counters},
-                                   {"eni_drops", eniDrops}})
+    out << jsonText(nlohmann::json{
+               {"namespace", where},
+               {"table", st->exists},
+               {"owned", st->exists && st->owned},
+               {"foreign", st->exists && !st->owned},
+               {"dormant", st->dormant},
+               {"sets", st->sets},
+               {"elements", st->elements},
+               {"chains", st->chains},
+               {"rules", st->rules},
+               {"objects", st->objects},
+               {"flowtables", st->flowtables},
+               {"counters", counters},
+               {"eni_drops", eniDrops},
+               {"nacl_verdict_cache", st->cache
+                                          ? nlohmann::json{{"generation", st->cacheGeneration}, {"hits", st->cacheHits}}
+                                          : nlohmann::json()}})
         << '\n';
     return kExitOk;
   }
@@ -412,6 +416,9 @@ int statusCommand(const std::string& netns, bool json, std::ostream& out, std::o
   if (st->objects || st->flowtables)
     out << fmt::format("{}: also {} stateful objects and {} flowtables (vpcfw makes none)\n", where, st->objects,
                        st->flowtables);
+  if (st->cache)
+    out << fmt::format("{}: NACL verdict cache at generation {}: {} packets of established flows took the shortcut\n",
+                       where, st->cacheGeneration, st->cacheHits);
   bool any = false;
   for (const auto& c : st->counters) {
     if (c.packets == 0 || nft::isEniDropCounter(c)) continue;

@@ -811,6 +811,9 @@ class FabricCompiler {
     est.verdict = Verdict::accept();
     est.comment = "security groups are stateful: replies of admitted flows";
     rules.push_back(est);
+    appendInvalidRule(rules);
+  }
+  void appendInvalidRule(std::vector<Rule>& rules) const {
     Rule inv;
     inv.ctState = CtState::kInvalid;
     inv.verdict = Verdict::goTo(dropChain_[hasRouted_ ? kRouted : kOwn][kInvalid]);
@@ -868,7 +871,7 @@ class FabricCompiler {
     f.push_back(verdictRule({inSet({Field::kIifname}, enisSet_[kRouted], Op::kNotInSet),
                              inSet({Field::kOifname}, enisSet_[kRouted], Op::kNotInSet)},
                             Verdict::accept(), "not an ENI's traffic: the host's other forwarding is not filtered"));
-    appendForwardRules(f);
+    appendForwardRules(f, false);
     for (std::size_t ci = 1; ci < 3; ++ci) {
       const bool input = ci == 1;
       auto& rules = chains_[ci].rules;
@@ -925,7 +928,7 @@ class FabricCompiler {
 
   // ---------------------------------------------------------- forward
   void buildForward() {
-    appendForwardRules(chains_.front().rules);
+    appendForwardRules(chains_.front().rules, true);
     // Sets keyed by interface list elements in ENI order; sort for stable output.
     for (auto& set : t_.sets) std::sort(set.elements.begin(), set.elements.end());
   }
@@ -941,9 +944,33 @@ class FabricCompiler {
         dropChain_[kRouted][kSpoof], "anti-spoofing: an ENI sends only from its own IPv6 addresses"));
   }
 
-  // The routed ENIs' forwarding, as a lab router filters it.
-  void appendForwardRules(std::vector<Rule>& f) const {
+  // The NACL verdict cache's rules (docs/ruleset.md, "NACL verdict cache"):
+  // the hits after anti-spoofing, the stores where an established packet has
+  // passed the NACLs. Related packets (ICMP errors)
+  // never take the shortcut: their addresses are not the flow's.
+  static Rule cacheRule(VerdictCache::Step step, bool reply, std::string comment) {
+    Rule r;
+    r.ctState = CtState::kEstablished;
+    r.cache = VerdictCache{step, reply};
+    r.counter = step == VerdictCache::Step::kHit;
+    r.verdict = Verdict::accept();
+    r.comment = std::move(comment);
+    return r;
+  }
+
+  // The routed ENIs' forwarding, as a lab router filters it. `cache`: with
+  // the NACL verdict cache (a lab router, whose conntrack marks are
+  // vpcfw's; a host's may be other software's).
+  void appendForwardRules(std::vector<Rule>& f, bool cache) const {
+    using Step = VerdictCache::Step;
+    // Anti-spoofing first, for every packet: conntrack's tuple has no
+    // interface, so a packet forged with an established flow's tuple on
+    // another ENI's interface must still die here.
     appendAntiSpoofing(f);
+    if (cache)
+      for (bool reply : {false, true})
+        f.push_back(cacheRule(Step::kHit, reply,
+                              fmt::format("the flow's {} direction passed the NACLs", reply ? "reply" : "original")));
     Rule vmap;
     vmap.matches = {inSet({Field::kIifname}, naclOut_[kRouted], Op::kVmap)};
     vmap.comment = "NACL egress of the source subnet (stateless, every packet)";
@@ -951,7 +978,26 @@ class FabricCompiler {
     vmap.matches = {inSet({Field::kOifname}, naclIn_[kRouted], Op::kVmap)};
     vmap.comment = "NACL ingress of the destination subnet (stateless, every packet)";
     f.push_back(vmap);
-    appendConntrackRules(f);
+    if (cache) {
+      for (bool reply : {false, true}) {
+        const char* dir = reply ? "reply" : "original";
+        f.push_back(
+            cacheRule(Step::kExtend, reply,
+                      fmt::format("security groups are stateful; the {} direction's NACL verdict is cached", dir)));
+        f.push_back(cacheRule(Step::kRestart, reply,
+                              fmt::format("security groups are stateful; the {} direction's NACL verdict is cached "
+                                          "(anew)",
+                                          dir)));
+      }
+      Rule related;
+      related.ctState = CtState::kRelated;
+      related.verdict = Verdict::accept();
+      related.comment = "security groups are stateful: ICMP errors about admitted flows";
+      f.push_back(related);
+      appendInvalidRule(f);
+    } else {
+      appendConntrackRules(f);
+    }
     f.push_back(verdictRule({inSet({Field::kIifname}, enisSet_[kRouted])}, Verdict::jump(sgEntry_[kRouted][0]),
                             "security groups of the source ENI, egress"));
     f.push_back(verdictRule({inSet({Field::kOifname}, enisSet_[kRouted])}, Verdict::jump(sgEntry_[kRouted][1]),

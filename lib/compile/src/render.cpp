@@ -66,10 +66,26 @@ std::string renderVerdict(const Verdict& v) {
   return "";
 }
 
-std::string renderRule(const Rule& r) {
+std::string renderRule(const Rule& r, std::uint32_t g) {
   std::vector<std::string> parts;
   if (r.ctState == CtState::kEstablishedRelated) parts.push_back("ct state established,related");
   if (r.ctState == CtState::kInvalid) parts.push_back("ct state invalid");
+  if (r.ctState == CtState::kEstablished) parts.push_back("ct state established");
+  if (r.ctState == CtState::kRelated) parts.push_back("ct state related");
+  if (r.cache) {
+    const std::uint32_t bit = verdictCacheBit(*r.cache);
+    parts.push_back(fmt::format("ct direction {}", r.cache->reply ? "reply" : "original"));
+    switch (r.cache->step) {
+      case VerdictCache::Step::kHit:
+        parts.push_back(fmt::format("ct mark and 0x{:08x} == 0x{:08x}", ~(3u ^ bit), verdictCacheMark(g) | bit));
+        break;
+      case VerdictCache::Step::kExtend:
+        parts.push_back(fmt::format("ct mark and 0xfffffffc == 0x{:08x}", verdictCacheMark(g)));
+        break;
+      case VerdictCache::Step::kRestart:
+        break;
+    }
+  }
   for (const auto& m : r.matches) {
     switch (m.op) {
       case Op::kEq:
@@ -90,11 +106,18 @@ std::string renderRule(const Rule& r) {
     }
   }
   if (r.counter) parts.push_back("counter");
+  if (r.cache && r.cache->step == VerdictCache::Step::kExtend)
+    parts.push_back(fmt::format("ct mark set ct mark or 0x{:08x}", verdictCacheBit(*r.cache)));
+  if (r.cache && r.cache->step == VerdictCache::Step::kRestart)
+    parts.push_back(fmt::format("ct mark set 0x{:08x}", verdictCacheMark(g) | verdictCacheBit(*r.cache)));
   if (r.nat)
     parts.push_back(fmt::format("{} {} to {}", r.nat->source ? "snat" : "dnat", r.nat->to.isV4() ? "ip" : "ip6",
                                 r.nat->to.toString()));
   if (auto v = renderVerdict(r.verdict); !v.empty()) parts.push_back(v);
-  if (!r.comment.empty()) parts.push_back("comment " + quote(r.comment));
+  if (r.cache && r.cache->step == VerdictCache::Step::kHit)
+    parts.push_back("comment " + quote(verdictCacheComment(g, r.comment)));
+  else if (!r.comment.empty())
+    parts.push_back("comment " + quote(r.comment));
   std::string out;
   for (std::size_t i = 0; i < parts.size(); ++i) out += (i ? " " : "") + parts[i];
   return out;
@@ -173,7 +196,7 @@ std::string renderValue(Field, const Value& v) {
   return a.lo.toString() + "-" + a.hi.toString();
 }
 
-std::string renderTable(const Table& t) {
+std::string renderTable(const Table& t, std::uint32_t cacheGeneration) {
   std::string out = fmt::format("table {} {} {{\n", t.family, t.name);
   for (const auto& s : t.sets) {
     std::string type;
@@ -196,18 +219,18 @@ std::string renderTable(const Table& t) {
     if (c.hook)
       out += fmt::format("\t\ttype {} hook {} priority {}; policy {};\n", c.type, *c.hook,
                          c.priority == 0 ? std::string("filter") : std::to_string(c.priority), renderVerdict(c.policy));
-    for (const auto& r : c.rules) out += "\t\t" + renderRule(r) + "\n";
+    for (const auto& r : c.rules) out += "\t\t" + renderRule(r, cacheGeneration) + "\n";
     out += "\t}\n";
     if (ci + 1 < t.chains.size()) out += "\n";
   }
   return out + "}\n";
 }
 
-std::string renderScript(const Ruleset& r) {
+std::string renderScript(const Ruleset& r, std::uint32_t cacheGeneration) {
   // Create-if-missing, delete, recreate: one nft transaction that replaces
   // the table whatever it held, and touches nothing else.
   return fmt::format("# vpcfw ruleset for fabric {}\ntable {} {}\ndelete table {} {}\n{}", r.fabric, r.table.family,
-                     r.table.name, r.table.family, r.table.name, renderTable(r.table));
+                     r.table.name, r.table.family, r.table.name, renderTable(r.table, cacheGeneration));
 }
 
 }  // namespace vpcfw::compile

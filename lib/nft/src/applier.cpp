@@ -14,10 +14,13 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <charconv>
 #include <chrono>
 #include <cstring>
 #include <map>
 #include <set>
+#include <unordered_map>
+#include <unordered_set>
 
 #include "netlink.h"
 #include "nftnl_objects.h"
@@ -53,6 +56,7 @@ struct KernelTable {
   std::set<std::string> flowtables;
   std::vector<std::string> unreadable;  // objects libnftnl could not parse: never "matches"
   std::vector<TableStatus::Counter> counters;
+  std::uint32_t cacheGeneration = 0;  // the NACL verdict cache's, from a hit rule's comment (0: none)
 };
 
 std::string str(const char* s) { return s ? s : ""; }
@@ -153,6 +157,15 @@ Expected<KernelTable> readTableAt(Socket& sock, const std::string& table, std::u
         if (table != str(nftnl_rule_get_str(rl.get(), NFTNL_RULE_TABLE))) return;
         const std::string chain = str(nftnl_rule_get_str(rl.get(), NFTNL_RULE_CHAIN));
         k.chains[chain].rules.push_back(ruleSignature(rl.get()));
+        // Untrusted like the rest: a wrong number only makes the desired
+        // rules differ from these, and a difference there starts a new
+        // generation.
+        if (const std::string comment = ruleComment(rl.get()); comment.starts_with(compile::kVerdictCacheComment)) {
+          std::uint32_t g = 0;
+          const char* at = comment.data() + compile::kVerdictCacheComment.size();
+          std::from_chars(at, comment.data() + comment.size(), g);
+          k.cacheGeneration = g & compile::kVerdictCacheGenerationMask;
+        }
         collectCounters(rl.get(), chain, k.counters);
       });
   if (!r) return unexpected(r.error());
@@ -678,6 +691,7 @@ KernelTable recordOf(LinearTable&& d) {
   k.exists = true;
   k.owned = true;
   k.signature = d.signature;
+  k.cacheGeneration = d.cacheGeneration;
   for (auto& s : d.sets) {
     std::string name = nftnl_set_get_str(s.set.get(), NFTNL_SET_NAME);
     k.sets.emplace(std::move(name), recordOf(std::move(s)));
@@ -698,6 +712,136 @@ struct TableRecord::Data {
 };
 
 namespace {
+
+// ------------------------------------------- the NACL verdict cache's generation
+// (docs/ruleset.md, "NACL verdict cache"). A flow's conntrack mark caches that
+// its direction passed anti-spoofing and the NACLs under generation G. G is
+// kept while a commit changes none of the objects those verdicts are made
+// of, and becomes the generation of the commit itself whenever one does: the
+// kernel's generation counter never repeats a value in a namespace, so no
+// mark made under older rules ever matches again. Decided here, from what
+// the batch really changes, rather than guessed from the config.
+
+// The chains with cache hit rules, and every set and chain the verdicts they
+// cache depend on: what such a chain's rules before its first cache store
+// refer to (sets, maps, the chains maps and verdicts lead to), transitively.
+struct CacheInputs {
+  std::vector<std::string> chains;            // with hit rules
+  std::unordered_set<std::string> sets, all;  // all: sets and chains
+};
+CacheInputs cacheInputsOf(const compile::Table& t) {
+  using Step = compile::VerdictCache::Step;
+  CacheInputs in;
+  std::unordered_map<std::string_view, const compile::Chain*> chains;
+  std::unordered_map<std::string_view, const compile::Set*> sets;
+  for (const auto& c : t.chains) chains.emplace(c.name, &c);
+  for (const auto& st : t.sets) sets.emplace(st.name, &st);
+  std::vector<const compile::Chain*> todo;
+  auto reach = [&](const std::string& name, bool chain) {
+    if (!in.all.insert(name).second) return;
+    if (chain) {
+      if (auto it = chains.find(name); it != chains.end()) todo.push_back(it->second);
+      return;
+    }
+    in.sets.insert(name);
+    if (auto it = sets.find(name); it != sets.end())
+      for (const auto& e : it->second->elements)
+        if (e.verdict && !e.verdict->chain.empty()) {
+          const std::string& target = e.verdict->chain;
+          if (!in.all.contains(target)) {
+            in.all.insert(target);
+            if (auto c = chains.find(target); c != chains.end()) todo.push_back(c->second);
+          }
+        }
+  };
+  auto walk = [&](const compile::Chain& c, bool upToStore) {
+    for (const auto& r : c.rules) {
+      if (upToStore && r.cache && r.cache->step != Step::kHit) break;
+      for (const auto& m : r.matches)
+        if (!m.set.empty()) reach(m.set, false);
+      if (!r.verdict.chain.empty()) reach(r.verdict.chain, true);
+    }
+  };
+  for (const auto& c : t.chains)
+    if (std::any_of(c.rules.begin(), c.rules.end(),
+                    [](const compile::Rule& r) { return r.cache && r.cache->step == Step::kHit; })) {
+      in.chains.push_back(c.name);
+      in.all.insert(c.name);
+      walk(c, true);
+    }
+  while (!todo.empty()) {
+    const compile::Chain* c = todo.back();
+    todo.pop_back();
+    walk(*c, false);
+  }
+  return in;
+}
+
+// Whether turning `k` into `d` changes one of `in`'s objects (an object
+// `d` does not hold is, for a partial linearization, unchanged).
+bool cacheInputsChange(const LinearTable& d, const KernelTable& k, const CacheInputs& in) {
+  for (const auto& st : d.sets) {
+    const std::string name = nftnl_set_get_str(st.set.get(), NFTNL_SET_NAME);
+    if (!in.sets.contains(name)) continue;
+    auto it = k.sets.find(name);
+    if (it == k.sets.end() || it->second.signature != st.signature || it->second.elements != packAll(st.elements))
+      return true;
+  }
+  for (const auto& c : d.chains) {
+    const std::string name = nftnl_chain_get_str(c.chain.get(), NFTNL_CHAIN_NAME);
+    if (!in.all.contains(name)) continue;
+    auto it = k.chains.find(name);
+    if (it == k.chains.end() || it->second.signature != c.signature || it->second.rules.size() != c.rules.size())
+      return true;
+    for (std::size_t i = 0; i < c.rules.size(); ++i)
+      if (it->second.rules[i] != c.rules[i].signature) return true;
+  }
+  return false;
+}
+
+// The cache generation of a commit made on top of generation `computedAt`.
+std::uint32_t cacheGenerationOf(std::uint32_t computedAt) {
+  const std::uint32_t g = (computedAt + 1) & compile::kVerdictCacheGenerationMask;
+  return g == 0 ? 1 : g;
+}
+
+// `d` with its cache chains' rules at generation g (linearized again when
+// they are not; `add`: also when `d`, a partial linearization, lacks them).
+void retarget(LinearTable& d, const compile::Table& t, const CacheInputs& in, std::uint32_t g, bool add) {
+  g &= compile::kVerdictCacheGenerationMask;
+  if (in.chains.empty()) return;
+  LinearizeOnly only;
+  for (const auto& name : in.chains) {
+    const bool have = std::any_of(d.chains.begin(), d.chains.end(), [&](const LinearChain& c) {
+      return name == nftnl_chain_get_str(c.chain.get(), NFTNL_CHAIN_NAME);
+    });
+    if ((have && d.cacheGeneration != g) || (!have && add)) only.chains.insert(name);
+  }
+  d.cacheGeneration = g;
+  if (only.chains.empty()) return;
+  LinearTable fresh = linearize(t, &only, g);
+  for (auto& c : fresh.chains) {
+    const std::string name = nftnl_chain_get_str(c.chain.get(), NFTNL_CHAIN_NAME);
+    auto it = std::find_if(d.chains.begin(), d.chains.end(), [&](const LinearChain& x) {
+      return name == nftnl_chain_get_str(x.chain.get(), NFTNL_CHAIN_NAME);
+    });
+    if (it != d.chains.end())
+      *it = std::move(c);
+    else
+      d.chains.push_back(std::move(c));
+  }
+}
+
+// Sets `d`'s cache generation for a commit from `k` on top of generation
+// `computedAt`: k's while the cache's inputs stay as they are, the commit's
+// when they change (or the table is made anew: `full`).
+void chooseCacheGeneration(LinearTable& d, const compile::Table& t, const CacheInputs& in, const KernelTable& k,
+                           std::uint32_t computedAt, bool full) {
+  if (in.chains.empty()) return;
+  retarget(d, t, in, k.cacheGeneration, false);
+  if (full || k.cacheGeneration == 0 || cacheInputsChange(d, k, in))
+    retarget(d, t, in, cacheGenerationOf(computedAt), false);
+}
 
 // The generation an apply leaves the ruleset at.
 std::uint32_t generationAfter(const ApplyReport& report, std::uint32_t computedAt) {
@@ -722,7 +866,14 @@ bool applyChanges(Socket& sock, const compile::Ruleset& desired, const compile::
   LinearizeOnly only;
   only.sets.insert(changes.sets.begin(), changes.sets.end());
   only.chains.insert(changes.chains.begin(), changes.chains.end());
-  LinearTable d = linearize(desired.table, &only);
+  LinearTable d = linearize(desired.table, &only, r.cacheGeneration);
+  // A change to what the cache's verdicts depend on: the cache chains too,
+  // at the commit's generation.
+  const CacheInputs inputs = cacheInputsOf(desired.table);
+  if (!inputs.chains.empty() && (r.cacheGeneration == 0 || cacheInputsChange(d, r, inputs))) {
+    retarget(d, desired.table, inputs, cacheGenerationOf(rec.generation), true);
+    only.chains.insert(inputs.chains.begin(), inputs.chains.end());
+  }
   report.linearizeMs = msSince(t0);
   report.compared = d.sets.size() + d.chains.size();
   if (d.signature != r.signature) return false;
@@ -766,6 +917,8 @@ bool applyChanges(Socket& sock, const compile::Ruleset& desired, const compile::
   rec.generation = report.generation;
   for (const auto& name : only.sets) rec.table.sets.erase(name);
   for (const auto& name : only.chains) rec.table.chains.erase(name);
+  rec.table.cacheGeneration = d.cacheGeneration;
+  report.cacheGeneration = inputs.chains.empty() ? 0 : d.cacheGeneration;
   for (auto& s : d.sets) {
     std::string name = nftnl_set_get_str(s.set.get(), NFTNL_SET_NAME);
     rec.table.sets.emplace(std::move(name), recordOf(std::move(s)));
@@ -808,10 +961,12 @@ Expected<ApplyReport> applyRuleset(const compile::Ruleset& desired, const ApplyO
     }
     auto t0 = std::chrono::steady_clock::now();
     LinearTable d = linearize(desired.table);
+    const CacheInputs inputs = cacheInputsOf(desired.table);
     report.linearizeMs = msSince(t0);
     report.compared = d.sets.size() + d.chains.size();
     auto remember = [&](std::uint32_t computedAt) {
       report.generation = generationAfter(report, computedAt);
+      report.cacheGeneration = inputs.chains.empty() ? 0 : d.cacheGeneration;
       if (!rec) return;
       if (options.check) {
         rec->valid = false;
@@ -827,6 +982,7 @@ Expected<ApplyReport> applyRuleset(const compile::Ruleset& desired, const ApplyO
       // (the record may be wrong) falls back to reading the table.
       t0 = std::chrono::steady_clock::now();
       Batch b(rec->generation);
+      chooseCacheGeneration(d, desired.table, inputs, rec->table, rec->generation, needsFullReplace(d, rec->table));
       if (needsFullReplace(d, rec->table))
         fullBatch(b, d, rec->table, report.changes);
       else
@@ -854,7 +1010,9 @@ Expected<ApplyReport> applyRuleset(const compile::Ruleset& desired, const ApplyO
       t0 = std::chrono::steady_clock::now();
       report.changes.clear();
       Batch b(snap->generation);
-      if (!k.exists || !k.owned || options.fullReplace || needsFullReplace(d, k))
+      const bool full = !k.exists || !k.owned || options.fullReplace || needsFullReplace(d, k);
+      chooseCacheGeneration(d, desired.table, inputs, k, snap->generation, full);
+      if (full)
         fullBatch(b, d, k, report.changes);
       else
         incrementalBatch(b, d, k, report.changes);
@@ -956,7 +1114,15 @@ Expected<TableStatus> tableStatus(const std::optional<std::string>& netns, std::
     for (const auto& [name, chain] : k.chains) st.rules += chain.rules.size();
     st.objects = k.objects.size();
     st.flowtables = k.flowtables.size();
-    st.counters = std::move(k.counters);
+    for (auto& c : k.counters) {
+      if (c.comment.starts_with(compile::kVerdictCacheComment)) {
+        st.cache = true;
+        st.cacheHits += c.packets;
+      } else {
+        st.counters.push_back(std::move(c));
+      }
+    }
+    st.cacheGeneration = k.cacheGeneration;
     if (st.owned)
       for (const auto& c : st.counters)
         if (auto d = eniDropsOf(c)) st.eniDrops.push_back(std::move(*d));
@@ -989,9 +1155,11 @@ Expected<std::vector<std::string>> diffRuleset(const compile::Ruleset& desired, 
   auto done = runInNetns(netns, [&]() -> Expected<void> {
     auto sock = Socket::open();
     if (!sock) return unexpected(sock.error());
-    const LinearTable d = linearize(desired.table);
+    LinearTable d = linearize(desired.table);
     auto snap = readTable(*sock, d.name);
     if (!snap) return unexpected(snap.error());
+    // The cache generation is the applier's choice, not a difference.
+    retarget(d, desired.table, cacheInputsOf(desired.table), snap->table.cacheGeneration, false);
     out = describeDiff(d, snap->table, verbose);
     return {};
   });

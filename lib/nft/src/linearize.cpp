@@ -139,15 +139,15 @@ struct RuleBuilder {
     nftnl_expr_set(e, NFTNL_EXPR_RANGE_FROM_DATA, from.data(), static_cast<std::uint32_t>(from.size()));
     nftnl_expr_set(e, NFTNL_EXPR_RANGE_TO_DATA, to.data(), static_cast<std::uint32_t>(to.size()));
   }
-  void bitwise(const std::string& mask) {
+  void bitwise(const std::string& mask, std::string xorWith = {}) {
     auto* e = add("bitwise");
     nftnl_expr_set_u32(e, NFTNL_EXPR_BITWISE_SREG, NFT_REG_1);
     nftnl_expr_set_u32(e, NFTNL_EXPR_BITWISE_DREG, NFT_REG_1);
     nftnl_expr_set_u32(e, NFTNL_EXPR_BITWISE_OP, NFT_BITWISE_BOOL);
     nftnl_expr_set_u32(e, NFTNL_EXPR_BITWISE_LEN, static_cast<std::uint32_t>(mask.size()));
     nftnl_expr_set(e, NFTNL_EXPR_BITWISE_MASK, mask.data(), static_cast<std::uint32_t>(mask.size()));
-    std::string zero(mask.size(), '\0');
-    nftnl_expr_set(e, NFTNL_EXPR_BITWISE_XOR, zero.data(), static_cast<std::uint32_t>(zero.size()));
+    if (xorWith.empty()) xorWith.assign(mask.size(), '\0');
+    nftnl_expr_set(e, NFTNL_EXPR_BITWISE_XOR, xorWith.data(), static_cast<std::uint32_t>(xorWith.size()));
   }
   void byteorderHton(std::uint32_t reg) {
     auto* e = add("byteorder");
@@ -164,6 +164,42 @@ struct RuleBuilder {
     if (verdictMap) nftnl_expr_set_u32(e, NFTNL_EXPR_LOOKUP_DREG, NFT_REG_VERDICT);
     // Always present, as the kernel reports it back.
     nftnl_expr_set_u32(e, NFTNL_EXPR_LOOKUP_FLAGS, invert ? NFT_LOOKUP_F_INV : 0);
+  }
+  // nft's encodings of `ct direction D`, `ct mark and M == V`, `ct mark set
+  // ct mark or B` and `ct mark set V` (ct mark is host order).
+  void ctDirection(bool reply) {
+    auto* e = add("ct");
+    nftnl_expr_set_u32(e, NFTNL_EXPR_CT_KEY, NFT_CT_DIRECTION);
+    nftnl_expr_set_u32(e, NFTNL_EXPR_CT_DREG, NFT_REG_1);
+    cmp(NFT_CMP_EQ, std::string(1, reply ? '\1' : '\0'));
+  }
+  static std::string u32Bytes(std::uint32_t v) { return std::string(reinterpret_cast<const char*>(&v), 4); }
+  void ctMarkLoad() {
+    auto* e = add("ct");
+    nftnl_expr_set_u32(e, NFTNL_EXPR_CT_KEY, NFT_CT_MARK);
+    nftnl_expr_set_u32(e, NFTNL_EXPR_CT_DREG, NFT_REG_1);
+  }
+  void ctMarkMatch(std::uint32_t mask, std::uint32_t value) {
+    ctMarkLoad();
+    bitwise(u32Bytes(mask));
+    cmp(NFT_CMP_EQ, u32Bytes(value));
+  }
+  void ctMarkSetOr(std::uint32_t bits) {
+    ctMarkLoad();
+    bitwise(u32Bytes(~bits), u32Bytes(bits));
+    ctMarkSet();
+  }
+  void ctMarkSetTo(std::uint32_t value) {
+    auto* imm = add("immediate");
+    nftnl_expr_set_u32(imm, NFTNL_EXPR_IMM_DREG, NFT_REG_1);
+    const std::string v = u32Bytes(value);
+    nftnl_expr_set(imm, NFTNL_EXPR_IMM_DATA, v.data(), 4);
+    ctMarkSet();
+  }
+  void ctMarkSet() {
+    auto* e = add("ct");
+    nftnl_expr_set_u32(e, NFTNL_EXPR_CT_KEY, NFT_CT_MARK);
+    nftnl_expr_set_u32(e, NFTNL_EXPR_CT_SREG, NFT_REG_1);
   }
   void ctState(std::uint32_t bits) {
     auto* e = add("ct");
@@ -517,9 +553,10 @@ bool hasOwnerMarker(nftnl_table* t) {
   return found.marker;
 }
 
-LinearTable linearize(const compile::Table& t, const LinearizeOnly* only) {
+LinearTable linearize(const compile::Table& t, const LinearizeOnly* only, std::uint32_t cacheGeneration) {
   LinearTable out;
   out.name = t.name;
+  out.cacheGeneration = cacheGeneration & compile::kVerdictCacheGenerationMask;
   out.signature = tableSignature(makeOwnedTable(t.name).get());
   // A set's id is its place in the whole table, so that a partial
   // linearization gives each set the id the whole one would.
@@ -591,13 +628,27 @@ LinearTable linearize(const compile::Table& t, const LinearizeOnly* only) {
       if (r.ctState == compile::CtState::kEstablishedRelated)
         b.ctState(NF_CT_STATE_BIT(IP_CT_ESTABLISHED) | NF_CT_STATE_BIT(IP_CT_RELATED));
       if (r.ctState == compile::CtState::kInvalid) b.ctState(NF_CT_STATE_INVALID_BIT);
+      if (r.ctState == compile::CtState::kEstablished) b.ctState(NF_CT_STATE_BIT(IP_CT_ESTABLISHED));
+      if (r.ctState == compile::CtState::kRelated) b.ctState(NF_CT_STATE_BIT(IP_CT_RELATED));
+      using Step = compile::VerdictCache::Step;
+      const std::uint32_t mark = compile::verdictCacheMark(cacheGeneration);
+      if (r.cache) {
+        const std::uint32_t bit = compile::verdictCacheBit(*r.cache);
+        b.ctDirection(r.cache->reply);
+        if (r.cache->step == Step::kHit) b.ctMarkMatch(~(3u ^ bit), mark | bit);
+        if (r.cache->step == Step::kExtend) b.ctMarkMatch(~3u, mark);
+      }
       std::vector<std::string> deps;
       for (const auto& m : r.matches) b.match(m, deps);
       if (r.counter) b.add("counter");
+      if (r.cache && r.cache->step == Step::kExtend) b.ctMarkSetOr(compile::verdictCacheBit(*r.cache));
+      if (r.cache && r.cache->step == Step::kRestart) b.ctMarkSetTo(mark | compile::verdictCacheBit(*r.cache));
       if (r.nat) b.nat(*r.nat);
       b.verdict(r.verdict);
-      setUserdataComment(nr, r.comment);
-      lr.comment = r.comment;
+      const bool hit = r.cache && r.cache->step == Step::kHit;
+      lr.comment = hit ? compile::verdictCacheComment(cacheGeneration, r.comment) : r.comment;
+      setUserdataComment(nr, lr.comment);
+      if (hit) out.cacheChains.insert(c.name);
       lr.signature = ruleSignature(nr);
       lc.rules.push_back(std::move(lr));
     }

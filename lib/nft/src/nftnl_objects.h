@@ -118,6 +118,8 @@ struct LinearTable {
   std::string signature;  // the table's own attributes (flags, the ownership marker)
   std::vector<LinearSet> sets;
   std::vector<LinearChain> chains;
+  std::uint32_t cacheGeneration = 0;            // the NACL verdict cache's, in the rules
+  std::unordered_set<std::string> cacheChains;  // chains with cache hit rules (linearized ones)
 };
 
 // The names a partial linearization keeps (RulesetChanges' sets and chains).
@@ -125,8 +127,9 @@ struct LinearizeOnly {
   std::unordered_set<std::string> sets, chains;
 };
 // The whole table, or (only != nullptr) the table's signature and just the
-// sets and chains `only` names.
-LinearTable linearize(const compile::Table& t, const LinearizeOnly* only = nullptr);
+// sets and chains `only` names; the NACL verdict cache's rules with
+// generation `cacheGeneration` (compile/ir.h, VerdictCache).
+LinearTable linearize(const compile::Table& t, const LinearizeOnly* only = nullptr, std::uint32_t cacheGeneration = 0);
 
 // The table by name only (for DELTABLE and a create-if-missing NEWTABLE).
 TablePtr makeTable(const std::string& name);

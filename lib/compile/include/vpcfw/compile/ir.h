@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <variant>
 #include <vector>
 
@@ -82,7 +83,34 @@ struct Match {
   bool operator==(const Match&) const = default;
 };
 
-enum class CtState : std::uint8_t { kNone = 0, kEstablishedRelated, kInvalid };
+enum class CtState : std::uint8_t { kNone = 0, kEstablishedRelated, kInvalid, kEstablished, kRelated };
+
+// The NACL verdict cache (docs/ruleset.md, "NACL verdict cache"): a flow's
+// conntrack mark holds G << 2 | reply-passed << 1 | original-passed, where G
+// is the cache generation the applier picks for the table (a new one with
+// every change to what anti-spoofing and the NACLs decide with), so a packet
+// of an established flow whose direction has passed them under G is
+// accepted at once. Rules with a cache step match ct state established.
+inline constexpr std::uint32_t kVerdictCacheGenerationMask = 0x3fffffff;
+struct VerdictCache {
+  enum class Step : std::uint8_t {
+    kHit,      // this direction passed under G: accept
+    kExtend,   // it passed now, and the mark is G's (the other direction): add this direction's bit
+    kRestart,  // it passed now under a mark of another generation or none: the mark becomes G's
+  };
+  Step step = Step::kHit;
+  bool reply = false;  // conntrack direction: original (false) or reply
+  auto operator<=>(const VerdictCache&) const = default;
+};
+// The direction's bit of the mark, and the mark of generation g without bits.
+inline std::uint32_t verdictCacheBit(const VerdictCache& c) { return c.reply ? 2u : 1u; }
+inline std::uint32_t verdictCacheMark(std::uint32_t g) { return (g & kVerdictCacheGenerationMask) << 2; }
+// A hit rule's comment as committed: "NACL verdict cache, generation G: "
+// and the rule's own comment. The applier reads G back from it.
+inline constexpr std::string_view kVerdictCacheComment = "NACL verdict cache, generation ";
+inline std::string verdictCacheComment(std::uint32_t g, const std::string& comment) {
+  return std::string(kVerdictCacheComment) + std::to_string(g & kVerdictCacheGenerationMask) + ": " + comment;
+}
 
 // Address translation through conntrack: the first packet of a flow picks
 // the new address, its replies are translated back. The lab's internet
@@ -95,7 +123,8 @@ struct Nat {
 
 struct Rule {
   std::vector<Match> matches;
-  CtState ctState = CtState::kNone;  // an extra "ct state ..." match, before the others
+  CtState ctState = CtState::kNone;   // an extra "ct state ..." match, before the others
+  std::optional<VerdictCache> cache;  // after ct state, before the matches
   bool counter = false;
   std::optional<Nat> nat;  // after the matches
   Verdict verdict;         // kContinue: no verdict statement (vmap rules, nat)

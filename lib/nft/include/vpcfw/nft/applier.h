@@ -118,6 +118,9 @@ struct ApplyReport {
   std::size_t compared = 0;
   // The generation the ruleset had after this apply (its commit's, when it changed something).
   std::uint32_t generation = 0;
+  // The NACL verdict cache's generation the table's rules carry now (0: no
+  // cache; docs/ruleset.md, "NACL verdict cache").
+  std::uint32_t cacheGeneration = 0;
   std::vector<std::string> changes;  // one line per changed object, for people
   // Where the time went, in milliseconds.
   double linearizeMs = 0, readBackMs = 0, buildMs = 0, commitMs = 0;
@@ -150,7 +153,13 @@ struct TableStatus {
     std::string chain, comment;
     std::uint64_t packets = 0, bytes = 0;
   };
-  std::vector<Counter> counters;  // rules with a counter, in chain order
+  std::vector<Counter> counters;  // drop rules with a counter, in chain order
+  // The NACL verdict cache (docs/ruleset.md): whether the table has one, the
+  // generation its rules carry, and the packets that took the shortcut
+  // (its hit rules' counters, not among `counters`: they count accepts).
+  bool cache = false;
+  std::uint32_t cacheGeneration = 0;
+  std::uint64_t cacheHits = 0;
   // Drops counted for one ENI and one stage (the compiler's drop_<eni>_<stage>
   // chains, whose counter rule's comment is "<eni> <stage>"); stage is one of
   // kDropStages. Only for a table vpcfw owns; sorted by ENI, then stage.
