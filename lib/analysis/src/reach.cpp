@@ -644,7 +644,11 @@ std::vector<ProtocolClass> protocolClasses(const Model& m, Family fam, const std
     out.push_back({n, {{u, u}}});  // every protocol without a rule of its own behaves alike
     return out;
   }
-  for (int n : own) {
+  // tcp, udp and ICMP first, as people read them; then by number.
+  std::vector<int> order = {Protocol::kTcp, Protocol::kUdp, icmp};
+  for (int n : own)
+    if (n != Protocol::kTcp && n != Protocol::kUdp && n != icmp) order.push_back(n);
+  for (int n : order) {
     const auto u = static_cast<std::uint32_t>(n);
     out.push_back({n, {{u, u}}});
   }
