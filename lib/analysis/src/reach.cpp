@@ -504,7 +504,7 @@ class Evaluator {
     return "";
   }
 
-  static Blocked describe(const Step& s, bool onReply) {
+  static Blocked describe(const Step& s, bool onReply, bool first) {
     Blocked b;
     b.step = s.kind;
     b.onReply = onReply;
@@ -513,18 +513,20 @@ class Evaluator {
     if (!s.filter)
       b.explanation = s.explanation;
     else if (onReply)
-      b.explanation = "no reply of a flow that the forward path allows gets through this step";
+      b.explanation = "no reply of a flow that the forward path allows gets through here";
+    else if (first)
+      b.explanation = "no rule here allows any flow to this destination";
     else
-      b.explanation = "nothing that the earlier steps let through is allowed here";
+      b.explanation = "none of the flows that the earlier steps let through is allowed here";
     return b;
   }
 
   static Blocked blockedAt(const Path& path, const std::vector<bool>& aliveFwd, const std::vector<bool>& aliveRep) {
     for (std::size_t k = 0; k < path.forward.size(); ++k)
-      if (!aliveFwd[k]) return describe(path.forward[k], false);
+      if (!aliveFwd[k]) return describe(path.forward[k], false, k == 0);
     for (std::size_t k = 0; k + 1 < path.reply.size(); ++k)
-      if (!aliveRep[k]) return describe(path.reply[k], true);
-    return describe(path.reply.back(), true);  // every reply has a step, and the last one left nothing
+      if (!aliveRep[k]) return describe(path.reply[k], true, false);
+    return describe(path.reply.back(), true, false);  // every reply has a step, and the last one left nothing
   }
 };
 
