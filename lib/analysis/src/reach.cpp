@@ -197,11 +197,12 @@ bool ruleRegion(const Protocol& rp, const net::PortRange& ports, const net::Icmp
 struct Step {
   StepKind kind = StepKind::kRoute;
   bool filter = false;
-  bool passes = true;                                               // gates
-  std::string component;                                            // for the blocked explanation
-  std::string explanation;                                          // gates that fail
-  std::size_t owner = kNone;                                        // filters: the NACL, or the instance
-  std::vector<std::pair<std::uint32_t, std::uint32_t>> candidates;  // (group or NACL, rule index) whose address matches
+  bool passes = true;         // gates
+  std::string component;      // for the blocked explanation
+  std::string explanation;    // gates that fail
+  std::size_t owner = kNone;  // NACL steps: the NACL
+  // The rules whose address matches: (group or NACL, index in its list).
+  std::vector<std::pair<std::uint32_t, std::uint32_t>> candidates;
   bool isNacl() const { return kind == StepKind::kNaclEgress || kind == StepKind::kNaclIngress; }
 };
 
@@ -234,7 +235,6 @@ class PathBuilder {
     Step s;
     s.kind = dir == Direction::kEgress ? StepKind::kSecurityGroupEgress : StepKind::kSecurityGroupIngress;
     s.filter = true;
-    s.owner = instance;
     s.component = fmt::format("security groups of {} ({})", inst.name, groupList(m_, inst));
     for (auto g : inst.groups) {
       const auto& rules = m_.groups[g].rules(dir);
@@ -341,7 +341,7 @@ struct ClassAnswer {
   Labelled reply;    // tcp/udp: client source ports; others: [0,0]; ICMP: unused
   std::vector<IcmpReply> icmpReplies;
   bool sameAnswer(const ClassAnswer& o) const {
-    return forward == o.forward && reply == o.reply && icmpReplies == o.icmpReplies;
+    return cls.proto == o.cls.proto && forward == o.forward && reply == o.reply && icmpReplies == o.icmpReplies;
   }
 };
 

@@ -182,6 +182,16 @@ RandomConfig randomConfig(std::uint64_t seed) {
           y += fmt::format("      - {{rule: {}, {}, cidr: \"{}\", action: {}}}\n", number, ruleFields(g, v6, true),
                            cidr, g.chance(65) ? "allow" : "deny");
         }
+        // Sometimes one protocol denied from a range and another from a
+        // second range, ahead of broad allows: answers that differ only in
+        // which protocol gets through.
+        if (g.chance(30))
+          for (const char* proto : {"tcp", "udp"}) {
+            const std::string cidr = v4Cidr(g, v, vpcs);
+            rc.v4Cidrs.push_back(cidr);
+            y += fmt::format("      - {{rule: {}, protocol: {}, ports: all, cidr: \"{}\", action: deny}}\n",
+                             proto[0] == 't' ? 301 : 302, proto, cidr);
+          }
         // Often a broad allow late, as real NACLs have, so that flows get through.
         if (g.chance(60))
           y += fmt::format("      - {{rule: {}, protocol: all, cidr: 0.0.0.0/0, action: allow}}\n", 400 + g.below(50));

@@ -199,3 +199,40 @@ TEST_CASE("vpcfw reach: text, JSON, exit statuses, located diagnostics for an in
   CHECK(unknown.status == 2);
   CHECK(unknown.err.find("--from 'nosuch' is no instance, subnet or VPC") != std::string::npos);
 }
+
+TEST_CASE("reach keeps internet ranges apart when different protocols get through with the same rules") {
+  // tcp is denied from one range and udp from another; what gets through is
+  // decided by the same allow-all rules in both, so only the protocol tells
+  // the two answers apart.
+  auto m = test::loadOk(R"(vpcs: [{name: v, cidr: 10.0.0.0/16}]
+internet_gateways: [{name: igw, vpc: v}]
+route_tables: [{name: pub, vpc: v, routes: [{destination: 0.0.0.0/0, internet_gateway: igw}]}]
+network_acls:
+  - name: acl
+    vpc: v
+    ingress:
+      - {rule: 10, protocol: udp, ports: all, cidr: 198.51.100.0/24, action: deny}
+      - {rule: 20, protocol: tcp, ports: all, cidr: 192.0.2.0/24, action: deny}
+      - {rule: 100, protocol: all, cidr: 0.0.0.0/0, action: allow}
+    egress: [{rule: 100, protocol: all, cidr: 0.0.0.0/0, action: allow}]
+security_groups: [{name: open, vpc: v, ingress: [{protocol: all, cidr: 0.0.0.0/0}]}]
+subnets: [{name: s, vpc: v, cidr: 10.0.1.0/24, route_table: pub, network_acl: acl}]
+instances: [{name: x, subnet: s, private_ip: 10.0.1.10, public_ip: 203.0.113.10, security_groups: [open]}]
+)");
+  auto r = reach(m, "internet", "x");
+  analysis::FlowPoint f;
+  f.toInstance = 0;
+  f.port = 53;
+  f.sourcePort = 40000;
+  auto allows = [&](int proto, const char* from) {
+    f.protocol = proto;
+    f.remote = *net::IpAddress::parse(from);
+    return r.allows(f);
+  };
+  CHECK(allows(6, "198.51.100.7"));
+  CHECK_FALSE(allows(17, "198.51.100.7"));
+  CHECK_FALSE(allows(6, "192.0.2.7"));
+  CHECK(allows(17, "192.0.2.7"));
+  CHECK(allows(6, "8.8.8.8"));
+  CHECK(allows(17, "8.8.8.8"));
+}
