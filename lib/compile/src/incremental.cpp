@@ -97,7 +97,11 @@ std::optional<ModelDiff> diffModels(const model::Model& a, const model::Model& b
   for (std::size_t g = 0; g < a.groups.size(); ++g) {
     const auto &x = a.groups[g], &y = b.groups[g];
     if (x.name != y.name || x.vpcName != y.vpcName || x.vpc != y.vpc) return std::nullopt;
-    bool changed = !sameList(x.ingress, y.ingress, sameSgRule) || !sameList(x.egress, y.egress, sameSgRule);
+    // Lists the config cache shared into both models are the same without a look.
+    auto same = [](const model::SharedList<model::SgRule>& p, const model::SharedList<model::SgRule>& q) {
+      return p.shares(q) || sameList(p.get(), q.get(), sameSgRule);
+    };
+    bool changed = !same(x.ingress, y.ingress) || !same(x.egress, y.egress);
     for (const auto* rules : {&y.ingress, &y.egress})
       for (const auto& r : *rules)
         if (auto* pl = std::get_if<model::PrefixListRef>(&r.peer); pl && listChanged[pl->prefixList]) changed = true;

@@ -595,21 +595,31 @@ class Validator {
       v.defaultGroup = m_.groups.size();
       m_.groups.push_back(std::move(g));
     }
-    for (auto& g : m_.groups) {
-      if (g.vpc == kNone) continue;
-      if (g.isDefault && (g.generated || !g.origin.has("ingress"))) {
-        SgRule self;
-        self.protocol = Protocol::all();
-        self.peer = GroupRef{"default", kNone};
-        g.ingress.push_back(self);
-      }
-      if (g.egressDefaulted) {
-        g.egress.push_back(allowAllTo(Family::kIpv4));
-        if (m_.vpcs[g.vpc].ipv6Cidr) g.egress.push_back(allowAllTo(Family::kIpv6));
-      }
-      for (auto* list : {&g.ingress, &g.egress})
-        for (std::size_t k = 0; k < list->size(); ++k) (*list)[k].index = static_cast<int>(k + 1);
+  }
+
+  // The rules AWS adds to a group itself: the default group's "all from
+  // itself" (unless its ingress is written), and a new group's allow-all egress
+  // when it declares none (IPv6 too in a VPC with an IPv6 block).
+  struct Defaults {
+    bool self = false;
+    int egress = 0;  // 0, 1 (IPv4) or 2 (IPv4 and IPv6)
+    bool operator==(const Defaults&) const = default;
+  };
+  Defaults defaultsOf(const SecurityGroup& g) const {
+    return {g.isDefault && (g.generated || !g.origin.has("ingress")),
+            g.egressDefaulted ? (m_.vpcs[g.vpc].ipv6Cidr ? 2 : 1) : 0};
+  }
+  static void addDefaults(SecurityGroup& g, Defaults d) {
+    if (d.self) {
+      SgRule self;
+      self.protocol = Protocol::all();
+      self.peer = GroupRef{"default", kNone};
+      g.ingress.push_back(self);
     }
+    for (int k = 0; k < d.egress; ++k) g.egress.push_back(allowAllTo(k == 0 ? Family::kIpv4 : Family::kIpv6));
+    for (auto* list : {&g.ingress, &g.egress})
+      for (std::size_t k = 0; k < list->size(); ++k)
+        if ((*list)[k].index != static_cast<int>(k + 1)) list->edit()[k].index = static_cast<int>(k + 1);
   }
 
   // What makes two rules the same to AWS (InvalidPermission.Duplicate).
@@ -640,23 +650,31 @@ class Validator {
     for (std::size_t gi = 0; gi < m_.groups.size(); ++gi) {
       auto& g = m_.groups[gi];
       if (g.vpc == kNone) continue;
+      const Defaults defaults = defaultsOf(g);
       const std::uint64_t stamp = memo_ && gi < stamps_->size() ? (*stamps_)[gi] : 0;
       if (stamp != 0) {
         auto it = memo_->outcomes.find(stamp);
-        if (it != memo_->outcomes.end() && reuse(g, it->second)) {
+        if (it != memo_->outcomes.end() && reuse(g, defaults, it->second)) {
           for (const auto& w : it->second.warnings) d_.warning(w.where, w.message, w.hint);
+          // The rules as checked then: defaults added, references resolved
+          // (to what they resolve to now), shared rather than copied.
+          g.ingress = it->second.ingress;
+          g.egress = it->second.egress;
           next.outcomes.insert(memo_->outcomes.extract(it));
           continue;
         }
       }
+      addDefaults(g, defaults);
       const std::size_t shown = d_.all().size(), errors = d_.errorCount(), dropped = d_.dropped();
       GroupRuleMemo::Outcome outcome;
       checkRules(g, outcome.references);
       // Kept only when complete: no error, no warning lost to the cap.
       if (stamp != 0 && d_.errorCount() == errors && d_.dropped() == dropped) {
         outcome.vpc = g.vpc;
-        outcome.ingress = g.ingress.size();
-        outcome.egress = g.egress.size();
+        outcome.selfRule = defaults.self;
+        outcome.egressDefaults = defaults.egress;
+        outcome.ingress = g.ingress;
+        outcome.egress = g.egress;
         outcome.quota = m_.limits.sgRulesPerDirection;
         outcome.warnings.assign(d_.all().begin() + static_cast<std::ptrdiff_t>(shown), d_.all().end());
         next.outcomes.emplace(stamp, std::move(outcome));
@@ -684,10 +702,9 @@ class Validator {
     return r;
   }
 
-  // The group's rules are checked as before when everything they depend on is:
-  // the references are then resolved as recorded.
-  bool reuse(SecurityGroup& g, const GroupRuleMemo::Outcome& o) {
-    if (o.vpc != g.vpc || o.ingress != g.ingress.size() || o.egress != g.egress.size() ||
+  // The group's rules are checked as before when everything they depend on is.
+  bool reuse(const SecurityGroup& g, Defaults defaults, const GroupRuleMemo::Outcome& o) {
+    if (o.vpc != g.vpc || o.selfRule != defaults.self || o.egressDefaults != defaults.egress ||
         o.quota != m_.limits.sgRulesPerDirection)
       return false;
     for (const auto& ref : o.references) {
@@ -696,18 +713,6 @@ class Validator {
           now.maxEntries != ref.maxEntries)
         return false;
     }
-    auto indexOf = [&](const std::string& name, bool prefixList) {
-      for (const auto& ref : o.references)
-        if (ref.prefixList == prefixList && ref.name == name) return ref.index;
-      return kNone;
-    };
-    for (auto* rules : {&g.ingress, &g.egress})
-      for (auto& r : *rules) {
-        if (auto* ref = std::get_if<GroupRef>(&r.peer))
-          ref->group = indexOf(ref->name, false);
-        else if (auto* pl = std::get_if<PrefixListRef>(&r.peer))
-          pl->prefixList = indexOf(pl->name, true);
-      }
     return true;
   }
 
@@ -719,7 +724,9 @@ class Validator {
       references.push_back(resolved(g, name, prefixList));
     };
     for (auto dir : {Direction::kIngress, Direction::kEgress}) {
-      auto& rules = dir == Direction::kIngress ? g.ingress : g.egress;
+      auto& shared = dir == Direction::kIngress ? g.ingress : g.egress;
+      if (shared.empty()) continue;
+      auto& rules = shared.edit();       // references are resolved in place
       long long count4 = 0, count6 = 0;  // a prefix list counts as its max entries (up to 10^6 each)
       std::map<RuleKey, int> seen;
       for (std::size_t k = 0; k < rules.size(); ++k) {

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "vpcfw/base/diagnostic.h"
+#include "vpcfw/model/shared_list.h"
 #include "vpcfw/net/address.h"
 #include "vpcfw/net/protocol.h"
 
@@ -123,7 +124,8 @@ class FieldName {
 
 // Where an object and its individual fields were written in the config. The
 // file name is one string shared by all origins of a file; up to kInline
-// fields live in the origin itself, so copying a rule allocates nothing.
+// fields live in the origin itself and the rest in a list that copies share,
+// so copying an origin allocates nothing.
 class Origin {
  public:
   struct Field {
@@ -158,7 +160,7 @@ class Origin {
   std::uint32_t line_ = 0, column_ = 0;
   std::uint32_t count_ = 0;
   std::array<Field, kInline> inline_{};
-  std::vector<Field> more_;  // the fields past kInline
+  SharedList<Field> more_;  // the fields past kInline: copies share them
 };
 
 enum class Direction { kIngress, kEgress };
@@ -239,12 +241,13 @@ struct SecurityGroup {
   bool isDefault = false;        // the VPC's "default" group
   bool generated = false;        // made by vpcfw, not written in the config
   bool egressDefaulted = false;  // `egress` omitted: AWS's allow-all egress was added
-  std::vector<SgRule> ingress;
-  std::vector<SgRule> egress;
+  // Shared with the config cache and earlier models until changed.
+  SharedList<SgRule> ingress;
+  SharedList<SgRule> egress;
   std::vector<std::size_t> members;  // instances that carry this group (filled by validate)
   Origin origin;
 
-  const std::vector<SgRule>& rules(Direction d) const { return d == Direction::kIngress ? ingress : egress; }
+  const std::vector<SgRule>& rules(Direction d) const { return (d == Direction::kIngress ? ingress : egress).get(); }
   std::string qualifiedName() const { return vpcName + "/" + name; }
 
   bool operator==(const SecurityGroup&) const = default;

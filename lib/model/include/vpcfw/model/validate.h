@@ -40,8 +40,12 @@ class GroupRuleMemo {
   };
   struct Outcome {
     std::size_t vpc = kNone;
-    std::size_t ingress = 0, egress = 0;  // rules, with the defaults added
+    bool selfRule = false;  // the defaults that were added
+    int egressDefaults = 0;
     int quota = 0;
+    // The rules as checked: defaults added, references resolved. Shared with
+    // the model that was validated (not a copy).
+    SharedList<SgRule> ingress, egress;
     std::vector<Reference> references;
     std::vector<Diagnostic> warnings;
   };
