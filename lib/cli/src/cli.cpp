@@ -544,6 +544,7 @@ int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& r
   std::function<int(std::ostream&, std::ostream&)> selected;
   addLabCommands(app, selected);
   addProbeCommand(app, selected);
+  addReachCommand(app, selected);
   addDaemonCommands(app, selected);
 
   std::string statusNetns;
