@@ -538,6 +538,7 @@ int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& r
   addLabCommands(app, selected);
   addProbeCommand(app, selected);
   addDaemonCommands(app, selected);
+  addFlowLogCommands(app, selected);
 
   std::string statusNetns;
   bool statusJson = false;

@@ -35,6 +35,8 @@ std::optional<std::string> internetReported(std::string_view command, std::ostre
 // (probe_command.cpp): each sets `selected` when it is the parsed command.
 void addLabCommands(CLI::App& app, Runner& selected);
 void addProbeCommand(CLI::App& app, Runner& selected);
+// `vpcfw flowlogs show` (flowlogs_command.cpp).
+void addFlowLogCommands(CLI::App& app, Runner& selected);
 
 // The daemon's clients (daemon_commands.cpp): `vpcfw reload` and `vpcfw
 // metrics`, and the --running forms of status and explain. They exit 4 when
