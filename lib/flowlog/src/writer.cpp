@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 
 #include <cstdio>
+#include <algorithm>
 #include <cerrno>
 #include <ctime>
 #include <map>
@@ -122,7 +123,9 @@ std::string lines(const std::vector<Record>& records, const Format& format) {
 
 class S3LayoutWriter final : public Writer {
  public:
-  explicit S3LayoutWriter(S3LayoutOptions o) : o_(std::move(o)) {}
+  explicit S3LayoutWriter(S3LayoutOptions o) : o_(std::move(o)) {
+    o_.rotateSeconds = std::max<std::int64_t>(1, o_.rotateSeconds);
+  }
   ~S3LayoutWriter() override { (void)close(); }
 
   Expected<void> write(const std::vector<Record>& records, std::int64_t now) override {

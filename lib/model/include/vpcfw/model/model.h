@@ -101,8 +101,7 @@ class FieldName {
                                                "account_id",
                                                "region",
                                                "files",
-                                               "streams",
-                                               "stdout"};
+                                               "streams"};
 
   consteval FieldName(const char* key) : id_(static_cast<std::uint32_t>(keyIndex(key))) {
     if (keyIndex(key) < 0) throw "not a config key";  // makes the call not a constant expression
