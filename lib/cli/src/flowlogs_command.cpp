@@ -191,7 +191,8 @@ int showCommand(const ShowOptions& o, std::ostream& out, std::ostream& err) {
       table->add(row);
       return;
     }
-    nlohmann::json j = nlohmann::json::object();
+    // In the file's field order, as the columns are.
+    nlohmann::ordered_json j = nlohmann::ordered_json::object();
     const auto& fields = row.format.fields();
     for (std::size_t i = 0; i < fields.size(); ++i) {
       const std::string name(flowlog::fieldInfo(fields[i]).name);
@@ -203,7 +204,7 @@ int showCommand(const ShowOptions& o, std::ostream& out, std::ostream& err) {
       else
         j[name] = std::string(v);
     }
-    out << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << '\n';
+    out << j.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace) << '\n';
   });
   table.reset();
   if (!stats) {

@@ -129,9 +129,9 @@ TEST_CASE("flowlogs show filters by ENI, action, address, port and time, and pri
   CHECK(count({"--since", "2014-12-14T04:00:00Z", "--until", "2014-12-14T07:00:00Z"}) == 3);
   auto r = run({"flowlogs", "show", tmp.path, "--json", "--action", "REJECT"});
   CHECK(r.out ==
-        "{\"account-id\":\"123456789010\",\"action\":\"REJECT\",\"bytes\":4249,\"dstaddr\":\"172.31.9.12\",\"dstport\":"
-        "3389,\"end\":1418530070,\"interface-id\":\"eni-1235b8ca123456789\",\"log-status\":\"OK\",\"packets\":20,"
-        "\"protocol\":6,\"srcaddr\":\"172.31.9.69\",\"srcport\":49761,\"start\":1418530010,\"version\":2}\n");
+        "{\"version\":2,\"account-id\":\"123456789010\",\"interface-id\":\"eni-1235b8ca123456789\",\"srcaddr\":"
+        "\"172.31.9.69\",\"dstaddr\":\"172.31.9.12\",\"srcport\":49761,\"dstport\":3389,\"protocol\":6,\"packets\":20,"
+        "\"bytes\":4249,\"start\":1418530010,\"end\":1418530070,\"action\":\"REJECT\",\"log-status\":\"OK\"}\n");
   auto idle = run({"flowlogs", "show", tmp.path, "--json", "--eni", "eni-11111111aaaaaaaaa"});
   CHECK(idle.out.find("\"srcaddr\":null") != std::string::npos);
   CHECK(run({"flowlogs", "show", tmp.path, "--since", "yesterday"}).status == 2);
