@@ -198,19 +198,22 @@ class Daemon {
     std::error_code ec;
     isDirectory_ = std::filesystem::is_directory(o_.config, ec);
     watchedNames_.clear();
-    for (const auto& file : source_->files()) {
-      watchedNames_.insert(std::filesystem::path(file).filename().string());
-      auto real = std::filesystem::canonical(file, ec);
-      if (!ec) watchedNames_.insert(real.filename().string());
-    }
-    if (!isDirectory_) watchedNames_.insert(std::filesystem::path(o_.config).filename().string());
     std::set<std::string> dirs;
     for (const auto& d : source_->directories()) dirs.insert(d);
-    // A file config's symlinks: their targets' directories too.
+    // A file that is a symlink: its target's name and directory too. (A
+    // watch on a directory path already follows the path's symlinks, so only
+    // links in the last component need resolving: a realpath per file per
+    // reload costs more than the rest of a small reload.)
     for (const auto& file : source_->files()) {
+      watchedNames_.insert(std::filesystem::path(file).filename().string());
+      struct stat ls {};
+      if (::lstat(file.c_str(), &ls) != 0 || !S_ISLNK(ls.st_mode)) continue;
       auto real = std::filesystem::canonical(file, ec);
-      if (!ec) dirs.insert(real.parent_path().string());
+      if (ec) continue;
+      watchedNames_.insert(real.filename().string());
+      dirs.insert(real.parent_path().string());
     }
+    if (!isDirectory_) watchedNames_.insert(std::filesystem::path(o_.config).filename().string());
     if (!isDirectory_) dirs.insert(std::filesystem::absolute(o_.config, ec).parent_path().string());
     // A watch follows its inode: once the directory was renamed away or
     // deleted and another made in its place, the path is not watched any

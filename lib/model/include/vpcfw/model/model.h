@@ -133,7 +133,8 @@ class FieldName {
 
 // Where an object and its individual fields were written in the config. The
 // file name is one string shared by all origins of a file; up to kInline
-// fields live in the origin itself, so copying a rule allocates nothing.
+// fields live in the origin itself and the rest in a list that copies share,
+// so copying an origin allocates nothing.
 class Origin {
  public:
   struct Field {
@@ -168,7 +169,7 @@ class Origin {
   std::uint32_t line_ = 0, column_ = 0;
   std::uint32_t count_ = 0;
   std::array<Field, kInline> inline_{};
-  std::vector<Field> more_;  // the fields past kInline
+  SharedList<Field> more_;  // the fields past kInline: copies share them
 };
 
 enum class Direction { kIngress, kEgress };
