@@ -141,7 +141,7 @@ TEST_CASE("an ENI with no traffic in an interval gets one NODATA row spanning it
   CHECK(a.intervalStart() == s + 300);
 }
 
-TEST_CASE("a full table turns new flows into one SKIPDATA row per ENI, counted; known flows still count") {
+TEST_CASE("a full table turns new flows into one SKIPDATA row per ENI, counted, and known flows still count") {
   Aggregator a(options(60, FlowLog::Traffic::kAll, 2), {eni("eni-a"), eni("eni-b")}, kT0);
   const std::int64_t s = a.intervalStart();
   a.observe(tcp(0, FlowDirection::kIngress, "10.0.0.5", "10.0.0.6", 1, 80, s));
@@ -186,7 +186,7 @@ TEST_CASE("reported loss gives SKIPDATA for that ENI or for every ENI, beside th
   CHECK(a.stats().skipData == 3);
 }
 
-TEST_CASE("traffic type ACCEPT or REJECT logs only that action; the other is counted, and is not NODATA") {
+TEST_CASE("traffic type ACCEPT or REJECT logs only that action, the other is counted and makes no NODATA") {
   for (auto [traffic, kept] :
        {std::pair{FlowLog::Traffic::kAccept, Action::kAccept}, std::pair{FlowLog::Traffic::kReject, Action::kReject}}) {
     Aggregator a(options(60, traffic), {eni("eni-a"), eni("eni-b")}, kT0);
@@ -235,7 +235,7 @@ TEST_CASE("traffic AWS does not log is dropped and counted: DNS, metadata, time 
   CHECK(a.stats().records == 3);
 }
 
-TEST_CASE("an observation of an unknown ENI is counted, not recorded; flush closes the open interval early") {
+TEST_CASE("an observation of an unknown ENI is counted, not recorded, and flush closes the open interval early") {
   Aggregator a(options(600), {eni(kEni)}, kT0);
   Observation o = tcp(3, FlowDirection::kIngress, "10.0.0.5", "10.0.0.6", 1, 2, kT0);
   a.observe(o);
@@ -250,7 +250,7 @@ TEST_CASE("an observation of an unknown ENI is counted, not recorded; flush clos
   CHECK(a.openFlows() == 0);
 }
 
-TEST_CASE("pkt-srcaddr and traffic-path come from the observation; unset pkt addresses are srcaddr and dstaddr") {
+TEST_CASE("pkt-srcaddr and traffic-path come from the observation, and unset pkt addresses are srcaddr and dstaddr") {
   Aggregator a(options(), {eni(kEni)}, kT0);
   const std::int64_t s = a.intervalStart();
   Observation viaIgw = tcp(0, FlowDirection::kIngress, "198.51.100.7", "172.31.16.139", 5555, 443, s);

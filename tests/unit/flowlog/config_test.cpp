@@ -85,7 +85,7 @@ TEST_CASE("the lab profile allows aggregation intervals of 1..59 s, the AWS prof
   CHECK(hasDiagnostic(d2, "max_aggregation_interval is 61; AWS allows 60 or 600"));
 }
 
-TEST_CASE("a config directory merges flow logs across files; a name or the region twice is an error") {
+TEST_CASE("a config directory merges flow logs across files, and a name or the region twice is an error") {
   char tmpl[] = "/tmp/vpcfw-flowlog-config-XXXXXX";
   REQUIRE(::mkdtemp(tmpl));
   const std::string dir = tmpl;

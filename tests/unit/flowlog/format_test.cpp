@@ -218,7 +218,7 @@ TEST_CASE("header lines parse back into formats, and bad headers are refused") {
   CHECK_FALSE(Format::fromHeader("2 123456789010 eni-1235b8ca123456789"));
 }
 
-TEST_CASE("AWS's tcp-flags: FIN 1, SYN 2, RST 4, SYN-ACK 18; ACK, PSH and URG alone are 0") {
+TEST_CASE("AWS's tcp-flags: FIN 1, SYN 2, RST 4, SYN-ACK 18, and ACK, PSH and URG alone are 0") {
   CHECK(awsTcpFlags(0x02) == 2);
   CHECK(awsTcpFlags(0x12) == 18);
   CHECK(awsTcpFlags(0x11) == 1);  // FIN-ACK: the FIN
