@@ -36,6 +36,14 @@ bad = {
     "routed without host": "instances: [{name: i, subnet: s, private_ip: 10.0.0.4, routed: true}]",
     "bad name": "vpcs: [{name: 'a b', cidr: 10.0.0.0/16}]",
     "unknown top-level key": "vpc: []",
+    "flow log without a resource": "flow_logs: [{name: f, destination: stdout}]",
+    "flow log with two resources": "flow_logs: [{name: f, vpc: v, subnet: s, destination: stdout}]",
+    "flow log traffic type": "flow_logs: [{name: f, vpc: v, traffic_type: accept, destination: stdout}]",
+    "flow log format": "flow_logs: [{name: f, vpc: v, log_format: 'srcaddr dstaddr', destination: stdout}]",
+    "flow log destination": "flow_logs: [{name: f, vpc: v, destination: {files: /a, streams: /b}}]",
+    "flow log relative path": "flow_logs: [{name: f, vpc: v, destination: {files: a/b}}]",
+    "flow log account": "flow_logs: [{name: f, vpc: v, account_id: '12345', destination: stdout}]",
+    "region": "region: US_EAST_1",
 }
 for what, text in bad.items():
     if validator.is_valid(yaml.safe_load(text)):

@@ -546,6 +546,7 @@ int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& r
   addProbeCommand(app, selected);
   addReachCommand(app, selected);
   addDaemonCommands(app, selected);
+  addFlowLogCommands(app, selected);
 
   std::string statusNetns;
   bool statusJson = false;

@@ -37,6 +37,8 @@ void addLabCommands(CLI::App& app, Runner& selected);
 void addProbeCommand(CLI::App& app, Runner& selected);
 // `vpcfw reach` (reach_command.cpp).
 void addReachCommand(CLI::App& app, Runner& selected);
+// `vpcfw flowlogs show` (flowlogs_command.cpp).
+void addFlowLogCommands(CLI::App& app, Runner& selected);
 
 // The daemon's clients (daemon_commands.cpp): `vpcfw reload` and `vpcfw
 // metrics`, and the --running forms of status and explain. They exit 4 when

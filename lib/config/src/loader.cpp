@@ -14,6 +14,7 @@
 
 #include "document.h"
 #include "read_file.h"
+#include "vpcfw/flowlog/format.h"
 #include "vpcfw/model/validate.h"
 #include "vpcfw/names/names.h"
 
@@ -92,6 +93,11 @@ class Reader {
       }
       if (auto f = model::FieldName::named(key)) setField(o, *f, v);
     }
+    o.place(file_, n.IsDefined() ? n.line() + 1 : 0, n.IsDefined() ? n.column() + 1 : 0);
+  }
+
+  // Places `o` where `n` is (an object without keys of its own).
+  void placeAt(Origin& o, const Node& n) const {
     o.place(file_, n.IsDefined() ? n.line() + 1 : 0, n.IsDefined() ? n.column() + 1 : 0);
   }
 
@@ -273,7 +279,7 @@ class ConfigParser {
     Origin o;
     r_.checkKeys(root,
                  {"version", "limits", "vpcs", "subnets", "network_acls", "security_groups", "prefix_lists",
-                  "route_tables", "internet_gateways", "peerings", "instances"},
+                  "route_tables", "internet_gateways", "peerings", "instances", "region", "flow_logs"},
                  "config", o);
     if (r_.has(root, "version")) {
       auto v = r_.intField(root, "version", "config", 1, 1);
@@ -289,6 +295,8 @@ class ConfigParser {
     list(root, "security_groups", "security group", [&](const Node& n) { parseGroup(n); });
     list(root, "subnets", "subnet", [&](const Node& n) { parseSubnet(n); });
     list(root, "instances", "instance", [&](const Node& n) { parseInstance(n); });
+    if (r_.has(root, "region")) parseRegion(root["region"]);
+    list(root, "flow_logs", "flow log", [&](const Node& n) { parseFlowLog(n); });
   }
 
  private:
@@ -338,6 +346,123 @@ class ConfigParser {
     set("peerings_per_vpc", l.peeringsPerVpc);
     set("routes_per_table", l.routesPerTable);
     set("prefix_list_entries", l.prefixListEntries);
+  }
+
+  // A region name as AWS spells them ("us-east-1"): it becomes a directory
+  // and part of file names in the flow logs' S3 layout.
+  void parseRegion(const Node& n) {
+    r_.placeAt(m_.regionOrigin, n);
+    if (!n.IsScalar()) {
+      r_.error(n, "region must be a single value such as us-east-1");
+      return;
+    }
+    std::string_view s = n.Scalar();
+    const bool ok = !s.empty() && s.size() <= 32 && s.front() != '-' && s.back() != '-' &&
+                    std::all_of(s.begin(), s.end(),
+                                [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-'; });
+    if (!ok) {
+      r_.error(n, fmt::format("region {} is not a region name", quoteForMessage(s)),
+               "use 1..32 of a-z 0-9 and '-', such as us-east-1");
+      return;
+    }
+    m_.region = std::string(s);
+  }
+
+  // A flow log, shaped like AWS's CreateFlowLogs (docs/config.md, "flow_logs").
+  void parseFlowLog(const Node& n) {
+    model::FlowLog f;
+    r_.checkKeys(n,
+                 {"name", "vpc", "subnet", "instance", "traffic_type", "log_format", "max_aggregation_interval",
+                  "destination", "account_id"},
+                 "flow log", f.origin);
+    f.name = r_.name(n, "flow log");
+    const std::string what = named("flow log", f.name);
+    const int resources = r_.has(n, "vpc") + r_.has(n, "subnet") + r_.has(n, "instance");
+    if (resources != 1) {
+      r_.error(n, fmt::format("{} needs exactly one resource: 'vpc', 'subnet' or 'instance'", what),
+               "a flow log records the ENIs of one VPC, one subnet or one instance");
+    } else {
+      const char* key = r_.has(n, "vpc") ? "vpc" : r_.has(n, "subnet") ? "subnet" : "instance";
+      f.resourceKind = key[0] == 'v'   ? model::FlowLog::Resource::kVpc
+                       : key[0] == 's' ? model::FlowLog::Resource::kSubnet
+                                       : model::FlowLog::Resource::kInstance;
+      f.resourceName = r_.scalar(n, key, what, true).value_or("");
+    }
+    if (auto t = r_.scalar(n, "traffic_type", what, false)) {
+      if (*t == "ACCEPT")
+        f.traffic = model::FlowLog::Traffic::kAccept;
+      else if (*t == "REJECT")
+        f.traffic = model::FlowLog::Traffic::kReject;
+      else if (*t == "ALL")
+        f.traffic = model::FlowLog::Traffic::kAll;
+      else
+        r_.error(n["traffic_type"],
+                 fmt::format("{}: traffic_type {} is not ACCEPT, REJECT or ALL", what, quoteForMessage(*t)));
+    }
+    if (auto text = r_.scalar(n, "log_format", what, false)) {
+      auto format = flowlog::Format::parse(*text);
+      if (format)
+        f.logFormat = format->text();
+      else
+        r_.error(n["log_format"], fmt::format("{}: log_format: {}", what, format.error().message),
+                 "fields are written ${name}, separated by spaces; docs/flowlogs.md lists them");
+    }
+    // 60 or 600, or 1..59 with the lab profile: validate knows the profile.
+    if (auto i = r_.intField(n, "max_aggregation_interval", what, 1, 600)) f.maxAggregationInterval = *i;
+    if (auto a = r_.scalar(n, "account_id", what, false)) {
+      if (a->size() == 12 && std::all_of(a->begin(), a->end(), [](char c) { return c >= '0' && c <= '9'; }))
+        f.accountId = *a;
+      else
+        r_.error(n["account_id"], fmt::format("{}: account_id {} is not 12 digits", what, quoteForMessage(*a)));
+    }
+    parseFlowLogDestination(n, what, f);
+    m_.flowLogs.push_back(std::move(f));
+  }
+
+  // `stdout`, {files: DIR} or {streams: DIR}; DIR is absolute, without '.'
+  // or '..' components (the writers open it component by component).
+  void parseFlowLogDestination(const Node& n, const std::string& what, model::FlowLog& f) {
+    const Node d = n["destination"];
+    if (!d.IsDefined() || d.IsNull()) {
+      r_.error(n, fmt::format("{} is missing required key 'destination'", what));
+      return;
+    }
+    if (d.IsScalar()) {
+      if (d.Scalar() == "stdout") {
+        f.destination = model::FlowLog::Destination::kStdout;
+        return;
+      }
+      r_.error(d, fmt::format("{}: destination {} is not stdout, {{files: DIR}} or {{streams: DIR}}", what,
+                              quoteForMessage(d.Scalar())));
+      return;
+    }
+    if (!r_.isMap(d, what + " destination")) return;
+    model::Origin o;
+    r_.checkKeys(d, {"files", "streams"}, what + " destination", o);
+    const int kinds = r_.has(d, "files") + r_.has(d, "streams");
+    if (kinds != 1) {
+      r_.error(d, fmt::format("{} destination needs exactly one of 'files' and 'streams'", what));
+      return;
+    }
+    const char* key = r_.has(d, "files") ? "files" : "streams";
+    f.destination = key[0] == 'f' ? model::FlowLog::Destination::kFiles : model::FlowLog::Destination::kStreams;
+    auto path = r_.scalar(d, key, what + " destination", true);
+    if (!path) return;
+    bool ok = path->size() > 1 && path->front() == '/' && path->size() <= 1024;
+    for (std::size_t i = 1; ok && i <= path->size();) {
+      std::size_t slash = path->find('/', i);
+      if (slash == std::string::npos) slash = path->size();
+      const std::string_view c = std::string_view(*path).substr(i, slash - i);
+      ok = c != "." && c != ".." && (!c.empty() || slash == path->size());
+      i = slash + 1;
+    }
+    if (!ok) {
+      r_.error(d[key], fmt::format("{} destination {} is not an absolute directory path", what, quoteForMessage(*path)),
+               "write it from '/', without '.', '..' or '//'");
+      return;
+    }
+    if (path->size() > 1 && path->back() == '/') path->pop_back();
+    f.path = *path;
   }
 
   void parseVpc(const Node& n) {

@@ -117,6 +117,9 @@ model::Model merge(const std::vector<Fragment*>& fragments, Diagnostics& diags,
   m.groups.reserve(total(&Model::groups));
   m.routeTables.reserve(total(&Model::routeTables));
   bool limitsSet = false;
+  std::map<Name, Seen> flowLogs;
+  m.flowLogs.reserve(total(&Model::flowLogs));
+  bool regionSet = false;
   for (std::size_t i = 0; i < fragments.size(); ++i) {
     Fragment& f = *fragments[i];
     if (f.limits.origin.line() != 0) {
@@ -142,6 +145,17 @@ model::Model merge(const std::vector<Fragment*>& fragments, Diagnostics& diags,
     if (stamps)
       for (auto k : kept) stamps->push_back(k < kMaxStampedGroups ? (*generations)[i] << kGroupBits | (k + 1) : 0);
     mergeList<RouteTable, Scoped>(m.routeTables, f.routeTables, i, routeTables, scoped, inVpc("route table"), diags);
+    mergeList<FlowLog, Name>(m.flowLogs, f.flowLogs, i, flowLogs, byName, simple("flow log"), diags);
+    if (f.regionOrigin.line() != 0) {
+      if (regionSet)
+        diags.error(f.regionOrigin.at(), "the region is already set in another file",
+                    fmt::format("first set at {}; set it in one file", where(m.regionOrigin.at())));
+      else {
+        m.region = f.region;
+        m.regionOrigin = f.regionOrigin;
+        regionSet = true;
+      }
+    }
   }
   return m;
 }

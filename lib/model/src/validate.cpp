@@ -132,6 +132,7 @@ class Validator {
     checkInstances();
     checkGroupRules();  // needs instances (members) and peerings
     checkKernelNames();
+    checkFlowLogs();
   }
 
  private:
@@ -1197,6 +1198,56 @@ class Validator {
                              "namespace",
                              pos->second->name, v.name, ifname),
                  "names are shortened to fit 15 characters; rename one of the VPCs");
+    }
+  }
+
+  // ---------------------------------------------------------- flow logs
+  void checkFlowLogs() {
+    checkUniqueNamesSimple(m_.flowLogs, "flow log");
+    auto instanceIndex = byName(m_.instances);
+    std::map<std::string, const FlowLog*> streams;
+    for (auto& f : m_.flowLogs) {
+      const std::string what = fmt::format("flow log '{}'", f.name);
+      switch (f.resourceKind) {
+        case FlowLog::Resource::kVpc:
+          f.resource = vpcIndex_.find(f.resourceName);
+          if (f.resource == kNone)
+            d_.error(f.origin.of("vpc"),
+                     fmt::format("{} refers to unknown VPC {}", what, quoteForMessage(f.resourceName)),
+                     didYouMean(f.resourceName, m_.vpcs));
+          break;
+        case FlowLog::Resource::kSubnet:
+          f.resource = subnetIndex_.find(f.resourceName);
+          if (f.resource == kNone)
+            d_.error(f.origin.of("subnet"),
+                     fmt::format("{} refers to unknown subnet {}", what, quoteForMessage(f.resourceName)),
+                     didYouMean(f.resourceName, m_.subnets));
+          break;
+        case FlowLog::Resource::kInstance:
+          f.resource = instanceIndex.find(f.resourceName);
+          if (f.resource == kNone)
+            d_.error(f.origin.of("instance"),
+                     fmt::format("{} refers to unknown instance {}", what, quoteForMessage(f.resourceName)),
+                     didYouMean(f.resourceName, m_.instances));
+          break;
+      }
+      // AWS offers 60 and 600 s; a lab may aggregate over a few seconds so
+      // that a student sees records while the ping still runs.
+      const int i = f.maxAggregationInterval;
+      const bool lab = m_.limits.profile == Limits::Profile::kLab;
+      if (i != 60 && i != 600 && !(lab && i >= 1 && i < 60))
+        d_.error(f.origin.of("max_aggregation_interval"),
+                 fmt::format("{}: max_aggregation_interval is {}; AWS allows 60 or 600", what, i),
+                 lab ? "the lab profile also allows 1..59" : "with limits: {profile: lab}, 1..59 is allowed too");
+      // Two flow logs appending to one ENI's stream file would mix formats.
+      if (f.destination == FlowLog::Destination::kStreams) {
+        auto [pos, fresh] = streams.emplace(f.path, &f);
+        if (!fresh)
+          d_.error(f.origin.of("destination"),
+                   fmt::format("{} writes streams to {}, as flow log '{}' does", what, quoteForMessage(f.path),
+                               pos->second->name),
+                   "give each flow log its own streams directory");
+      }
     }
   }
 };

@@ -92,7 +92,16 @@ class FieldName {
                                                "route_tables",
                                                "internet_gateways",
                                                "peerings",
-                                               "instances"};
+                                               "instances",
+                                               "flow_logs",
+                                               "instance",
+                                               "traffic_type",
+                                               "log_format",
+                                               "max_aggregation_interval",
+                                               "account_id",
+                                               "region",
+                                               "files",
+                                               "streams"};
 
   consteval FieldName(const char* key) : id_(static_cast<std::uint32_t>(keyIndex(key))) {
     if (keyIndex(key) < 0) throw "not a config key";  // makes the call not a constant expression
@@ -408,9 +417,37 @@ struct Limits {
   bool operator==(const Limits&) const = default;
 };
 
+// ------------------------------------------------------------- flow logs
+
+// A flow log as AWS's CreateFlowLogs declares one (docs/flowlogs.md): which
+// ENIs (those of a VPC, a subnet or one instance), which traffic, in which
+// record format, aggregated over which interval, written where.
+struct FlowLog {
+  enum class Resource { kVpc, kSubnet, kInstance };
+  enum class Traffic { kAccept, kReject, kAll };
+  enum class Destination { kFiles, kStreams, kStdout };
+  static constexpr std::string_view kLabAccountId = "123456789010";  // AWS's documented examples' account
+
+  std::string name;
+  Resource resourceKind = Resource::kVpc;
+  std::string resourceName;
+  std::size_t resource = kNone;  // index into vpcs, subnets or instances (by resourceKind); filled by validate
+  Traffic traffic = Traffic::kAll;
+  std::string logFormat;             // AWS's ${field} syntax, checked by the loader; empty = the version-2 default
+  int maxAggregationInterval = 600;  // seconds: 60 or 600 (1..59 too with the lab profile)
+  Destination destination = Destination::kStdout;
+  std::string path;  // kFiles: the S3 layout's prefix directory; kStreams: the directory of per-ENI files
+  std::string accountId{kLabAccountId};
+  Origin origin;
+
+  bool operator==(const FlowLog&) const = default;
+};
+
 struct Model {
   std::string sourceFile;
   Limits limits;
+  std::string region = "us-east-1";  // what flow logs print as region, and their files' key layout
+  Origin regionOrigin;
   std::vector<Vpc> vpcs;
   std::vector<Subnet> subnets;
   std::vector<NetworkAcl> nacls;
@@ -420,6 +457,7 @@ struct Model {
   std::vector<InternetGateway> internetGateways;
   std::vector<Peering> peerings;
   std::vector<Instance> instances;
+  std::vector<FlowLog> flowLogs;
 
   // Look-ups by name; kNone when absent.
   std::size_t findVpc(std::string_view name) const;
