@@ -75,12 +75,15 @@ def main():
 def renamed(doc, tag):
     """The example with every VPC and instance name made unique to this run."""
     vpcs = {v["name"] for v in doc.get("vpcs", [])}
+    instances = {i["name"] for i in doc.get("instances", [])}
 
     def walk(x):
         if isinstance(x, dict):
             out = {}
             for k, v in x.items():
                 if k in ("vpc", "requester", "accepter") and v in vpcs:
+                    v = f"{v}{tag}"
+                elif k == "instance" and v in instances:  # a flow log's resource
                     v = f"{v}{tag}"
                 elif k == "group" and isinstance(v, str) and "/" in v and v.split("/")[0] in vpcs:
                     v = f"{v.split('/')[0]}{tag}/{v.split('/', 1)[1]}"

@@ -4,7 +4,11 @@
 // monitor tells a transaction on vpcfw's table from one on another table.
 #include <doctest/doctest.h>
 
+#include <cstdio>
+#include <fstream>
+
 #include "netns_fixture.h"
+#include "vpcfw/compile/render.h"
 #include "vpcfw/nft/monitor.h"
 
 namespace vpcfw::test {
@@ -69,6 +73,45 @@ TEST_CASE("a record the ruleset moved under is refused by the kernel and the app
   CHECK(rep.reads >= 1);
   CHECK(diffIn(all[1], ns).empty());
   CHECK(ns.exec("nft list table inet other").status == 0);
+}
+
+TEST_CASE("a table rewritten to an older NACL verdict cache generation is found out by an apply with the record") {
+  Netns ns("record-cache");
+  const auto r = examples()[0];
+  nft::TableRecord record;
+  nft::ApplyOptions o;
+  o.record = &record;
+  const std::uint32_t old = applyIn(r, ns, o).cacheGeneration;
+  REQUIRE(old != 0);
+  // The table is made anew (a new generation), then someone puts the same
+  // rules back with the old generation, consistently: marks made under it
+  // would be in force again.
+  REQUIRE(ns.exec("nft delete table inet vpcfw").status == 0);
+  record.invalidate();  // what the daemon does when its monitor sees someone else's commit
+  const std::uint32_t fresh = applyIn(r, ns, o).cacheGeneration;
+  REQUIRE(fresh != old);
+  std::string script = compile::renderScript(r, old);
+  const std::string open = "table inet vpcfw {\n";
+  REQUIRE(script.find(open) != std::string::npos);
+  script.replace(script.find(open), open.size(), open + "\tcomment \"" + std::string(nft::kOwnerMarker) + "\"\n");
+  const std::string path = "/tmp/" + ns.name() + ".nft";
+  std::ofstream(path) << script;
+  REQUIRE(ns.exec("nft -f " + path).status == 0);
+  std::remove(path.c_str());
+  record.invalidate();
+  auto st = nft::tableStatus(ns.name());
+  REQUIRE(st.has_value());
+  REQUIRE(st->cacheGeneration == old);
+  // The rules are what the config gives: only the generation tells, and only
+  // the record knows which one vpcfw left (the one-shot CLI keeps no state).
+  CHECK(diffIn(r, ns).empty());
+  auto rep = applyIn(r, ns, o);
+  CHECK(rep.changed);
+  CHECK(rep.cacheGeneration == rep.generation);
+  CHECK(rep.cacheGeneration != old);
+  st = nft::tableStatus(ns.name());
+  REQUIRE(st.has_value());
+  CHECK(st->cacheGeneration == rep.cacheGeneration);
 }
 
 TEST_CASE("the monitor reports our commits with the generation the apply reports, and tells tables apart") {

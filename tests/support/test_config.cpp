@@ -1,7 +1,12 @@
+// Helpers for tests that start from a YAML config written inline, or run the
+// CLI in-process (test_config.h).
 #include "support/test_config.h"
 
 #include <fmt/format.h>
 
+#include <sstream>
+
+#include "vpcfw/cli/cli.h"
 #include "vpcfw/config/loader.h"
 
 namespace vpcfw::test {
@@ -71,6 +76,12 @@ eval::Packet makePacket(const char* proto, const char* src, const char* dst, int
   p.icmpType = icmpType;
   p.icmpCode = icmpCode;
   return p;
+}
+
+CliResult runCli(std::vector<std::string> args) {
+  std::ostringstream out, err;
+  const int status = cli::run(args, out, err);
+  return {status, out.str(), err.str()};
 }
 
 }  // namespace vpcfw::test

@@ -35,4 +35,11 @@ eval::Verdict explain(const model::Model& m, const std::string& from, const std:
 eval::Packet makePacket(const char* proto, const char* src, const char* dst, int dport, int icmpType = -1,
                         int icmpCode = -1);
 
+// `vpcfw ARGS...` run in-process: its exit status, standard output and error.
+struct CliResult {
+  int status;
+  std::string out, err;
+};
+CliResult runCli(std::vector<std::string> args);
+
 }  // namespace vpcfw::test

@@ -948,10 +948,15 @@ class FabricCompiler {
   // the hits after anti-spoofing, the stores where an established packet has
   // passed the NACLs. Related packets (ICMP errors)
   // never take the shortcut: their addresses are not the flow's.
-  static Rule cacheRule(VerdictCache::Step step, bool reply, std::string comment) {
+  // A hit needs the packet to come from an ENI: anti-spoofing pins such a
+  // packet's interface to its source address, which is what makes the cached
+  // verdict its own; a packet with an established flow's tuple from a gateway
+  // or peering link (whose sources are not checked) takes the full path.
+  Rule cacheRule(VerdictCache::Step step, bool reply, std::string comment) const {
     Rule r;
     r.ctState = CtState::kEstablished;
     r.cache = VerdictCache{step, reply};
+    if (step == VerdictCache::Step::kHit) r.matches = {inSet({Field::kIifname}, enisSet_[kRouted])};
     r.counter = step == VerdictCache::Step::kHit;
     r.verdict = Verdict::accept();
     r.comment = std::move(comment);

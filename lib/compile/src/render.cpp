@@ -219,7 +219,12 @@ std::string renderTable(const Table& t, std::uint32_t cacheGeneration) {
     if (c.hook)
       out += fmt::format("\t\ttype {} hook {} priority {}; policy {};\n", c.type, *c.hook,
                          c.priority == 0 ? std::string("filter") : std::to_string(c.priority), renderVerdict(c.policy));
-    for (const auto& r : c.rules) out += "\t\t" + renderRule(r, cacheGeneration) + "\n";
+    for (const auto& r : c.rules) {
+      // Generation 0 is no cache: without a commit's generation, which never
+      // repeats, a hit could match marks made under other NACLs.
+      if (r.cache && r.cache->step == VerdictCache::Step::kHit && cacheGeneration == 0) continue;
+      out += "\t\t" + renderRule(r, cacheGeneration) + "\n";
+    }
     out += "\t}\n";
     if (ci + 1 < t.chains.size()) out += "\n";
   }

@@ -709,6 +709,11 @@ struct TableRecord::Data {
   bool valid = false;
   std::uint32_t generation = 0;
   KernelTable table;
+  // The NACL verdict cache generation vpcfw's own last commit left, kept when
+  // the record is invalidated: a table found with another one was rewritten
+  // by someone else (maybe to an older generation, whose marks would come
+  // back into force), so the next commit starts a new one.
+  std::uint32_t ownCacheGeneration = 0;
 };
 
 namespace {
@@ -834,12 +839,14 @@ void retarget(LinearTable& d, const compile::Table& t, const CacheInputs& in, st
 
 // Sets `d`'s cache generation for a commit from `k` on top of generation
 // `computedAt`: k's while the cache's inputs stay as they are, the commit's
-// when they change (or the table is made anew: `full`).
+// when they change, when the table is made anew (`full`), or when k's is
+// not the one vpcfw's own last commit left (`own`, 0: unknown, as for the
+// one-shot CLI, which keeps no state: docs/ruleset.md says what that leaves).
 void chooseCacheGeneration(LinearTable& d, const compile::Table& t, const CacheInputs& in, const KernelTable& k,
-                           std::uint32_t computedAt, bool full) {
+                           std::uint32_t computedAt, bool full, std::uint32_t own) {
   if (in.chains.empty()) return;
   retarget(d, t, in, k.cacheGeneration, false);
-  if (full || k.cacheGeneration == 0 || cacheInputsChange(d, k, in))
+  if (full || k.cacheGeneration == 0 || (own != 0 && k.cacheGeneration != own) || cacheInputsChange(d, k, in))
     retarget(d, t, in, cacheGenerationOf(computedAt), false);
 }
 
@@ -919,6 +926,7 @@ bool applyChanges(Socket& sock, const compile::Ruleset& desired, const compile::
   for (const auto& name : only.chains) rec.table.chains.erase(name);
   rec.table.cacheGeneration = d.cacheGeneration;
   report.cacheGeneration = inputs.chains.empty() ? 0 : d.cacheGeneration;
+  rec.ownCacheGeneration = report.cacheGeneration;
   for (auto& s : d.sets) {
     std::string name = nftnl_set_get_str(s.set.get(), NFTNL_SET_NAME);
     rec.table.sets.emplace(std::move(name), recordOf(std::move(s)));
@@ -968,6 +976,7 @@ Expected<ApplyReport> applyRuleset(const compile::Ruleset& desired, const ApplyO
       report.generation = generationAfter(report, computedAt);
       report.cacheGeneration = inputs.chains.empty() ? 0 : d.cacheGeneration;
       if (!rec) return;
+      if (!options.check) rec->ownCacheGeneration = report.cacheGeneration;
       if (options.check) {
         rec->valid = false;
         return;
@@ -982,7 +991,8 @@ Expected<ApplyReport> applyRuleset(const compile::Ruleset& desired, const ApplyO
       // (the record may be wrong) falls back to reading the table.
       t0 = std::chrono::steady_clock::now();
       Batch b(rec->generation);
-      chooseCacheGeneration(d, desired.table, inputs, rec->table, rec->generation, needsFullReplace(d, rec->table));
+      chooseCacheGeneration(d, desired.table, inputs, rec->table, rec->generation, needsFullReplace(d, rec->table),
+                            rec->ownCacheGeneration);
       if (needsFullReplace(d, rec->table))
         fullBatch(b, d, rec->table, report.changes);
       else
@@ -1011,7 +1021,7 @@ Expected<ApplyReport> applyRuleset(const compile::Ruleset& desired, const ApplyO
       report.changes.clear();
       Batch b(snap->generation);
       const bool full = !k.exists || !k.owned || options.fullReplace || needsFullReplace(d, k);
-      chooseCacheGeneration(d, desired.table, inputs, k, snap->generation, full);
+      chooseCacheGeneration(d, desired.table, inputs, k, snap->generation, full, rec ? rec->ownCacheGeneration : 0);
       if (full)
         fullBatch(b, d, k, report.changes);
       else

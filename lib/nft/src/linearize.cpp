@@ -618,6 +618,8 @@ LinearTable linearize(const compile::Table& t, const LinearizeOnly* only, std::u
     }
     lc.signature = chainSignature(nc);
     for (const auto& r : c.rules) {
+      // Generation 0 is no cache (compile/render.h): no hit rules.
+      if (r.cache && r.cache->step == compile::VerdictCache::Step::kHit && cacheGeneration == 0) continue;
       LinearRule lr;
       lr.rule.reset(nftnl_rule_alloc());
       nftnl_rule* nr = lr.rule.get();

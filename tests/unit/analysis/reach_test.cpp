@@ -33,16 +33,7 @@ std::vector<std::string> rules(const std::vector<analysis::RuleRef>& refs) {
   return out;
 }
 
-struct Run {
-  int status;
-  std::string out, err;
-};
-
-Run run(std::vector<std::string> args) {
-  std::ostringstream out, err;
-  int status = cli::run(args, out, err);
-  return {status, out.str(), err.str()};
-}
+const auto run = &vpcfw::test::runCli;
 
 std::string example(const char* name) { return std::string(VPCFW_SOURCE_DIR) + "/config/examples/" + name + ".yaml"; }
 

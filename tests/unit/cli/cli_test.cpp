@@ -10,16 +10,7 @@
 
 namespace {
 
-struct Result {
-  int status;
-  std::string out, err;
-};
-
-Result run(std::vector<std::string> args) {
-  std::ostringstream out, err;
-  int status = vpcfw::cli::run(args, out, err);
-  return {status, out.str(), err.str()};
-}
+const auto run = &vpcfw::test::runCli;
 
 std::string example(const char* name) { return std::string(VPCFW_SOURCE_DIR) + "/config/examples/" + name + ".yaml"; }
 

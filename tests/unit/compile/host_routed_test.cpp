@@ -193,6 +193,13 @@ instances: [{name: a, subnet: s, private_ip: 10.0.2.10}]
   int hits = 0, stores = 0;
   for (const auto& rl : lf->rules) {
     if (rl.cache) (rl.cache->step == compile::VerdictCache::Step::kHit ? hits : stores)++;
+    // A hit only for packets from an ENI (anti-spoofed): not from a gateway or peering link.
+    if (rl.cache && rl.cache->step == compile::VerdictCache::Step::kHit) {
+      REQUIRE(rl.matches.size() == 1);
+      CHECK(rl.matches[0].fields == std::vector{compile::Field::kIifname});
+      CHECK(rl.matches[0].op == compile::Op::kInSet);
+      CHECK(rl.matches[0].set == "enis");
+    }
     if (!rl.cache && rl.ctState != compile::CtState::kRelated) labRest.push_back(rl.comment);
   }
   CHECK(hits == 2);

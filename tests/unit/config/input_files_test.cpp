@@ -19,6 +19,7 @@
 #include <sstream>
 #include <thread>
 
+#include "support/test_config.h"
 #include "vpcfw/cli/cli.h"
 #include "vpcfw/config/loader.h"
 
@@ -204,16 +205,7 @@ TEST_CASE("read errors are located errors with the system's reason") {
 
 namespace {
 
-struct Cli {
-  int status;
-  std::string out, err;
-};
-
-Cli runCli(std::vector<std::string> args) {
-  std::ostringstream out, err;
-  int status = vpcfw::cli::run(args, out, err);
-  return {status, out.str(), err.str()};
-}
+using vpcfw::test::runCli;
 
 }  // namespace
 

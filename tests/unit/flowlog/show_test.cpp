@@ -9,6 +9,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "support/test_config.h"
 #include "vpcfw/cli/cli.h"
 #include "vpcfw/flowlog/writer.h"
 
@@ -17,16 +18,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct Result {
-  int status;
-  std::string out, err;
-};
-
-Result run(std::vector<std::string> args) {
-  std::ostringstream out, err;
-  int status = vpcfw::cli::run(args, out, err);
-  return {status, out.str(), err.str()};
-}
+const auto run = &vpcfw::test::runCli;
 
 struct TempDir {
   std::string path;
