@@ -806,12 +806,16 @@ class FabricCompiler {
   // Security groups are stateful: replies of admitted flows pass; conntrack's
   // invalid packets never do.
   void appendConntrackRules(std::vector<Rule>& rules) const {
-    Rule est;
-    est.ctState = CtState::kEstablishedRelated;
-    est.verdict = Verdict::accept();
-    est.comment = "security groups are stateful: replies of admitted flows";
-    rules.push_back(est);
+    rules.push_back(
+        conntrackAccept(CtState::kEstablishedRelated, "security groups are stateful: replies of admitted flows"));
     appendInvalidRule(rules);
+  }
+  static Rule conntrackAccept(CtState state, std::string comment) {
+    Rule r;
+    r.ctState = state;
+    r.verdict = Verdict::accept();
+    r.comment = std::move(comment);
+    return r;
   }
   void appendInvalidRule(std::vector<Rule>& rules) const {
     Rule inv;
@@ -994,11 +998,7 @@ class FabricCompiler {
                                           "(anew)",
                                           dir)));
       }
-      Rule related;
-      related.ctState = CtState::kRelated;
-      related.verdict = Verdict::accept();
-      related.comment = "security groups are stateful: ICMP errors about admitted flows";
-      f.push_back(related);
+      f.push_back(conntrackAccept(CtState::kRelated, "security groups are stateful: ICMP errors about admitted flows"));
       appendInvalidRule(f);
     } else {
       appendConntrackRules(f);

@@ -1208,27 +1208,22 @@ class Validator {
     std::map<std::string, const FlowLog*> streams;
     for (auto& f : m_.flowLogs) {
       const std::string what = fmt::format("flow log '{}'", f.name);
+      auto resolve = [&](auto& index, FieldName field, std::string_view kind, const auto& objects) {
+        f.resource = index.find(f.resourceName);
+        if (f.resource == kNone)
+          d_.error(f.origin.of(field),
+                   fmt::format("{} refers to unknown {} {}", what, kind, quoteForMessage(f.resourceName)),
+                   didYouMean(f.resourceName, objects));
+      };
       switch (f.resourceKind) {
         case FlowLog::Resource::kVpc:
-          f.resource = vpcIndex_.find(f.resourceName);
-          if (f.resource == kNone)
-            d_.error(f.origin.of("vpc"),
-                     fmt::format("{} refers to unknown VPC {}", what, quoteForMessage(f.resourceName)),
-                     didYouMean(f.resourceName, m_.vpcs));
+          resolve(vpcIndex_, "vpc", "VPC", m_.vpcs);
           break;
         case FlowLog::Resource::kSubnet:
-          f.resource = subnetIndex_.find(f.resourceName);
-          if (f.resource == kNone)
-            d_.error(f.origin.of("subnet"),
-                     fmt::format("{} refers to unknown subnet {}", what, quoteForMessage(f.resourceName)),
-                     didYouMean(f.resourceName, m_.subnets));
+          resolve(subnetIndex_, "subnet", "subnet", m_.subnets);
           break;
         case FlowLog::Resource::kInstance:
-          f.resource = instanceIndex.find(f.resourceName);
-          if (f.resource == kNone)
-            d_.error(f.origin.of("instance"),
-                     fmt::format("{} refers to unknown instance {}", what, quoteForMessage(f.resourceName)),
-                     didYouMean(f.resourceName, m_.instances));
+          resolve(instanceIndex, "instance", "instance", m_.instances);
           break;
       }
       // AWS offers 60 and 600 s; a lab may aggregate over a few seconds so

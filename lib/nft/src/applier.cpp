@@ -845,9 +845,12 @@ void retarget(LinearTable& d, const compile::Table& t, const CacheInputs& in, st
 void chooseCacheGeneration(LinearTable& d, const compile::Table& t, const CacheInputs& in, const KernelTable& k,
                            std::uint32_t computedAt, bool full, std::uint32_t own) {
   if (in.chains.empty()) return;
-  retarget(d, t, in, k.cacheGeneration, false);
-  if (full || k.cacheGeneration == 0 || (own != 0 && k.cacheGeneration != own) || cacheInputsChange(d, k, in))
-    retarget(d, t, in, cacheGenerationOf(computedAt), false);
+  // Only the comparison needs the cache chains at k's generation.
+  if (!full && k.cacheGeneration != 0 && (own == 0 || k.cacheGeneration == own)) {
+    retarget(d, t, in, k.cacheGeneration, false);
+    if (!cacheInputsChange(d, k, in)) return;
+  }
+  retarget(d, t, in, cacheGenerationOf(computedAt), false);
 }
 
 // The generation an apply leaves the ruleset at.
@@ -1125,7 +1128,8 @@ Expected<TableStatus> tableStatus(const std::optional<std::string>& netns, std::
     st.objects = k.objects.size();
     st.flowtables = k.flowtables.size();
     for (auto& c : k.counters) {
-      if (c.comment.starts_with(compile::kVerdictCacheComment)) {
+      // In vpcfw's own table only: a foreign table's counters are all shown.
+      if (k.owned && c.comment.starts_with(compile::kVerdictCacheComment)) {
         st.cache = true;
         st.cacheHits += c.packets;
       } else {
