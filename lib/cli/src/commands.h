@@ -34,6 +34,8 @@ std::optional<std::string> internetReported(std::string_view command, std::ostre
 // `vpcfw lab up|down|status|apply|exec` (lab_commands.cpp) and `vpcfw probe`
 // (probe_command.cpp): each sets `selected` when it is the parsed command.
 void addLabCommands(CLI::App& app, Runner& selected);
+// `vpcfw lab flowlogs` (lab_flowlogs_command.cpp), under the lab command.
+void addLabFlowLogsCommand(CLI::App& lab, Runner& selected);
 void addProbeCommand(CLI::App& app, Runner& selected);
 // `vpcfw reach` (reach_command.cpp).
 void addReachCommand(CLI::App& app, Runner& selected);

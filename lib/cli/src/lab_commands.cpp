@@ -335,6 +335,8 @@ void addLabCommands(CLI::App& app, Runner& selected) {
   execCmd->callback([&selected, ex] {
     selected = [ex](std::ostream&, std::ostream& e) { return labExec(ex->target, ex->config, ex->args, e); };
   });
+
+  addLabFlowLogsCommand(*labCmd, selected);
 }
 
 }  // namespace vpcfw::cli

@@ -33,11 +33,14 @@
 #include <set>
 
 #include "vpcfw/base/diagnostic.h"
+#include "vpcfw/collect/collector.h"
 #include "vpcfw/compile/compiler.h"
 #include "vpcfw/compile/incremental.h"
 #include "vpcfw/config/source.h"
 #include "vpcfw/eval/evaluator.h"
 #include "vpcfw/eval/report.h"
+#include "vpcfw/flowlog/record.h"
+#include "vpcfw/flowlog/writer.h"
 #include "vpcfw/lab/lab.h"
 #include "vpcfw/lab/plan.h"
 #include "vpcfw/names/names.h"
@@ -357,6 +360,7 @@ class Daemon {
         say(LogLevel::kInfo, fmt::format("{}: stopping; the rules stay in force (vpcfw flush removes them)",
                                          si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT"));
         sd_notify(0, "STOPPING=1");
+        stopFlowLogs();
         loop_.stop();
       }
     }
@@ -636,6 +640,7 @@ class Daemon {
     }
     model_ = std::move(model);
     if (changed || generation_ == 0) ++generation_;
+    syncFlowLogs(wanted->plan ? &*wanted->plan : nullptr);
     out.result = changed ? ReloadOutcome::Result::kCommitted : ReloadOutcome::Result::kUnchanged;
     out.message = changed ? fmt::format("generation {} committed", generation_)
                           : fmt::format("config unchanged in the kernel; generation {}", generation_);
@@ -985,6 +990,25 @@ class Daemon {
     m.set("vpcfw_set_elements", {}, static_cast<double>(elements_));
     for (const auto& d : drops())
       m.set("vpcfw_dropped_packets_total", {d.eni, d.stage}, static_cast<double>(d.packets));
+    (void)m.describe("vpcfw_flowlog_records_total", MetricType::kCounter,
+                     "Flow-log records written, by log-status (OK, NODATA, SKIPDATA).", {"status"});
+    (void)m.describe("vpcfw_flowlog_lost_events_total", MetricType::kCounter,
+                     "Conntrack events and log messages lost (each stands behind a SKIPDATA row).");
+    (void)m.describe("vpcfw_flowlog_failures_total", MetricType::kCounter,
+                     "Flow-log collectors that could not start or stopped, and writes that failed.");
+    (void)m.describe("vpcfw_flowlog_collecting", MetricType::kGauge, "1 while flow logs are collected.");
+    for (const char* st : {"OK", "NODATA", "SKIPDATA"}) {
+      auto it = flowRecords_.find(st);
+      m.set("vpcfw_flowlog_records_total", {st}, static_cast<double>(it == flowRecords_.end() ? 0 : it->second));
+    }
+    std::uint64_t lost = flowLostEvents_;
+    if (collector_) {
+      const auto st = collector_->stats();
+      lost += st.lostCtEvents + st.lostLogMessages;
+    }
+    m.set("vpcfw_flowlog_lost_events_total", {}, static_cast<double>(lost));
+    m.set("vpcfw_flowlog_failures_total", {}, static_cast<double>(flowLogFailures_));
+    m.set("vpcfw_flowlog_collecting", {}, collecting_ ? 1.0 : 0.0);
     return m;
   }
 
@@ -1002,6 +1026,120 @@ class Daemon {
     }
     return out;
   }
+
+  // ---------------------------------------------------------- flow logs
+  // Collection follows the config in force: started when it has flow logs,
+  // restarted (the open intervals written first) when its flow logs or
+  // instances change, stopped when it has none. A collector that cannot
+  // start is logged and counted; enforcement does not depend on it.
+  void syncFlowLogs(const lab::LabPlan* plan) {
+    const bool same = collecting_ && collectedModel_ && collectedModel_->flowLogs == model_->flowLogs &&
+                      collectedModel_->instances == model_->instances;
+    if (same) return;
+    stopFlowLogs();
+    if (model_->flowLogs.empty()) return;
+    std::vector<std::unique_ptr<flowlog::Writer>> writers;
+    for (const auto& log : model_->flowLogs) {
+      auto format = log.logFormat.empty() ? Expected<flowlog::Format>(flowlog::Format::defaultFormat())
+                                          : flowlog::Format::parse(log.logFormat);
+      if (!format) {  // validated already; kept for safety
+        writers.push_back(nullptr);
+        continue;
+      }
+      switch (log.destination) {
+        case model::FlowLog::Destination::kFiles: {
+          flowlog::S3LayoutOptions so;
+          so.prefix = log.path;
+          so.accountId = log.accountId;
+          so.region = model_->region;
+          so.flowLogId = flowlog::awsId("fl", log.name);
+          so.format = *format;
+          writers.push_back(flowlog::makeS3LayoutWriter(so));
+          break;
+        }
+        case model::FlowLog::Destination::kStreams:
+          writers.push_back(flowlog::makeStreamWriter(log.path, *format));
+          break;
+        case model::FlowLog::Destination::kStdout:
+          writers.push_back(flowlog::makeFdWriter(STDOUT_FILENO, *format, true));
+          break;
+      }
+    }
+    std::vector<collect::Fabric> fabrics;
+    if (plan)
+      fabrics = collect::labFabrics(*model_, *plan);
+    else
+      fabrics.push_back(collect::hostFabric(*model_, host_, o_.netns));
+    auto model = model_;
+    flowWriters_ = std::move(writers);
+    auto c = collect::Collector::open(*model, std::move(fabrics), collect::CollectorOptions{},
+                                      [this, model](const model::FlowLog& log, const std::vector<flowlog::Record>& rs) {
+                                        writeRecords(*model, log, rs);
+                                      });
+    if (!c) {
+      ++flowLogFailures_;
+      say(LogLevel::kError, fmt::format("flow logs: not collecting: {}", c.error().message));
+      flowWriters_.clear();
+      return;
+    }
+    collector_ = std::move(*c);
+    collectedModel_ = model;
+    collecting_ = true;
+    for (int fd : collector_->fds()) (void)loop_.add(fd, EPOLLIN, [this](std::uint32_t) { stepFlowLogs(); });
+    flowTimer_ = loop_.after(std::chrono::milliseconds(1000), [this] { onFlowTimer(); });
+    say(LogLevel::kInfo, fmt::format("flow logs: collecting {} flow log(s)", model_->flowLogs.size()));
+  }
+
+  void writeRecords(const model::Model& m, const model::FlowLog& log, const std::vector<flowlog::Record>& rs) {
+    const auto k = static_cast<std::size_t>(&log - m.flowLogs.data());
+    for (const auto& r : rs) ++flowRecords_[std::string(flowlog::logStatusName(r.status))];
+    if (k >= flowWriters_.size() || !flowWriters_[k]) return;
+    auto w = flowWriters_[k]->write(rs, static_cast<std::int64_t>(std::time(nullptr)));
+    if (!w) {
+      ++flowLogFailures_;
+      say(LogLevel::kError, fmt::format("flow log {}: {}", log.name, w.error().message));
+    }
+  }
+
+  void stepFlowLogs() {
+    if (!collector_) return;
+    if (auto r = collector_->step(0); !r) {
+      ++flowLogFailures_;
+      say(LogLevel::kError, fmt::format("flow logs: {}; collection stopped", r.error().message));
+      stopFlowLogs();
+    }
+  }
+
+  void onFlowTimer() {
+    flowTimer_.reset();
+    stepFlowLogs();
+    if (collector_) flowTimer_ = loop_.after(std::chrono::milliseconds(1000), [this] { onFlowTimer(); });
+  }
+
+  void stopFlowLogs() {
+    if (flowTimer_) loop_.cancel(*flowTimer_), flowTimer_.reset();
+    if (collector_) {
+      for (int fd : collector_->fds()) loop_.remove(fd);
+      if (auto r = collector_->flush(); !r) say(LogLevel::kError, fmt::format("flow logs: {}", r.error().message));
+      const auto st = collector_->stats();
+      flowLostEvents_ += st.lostCtEvents + st.lostLogMessages;
+      collector_.reset();
+    }
+    for (auto& w : flowWriters_)
+      if (w)
+        if (auto r = w->close(); !r) say(LogLevel::kError, fmt::format("flow logs: {}", r.error().message));
+    flowWriters_.clear();
+    collectedModel_.reset();
+    collecting_ = false;
+  }
+
+  std::unique_ptr<collect::Collector> collector_;
+  std::vector<std::unique_ptr<flowlog::Writer>> flowWriters_;
+  std::shared_ptr<const model::Model> collectedModel_;
+  bool collecting_ = false;
+  std::optional<EventLoop::TimerId> flowTimer_;
+  std::map<std::string, std::uint64_t> flowRecords_;
+  std::uint64_t flowLostEvents_ = 0, flowLogFailures_ = 0;
 
   const DaemonOptions& o_;
   const LogFn& log_;

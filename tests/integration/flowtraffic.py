@@ -1,0 +1,137 @@
+#!/usr/bin/python3
+"""Traffic with exactly known packets and bytes, for the flow-log tests, run
+inside a lab namespace (`ip netns exec NS python3 flowtraffic.py ...`):
+
+  ping SRC DST N            N ICMP echo requests of 84 bytes; prints "replies R"
+  udp-server PORT SECONDS   echoes every datagram back for SECONDS
+  udp SRC SPORT DST PORT N SIZE GAP
+                            N datagrams of SIZE payload bytes, GAP s apart,
+                            from SRC:SPORT; prints "echoes E"
+  tcp-server PORT SECONDS   accepts, reads to EOF, closes
+  tcp SRC DST PORT BYTES TIMEOUT
+                            connects, sends BYTES, closes; prints "connected" or "refused/timeout"
+"""
+import os
+import socket
+import struct
+import sys
+import time
+
+
+def checksum(b):
+    if len(b) % 2:
+        b += b"\0"
+    t = sum(struct.unpack(f"!{len(b) // 2}H", b))
+    t = (t >> 16) + (t & 0xFFFF)
+    t += t >> 16
+    return ~t & 0xFFFF
+
+
+def ping(src, dst, n):
+    s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+    s.bind((src, 0))
+    s.settimeout(0.3)
+    ident, got = os.getpid() & 0xFFFF, 0
+    for seq in range(n):
+        payload = b"v" * 56
+        h = struct.pack("!BBHHH", 8, 0, 0, ident, seq)
+        s.sendto(struct.pack("!BBHHH", 8, 0, checksum(h + payload), ident, seq) + payload, (dst, 0))
+        deadline = time.time() + 0.3
+        while time.time() < deadline:
+            try:
+                d, _ = s.recvfrom(2048)
+            except socket.timeout:
+                break
+            if d[20] == 0 and struct.unpack("!H", d[24:26])[0] == ident:
+                got += 1
+                break
+    print(f"replies {got}")
+
+
+def udp_server(port, seconds):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("0.0.0.0", port))
+    s.settimeout(0.2)
+    end = time.time() + seconds
+    while time.time() < end:
+        try:
+            d, a = s.recvfrom(65535)
+            s.sendto(d, a)
+        except socket.timeout:
+            pass
+
+
+def udp(src, sport, dst, port, n, size, gap):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind((src, sport))
+    s.settimeout(0.5)
+    got = 0
+    for _ in range(n):
+        s.sendto(b"u" * size, (dst, port))
+        try:
+            s.recvfrom(65535)
+            got += 1
+        except socket.timeout:
+            pass
+        time.sleep(gap)
+    print(f"echoes {got}")
+
+
+def tcp_server(port, seconds):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("0.0.0.0", port))
+    s.listen(16)
+    s.settimeout(0.2)
+    end = time.time() + seconds
+    while time.time() < end:
+        try:
+            c, _ = s.accept()
+        except socket.timeout:
+            continue
+        c.settimeout(2)
+        try:
+            while c.recv(65536):
+                pass
+        except OSError:
+            pass
+        c.close()
+
+
+def tcp(src, dst, port, nbytes, timeout):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.bind((src, 0))
+    s.settimeout(timeout)
+    try:
+        s.connect((dst, port))
+    except socket.timeout:
+        print("timeout")
+        return
+    except OSError as e:
+        print(f"refused {e}")
+        return
+    s.sendall(b"t" * nbytes)
+    s.shutdown(socket.SHUT_WR)
+    try:
+        while s.recv(65536):
+            pass
+    except OSError:
+        pass
+    s.close()
+    print("connected")
+
+
+if __name__ == "__main__":
+    cmd, a = sys.argv[1], sys.argv[2:]
+    if cmd == "ping":
+        ping(a[0], a[1], int(a[2]))
+    elif cmd == "udp-server":
+        udp_server(int(a[0]), float(a[1]))
+    elif cmd == "udp":
+        udp(a[0], int(a[1]), a[2], int(a[3]), int(a[4]), int(a[5]), float(a[6]))
+    elif cmd == "tcp-server":
+        tcp_server(int(a[0]), float(a[1]))
+    elif cmd == "tcp":
+        tcp(a[0], a[1], int(a[2]), int(a[3]), float(a[4]))
+    else:
+        sys.exit(f"unknown command {cmd}")
