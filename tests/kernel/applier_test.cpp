@@ -67,7 +67,8 @@ TEST_CASE("apply leaves exactly what nft -f makes of the rendered ruleset") {
            src + "/config/examples/two-tier.yaml", src + "/config/examples/bastion.yaml",
            src + "/config/examples/default-vpc.yaml", src + "/config/examples/peering.yaml",
            src + "/tests/golden/nacl-order.yaml", src + "/tests/golden/group-references.yaml",
-           src + "/tests/integration/configs/kernel-semantics.yaml", src + "/tests/golden/host-mode.yaml"}) {
+           src + "/tests/integration/configs/kernel-semantics.yaml", src + "/tests/golden/host-mode.yaml",
+           src + "/config/examples/flow-logs.yaml", src + "/tests/golden/host-mode-flow-logs.yaml"}) {
     Diagnostics diags;
     auto m = config::loadConfigFile(path, diags);
     REQUIRE(m.has_value());

@@ -16,7 +16,7 @@ namespace {
 
 std::vector<compile::Ruleset> examples() {
   std::vector<compile::Ruleset> out;
-  for (const char* name : {"two-tier", "bastion", "default-vpc", "peering"}) {
+  for (const char* name : {"two-tier", "bastion", "default-vpc", "peering", "flow-logs"}) {
     auto m = test::loadExample(name);
     auto r = compile::compileRulesets(m, compile::labPlacement(m));
     REQUIRE(r.has_value());

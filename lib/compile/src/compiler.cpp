@@ -1,3 +1,5 @@
+// The compiler (compiler.h): one FabricCompiler per fabric builds its table
+// in a fixed order, shared objects first, then each ENI's own parts.
 #include "vpcfw/compile/compiler.h"
 
 #include <fmt/format.h>
@@ -125,9 +127,9 @@ std::uint32_t fnv1a(std::string_view s) {
 
 class FabricCompiler {
  public:
-  FabricCompiler(const model::Model& m, const Placement& p, std::string fabric, const std::vector<char>* only = nullptr,
-                 detail::FabricLayout* layout = nullptr)
-      : m_(m), p_(p), fabric_(std::move(fabric)), only_(only), layout_(layout) {}
+  FabricCompiler(const model::Model& m, const Placement& p, std::string fabric, const CompileOptions& options,
+                 const std::vector<char>* only = nullptr, detail::FabricLayout* layout = nullptr)
+      : m_(m), p_(p), fabric_(std::move(fabric)), options_(options), only_(only), layout_(layout) {}
 
   Expected<Ruleset> run() {
     for (std::size_t i = 0; i < m_.instances.size(); ++i)
@@ -137,6 +139,7 @@ class FabricCompiler {
         (p_.byInstance[i]->hostMode && !p_.byInstance[i]->routed ? hasOwn_ : hasRouted_) = true;
       }
     routedHost_ = hostMode_ && hasRouted_;
+    flowLogged_ = coveredByFlowLog();
     Ruleset r;
     r.fabric = fabric_;
     r.hostMode = hostMode_;
@@ -212,6 +215,7 @@ class FabricCompiler {
         chains_.push_back(std::move(c));
       }
     }
+    if (flowLogged_) createFlowLogChains();
     createDropChains();
     for (int style : {kRouted, kOwn})
       if (style == kRouted ? hasRouted_ : hasOwn_)
@@ -248,6 +252,7 @@ class FabricCompiler {
   const model::Model& m_;
   const Placement& p_;
   std::string fabric_;
+  const CompileOptions& options_;
   const std::vector<char>* only_;  // by instance: the ENIs to compile (nullptr: all)
   bool compiles(std::size_t inst) const { return !only_ || (*only_)[inst]; }
   detail::FabricLayout* layout_;
@@ -257,6 +262,7 @@ class FabricCompiler {
   bool hasOwn_ = false;      // ENIs that are the host's own interfaces: input/output
   bool hasRouted_ = false;   // ENIs whose traffic is forwarded (a lab router's, or a host's routed ones)
   bool routedHost_ = false;  // a host with routed ENIs: forward, input and output
+  bool flowLogged_ = false;  // a flow log covers one of the fabric's ENIs
   // How an ENI is filtered: routed (its traffic is forwarded; the ENI is the
   // iif of its egress) or own (the host's interface; the oif of its egress).
   static constexpr int kRouted = 0, kOwn = 1;
@@ -388,6 +394,45 @@ class FabricCompiler {
       }
   }
 
+  // ------------------------------------------------ flow-log logging
+  // Whether some flow log covers an ENI of this fabric: then the whole
+  // fabric logs, since a reject at one ENI is a record for the ENI at the
+  // other end too, and the collector sees the fabric's messages on one
+  // socket anyway.
+  bool coveredByFlowLog() const {
+    if (m_.flowLogs.empty()) return false;
+    std::vector<char> covered(m_.instances.size());
+    for (const auto& log : m_.flowLogs)
+      for (auto i : model::flowLogInstances(m_, log)) covered[i] = 1;
+    return std::any_of(enis_.begin(), enis_.end(), [&](std::size_t i) { return covered[i] != 0; });
+  }
+
+  // The accepted TCP packets that open, close or reset a connection, for the
+  // flow log's tcp-flags field (conntrack counts the rest). Postrouting comes
+  // after every filter hook a forwarded or sent packet crosses, so what
+  // reaches it was accepted; a host's input needs a chain after its own.
+  void createFlowLogChains() {
+    constexpr std::uint32_t kFlags = kTcpFin | kTcpSyn | kTcpRst;
+    Rule r;
+    r.matches = {Match{{Field::kL4proto}, Op::kEq, Value{IntRange{6, 6}}, {}},
+                 Match{{Field::kTcpFlags}, Op::kAnyBits, Value{IntRange{kFlags, kFlags}}, {}}};
+    r.log = Log{flowLogPrefixText({FlowLogPrefix::Kind::kTcp, {}, {}}), options_.flowLogGroup};
+    r.comment = "flow logs: accepted TCP packets with FIN, SYN or RST";
+    Chain post;
+    post.name = names_.take("flow_log_tcp");
+    post.hook = "postrouting";
+    post.rules.push_back(r);
+    chains_.push_back(std::move(post));
+    if (!hostMode_) return;
+    Chain in;
+    in.name = names_.take("flow_log_tcp_in");
+    in.hook = "input";
+    in.priority = 10;  // after vpcfw's input chain: what it accepted
+    r.comment = "flow logs: accepted TCP packets with FIN, SYN or RST, to the host";
+    in.rules.push_back(std::move(r));
+    chains_.push_back(std::move(in));
+  }
+
   // The ENI's own drop chains and its elements in the stages' maps.
   void compileEniDrops(std::size_t instIndex) {
     const auto& inst = m_.instances[instIndex];
@@ -399,7 +444,13 @@ class FabricCompiler {
       std::replace(base.begin(), base.end(), '-', '_');
       const std::string chain = newChain(fmt::format("drop_{}_{}", inst.name, base)).name;
       // The comment is what `vpcfw status` reads: "<instance> <stage>".
-      chains_[ci].rules.push_back(verdictRule({}, Verdict::drop(), fmt::format("{} {}", inst.name, stageName(st))));
+      Rule drop = verdictRule({}, Verdict::drop(), fmt::format("{} {}", inst.name, stageName(st)));
+      // Anti-spoofing and conntrack-invalid drops are no flow log's REJECT:
+      // AWS records what its NACLs and groups refuse.
+      if (flowLogged_ && st != kSpoof && st != kInvalid)
+        drop.log = Log{flowLogPrefixText({FlowLogPrefix::Kind::kDrop, stageName(st), ifname(instIndex)}),
+                       options_.flowLogGroup};
+      chains_[ci].rules.push_back(std::move(drop));
       eniDropChain_[{instIndex, st}] = chain;
       t_.sets[dropMap_[style][st]].elements.push_back(SetElement{{ifname(instIndex)}, Verdict::goTo(chain)});
       if (style == kOwn && routedHost_ && (st == kNaclOut || st == kNaclIn)) {
@@ -1063,11 +1114,32 @@ Expected<std::vector<std::string>> fabricsOf(const model::Model& m, const Placem
 }
 
 Expected<Ruleset> compileFabric(const model::Model& m, const Placement& p, const std::string& fabric,
-                                const std::vector<char>* only, FabricLayout* layout) {
-  return FabricCompiler(m, p, fabric, only, layout).run();
+                                const std::vector<char>* only, FabricLayout* layout, const CompileOptions& options) {
+  return FabricCompiler(m, p, fabric, options, only, layout).run();
 }
 
 }  // namespace detail
+
+std::string flowLogPrefixText(const FlowLogPrefix& p) {
+  if (p.kind == FlowLogPrefix::Kind::kTcp) return std::string(kFlowLogTcpPrefix);
+  return fmt::format("{} {} {}", kFlowLogDropPrefix, p.stage, p.ifname);
+}
+
+std::optional<FlowLogPrefix> parseFlowLogPrefix(std::string_view prefix) {
+  if (prefix == kFlowLogTcpPrefix) return FlowLogPrefix{FlowLogPrefix::Kind::kTcp, {}, {}};
+  if (!prefix.starts_with(kFlowLogDropPrefix) || !prefix.substr(kFlowLogDropPrefix.size()).starts_with(' '))
+    return std::nullopt;
+  const std::string_view rest = prefix.substr(kFlowLogDropPrefix.size() + 1);
+  const auto sp = rest.find(' ');
+  if (sp == std::string_view::npos) return std::nullopt;
+  const std::string_view stage = rest.substr(0, sp), ifname = rest.substr(sp + 1);
+  // Interface names have no spaces, and at most 15 bytes.
+  constexpr std::string_view kStages[] = {"nacl-egress", "nacl-ingress", "sg-egress", "sg-ingress"};
+  if (std::find(std::begin(kStages), std::end(kStages), stage) == std::end(kStages) || ifname.empty() ||
+      ifname.size() > 15 || ifname.find(' ') != std::string_view::npos)
+    return std::nullopt;
+  return FlowLogPrefix{FlowLogPrefix::Kind::kDrop, std::string(stage), std::string(ifname)};
+}
 
 Placement labPlacement(const model::Model& m) {
   Placement p;
@@ -1086,12 +1158,13 @@ Placement labPlacement(const model::Model& m) {
   return p;
 }
 
-Expected<std::vector<Ruleset>> compileRulesets(const model::Model& m, const Placement& p) {
+Expected<std::vector<Ruleset>> compileRulesets(const model::Model& m, const Placement& p,
+                                               const CompileOptions& options) {
   auto fabrics = detail::fabricsOf(m, p);
   if (!fabrics) return unexpected(fabrics.error());
   std::vector<Ruleset> out;
   for (const auto& f : *fabrics) {
-    auto r = FabricCompiler(m, p, f).run();
+    auto r = FabricCompiler(m, p, f, options).run();
     if (!r) return unexpected(r.error());
     out.push_back(std::move(*r));
   }

@@ -41,7 +41,8 @@ struct FabricLayout {
 // its shared objects are all there, with the same names and keys, holding
 // only those ENIs' elements, and the shard chains have no rules.
 [[nodiscard]] Expected<Ruleset> compileFabric(const model::Model& m, const Placement& p, const std::string& fabric,
-                                              const std::vector<char>* only, FabricLayout* layout);
+                                              const std::vector<char>* only, FabricLayout* layout,
+                                              const CompileOptions& options);
 
 // The member sets of group g, as the compiler names and fills them (IPv4,
 // then IPv6 when the group's VPC has an IPv6 block), elements sorted.

@@ -53,6 +53,10 @@ bool sameList(const std::vector<T>& a, const std::vector<T>& b, Eq eq) {
   return std::equal(a.begin(), a.end(), b.begin(), b.end(), eq);
 }
 
+bool sameFlowLogCover(const model::FlowLog& a, const model::FlowLog& b) {
+  return a.resourceKind == b.resourceKind && a.resource == b.resource;
+}
+
 bool samePlacement(const model::Placement& a, const model::Placement& b) {
   return a.kind == b.kind && a.host == b.host && a.interface == b.interface && a.routed == b.routed;
 }
@@ -75,6 +79,10 @@ std::optional<ModelDiff> diffModels(const model::Model& a, const model::Model& b
         !sameList(x.egress, y.egress, sameNaclRule))
       return std::nullopt;
   }
+  // Which fabrics log for flow logs follows from what each flow log covers
+  // (its other settings are the collector's); a change there touches every
+  // ENI's drop chains of a fabric.
+  if (!sameList(a.flowLogs, b.flowLogs, sameFlowLogCover)) return std::nullopt;
   std::vector<char> listChanged(a.prefixLists.size());
   for (std::size_t i = 0; i < a.prefixLists.size(); ++i)
     listChanged[i] = a.prefixLists[i].entries != b.prefixLists[i].entries;
@@ -166,7 +174,8 @@ struct IncrementalCompiler::State {
   std::vector<Fabric> fabrics;  // parallel to rulesets_
 };
 
-IncrementalCompiler::IncrementalCompiler() : state_(std::make_unique<State>()) {}
+IncrementalCompiler::IncrementalCompiler(CompileOptions options)
+    : state_(std::make_unique<State>()), options_(options) {}
 IncrementalCompiler::~IncrementalCompiler() = default;
 
 void IncrementalCompiler::reset() {
@@ -222,7 +231,7 @@ Expected<void> IncrementalCompiler::compile(std::shared_ptr<const model::Model> 
     Stats stats;
     for (const auto& f : *fabrics) {
       State::Fabric s;
-      auto r = detail::compileFabric(*m, p, f, nullptr, &s.layout);
+      auto r = detail::compileFabric(*m, p, f, nullptr, &s.layout, options_);
       if (!r) return unexpected(r.error());
       s.members = memberOrder(s.layout);
       stats.enisRecompiled += s.layout.enis.size();
@@ -251,7 +260,7 @@ Expected<void> IncrementalCompiler::compile(std::shared_ptr<const model::Model> 
     if (plan.dirtyPositions.empty()) continue;
     bool patch = st.layout.patchable;
     if (patch) {
-      auto r = detail::compileFabric(*m, p, old.fabric, &diff->dirty, &plan.layout);
+      auto r = detail::compileFabric(*m, p, old.fabric, &diff->dirty, &plan.layout, options_);
       if (!r) return unexpected(r.error());
       plan.ruleset = std::move(*r);
       const Table &pt = plan.ruleset.table, &ot = old.table;
@@ -292,7 +301,7 @@ Expected<void> IncrementalCompiler::compile(std::shared_ptr<const model::Model> 
     if (!patch) {
       plan.full = true;
       plan.layout = {};
-      auto r = detail::compileFabric(*m, p, old.fabric, nullptr, &plan.layout);
+      auto r = detail::compileFabric(*m, p, old.fabric, nullptr, &plan.layout, options_);
       if (!r) return unexpected(r.error());
       plan.ruleset = std::move(*r);
     }

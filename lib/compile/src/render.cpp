@@ -1,3 +1,4 @@
+// IR -> nft text (render.h): what `nft -f` loads, laid out as `nft list` shows a table.
 #include "vpcfw/compile/render.h"
 
 #include <fmt/format.h>
@@ -18,6 +19,20 @@ std::string fieldsText(const std::vector<Field>& fields, std::string_view sep) {
   std::string out;
   for (std::size_t i = 0; i < fields.size(); ++i) out += fmt::format("{}{}", i ? sep : "", fieldText(fields[i]));
   return out;
+}
+
+// TCP flags by name, as nft writes them: "syn", "(fin | syn | rst)".
+std::string tcpFlagsText(std::uint32_t bits) {
+  static constexpr std::pair<std::uint32_t, const char*> kNames[] = {
+      {kTcpFin, "fin"}, {kTcpSyn, "syn"}, {kTcpRst, "rst"}, {kTcpPsh, "psh"},
+      {kTcpAck, "ack"}, {kTcpUrg, "urg"}, {kTcpEcn, "ecn"}, {kTcpCwr, "cwr"}};
+  std::vector<std::string> names;
+  for (const auto& [bit, name] : kNames)
+    if (bits & bit) names.push_back(name);
+  if (names.size() == 1) return names[0];
+  std::string out = "(";
+  for (std::size_t i = 0; i < names.size(); ++i) out += (i ? " | " : "") + names[i];
+  return out + ")";
 }
 
 std::string renderElement(const Set& s, const SetElement& e) {
@@ -103,8 +118,12 @@ std::string renderRule(const Rule& r, std::uint32_t g) {
       case Op::kVmap:
         parts.push_back(fmt::format("{} vmap @{}", fieldsText(m.fields, " . "), m.set));
         break;
+      case Op::kAnyBits:
+        parts.push_back(fmt::format("{} & {} != 0", fieldText(m.fields[0]), renderValue(m.fields[0], *m.value)));
+        break;
     }
   }
+  if (r.log) parts.push_back(fmt::format("log prefix {} group {}", quote(r.log->prefix), r.log->group));
   if (r.counter) parts.push_back("counter");
   if (r.cache && r.cache->step == VerdictCache::Step::kExtend)
     parts.push_back(fmt::format("ct mark set ct mark or 0x{:08x}", verdictCacheBit(*r.cache)));
@@ -151,6 +170,8 @@ std::string_view fieldText(Field f) {
       return "icmpv6 type";
     case Field::kIcmp6Code:
       return "icmpv6 code";
+    case Field::kTcpFlags:
+      return "tcp flags";
   }
   return "?";
 }
@@ -178,12 +199,16 @@ std::string_view fieldTypeName(Field f) {
       return "icmpv6_type";
     case Field::kIcmp6Code:
       return "icmpv6_code";
+    case Field::kTcpFlags:
+      return "tcp_flag";
   }
   return "?";
 }
 
-std::string renderValue(Field, const Value& v) {
+std::string renderValue(Field f, const Value& v) {
   if (auto* s = std::get_if<std::string>(&v)) return quote(*s);
+  if (auto* r = std::get_if<IntRange>(&v); r && f == Field::kTcpFlags && r->lo == r->hi && r->lo != 0 && r->lo <= 0xff)
+    return tcpFlagsText(r->lo);
   if (auto* r = std::get_if<IntRange>(&v))
     return r->lo == r->hi ? fmt::format("{}", r->lo) : fmt::format("{}-{}", r->lo, r->hi);
   const auto& a = std::get<AddressRange>(v);

@@ -1,4 +1,5 @@
-// The model's small helpers: names of enums, look-ups by name, origins.
+// The model's small helpers: names of enums, look-ups by name, origins,
+// what a flow log covers.
 #include "vpcfw/model/model.h"
 
 #include <algorithm>
@@ -144,6 +145,29 @@ std::size_t Model::activePeering(std::size_t a, std::size_t b) const {
   for (std::size_t i = 0; i < peerings.size(); ++i)
     if (peerings[i].active && peerings[i].connects(a, b)) return i;
   return kNone;
+}
+
+std::vector<std::size_t> flowLogInstances(const Model& m, const FlowLog& log) {
+  std::vector<std::size_t> out;
+  for (std::size_t i = 0; i < m.instances.size(); ++i) {
+    const auto& inst = m.instances[i];
+    // An instance outside every subnet (not enforced) has no ENI to log.
+    if (inst.subnet >= m.subnets.size() || inst.vpc >= m.vpcs.size()) continue;
+    bool covered = false;
+    switch (log.resourceKind) {
+      case FlowLog::Resource::kVpc:
+        covered = inst.vpc == log.resource;
+        break;
+      case FlowLog::Resource::kSubnet:
+        covered = inst.subnet == log.resource;
+        break;
+      case FlowLog::Resource::kInstance:
+        covered = i == log.resource;
+        break;
+    }
+    if (covered) out.push_back(i);
+  }
+  return out;
 }
 
 }  // namespace vpcfw::model

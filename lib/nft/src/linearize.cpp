@@ -28,8 +28,8 @@ using compile::Op;
 // nftables datatype ids (nftables include/datatype.h); a concatenation packs
 // them 6 bits each.
 constexpr std::uint32_t kTypeIpAddr = 7, kTypeIp6Addr = 8, kTypeInetProto = 12, kTypeInetService = 13,
-                        kTypeIcmpType = 14, kTypeIcmp6Type = 29, kTypeIcmpCode = 32, kTypeIcmp6Code = 33,
-                        kTypeIfname = 41;
+                        kTypeIcmpType = 14, kTypeTcpFlag = 15, kTypeIcmp6Type = 29, kTypeIcmpCode = 32,
+                        kTypeIcmp6Code = 33, kTypeIfname = 41;
 
 struct FieldInfo {
   std::uint32_t type;
@@ -60,6 +60,8 @@ FieldInfo info(Field f) {
       return {kTypeIcmp6Type, 1, false};
     case Field::kIcmp6Code:
       return {kTypeIcmp6Code, 1, false};
+    case Field::kTcpFlags:
+      return {kTypeTcpFlag, 1, false};
   }
   return {0, 0, false};
 }
@@ -209,6 +211,13 @@ struct RuleBuilder {
     bitwise(mask);
     cmp(NFT_CMP_NEQ, std::string(4, '\0'));
   }
+  // "log prefix P group G": to nfnetlink_log (the kernel keeps the prefix
+  // and the group, and reports just those back).
+  void log(const compile::Log& l) {
+    auto* e = add("log");
+    nftnl_expr_set_str(e, NFTNL_EXPR_LOG_PREFIX, l.prefix.c_str());
+    nftnl_expr_set_u16(e, NFTNL_EXPR_LOG_GROUP, l.group);
+  }
   // "snat ip to ADDR" / "dnat ip6 to ADDR".
   void nat(const compile::Nat& n) {
     auto* imm = add("immediate");
@@ -287,6 +296,12 @@ struct RuleBuilder {
           cmp(NFT_CMP_EQ, std::string(1, static_cast<char>(IPPROTO_ICMPV6)));
         });
         break;
+      case Field::kTcpFlags:
+        need("tcp", [&] {
+          meta(NFT_META_L4PROTO, NFT_REG_1);
+          cmp(NFT_CMP_EQ, std::string(1, static_cast<char>(IPPROTO_TCP)));
+        });
+        break;
       default:
         break;
     }
@@ -327,6 +342,9 @@ struct RuleBuilder {
       case Field::kIcmp6Code:
         payload(NFT_PAYLOAD_TRANSPORT_HEADER, 1, 1, reg);
         break;
+      case Field::kTcpFlags:
+        payload(NFT_PAYLOAD_TRANSPORT_HEADER, 13, 1, reg);
+        break;
     }
   }
 
@@ -337,6 +355,16 @@ struct RuleBuilder {
       const auto& p = std::get<IntRange>(*m.value);
       if (p.lo == p.hi && p.lo == IPPROTO_ICMP) deps.push_back("icmp");
       if (p.lo == p.hi && p.lo == IPPROTO_ICMPV6) deps.push_back("icmp6");
+      if (p.lo == p.hi && p.lo == IPPROTO_TCP) deps.push_back("tcp");
+    }
+    if (m.op == Op::kAnyBits) {
+      // nft's `f & mask != 0`: the masked field against zero.
+      const Field f = m.fields[0];
+      load(f, NFT_REG_1, false);
+      const std::string mask = valueBytes(f, *m.value, false);
+      bitwise(mask);
+      cmp(NFT_CMP_NEQ, std::string(mask.size(), '\0'));
+      return;
     }
     if (m.op == Op::kEq || m.op == Op::kNeq) {
       const Field f = m.fields[0];
@@ -642,6 +670,7 @@ LinearTable linearize(const compile::Table& t, const LinearizeOnly* only, std::u
       }
       std::vector<std::string> deps;
       for (const auto& m : r.matches) b.match(m, deps);
+      if (r.log) b.log(*r.log);
       if (r.counter) b.add("counter");
       if (r.cache && r.cache->step == Step::kExtend) b.ctMarkSetOr(compile::verdictCacheBit(*r.cache));
       if (r.cache && r.cache->step == Step::kRestart) b.ctMarkSetTo(mark | compile::verdictCacheBit(*r.cache));

@@ -39,8 +39,14 @@ struct GenInstance {
   int mode = 0;  // 0 lab, 1 own interface on host ha, 2 own on hr, 3 routed on hr
   std::vector<int> groups;
 };
+struct GenFlowLog {
+  int kind = 0;    // 0 the VPC, 1 subnet s<target>, 2 instance i<target>
+  int target = 0;  // (an instance gone by then: the flow log is left out)
+  int traffic = 0;
+};
 struct GenConfig {
   bool v6 = false;
+  std::vector<GenFlowLog> flowLogs;
   std::vector<GenGroup> groups;
   std::vector<GenInstance> instances;
   std::vector<std::pair<int, int>> nacl[2];  // per acl: (port, allow?)
@@ -81,6 +87,15 @@ std::string ruleText(const GenRule& r, const GenConfig& c, std::set<std::string>
   }
   if (!seen.insert(s).second) return {};  // AWS rejects duplicate rules
   return fmt::format("{{{}, description: d{}}}", s, r.description);
+}
+
+// A flow log's resource key, or nothing when its instance is gone.
+std::string flowLogResource(const GenConfig& c, const GenFlowLog& f) {
+  if (f.kind == 0) return "vpc: v";
+  if (f.kind == 1) return fmt::format("subnet: s{}", f.target % 2);
+  if (std::none_of(c.instances.begin(), c.instances.end(), [&](const GenInstance& i) { return i.id == f.target; }))
+    return {};
+  return fmt::format("instance: i{}", f.target);
 }
 
 std::string render(const GenConfig& c) {
@@ -138,7 +153,23 @@ std::string render(const GenConfig& c) {
     }
     y += "}\n";
   }
+  if (!c.flowLogs.empty()) y += "flow_logs:\n";
+  for (std::size_t k = 0; k < c.flowLogs.size(); ++k) {
+    const auto& f = c.flowLogs[k];
+    const char* traffic[] = {"ALL", "ACCEPT", "REJECT"};
+    if (auto resource = flowLogResource(c, f); !resource.empty())
+      y += fmt::format("  - {{name: fl{}, {}, traffic_type: {}, destination: stdout}}\n", k, resource,
+                       traffic[f.traffic % 3]);
+  }
   return y;
+}
+
+// What the flow logs of `c` cover, as written: their resources, in order.
+std::string flowLogCover(const GenConfig& c) {
+  std::string out;
+  for (const auto& f : c.flowLogs)
+    if (auto resource = flowLogResource(c, f); !resource.empty()) out += resource + "\n";
+  return out;
 }
 
 struct Rng {
@@ -374,6 +405,76 @@ TEST_CASE("incremental compile equals a fresh compile after every step of random
   MESSAGE(steps, " steps, ", patched, " patched in place, ", unchangedFabrics, " fabrics left as they were");
   // Most edits are group and membership edits: the patch path must be the common one.
   CHECK(patched * 3 > steps);
+}
+
+TEST_CASE("incremental compile with flow logs: a change of what they cover compiles from scratch, the rest patches") {
+  std::size_t patchedWithLogs = 0, coverEdits = 0;
+  for (unsigned seed = 1; seed <= 12; ++seed) {
+    Rng rng{std::mt19937(1000 + seed)};
+    const int modes = seed % 3 == 0 ? 4 : seed % 3 == 1 ? 2 : 1;
+    GenConfig c = randomConfig(rng, modes);
+    c.flowLogs.push_back({2, c.instances[0].id, 0});
+    compile::IncrementalCompiler inc;
+    auto m = load(c);
+    REQUIRE(inc.compile(m));
+    checkEqualsFresh(inc, *m);
+    auto randomLog = [&] {
+      GenFlowLog f;
+      f.kind = rng(3);
+      f.target =
+          f.kind == 2 ? c.instances[static_cast<std::size_t>(rng(static_cast<int>(c.instances.size())))].id : rng(2);
+      f.traffic = rng(3);
+      return f;
+    };
+    for (int step = 0; step < 30; ++step) {
+      std::string edit;
+      bool trafficOnly = false;
+      const std::string coverBefore = flowLogCover(c);
+      if (rng(3) == 0) {
+        const int what = c.flowLogs.empty() ? 0 : rng(4);
+        if (what == 0) {
+          c.flowLogs.push_back(randomLog());
+          edit = "flow log added";
+        } else {
+          const auto k = static_cast<std::size_t>(rng(static_cast<int>(c.flowLogs.size())));
+          if (what == 1) {
+            c.flowLogs.erase(c.flowLogs.begin() + static_cast<std::ptrdiff_t>(k));
+            edit = "flow log removed";
+          } else if (what == 2) {
+            const int traffic = c.flowLogs[k].traffic;
+            c.flowLogs[k] = randomLog();
+            c.flowLogs[k].traffic = traffic;
+            edit = "flow log resource changed";
+          } else {
+            c.flowLogs[k].traffic = (c.flowLogs[k].traffic + 1) % 3;
+            edit = "flow log traffic type changed", trafficOnly = true;
+          }
+        }
+      } else {
+        edit = randomEdit(rng, c, modes);
+      }
+      const bool cover = flowLogCover(c) != coverBefore;
+      INFO("seed ", seed, " step ", step, ": ", edit);
+      const std::vector<compile::Ruleset> before = inc.rulesets();
+      m = load(c);
+      REQUIRE(inc.compile(m));
+      checkEqualsFresh(inc, *m);
+      checkChanges(inc, before);
+      if (cover) {
+        ++coverEdits;
+        CHECK(inc.stats().full);
+      }
+      if (trafficOnly) {
+        // What a flow log records is the collector's: the rulesets stay.
+        CHECK_FALSE(inc.stats().full);
+        CHECK(inc.stats().enisRecompiled == 0);
+      }
+      if (!inc.stats().full && inc.stats().fabricsPatched > 0 && !c.flowLogs.empty()) ++patchedWithLogs;
+    }
+  }
+  MESSAGE(coverEdits, " edits of what flow logs cover, ", patchedWithLogs, " patches with flow logs present");
+  CHECK(coverEdits > 10);
+  CHECK(patchedWithLogs > 10);
 }
 
 TEST_CASE("a one-rule edit among many host ENIs recompiles that ENI alone and names its shard's sets") {

@@ -9,8 +9,10 @@
 // references in named member sets.
 #pragma once
 
+#include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "vpcfw/base/error.h"
@@ -20,6 +22,37 @@
 namespace vpcfw::compile {
 
 inline constexpr std::string_view kTableName = "vpcfw";
+
+// Flow-log logging (docs/ruleset.md): in a fabric with an ENI that a flow log
+// covers, every ENI's NACL and security-group drop chains log what they drop
+// with the prefix "vpcfw-drop <stage> <ifname>", and the accepted TCP packets
+// with FIN, SYN or RST are logged with the prefix "vpcfw-tcp", all to one
+// nfnetlink_log group, which the collector binds.
+inline constexpr std::uint16_t kFlowLogGroup = 2701;
+inline constexpr std::string_view kFlowLogDropPrefix = "vpcfw-drop";
+inline constexpr std::string_view kFlowLogTcpPrefix = "vpcfw-tcp";
+
+// What a logged packet's prefix says: a drop at one ENI's stage (stage is
+// "nacl-egress", "nacl-ingress", "sg-egress" or "sg-ingress"; ifname the
+// ENI's interface in the fabric, the key of the fabric's maps), or an
+// accepted TCP packet with FIN, SYN or RST (its interfaces tell the ENIs).
+struct FlowLogPrefix {
+  enum class Kind { kDrop, kTcp };
+  Kind kind = Kind::kTcp;
+  std::string stage;   // kDrop only
+  std::string ifname;  // kDrop only
+  bool operator==(const FlowLogPrefix&) const = default;
+};
+// "vpcfw-drop <stage> <ifname>" or "vpcfw-tcp", and back; nothing for a
+// prefix that is not one of those (another tool's, a stage vpcfw does not
+// log).
+std::string flowLogPrefixText(const FlowLogPrefix& p);
+std::optional<FlowLogPrefix> parseFlowLogPrefix(std::string_view prefix);
+
+struct CompileOptions {
+  // The nfnetlink_log group of the flow-log statements.
+  std::uint16_t flowLogGroup = kFlowLogGroup;
+};
 
 // Where an ENI's interface is: the fabric (a network namespace, or a host)
 // whose kernel filters its traffic, and the interface name there. In a lab
@@ -45,6 +78,7 @@ struct Placement {
 Placement labPlacement(const model::Model& m);
 
 // One ruleset per fabric that has ENIs, ordered by fabric name.
-[[nodiscard]] Expected<std::vector<Ruleset>> compileRulesets(const model::Model& m, const Placement& p);
+[[nodiscard]] Expected<std::vector<Ruleset>> compileRulesets(const model::Model& m, const Placement& p,
+                                                             const CompileOptions& options = {});
 
 }  // namespace vpcfw::compile

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "vpcfw/base/error.h"
+#include "vpcfw/compile/compiler.h"
 #include "vpcfw/compile/ir.h"
 #include "vpcfw/model/model.h"
 
@@ -26,7 +27,8 @@ class IncrementalCompiler {
     std::size_t fabricsPatched = 0;  // fabrics patched in place
   };
 
-  IncrementalCompiler();
+  // Every compile uses `options`, as compileRulesets(m, p, options) would.
+  explicit IncrementalCompiler(CompileOptions options = {});
   ~IncrementalCompiler();
   IncrementalCompiler(const IncrementalCompiler&) = delete;
   IncrementalCompiler& operator=(const IncrementalCompiler&) = delete;
@@ -54,6 +56,7 @@ class IncrementalCompiler {
   std::unique_ptr<State> state_;  // what the last compile learnt, for the next one
   std::vector<Ruleset> rulesets_;
   Stats stats_;
+  CompileOptions options_;
 };
 
 }  // namespace vpcfw::compile

@@ -28,6 +28,7 @@ enum class Field {
   kIcmpCode,
   kIcmp6Type,
   kIcmp6Code,
+  kTcpFlags,  // the TCP header's flags byte (Op::kAnyBits)
 };
 std::string_view fieldText(Field f);      // "ip saddr", "meta l4proto", ...
 std::string_view fieldTypeName(Field f);  // nft set key type: "ipv4_addr", "inet_proto", ...
@@ -43,6 +44,10 @@ struct IntRange {
   auto operator<=>(const IntRange&) const = default;
 };
 using Value = std::variant<AddressRange, IntRange, std::string>;
+
+// Bits of Field::kTcpFlags, as in the TCP header.
+inline constexpr std::uint32_t kTcpFin = 0x01, kTcpSyn = 0x02, kTcpRst = 0x04, kTcpPsh = 0x08, kTcpAck = 0x10,
+                               kTcpUrg = 0x20, kTcpEcn = 0x40, kTcpCwr = 0x80;
 
 enum class VerdictKind { kAccept, kDrop, kReturn, kJump, kGoto, kContinue };
 struct Verdict {
@@ -74,11 +79,13 @@ struct Set {
   bool operator==(const Set&) const = default;
 };
 
-enum class Op { kEq, kNeq, kInSet, kNotInSet, kVmap };
+// kAnyBits: `field & mask != 0`, some bit of the mask is set (the mask is
+// the value, an IntRange of one number).
+enum class Op { kEq, kNeq, kInSet, kNotInSet, kVmap, kAnyBits };
 struct Match {
   std::vector<Field> fields;  // several = a concatenation
   Op op = Op::kEq;
-  std::optional<Value> value;  // kEq / kNeq: a single field's value
+  std::optional<Value> value;  // kEq / kNeq / kAnyBits: a single field's value
   std::string set;             // kInSet / kNotInSet / kVmap
   bool operator==(const Match&) const = default;
 };
@@ -121,10 +128,21 @@ struct Nat {
   auto operator<=>(const Nat&) const = default;
 };
 
+// A copy of the packet to user space over nfnetlink_log (`log prefix P
+// group G`): what the flow-log collector learns rejects and TCP flags from
+// (docs/ruleset.md, "Flow-log logging"). nft refuses a prefix of more than
+// 127 bytes.
+struct Log {
+  std::string prefix;
+  std::uint16_t group = 0;
+  auto operator<=>(const Log&) const = default;
+};
+
 struct Rule {
   std::vector<Match> matches;
   CtState ctState = CtState::kNone;   // an extra "ct state ..." match, before the others
   std::optional<VerdictCache> cache;  // after ct state, before the matches
+  std::optional<Log> log;             // after the matches, before the counter
   bool counter = false;
   std::optional<Nat> nat;  // after the matches
   Verdict verdict;         // kContinue: no verdict statement (vmap rules, nat)

@@ -480,4 +480,9 @@ struct Model {
   bool operator==(const Model&) const = default;
 };
 
+// The instances a flow log covers, in model order: those of its VPC or
+// subnet, or its one instance. The compiler logs for their fabrics; the
+// flow-log collector records their ENIs.
+std::vector<std::size_t> flowLogInstances(const Model& m, const FlowLog& log);
+
 }  // namespace vpcfw::model
