@@ -117,6 +117,11 @@ def netns_run(ns, *args, background=False):
 failures = []
 
 
+def fresh_interval(interval=2):
+    """Waits for the start of an aggregation interval, so that a short exchange lands in one record."""
+    time.sleep(interval - time.time() % interval + 0.05)
+
+
 def check(cond, what):
     print(("ok   " if cond else "FAIL ") + what)
     if not cond:
@@ -144,12 +149,15 @@ def main():
                    netns_run(ns["web"], "tcp-server", 22, 25, background=True)]
         time.sleep(0.5)
         # 1. The ping whose reply the NACL denies.
+        fresh_interval()
         ping_web = netns_run(inet, "ping", CLIENT, "203.0.113.139", 3)
         # 2. The same against a group without ICMP.
+        fresh_interval()
         ping_ssh = netns_run(inet, "ping", CLIENT, "203.0.113.140", 3)
         # 3. UDP, exact packets and bytes both ways (100-byte payloads: 128-byte packets).
         udp = netns_run(inet, "udp", CLIENT, 45001, "203.0.113.139", 7000, 5, 100, 0)
         # 4. TCP to 22: SYN, SYN-ACK, FIN.
+        fresh_interval()
         tcp22 = netns_run(inet, "tcp", CLIENT, "203.0.113.139", 22, 1000, 3)
         # 5. RDP, rejected by the NACL.
         rdp = netns_run(inet, "tcp", CLIENT, "203.0.113.139", 3389, 0, 1.5)

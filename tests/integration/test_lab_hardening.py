@@ -12,7 +12,10 @@ concurrent and interrupted commands, and of a truthful `lab status`:
 - `lab up` killed at several points: status says so, `lab down` removes all;
 - `lab apply` re-addresses an instance a process holds in place, and refuses to
   remove a held one (naming the pid) while the rest of the lab is changed;
-- `lab status` as nobody, or with a namespace missing, never says "matches".
+- `lab status` as nobody, or with a namespace missing, never says "matches";
+- a lab built while /run/netns is a plain directory survives a later foreign
+  `ip netns add` (which bind-mounts /run/netns onto itself): status still
+  matches and `lab down` removes everything (in a private mount namespace).
 
 Everything runs with a private VPCFW_RUN_DIR and a private internet namespace;
 every namespace name carries this run's tag.
@@ -466,6 +469,32 @@ def status_truth(env, results):
     results.append(("status: down leaves nothing", ours() == []))
 
 
+NETNS_COVER = r'''
+set -e
+mount -t tmpfs vpcfw-test /run           # /run/netns: a plain directory, as on a fresh boot
+mkdir -p /run/netns "$VPCFW_RUN_DIR"
+"$VPCFW" lab up --quiet "$CFG" >/dev/null
+ip netns add "$FOREIGN"                  # iproute2 bind-mounts /run/netns onto itself now, if it is not a mount
+set +e
+"$VPCFW" lab status "$CFG" >/dev/null; echo "status=$?"
+"$VPCFW" lab down "$CFG" >/dev/null; echo "down=$?"
+ip netns delete "$FOREIGN"
+ip netns list | grep -c "$TAG" | sed 's/^/left=/'
+'''
+
+
+def netns_dir_covered(env, results):
+    # A private mount namespace: the machine's /run is never touched.
+    cfg = env.write("cover", config(f"{TAG}cv", 63, [(f"{TAG}cv1", 10)]))
+    r = subprocess.run(["unshare", "--mount", "--propagation", "private", "bash", "-c", NETNS_COVER], text=True,
+                       capture_output=True, env=dict(os.environ, VPCFW=env.vpcfw, CFG=cfg, TAG=TAG,
+                                                     FOREIGN=f"{TAG}-foreign", VPCFW_RUN_DIR="/run/vpcfw-test"))
+    out = r.stdout.split()
+    results.append(("netns dir: after a foreign `ip netns add`, lab status still matches and down removes all "
+                    f"({' '.join(out)} {r.stderr.strip()[-300:]})",
+                    r.returncode == 0 and out == ["status=0", "down=0", "left=0"]))
+
+
 def main():
     if os.geteuid() != 0:
         print("skipped: kernel tests need root")
@@ -474,7 +503,7 @@ def main():
     results = []
     try:
         for t in (forged_records, unsafe_records, foreign_namespaces, shared_names, shared_internet, concurrent_up, killed_up, held,
-                  status_truth):
+                  status_truth, netns_dir_covered):
             try:
                 t(env, results)
             except Exception as e:  # a broken step fails its test, the others still run

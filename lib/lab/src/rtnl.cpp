@@ -45,12 +45,29 @@ Error sysError(const std::string& what, int err = errno) {
 
 std::size_t addrLen(const net::IpAddress& a) { return a.isV4() ? 4 : 16; }
 
+// /run/netns as a shared mount of its own, as `ip netns add` makes it. Were
+// it a plain directory, the first `ip netns add` anyone runs later would
+// bind-mount it onto itself and cover every namespace mounted in it before:
+// their names would stop resolving (lab status: "not a mounted network
+// namespace") and could not be removed. Made so before the first namespace
+// (recursively, so namespaces mounted there by an older vpcfw are carried).
+Expected<void> shareNetnsDir() {
+  if (mount("", kNetnsDir, "none", MS_SHARED | MS_REC, nullptr) == 0) return {};
+  if (errno != EINVAL) return unexpected(sysError(std::string("make ") + kNetnsDir + " shared"));
+  if (mount(kNetnsDir, kNetnsDir, "none", MS_BIND | MS_REC, nullptr) != 0)
+    return unexpected(sysError(std::string("bind-mount ") + kNetnsDir));
+  if (mount("", kNetnsDir, "none", MS_SHARED | MS_REC, nullptr) != 0)
+    return unexpected(sysError(std::string("make ") + kNetnsDir + " shared"));
+  return {};
+}
+
 }  // namespace
 
 Expected<NsId> createNamespace(const std::string& name, const std::function<Expected<void>(const NsId&)>& journal) {
   const std::string path = names::namespacePath(name);
   if (path.empty()) return makeError(ErrorCode::kInvalidArgument, "'" + name + "' cannot name a namespace");
   if (mkdir(kNetnsDir, 0755) != 0 && errno != EEXIST) return unexpected(sysError(std::string("create ") + kNetnsDir));
+  if (auto shared = shareNetnsDir(); !shared) return unexpected(shared.error());
   Expected<NsId> result = makeError(ErrorCode::kInternal, "namespace thread did not run");
   // A fresh namespace lives as long as something holds it: bind-mount the
   // thread's namespace on the file, as `ip netns add` does. Its identity is
