@@ -109,7 +109,7 @@ int labFlowLogs(const FlowLogsOptions& o, std::ostream& out, std::ostream& err) 
     longest = std::max<std::int64_t>(longest, co.interval.value_or(log.maxAggregationInterval));
   co.sampleSeconds = std::min<std::int64_t>(5, std::max<std::int64_t>(1, longest));
 
-  bool headerDone = false;
+  std::vector<bool> headerDone(m->flowLogs.size(), false);
   auto sink = [&](const model::FlowLog& log, const std::vector<flowlog::Record>& records) {
     const std::size_t k = static_cast<std::size_t>(&log - m->flowLogs.data());
     const auto& format = formats[k];
@@ -131,16 +131,16 @@ int labFlowLogs(const FlowLogsOptions& o, std::ostream& out, std::ostream& err) 
         }
         out << j.dump() << '\n';
       } else {
-        if (!headerDone || m->flowLogs.size() > 1) {
-          if (!headerDone) out << tag << format.header() << '\n';
-          headerDone = true;
-        }
+        if (!headerDone[k]) out << tag << format.header() << '\n';
+        headerDone[k] = true;
         out << tag << line << '\n';
       }
     }
     out << std::flush;
   };
-  auto c = collect::Collector::open(*m, collect::labFabrics(*m, *plan), co, sink);
+  auto fabrics = collect::labFabrics(*m, *plan);
+  const std::size_t routers = fabrics.size();
+  auto c = collect::Collector::open(*m, std::move(fabrics), co, sink);
   if (!c) {
     err << "vpcfw lab flowlogs: " << c.error().message << '\n';
     return kExitBlocked;
@@ -150,7 +150,7 @@ int labFlowLogs(const FlowLogsOptions& o, std::ostream& out, std::ostream& err) 
   sigemptyset(&sa.sa_mask);
   sigaction(SIGINT, &sa, nullptr);
   sigaction(SIGTERM, &sa, nullptr);
-  err << fmt::format("vpcfw lab flowlogs: collecting in {} router(s), {} flow log(s); {}\n", plan->rulesets.size(),
+  err << fmt::format("vpcfw lab flowlogs: collecting in {} router(s), {} flow log(s); {}\n", routers,
                      m->flowLogs.size(),
                      o.follow ? "records print as intervals close; Ctrl-C ends"
                               : fmt::format("for {} s", o.seconds > 0 ? o.seconds : static_cast<double>(longest)))

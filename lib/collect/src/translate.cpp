@@ -242,7 +242,6 @@ void Translator::counters(const CtEntry& e, std::int64_t now, bool destroyed, st
     if (!s_->tracked.contains(e.id)) ++s_->stats.unaccounted;
     return;
   }
-  const bool fresh = !s_->tracked.contains(e.id);
   Tracked& t = s_->track(e);
   for (int d = 0; d < 2; ++d) {
     Direction& dir = t.dir[d];
@@ -251,7 +250,7 @@ void Translator::counters(const CtEntry& e, std::int64_t now, bool destroyed, st
     const std::uint16_t sp = d == 0 ? t.orig.srcPort : t.orig.dstPort;
     const std::uint16_t dp = d == 0 ? t.orig.dstPort : t.orig.srcPort;
     std::int64_t first = dir.first;
-    if (first == 0) first = fresh && e.start > 0 ? e.start : (t.lastReport > 0 ? t.lastReport : now);
+    if (first == 0) first = t.lastReport > 0 ? t.lastReport : (e.start > 0 ? e.start : now);
     bool emitted = false;
     // Grows monotonically but for a dropped count that outran the counter read: never below zero.
     auto grow = [&](Count& reported, const Count& dropped) {
