@@ -4,6 +4,8 @@
 #include "show.h"
 
 #include "vpcfw/compile/compiler.h"
+#include "vpcfw/flowlog/format.h"
+#include "vpcfw/flowlog/record.h"
 #include "vpcfw/names/names.h"
 
 namespace vpcfw::cli {
@@ -100,7 +102,33 @@ nlohmann::json modelToJson(const model::Model& m) {
     if (inst.publicIp) j["public_ip"] = inst.publicIp->toString();
     if (placement.byInstance[i])
       j["lab"] = {{"fabric", placement.byInstance[i]->fabric}, {"interface", placement.byInstance[i]->ifname}};
+    j["interface_id"] = flowlog::awsId("eni", inst.name);
     out["instances"].push_back(j);
+  }
+  // Flow logs as AWS's DescribeFlowLogs would list them, with the ENIs each covers.
+  if (!m.flowLogs.empty()) out["flow_logs"] = json::array();
+  for (const auto& log : m.flowLogs) {
+    static constexpr const char* kinds[] = {"vpc", "subnet", "instance"};
+    static constexpr const char* traffic[] = {"ACCEPT", "REJECT", "ALL"};
+    static constexpr const char* dest[] = {"files", "streams", "stdout"};
+    auto format = log.logFormat.empty()
+                      ? flowlog::Format::defaultFormat()
+                      : flowlog::Format::parse(log.logFormat).value_or(flowlog::Format::defaultFormat());
+    json enis = json::array();
+    for (auto i : model::flowLogInstances(m, log))
+      enis.push_back({{"instance", m.instances[i].name}, {"interface_id", flowlog::awsId("eni", m.instances[i].name)}});
+    json j{{"name", log.name},
+           {"flow_log_id", flowlog::awsId("fl", log.name)},
+           {"resource", {{"type", kinds[static_cast<int>(log.resourceKind)]}, {"name", log.resourceName}}},
+           {"traffic_type", traffic[static_cast<int>(log.traffic)]},
+           {"log_format", format.text()},
+           {"version", format.version()},
+           {"max_aggregation_interval", log.maxAggregationInterval},
+           {"destination", dest[static_cast<int>(log.destination)]},
+           {"account_id", log.accountId},
+           {"enis", enis}};
+    if (!log.path.empty()) j["path"] = log.path;
+    out["flow_logs"].push_back(j);
   }
   return out;
 }

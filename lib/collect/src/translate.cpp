@@ -21,6 +21,8 @@ constexpr std::string_view kDropPrefix = "vpcfw-drop ";
 constexpr std::string_view kTcpPrefix = "vpcfw-tcp";
 // Accepted TCP flags seen before their conntrack entry is, kept this long.
 constexpr std::int64_t kPendingSeconds = 120;
+// ...and at most this many (a flood of control packets cannot grow it past).
+constexpr std::size_t kPendingMax = 65536;
 
 bool hasPorts(std::uint8_t p) { return p == 6 || p == 17 || p == 132 || p == 136; }
 bool isIcmp(std::uint8_t p) { return p == 1 || p == 58; }
@@ -293,7 +295,7 @@ void Translator::logged(const LoggedPacket& p, std::vector<Observation>& out) {
       Direction& dir = t.dir[keyOf(t.orig, 0) == k ? 0 : 1];
       dir.flags |= flags;
       if (dir.first == 0 || p.time < dir.first) dir.first = p.time;
-    } else {
+    } else if (s.pending.size() < kPendingMax || s.pending.contains(k)) {
       Pending& pe = s.pending[k];
       pe.flags |= flags;
       if (pe.first == 0) pe.first = p.time;
