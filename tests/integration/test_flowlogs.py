@@ -9,6 +9,10 @@ private address (not the public one) in srcaddr/dstaddr and pkt-* through
 the internet gateway, and SKIPDATA when messages are lost (a tiny socket
 buffer and a burst).
 
+vpcfwd in host mode (--netns on a namespace playing the host, its veth the
+ENI) writes per-ENI streams: an accepted and a rejected TCP connection, and
+its metrics count the records.
+
 The same ping through vpcfwd --lab with the flow log's destination a
 directory of files in the S3 key layout: the key and file name as Athena's
 tables and flowlogs-reader expect them, gzip, a header line of the format's
@@ -29,7 +33,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from minilab import MiniLab, RUN_TAG, run  # noqa: E402
-from netlab import Notifications  # noqa: E402
+from netlab import IP, Notifications, daemon_configs, host_and_peer  # noqa: E402
 
 TRAFFIC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "flowtraffic.py")
 CLIENT = "198.51.100.100"  # an internet host (the internet namespace answers for the documentation ranges)
@@ -250,6 +254,7 @@ def main():
     check(0 < rejected < 4000, f"some of the burst recorded ({rejected} of 4000), the rest stood for by SKIPDATA")
 
     daemon_files(vpcfw, sys.argv[2])
+    daemon_host(vpcfw, sys.argv[2])
     print(f"flowlogs: {len(failures)} failing")
     return 1 if failures else 0
 
@@ -306,6 +311,70 @@ def daemon_files(vpcfw, vpcfwd):
     check(shown.returncode == 0 and len(got) == len(rep) and all(g["action"] == "REJECT" for g in got),
           f"vpcfw flowlogs show --action REJECT reads back the REJECT rows: {shown.stderr.strip()}")
     notify.close()
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def daemon_host(vpcfw, vpcfwd):
+    """vpcfwd --netns (host mode): flow logs of the host's own ENI as streams."""
+    tag = f"{RUN_TAG}h"
+    host, peer = f"{tag}-host", f"{tag}-peer"
+    work = tempfile.mkdtemp(prefix=f"vpcfw-{tag}-")
+    streams = os.path.join(work, "streams")
+    valid = daemon_configs("labhost")[0]
+    text = ("limits: {profile: lab}\n" + valid +
+            f"flow_logs:\n  - {{name: h1-log, instance: h1, max_aggregation_interval: 2, log_format: '{FIELDS}',"
+            f" destination: {{streams: {streams}}}}}\n")
+    cfg = os.path.join(work, "vpcfw.yaml")
+    with open(cfg, "w") as f:
+        f.write(text)
+    env = dict(os.environ, VPCFW_RUN_DIR=os.path.join(work, "run"), NOTIFY_SOCKET=os.path.join(work, "notify"))
+    os.mkdir(env["VPCFW_RUN_DIR"], 0o700)
+    notify = Notifications(env["NOTIFY_SOCKET"])
+    sock = os.path.join(work, "s.sock")
+    daemon = server = None
+    metrics = ""
+    try:
+        host_and_peer(tag, host, peer)
+        server = subprocess.Popen([IP, "netns", "exec", host, "python3", TRAFFIC, "tcp-server", "80", "30"])
+        log = open(os.path.join(work, "vpcfwd.log"), "w")
+        daemon = subprocess.Popen([vpcfwd, "--config", cfg, "--host", "labhost", "--netns", host,
+                                   "--control-socket", sock], env=env, stdout=log, stderr=log)
+        check(notify.wait("READY=1", timeout=30) is not None, "host mode: vpcfwd with a flow log is READY")
+        fresh_interval()
+        ok80 = netns_run(peer, "tcp", "198.51.100.7", "10.0.1.10", 80, 500, 3)
+        no8080 = netns_run(peer, "tcp", "198.51.100.7", "10.0.1.10", 8080, 0, 1.5)
+        time.sleep(2.5)
+        metrics = run(vpcfw, "metrics", "--socket", sock, check=False).stdout
+    finally:
+        if daemon:
+            daemon.send_signal(signal.SIGTERM)
+            daemon.wait(timeout=30)
+        if server:
+            server.kill()
+            server.wait()
+        run(vpcfw, "flush", "--netns", host, check=False)
+        for ns in (host, peer):
+            run(IP, "netns", "delete", ns, check=False)
+        notify.close()
+    files = glob.glob(os.path.join(streams, "eni-*.log"))
+    rows = []
+    for f in files:
+        lines = open(f).read().splitlines()
+        rows += [dict(zip(lines[0].split(" "), x.split(" "))) for x in lines[1:]]
+    a = [r for r in rows if r["dstport"] == "80" and r["flow-direction"] == "ingress"]
+    b = [r for r in rows if r["srcport"] == "80" and r["flow-direction"] == "egress"]
+    c = [r for r in rows if r["dstport"] == "8080"]
+    check(len(files) == 1 and ok80 == "connected" and a and b and all(r["action"] == "ACCEPT" for r in a + b)
+          and total(a, "bytes") > 500, f"host mode: the accepted connection, both ways, in the ENI's stream ({files})")
+    flags_in = 0
+    for r in a:
+        flags_in |= int(r["tcp-flags"])
+    check(flags_in & 3 == 3, f"host mode: the client's SYN and FIN in tcp-flags ({flags_in})")
+    check(no8080 == "timeout" and c and all(r["action"] == "REJECT" and r["tcp-flags"] == "2" for r in c),
+          f"host mode: 8080 REJECTed with SYN: {c}")
+    m = re.search(r'^vpcfw_flowlog_records_total\{status="OK"\} (\d+)', metrics, re.M)
+    check(m is not None and int(m.group(1)) >= 3 and "vpcfw_flowlog_collecting 1" in metrics,
+          "host mode: the metrics count the records and say it is collecting")
     shutil.rmtree(work, ignore_errors=True)
 
 
