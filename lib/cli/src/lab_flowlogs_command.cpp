@@ -145,6 +145,7 @@ int labFlowLogs(const FlowLogsOptions& o, std::ostream& out, std::ostream& err) 
     err << "vpcfw lab flowlogs: " << c.error().message << '\n';
     return kExitBlocked;
   }
+  for (const auto& w : (*c)->warnings()) err << "vpcfw lab flowlogs: warning: " << w << '\n';
   struct sigaction sa {};
   sa.sa_handler = onStopSignal;
   sigemptyset(&sa.sa_mask);
@@ -168,9 +169,11 @@ int labFlowLogs(const FlowLogsOptions& o, std::ostream& out, std::ostream& err) 
     return kExitBlocked;
   }
   const auto s = (*c)->stats();
-  if (s.lostCtEvents + s.lostLogMessages > 0)
-    err << fmt::format("vpcfw lab flowlogs: {} conntrack events and {} log messages lost (SKIPDATA rows say where)\n",
-                       s.lostCtEvents, s.lostLogMessages);
+  if (s.lostCtEvents + s.lostLogMessages + s.uncountedFlows > 0)
+    err << fmt::format(
+        "vpcfw lab flowlogs: {} conntrack events and {} log messages lost, {} flows without counters (SKIPDATA "
+        "rows say where)\n",
+        s.lostCtEvents, s.lostLogMessages, s.uncountedFlows);
   return kExitOk;
 }
 

@@ -16,6 +16,8 @@
 #include <linux/netfilter/nfnetlink_conntrack.h>
 #include <sys/socket.h>
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
@@ -144,6 +146,7 @@ struct Collector::State {
   std::vector<Sink> sinks;
   std::int64_t nextSample = 0;
   CollectorStats stats;
+  std::vector<std::string> warnings;
   std::vector<flowlog::Observation> obs;
   std::vector<char> buf = std::vector<char>(1 << 16);
 
@@ -167,6 +170,18 @@ struct Collector::State {
       for (const auto& e : f.fabric.enis)
         if (e.instance < s.eniOfInstance.size() && s.eniOfInstance[e.instance] != std::string::npos)
           s.aggregator.reportLoss(s.eniOfInstance[e.instance], n);
+  }
+
+  void lossAt(std::size_t instance, std::uint64_t n) {
+    for (auto& s : sinks)
+      if (instance < s.eniOfInstance.size() && s.eniOfInstance[instance] != std::string::npos)
+        s.aggregator.reportLoss(s.eniOfInstance[instance], n);
+  }
+  void uncounted(FabricIo& f) {
+    for (auto i : f.translator.takeUncounted()) {
+      ++stats.uncountedFlows;
+      lossAt(i, 1);
+    }
   }
 
   // Destroy events: the final counters of entries that ended.
@@ -313,6 +328,7 @@ struct Collector::State {
       for (const auto& e : f->dumped) f->translator.counters(e, now, false, obs);
       f->translator.endDump(now);
       route(obs);
+      uncounted(*f);
     }
     ++stats.samples;
     return {};
@@ -364,8 +380,19 @@ Expected<std::unique_ptr<Collector>> Collector::open(const model::Model& m, std:
     auto r = nft::runInNetns(f->fabric.netns, [&]() -> Expected<void> {
       if (options.enableAccounting) {
         // Per namespace; an entry made before this has no counters (docs/flowlogs.md).
-        for (const char* k : {"nf_conntrack_acct", "nf_conntrack_timestamp"})
-          if (auto w = writeProc(std::string("/proc/sys/net/netfilter/") + k, "1"); !w) return w;
+        // Where /proc/sys is read-only (vpcfwd.service: ProtectKernelTunables)
+        // the setting must come from sysctl.d; an entry without counters is
+        // then reported as loss, never as silence.
+        for (const char* k : {"nf_conntrack_acct", "nf_conntrack_timestamp"}) {
+          const std::string path = std::string("/proc/sys/net/netfilter/") + k;
+          if (auto w = writeProc(path, "1"); !w) {
+            std::ifstream in(path);
+            std::string v;
+            if (!(in >> v) || v != "1")
+              c->s_->warnings.push_back(fmt::format("cannot turn on {} in {} ({}): set net.netfilter.{}=1", k, f->label,
+                                                    w.error().message, k));
+          }
+        }
       }
       f->dump.reset(nfct_open(CONNTRACK, 0));
       f->get.reset(nfct_open(CONNTRACK, 0));
@@ -434,6 +461,7 @@ Expected<std::unique_ptr<Collector>> Collector::open(const model::Model& m, std:
     if (auto r = s.dumpInto(*f); !r) return unexpected<Error>(r.error());
     for (const auto& e : f->dumped) f->translator.baseline(e);
     f->translator.endDump(now);
+    s.uncounted(*f);
   }
   s.schedule(now);
   return c;
@@ -478,6 +506,8 @@ Expected<void> Collector::run(const std::atomic<bool>& stop) {
   }
   return flush();
 }
+
+const std::vector<std::string>& Collector::warnings() const { return s_->warnings; }
 
 std::vector<int> Collector::fds() const {
   std::vector<int> out;

@@ -134,7 +134,14 @@ struct Translator::State {
   std::unordered_map<DirKey, std::uint32_t, DirKeyHash> byTuple;  // both directions of each tracked entry
   std::unordered_map<DirKey, Pending, DirKeyHash> pending;        // accepted TCP flags of no known entry yet
   std::uint64_t generation = 1;
+  std::vector<std::size_t> uncounted;
   TranslatorStats stats;
+
+  void noteUncounted(const CtEntry& e) {
+    ++stats.unaccounted;
+    for (const auto* a : {&e.orig.src, &e.orig.dst})
+      if (auto o = owner(*a)) uncounted.push_back(*o);
+  }
 
   void bind(const model::Model& model, std::vector<FabricEni> e) {
     m = &model;
@@ -229,7 +236,7 @@ void Translator::rebind(const model::Model& m, std::vector<FabricEni> enis) { s_
 
 void Translator::baseline(const CtEntry& e) {
   if (!e.accounted) {
-    ++s_->stats.unaccounted;
+    s_->noteUncounted(e);
     return;
   }
   Tracked& t = s_->track(e);
@@ -241,7 +248,7 @@ void Translator::baseline(const CtEntry& e) {
 
 void Translator::counters(const CtEntry& e, std::int64_t now, bool destroyed, std::vector<Observation>& out) {
   if (!e.accounted) {
-    if (!s_->tracked.contains(e.id)) ++s_->stats.unaccounted;
+    if (!s_->tracked.contains(e.id)) s_->noteUncounted(e);
     return;
   }
   Tracked& t = s_->track(e);
@@ -369,6 +376,14 @@ std::size_t Translator::endDump(std::int64_t now) {
     it = now - it->second.last > kPendingSeconds ? s.pending.erase(it) : std::next(it);
   ++s.generation;
   return gone.size();
+}
+
+std::vector<std::size_t> Translator::takeUncounted() {
+  std::vector<std::size_t> out;
+  out.swap(s_->uncounted);
+  std::sort(out.begin(), out.end());
+  out.erase(std::unique(out.begin(), out.end()), out.end());
+  return out;
 }
 
 const TranslatorStats& Translator::stats() const { return s_->stats; }

@@ -992,8 +992,10 @@ class Daemon {
       m.set("vpcfw_dropped_packets_total", {d.eni, d.stage}, static_cast<double>(d.packets));
     (void)m.describe("vpcfw_flowlog_records_total", MetricType::kCounter,
                      "Flow-log records written, by log-status (OK, NODATA, SKIPDATA).", {"status"});
-    (void)m.describe("vpcfw_flowlog_lost_events_total", MetricType::kCounter,
-                     "Conntrack events and log messages lost (each stands behind a SKIPDATA row).");
+    (void)m.describe(
+        "vpcfw_flowlog_lost_events_total", MetricType::kCounter,
+        "Conntrack events and log messages lost, and flows without conntrack counters (each stands behind a "
+        "SKIPDATA row).");
     (void)m.describe("vpcfw_flowlog_failures_total", MetricType::kCounter,
                      "Flow-log collectors that could not start or stopped, and writes that failed.");
     (void)m.describe("vpcfw_flowlog_collecting", MetricType::kGauge, "1 while flow logs are collected.");
@@ -1004,7 +1006,7 @@ class Daemon {
     std::uint64_t lost = flowLostEvents_;
     if (collector_) {
       const auto st = collector_->stats();
-      lost += st.lostCtEvents + st.lostLogMessages;
+      lost += st.lostCtEvents + st.lostLogMessages + st.uncountedFlows;
     }
     m.set("vpcfw_flowlog_lost_events_total", {}, static_cast<double>(lost));
     m.set("vpcfw_flowlog_failures_total", {}, static_cast<double>(flowLogFailures_));
@@ -1083,6 +1085,7 @@ class Daemon {
       return;
     }
     collector_ = std::move(*c);
+    for (const auto& w : collector_->warnings()) say(LogLevel::kWarning, "flow logs: " + w);
     collectedModel_ = model;
     collecting_ = true;
     for (int fd : collector_->fds()) (void)loop_.add(fd, EPOLLIN, [this](std::uint32_t) { stepFlowLogs(); });
@@ -1122,7 +1125,7 @@ class Daemon {
       for (int fd : collector_->fds()) loop_.remove(fd);
       if (auto r = collector_->flush(); !r) say(LogLevel::kError, fmt::format("flow logs: {}", r.error().message));
       const auto st = collector_->stats();
-      flowLostEvents_ += st.lostCtEvents + st.lostLogMessages;
+      flowLostEvents_ += st.lostCtEvents + st.lostLogMessages + st.uncountedFlows;
       collector_.reset();
     }
     for (auto& w : flowWriters_)

@@ -130,6 +130,9 @@ TEST_CASE("counters: what an entry counted before collection started is not repo
   f.t.counters(noCounters, 1000, false, f.out);
   CHECK(f.out.empty());
   CHECK(f.t.stats().unaccounted == 1);
+  // Its traffic cannot be counted: both ENIs are named, for the caller's SKIPDATA.
+  CHECK(f.t.takeUncounted() == std::vector<std::size_t>{0, 1});
+  CHECK(f.t.takeUncounted().empty());
 }
 
 TEST_CASE("the ping whose reply the NACL denies: ACCEPT in, REJECT out, no accepted reply anywhere") {

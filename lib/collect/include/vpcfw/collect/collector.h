@@ -54,6 +54,7 @@ struct CollectorStats {
   std::uint64_t lostLogMessages = 0;  // nflog sequence gaps and ENOBUFS
   std::uint64_t samples = 0;
   std::uint64_t foreignLogMessages = 0;  // prefixes the ruleset does not write
+  std::uint64_t uncountedFlows = 0;      // entries without counters, reported as loss
   TranslatorStats translator;            // summed over the fabrics
   flowlog::AggregatorStats aggregated;   // summed over the flow logs
 };
@@ -84,6 +85,9 @@ class Collector {
   CollectorStats stats() const;
   // The sockets step() reads, for a caller's own event loop (readable: call step(0)).
   std::vector<int> fds() const;
+  // What open() could not set up but collection goes on without (conntrack
+  // accounting that could not be turned on), for the caller to say.
+  const std::vector<std::string>& warnings() const;
 
  private:
   Collector();

@@ -104,6 +104,11 @@ class Translator {
   // showed, are forgotten (their destroy events were lost). Returns how many.
   std::size_t endDump(std::int64_t now);
 
+  // The ENIs (model instance indices) of entries read without counters since
+  // the last call: their traffic cannot be counted, which the caller reports
+  // as loss (SKIPDATA), never as silence.
+  std::vector<std::size_t> takeUncounted();
+
   const TranslatorStats& stats() const;
 
  private:
