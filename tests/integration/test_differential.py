@@ -161,9 +161,35 @@ def check(vpcfw, text, path):
     run(vpcfw, "lab", "up", "--quiet", path)
     try:
         probes = matrix(vpcfw, path, "4") + matrix(vpcfw, path, "6")
+        dis = [p for p in probes if not p["agrees"]]
+        # A disagreement is probed once more on its own: one that does not
+        # repeat is printed (so a rare race stays visible in the log) but is
+        # not a failure; one that repeats is.
+        kept = []
+        for p in dis:
+            again = single(vpcfw, path, p)
+            if again is not None and again["agrees"]:
+                print(f"transient disagreement (the repeat agreed): {json.dumps(p)}")
+            else:
+                kept.append(p)
     finally:
         run(vpcfw, "lab", "down", path, check=False)
-    return probes, [p for p in probes if not p["agrees"]]
+    return probes, kept
+
+
+def single(vpcfw, path, p):
+    """The probe `p` of a matrix, alone; None when it could not be carried out."""
+    args = [vpcfw, "probe", path, "--from", p["from"], "--to", p["to"], "--proto", p["protocol"], "--explain",
+            "--json", "--timeout", "400"]
+    if not any(c in p["from"] + p["to"] for c in ".:"):  # two instances: the family is the probe's
+        args += ["--family", "6" if ":" in p.get("destination", "") else "4"]
+    if p.get("port"):
+        args += ["--port", str(p["port"])]
+    r = run(*args, check=False)
+    if r.returncode not in (0, 3) or not r.stdout:
+        return None
+    out = json.loads(r.stdout)
+    return out["probes"][0] if "probes" in out else out
 
 
 def same_failure(p, q):
