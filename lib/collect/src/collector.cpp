@@ -184,92 +184,93 @@ struct Collector::State {
     }
   }
 
-  // Destroy events: the final counters of entries that ended.
-  void readEvents(FabricIo& f) {
+  // Reads every datagram waiting on `fd`: each netlink message to `onMessage`
+  // (with the time it was read), each overrun (ENOBUFS) to `onOverrun`.
+  template <typename Message, typename Overrun>
+  void drain(int fd, Overrun onOverrun, Message onMessage) {
     for (;;) {
-      const ssize_t n = recv(mnl_socket_get_fd(f.events.get()), buf.data(), buf.size(), MSG_DONTWAIT);
-      if (n < 0) {
-        if (errno == ENOBUFS) {
-          ++stats.lostCtEvents;
-          loss(f, 1);
-          continue;
-        }
-        return;  // EAGAIN, or a socket error the next dump makes up for
+      const ssize_t n = recv(fd, buf.data(), buf.size(), MSG_DONTWAIT);
+      if (n < 0 && errno == ENOBUFS) {
+        onOverrun();
+        continue;
       }
-      if (n == 0) return;
+      if (n <= 0) return;  // EAGAIN, or a socket error the next dump makes up for
       const std::int64_t now = wallSeconds();
       auto* nlh = reinterpret_cast<nlmsghdr*>(buf.data());
       int left = static_cast<int>(n);
-      for (; mnl_nlmsg_ok(nlh, left); nlh = mnl_nlmsg_next(nlh, &left)) {
-        if ((nlh->nlmsg_type & 0xff) != IPCTNL_MSG_CT_DELETE) continue;
-        nf_conntrack* ct = nfct_new();
-        if (!ct) continue;
-        if (nfct_nlmsg_parse(nlh, ct) >= 0)
-          if (auto e = entryOf(ct)) {
-            ++stats.ctDestroyEvents;
-            f.translator.counters(*e, now, true, obs);
-          }
-        nfct_destroy(ct);
-      }
+      for (; mnl_nlmsg_ok(nlh, left); nlh = mnl_nlmsg_next(nlh, &left)) onMessage(nlh, now);
       route(obs);
     }
   }
 
+  // Destroy events: the final counters of entries that ended.
+  void readEvents(FabricIo& f) {
+    drain(
+        mnl_socket_get_fd(f.events.get()),
+        [&] {
+          ++stats.lostCtEvents;
+          loss(f, 1);
+        },
+        [&](nlmsghdr* nlh, std::int64_t now) {
+          if ((nlh->nlmsg_type & 0xff) != IPCTNL_MSG_CT_DELETE) return;
+          nf_conntrack* ct = nfct_new();
+          if (!ct) return;
+          if (nfct_nlmsg_parse(nlh, ct) >= 0)
+            if (auto e = entryOf(ct)) {
+              ++stats.ctDestroyEvents;
+              f.translator.counters(*e, now, true, obs);
+            }
+          nfct_destroy(ct);
+        });
+  }
+
   void readLog(FabricIo& f) {
-    for (;;) {
-      const ssize_t n = recv(mnl_socket_get_fd(f.log.get()), buf.data(), buf.size(), MSG_DONTWAIT);
-      if (n < 0) {
-        if (errno == ENOBUFS) {
+    drain(
+        mnl_socket_get_fd(f.log.get()),
+        [&] {
           ++stats.lostLogMessages;
           loss(f, 1);
           f.nextSeq.reset();
-          continue;
-        }
-        return;
+        },
+        [&](nlmsghdr* nlh, std::int64_t now) { logMessage(f, nlh, now); });
+  }
+
+  void logMessage(FabricIo& f, nlmsghdr* nlh, std::int64_t now) {
+    if ((nlh->nlmsg_type & 0xff) != NFULNL_MSG_PACKET) return;
+    nlattr* attrs[NFULA_MAX + 1] = {};
+    if (nflog_nlmsg_parse(nlh, attrs) < 0) return;
+    ++stats.logMessages;
+    if (attrs[NFULA_SEQ]) {
+      const std::uint32_t seq = ntohl(mnl_attr_get_u32(attrs[NFULA_SEQ]));
+      if (f.nextSeq && seq != *f.nextSeq) {
+        const std::uint32_t gap = seq - *f.nextSeq;
+        stats.lostLogMessages += gap;
+        loss(f, gap);
       }
-      if (n == 0) return;
-      const std::int64_t now = wallSeconds();
-      auto* nlh = reinterpret_cast<nlmsghdr*>(buf.data());
-      int left = static_cast<int>(n);
-      for (; mnl_nlmsg_ok(nlh, left); nlh = mnl_nlmsg_next(nlh, &left)) {
-        if ((nlh->nlmsg_type & 0xff) != NFULNL_MSG_PACKET) continue;
-        nlattr* attrs[NFULA_MAX + 1] = {};
-        if (nflog_nlmsg_parse(nlh, attrs) < 0) continue;
-        ++stats.logMessages;
-        if (attrs[NFULA_SEQ]) {
-          const std::uint32_t seq = ntohl(mnl_attr_get_u32(attrs[NFULA_SEQ]));
-          if (f.nextSeq && seq != *f.nextSeq) {
-            const std::uint32_t gap = seq - *f.nextSeq;
-            stats.lostLogMessages += gap;
-            loss(f, gap);
-          }
-          f.nextSeq = seq + 1;
-        }
-        LoggedPacket p;
-        if (!attrs[NFULA_PREFIX] || !attrs[NFULA_PAYLOAD] || !parsePrefix(mnl_attr_get_str(attrs[NFULA_PREFIX]), p)) {
-          ++stats.foreignLogMessages;
-          continue;
-        }
-        const auto* payload = static_cast<const std::uint8_t*>(mnl_attr_get_payload(attrs[NFULA_PAYLOAD]));
-        auto h = parsePacket({payload, mnl_attr_get_payload_len(attrs[NFULA_PAYLOAD])});
-        if (!h) continue;
-        p.packet = *h;
-        p.time = now;
-        if (attrs[NFULA_CT]) {
-          const auto* g = static_cast<const nfgenmsg*>(mnl_nlmsg_get_payload(nlh));
-          nf_conntrack* ct = nfct_new();
-          if (ct && nfct_payload_parse(mnl_attr_get_payload(attrs[NFULA_CT]), mnl_attr_get_payload_len(attrs[NFULA_CT]),
-                                       g->nfgen_family, ct) >= 0)
-            p.ct = entryOf(ct);
-          if (ct) nfct_destroy(ct);
-        } else if (p.kind == LoggedPacket::Kind::kDrop) {
-          p.ct = f.translator.entryOf(p.packet);
-          if (!p.ct) p.ct = lookup(f, p.packet);
-        }
-        f.translator.logged(p, obs);
-      }
-      route(obs);
+      f.nextSeq = seq + 1;
     }
+    LoggedPacket p;
+    if (!attrs[NFULA_PREFIX] || !attrs[NFULA_PAYLOAD] || !parsePrefix(mnl_attr_get_str(attrs[NFULA_PREFIX]), p)) {
+      ++stats.foreignLogMessages;
+      return;
+    }
+    const auto* payload = static_cast<const std::uint8_t*>(mnl_attr_get_payload(attrs[NFULA_PAYLOAD]));
+    auto h = parsePacket({payload, mnl_attr_get_payload_len(attrs[NFULA_PAYLOAD])});
+    if (!h) return;
+    p.packet = *h;
+    p.time = now;
+    if (attrs[NFULA_CT]) {
+      const auto* g = static_cast<const nfgenmsg*>(mnl_nlmsg_get_payload(nlh));
+      nf_conntrack* ct = nfct_new();
+      if (ct && nfct_payload_parse(mnl_attr_get_payload(attrs[NFULA_CT]), mnl_attr_get_payload_len(attrs[NFULA_CT]),
+                                   g->nfgen_family, ct) >= 0)
+        p.ct = entryOf(ct);
+      if (ct) nfct_destroy(ct);
+    } else if (p.kind == LoggedPacket::Kind::kDrop) {
+      p.ct = f.translator.entryOf(p.packet);
+      if (!p.ct) p.ct = lookup(f, p.packet);
+    }
+    f.translator.logged(p, obs);
   }
 
   // The confirmed entry of a dropped packet, asked of the kernel by its

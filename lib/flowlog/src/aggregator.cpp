@@ -158,21 +158,8 @@ struct Aggregator::State {
 
 std::vector<Eni> enisOf(const model::Model& m, const model::FlowLog& log, std::vector<std::size_t>* instances) {
   std::vector<Eni> out;
-  for (std::size_t i = 0; i < m.instances.size(); ++i) {
+  for (std::size_t i : model::flowLogInstances(m, log)) {
     const auto& inst = m.instances[i];
-    bool covered = false;
-    switch (log.resourceKind) {
-      case model::FlowLog::Resource::kVpc:
-        covered = inst.vpc == log.resource;
-        break;
-      case model::FlowLog::Resource::kSubnet:
-        covered = inst.subnet == log.resource;
-        break;
-      case model::FlowLog::Resource::kInstance:
-        covered = i == log.resource;
-        break;
-    }
-    if (!covered || inst.subnet >= m.subnets.size() || inst.vpc >= m.vpcs.size()) continue;
     const auto& subnet = m.subnets[inst.subnet];
     const auto& vpc = m.vpcs[inst.vpc];
     Eni e;
