@@ -181,19 +181,21 @@ def main():
 
     # 1. AWS: one ACCEPT ingress record for the requests, one REJECT egress record for the replies.
     check(ping_web == "replies 0", "the ping's replies were dropped (NACL egress)")
+    # (One record each when the exchange fits one interval, as it starts at one; a loaded
+    # machine may push its end into the next, hence the sums.)
     req = ok_records(records, srcaddr=CLIENT, dstaddr=web, protocol=1)
-    check(len(req) == 1 and req[0]["action"] == "ACCEPT" and req[0]["flow-direction"] == "ingress"
-          and req[0]["packets"] == "3" and req[0]["bytes"] == "252" and req[0]["srcport"] == "0",
-          f"ping: one ACCEPT ingress record, 3 packets, 252 bytes: {req}")
+    check(req and all(r["action"] == "ACCEPT" and r["flow-direction"] == "ingress" and r["srcport"] == "0"
+                      for r in req) and total(req, "packets") == 3 and total(req, "bytes") == 252,
+          f"ping: ACCEPT ingress for the requests, 3 packets, 252 bytes: {req}")
     rep = ok_records(records, srcaddr=web, dstaddr=CLIENT, protocol=1)
-    check(len(rep) == 1 and rep[0]["action"] == "REJECT" and rep[0]["flow-direction"] == "egress"
-          and rep[0]["packets"] == "3" and rep[0]["bytes"] == "252",
-          f"ping: one REJECT egress record for the replies: {rep}")
+    check(rep and all(r["action"] == "REJECT" and r["flow-direction"] == "egress" for r in rep)
+          and total(rep, "packets") == 3 and total(rep, "bytes") == 252,
+          f"ping: REJECT egress for the replies, and nothing else: {rep}")
     # 2. A group without ICMP: a single REJECT record.
     p2 = ok_records(records, dstaddr=ssh, protocol=1) + ok_records(records, srcaddr=ssh, protocol=1)
-    check(ping_ssh == "replies 0" and len(p2) == 1 and p2[0]["action"] == "REJECT"
-          and p2[0]["flow-direction"] == "ingress" and p2[0]["packets"] == "3",
-          f"ping through a group without ICMP: one REJECT ingress record: {p2}")
+    check(ping_ssh == "replies 0" and p2 and all(r["action"] == "REJECT" and r["flow-direction"] == "ingress"
+                                                 for r in p2) and total(p2, "packets") == 3,
+          f"ping through a group without ICMP: only REJECT ingress, 3 packets: {p2}")
     # 3. UDP both ways, exact.
     uin = ok_records(records, srcaddr=CLIENT, dstaddr=web, srcport=45001, dstport=7000, action="ACCEPT")
     uout = ok_records(records, srcaddr=web, dstaddr=CLIENT, srcport=7000, dstport=45001, action="ACCEPT")
@@ -237,21 +239,23 @@ def main():
     check(not q and len(qid) >= 1, "the quiet instance has NODATA rows and no flow records")
     check(not [r for r in records if r["log-status"] == "SKIPDATA"], "no SKIPDATA without loss")
 
-    # 8. Loss: a tiny socket buffer and a burst of rejected packets must give SKIPDATA, never silence.
+    # 8. Loss: a burst of rejected packets into a tiny socket buffer nobody reads must give SKIPDATA, never silence.
     with MiniLab(vpcfw, CONFIG) as lab2:
         c = Collector(vpcfw, lab2.path, "--socket-buffer", "4096")
+        c.p.send_signal(signal.SIGSTOP)  # not reading: the burst must overflow the 4 KB socket
         burst = subprocess.run(["ip", "netns", "exec", os.environ["VPCFW_LAB_INTERNET"], "python3", "-c",
                                 "import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n"
                                 f"s.bind(('{CLIENT}',0))\n"
                                 "for i in range(4000): s.sendto(b'x'*32,('203.0.113.139',9999))"],
                                capture_output=True, text=True)
+        c.p.send_signal(signal.SIGCONT)
         time.sleep(2.5)
         lossy = c.stop()
     skip = [r for r in lossy if r["log-status"] == "SKIPDATA"]
     rejected = total(ok_records(lossy, dstport=9999, action="REJECT"), "packets")
     check(burst.returncode == 0 and skip and "lost" in c.stderr,
           f"a burst into a 4 KB buffer: SKIPDATA rows ({len(skip)}) and the loss said on stderr")
-    check(0 < rejected < 4000, f"some of the burst recorded ({rejected} of 4000), the rest stood for by SKIPDATA")
+    check(rejected < 4000, f"not all of the burst recorded ({rejected} of 4000): the rest stood for by SKIPDATA")
 
     daemon_files(vpcfw, sys.argv[2])
     daemon_host(vpcfw, sys.argv[2])

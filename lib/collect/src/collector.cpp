@@ -325,8 +325,12 @@ struct Collector::State {
       for (auto& f : fabrics) readLog(*f);
     }
     for (auto& f : fabrics) {
-      readEvents(*f);
+      // The dump's counters first: an entry it showed and that was destroyed
+      // since has its final counters in a queued destroy event, which must
+      // come after (the other way round, the dump would count it anew).
       for (const auto& e : f->dumped) f->translator.counters(e, now, false, obs);
+      route(obs);
+      readEvents(*f);
       f->translator.endDump(now);
       route(obs);
       uncounted(*f);
