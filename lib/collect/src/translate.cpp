@@ -135,6 +135,9 @@ struct Translator::State {
   std::unordered_map<DirKey, Pending, DirKeyHash> pending;        // accepted TCP flags of no known entry yet
   std::uint64_t generation = 1;
   std::vector<std::size_t> uncounted;
+  // Entries destroyed since the dump before last: a dump read before their
+  // destroy event was applied must not bring them back (counted twice).
+  std::unordered_map<std::uint32_t, std::uint64_t> destroyed;  // id -> generation
   TranslatorStats stats;
 
   void noteUncounted(const CtEntry& e) {
@@ -251,6 +254,7 @@ void Translator::counters(const CtEntry& e, std::int64_t now, bool destroyed, st
     if (!s_->tracked.contains(e.id)) s_->noteUncounted(e);
     return;
   }
+  if (!s_->tracked.contains(e.id) && s_->destroyed.contains(e.id)) return;
   Tracked& t = s_->track(e);
   for (int d = 0; d < 2; ++d) {
     Direction& dir = t.dir[d];
@@ -286,7 +290,10 @@ void Translator::counters(const CtEntry& e, std::int64_t now, bool destroyed, st
     if (emitted) dir.flags = 0, dir.first = 0;
   }
   t.lastReport = now;
-  if (destroyed) s_->untrack(e.id);
+  if (destroyed) {
+    s_->untrack(e.id);
+    s_->destroyed[e.id] = s_->generation;
+  }
 }
 
 void Translator::logged(const LoggedPacket& p, std::vector<Observation>& out) {
@@ -372,6 +379,8 @@ std::size_t Translator::endDump(std::int64_t now) {
     if (t.seen + 1 < s.generation) gone.push_back(id);
   for (auto id : gone) s.untrack(id);
   s.stats.forgotten += gone.size();
+  for (auto it = s.destroyed.begin(); it != s.destroyed.end();)
+    it = it->second + 1 < s.generation ? s.destroyed.erase(it) : std::next(it);
   for (auto it = s.pending.begin(); it != s.pending.end();)
     it = now - it->second.last > kPendingSeconds ? s.pending.erase(it) : std::next(it);
   ++s.generation;

@@ -246,6 +246,18 @@ TEST_CASE("accepted TCP control packets give tcp-flags, also when logged before 
   CHECK(f.out[0].tcpFlags == 1);
 }
 
+TEST_CASE("a dump read before an entry's destroy event does not count it again") {
+  Fixture f;
+  f.t.counters(tcpEntry(8, 2, 120, 0, 0), 1000, true, f.out);  // destroyed: final counters
+  REQUIRE(f.out.size() == 2);
+  f.out.clear();
+  f.t.counters(tcpEntry(8, 1, 60, 0, 0), 1000, false, f.out);  // the older dump of it
+  CHECK(f.out.empty());
+  for (int k = 0; k < 3; ++k) f.t.endDump(1000 + k);
+  f.t.counters(tcpEntry(8, 1, 60, 0, 0), 1010, false, f.out);  // the id reused dumps later: a new flow
+  CHECK(f.out.size() == 2);
+}
+
 TEST_CASE("entries that vanish from two dumps without a destroy event are forgotten and counted") {
   Fixture f;
   f.t.counters(tcpEntry(1, 1, 60, 0, 0), 1000, false, f.out);
