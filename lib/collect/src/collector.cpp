@@ -14,6 +14,7 @@
 #include <linux/netfilter/nf_conntrack_common.h>
 #include <linux/netfilter/nfnetlink.h>
 #include <linux/netfilter/nfnetlink_conntrack.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 
 #include <fmt/format.h>
@@ -23,6 +24,7 @@
 #include <chrono>
 #include <cstring>
 #include <fstream>
+#include <mutex>
 #include <system_error>
 #include <thread>
 
@@ -116,6 +118,88 @@ Expected<void> nflogConfig(mnl_socket* nl, std::uint16_t group, const std::funct
   return {};
 }
 
+// Destroy events are read on a thread of their own: a burst of them (a dump
+// that expires thousands of entries, a mass timeout) then never waits for the
+// main loop's dump or nflog wait and never overflows the socket. The thread
+// only receives and parses; the translator stays on the caller's thread.
+class EventReader {
+ public:
+  explicit EventReader(int fd) : fd_(fd) {
+    wake_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    stop_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    thread_ = std::thread([this] { loop(); });
+  }
+  ~EventReader() {
+    const std::uint64_t one = 1;
+    (void)!write(stop_, &one, sizeof one);
+    thread_.join();
+    close(wake_);
+    close(stop_);
+  }
+  EventReader(const EventReader&) = delete;
+  EventReader& operator=(const EventReader&) = delete;
+
+  // Readable when events were queued: for the caller's poll.
+  int wakeFd() const { return wake_; }
+  // The events queued so far (entry, Unix seconds read) and the overruns.
+  void take(std::vector<std::pair<CtEntry, std::int64_t>>& out, std::uint64_t& lost) {
+    std::uint64_t n = 0;
+    (void)!read(wake_, &n, sizeof n);
+    std::lock_guard<std::mutex> g(mu_);
+    out.swap(queue_);
+    queue_.clear();
+    lost = lost_;
+    lost_ = 0;
+  }
+
+ private:
+  void loop() {
+    std::vector<char> buf(1 << 16);
+    std::vector<std::pair<CtEntry, std::int64_t>> got;
+    for (;;) {
+      pollfd fds[] = {{fd_, POLLIN, 0}, {stop_, POLLIN, 0}};
+      if (poll(fds, 2, -1) < 0 && errno != EINTR) return;
+      if (fds[1].revents) return;
+      std::uint64_t overruns = 0;
+      for (;;) {
+        const ssize_t n = recv(fd_, buf.data(), buf.size(), MSG_DONTWAIT);
+        if (n < 0 && errno == ENOBUFS) {
+          ++overruns;
+          continue;
+        }
+        if (n <= 0) break;
+        const std::int64_t now = wallSeconds();
+        auto* nlh = reinterpret_cast<nlmsghdr*>(buf.data());
+        int left = static_cast<int>(n);
+        for (; mnl_nlmsg_ok(nlh, left); nlh = mnl_nlmsg_next(nlh, &left)) {
+          if ((nlh->nlmsg_type & 0xff) != IPCTNL_MSG_CT_DELETE) continue;
+          nf_conntrack* ct = nfct_new();
+          if (!ct) continue;
+          if (nfct_nlmsg_parse(nlh, ct) >= 0)
+            if (auto e = entryOf(ct)) got.emplace_back(*e, now);
+          nfct_destroy(ct);
+        }
+        if (got.size() >= 4096) break;  // hand over in batches
+      }
+      if (got.empty() && overruns == 0) continue;
+      {
+        std::lock_guard<std::mutex> g(mu_);
+        queue_.insert(queue_.end(), got.begin(), got.end());
+        lost_ += overruns;
+      }
+      got.clear();
+      const std::uint64_t one = 1;
+      (void)!write(wake_, &one, sizeof one);
+    }
+  }
+
+  int fd_, wake_ = -1, stop_ = -1;
+  std::mutex mu_;
+  std::vector<std::pair<CtEntry, std::int64_t>> queue_;
+  std::uint64_t lost_ = 0;
+  std::thread thread_;
+};
+
 }  // namespace
 
 struct FabricIo {
@@ -128,6 +212,8 @@ struct FabricIo {
   Translator translator;
   std::vector<CtEntry> dumped;  // the dump being read
   std::vector<CtEntry> gotten;  // a lookup's answer
+  std::vector<std::pair<CtEntry, std::int64_t>> destroyed;
+  std::unique_ptr<EventReader> reader;  // after `events`: stopped before the socket closes
   FabricIo(const model::Model& m, Fabric f)
       : fabric(std::move(f)), label(fabric.netns ? *fabric.netns : "the host"), translator(m, fabric.enis) {}
 };
@@ -205,23 +291,18 @@ struct Collector::State {
 
   // Destroy events: the final counters of entries that ended.
   void readEvents(FabricIo& f) {
-    drain(
-        mnl_socket_get_fd(f.events.get()),
-        [&] {
-          ++stats.lostCtEvents;
-          loss(f, 1);
-        },
-        [&](nlmsghdr* nlh, std::int64_t now) {
-          if ((nlh->nlmsg_type & 0xff) != IPCTNL_MSG_CT_DELETE) return;
-          nf_conntrack* ct = nfct_new();
-          if (!ct) return;
-          if (nfct_nlmsg_parse(nlh, ct) >= 0)
-            if (auto e = entryOf(ct)) {
-              ++stats.ctDestroyEvents;
-              f.translator.counters(*e, now, true, obs);
-            }
-          nfct_destroy(ct);
-        });
+    std::uint64_t lost = 0;
+    f.reader->take(f.destroyed, lost);
+    if (lost > 0) {
+      stats.lostCtEvents += lost;
+      loss(f, lost);
+    }
+    for (const auto& [e, t] : f.destroyed) {
+      ++stats.ctDestroyEvents;
+      f.translator.counters(e, t, true, obs);
+    }
+    f.destroyed.clear();
+    route(obs);
   }
 
   void readLog(FabricIo& f) {
@@ -445,6 +526,7 @@ Expected<std::unique_ptr<Collector>> Collector::open(const model::Model& m, std:
     if (!r) return unexpected<Error>(r.error());
     for (int fd : {mnl_socket_get_fd(f->events.get()), mnl_socket_get_fd(f->log.get())})
       fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+    f->reader = std::make_unique<EventReader>(mnl_socket_get_fd(f->events.get()));
     nfct_callback_register(
         f->dump.get(), NFCT_T_ALL,
         [](enum nf_conntrack_msg_type, struct nf_conntrack* ct, void* data) -> int {
@@ -476,7 +558,7 @@ Expected<void> Collector::step(int timeoutMs) {
   auto& s = *s_;
   std::vector<pollfd> fds;
   for (auto& f : s.fabrics) {
-    fds.push_back({mnl_socket_get_fd(f->events.get()), POLLIN, 0});
+    fds.push_back({f->reader->wakeFd(), POLLIN, 0});
     fds.push_back({mnl_socket_get_fd(f->log.get()), POLLIN, 0});
   }
   const std::int64_t untilSample = std::max<std::int64_t>(0, (s.nextSample - wallSeconds()) * 1000);
@@ -516,8 +598,7 @@ const std::vector<std::string>& Collector::warnings() const { return s_->warning
 
 std::vector<int> Collector::fds() const {
   std::vector<int> out;
-  for (const auto& f : s_->fabrics)
-    out.push_back(mnl_socket_get_fd(f->events.get())), out.push_back(mnl_socket_get_fd(f->log.get()));
+  for (const auto& f : s_->fabrics) out.push_back(f->reader->wakeFd()), out.push_back(mnl_socket_get_fd(f->log.get()));
   return out;
 }
 
