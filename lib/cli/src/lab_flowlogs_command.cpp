@@ -30,7 +30,7 @@ struct FlowLogsOptions {
   std::string action;
   int interval = 0;  // 0: each flow log's own
   bool json = false;
-  int socketBuffer = 32 << 20;
+  int socketBuffer = 64 << 20;
 };
 
 int labFlowLogs(const FlowLogsOptions& o, std::ostream& out, std::ostream& err) {
