@@ -116,7 +116,10 @@ int labFlowLogs(const FlowLogsOptions& o, std::ostream& out, std::ostream& err) 
     const std::string tag = m->flowLogs.size() > 1 ? fmt::format("[{}] ", log.name) : "";
     for (const auto& r : records) {
       if (!wanted.empty() && std::find(wanted.begin(), wanted.end(), r.eni.interfaceId) == wanted.end()) continue;
-      if (action && (r.status != flowlog::LogStatus::kOk || r.action != *action)) continue;
+      // --action keeps SKIPDATA rows: they stand for lost records of either action (loss is never silent).
+      if (action &&
+          (r.status == flowlog::LogStatus::kNoData || (r.status == flowlog::LogStatus::kOk && r.action != *action)))
+        continue;
       const std::string line = flowlog::render(r, format);
       if (o.json) {
         nlohmann::json j;
@@ -161,6 +164,8 @@ int labFlowLogs(const FlowLogsOptions& o, std::ostream& out, std::ostream& err) 
   while (!gStop.load() && (o.follow || std::chrono::steady_clock::now() < end)) {
     if (auto r = (*c)->step(100); !r) {
       err << "vpcfw lab flowlogs: " << r.error().message << '\n';
+      // The open interval, with SKIPDATA where collection broke off.
+      if (auto f = (*c)->flush(); !f) err << "vpcfw lab flowlogs: " << f.error().message << '\n';
       return kExitBlocked;
     }
   }
@@ -174,6 +179,11 @@ int labFlowLogs(const FlowLogsOptions& o, std::ostream& out, std::ostream& err) 
         "vpcfw lab flowlogs: {} conntrack events and {} log messages lost, {} flows without counters (SKIPDATA "
         "rows say where)\n",
         s.lostCtEvents, s.lostLogMessages, s.uncountedFlows);
+  if (s.aggregated.overflowed > 0)
+    err << fmt::format(
+        "vpcfw lab flowlogs: {} observations of new flows did not fit an interval's table of {} records "
+        "(SKIPDATA rows say where)\n",
+        s.aggregated.overflowed, co.maxFlowsPerInterval);
   return kExitOk;
 }
 

@@ -208,6 +208,7 @@ struct FabricIo {
   MnlSocket events, log;
   std::unique_ptr<nfct_handle, NfctClose> dump, get;
   bool logCarriesCt = true;  // nflog attaches the conntrack entry (CONFIG_NETFILTER_NETLINK_GLUE_CT)
+  std::string identity;      // the namespace the sockets were opened in (nft::netnsIdentity)
   std::optional<std::uint32_t> nextSeq;
   Translator translator;
   std::vector<CtEntry> dumped;  // the dump being read
@@ -480,6 +481,9 @@ Expected<std::unique_ptr<Collector>> Collector::open(const model::Model& m, std:
           }
         }
       }
+      auto self = nft::netnsIdentity(std::nullopt);
+      if (!self) return unexpected<Error>(self.error());
+      f->identity = *self;
       f->dump.reset(nfct_open(CONNTRACK, 0));
       f->get.reset(nfct_open(CONNTRACK, 0));
       if (!f->dump || !f->get) return kernelError("cannot open the conntrack table of " + f->label, errno);
@@ -500,7 +504,8 @@ Expected<std::unique_ptr<Collector>> Collector::open(const model::Model& m, std:
       auto bind = nflogConfig(f->log.get(), options.group,
                               [](nlmsghdr* nlh) { nflog_attr_put_cfg_cmd(nlh, NFULNL_CFG_CMD_BIND); });
       if (!bind) {
-        const bool busy = errno == EBUSY;
+        // The kernel answers EPERM for a group another socket has bound (nfnetlink_log).
+        const bool busy = errno == EBUSY || errno == EPERM;
         return makeError(ErrorCode::kKernel, "cannot bind nflog group " + std::to_string(options.group) + " in " +
                                                  f->label + " (" + bind.error().message +
                                                  (busy ? "; another program holds it" : "") + ")");
@@ -567,6 +572,19 @@ Expected<void> Collector::step(int timeoutMs) {
   for (auto& f : s.fabrics) s.readEvents(*f), s.readLog(*f);
   const std::int64_t now = wallSeconds();
   if (now >= s.nextSample) {
+    // A named fabric's sockets stay in the namespace they were opened in,
+    // which lives on, empty, when the lab is taken down (or down and up
+    // again): its ENIs would show NODATA while the traffic flows elsewhere.
+    for (auto& f : s.fabrics) {
+      if (!f->fabric.netns) continue;
+      auto id = nft::netnsIdentity(f->fabric.netns);
+      if (!id || *id != f->identity) {
+        s.loss(*f, 1);
+        return makeError(ErrorCode::kKernel, "the namespace " + f->label +
+                                                 " is gone or is no longer the one collection started in (the lab "
+                                                 "was taken down?): collection stopped");
+      }
+    }
     if (auto r = s.sample(now); !r) return r;
     s.close(now);
     s.schedule(now);

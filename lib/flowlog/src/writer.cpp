@@ -249,12 +249,19 @@ class StreamWriter final : public Writer {
       text += render(r, format_);
       text += '\n';
     }
+    // One stream that cannot be written (a planted symlink, another format's
+    // file, a full disk) does not keep the other ENIs' lines from theirs; the
+    // first error is reported.
+    Expected<void> result;
     for (const auto& [eni, text] : byEni) {
       auto fd = streamFile(eni);
-      if (!fd) return unexpected(fd.error());
-      if (auto w = writeAll(*fd, text.data(), text.size(), directory_ + "/" + eni + ".log"); !w) return w;
+      if (!fd) {
+        if (result) result = unexpected(fd.error());
+        continue;
+      }
+      if (auto w = writeAll(*fd, text.data(), text.size(), directory_ + "/" + eni + ".log"); !w && result) result = w;
     }
-    return {};
+    return result;
   }
 
   Expected<void> close() override {

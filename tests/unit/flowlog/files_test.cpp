@@ -268,6 +268,14 @@ TEST_CASE("stream files: one per ENI, header once, appended across writers, anot
   auto w2 = makeStreamWriter(dir, Format::defaultFormat());
   CHECK_FALSE(w2->write({third}, kT));
   CHECK_FALSE(fs::exists(elsewhere.path + "/victim"));
+  // ...and does not keep the other ENIs of the batch from their streams (the
+  // symlink's ENI sorts first): the error is still reported.
+  Record fourth = record(7);
+  fourth.eni.interfaceId = "eni-0000000000000000d";
+  auto w3 = makeStreamWriter(dir, Format::defaultFormat());
+  CHECK_FALSE(w3->write({third, fourth}, kT));
+  CHECK(fs::exists(dir + "/eni-0000000000000000d.log"));
+  CHECK(readAll(dir + "/eni-0000000000000000d.log").rows.size() == 1);
 }
 
 TEST_CASE("the descriptor writer prints the header once, then the lines") {
