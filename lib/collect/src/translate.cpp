@@ -23,6 +23,9 @@ constexpr std::string_view kTcpPrefix = "vpcfw-tcp";
 constexpr std::int64_t kPendingSeconds = 120;
 // ...and at most this many (a flood of control packets cannot grow it past).
 constexpr std::size_t kPendingMax = 65536;
+// Conntrack entries followed at once (~2 KB each): beyond it an entry's
+// traffic is reported as loss (SKIPDATA), not followed.
+constexpr std::size_t kTrackedMax = 262144;
 
 bool hasPorts(std::uint8_t p) { return p == 6 || p == 17 || p == 132 || p == 136; }
 bool isIcmp(std::uint8_t p) { return p == 1 || p == 58; }
@@ -254,7 +257,13 @@ void Translator::counters(const CtEntry& e, std::int64_t now, bool destroyed, st
     if (!s_->tracked.contains(e.id)) s_->noteUncounted(e);
     return;
   }
-  if (!s_->tracked.contains(e.id) && s_->destroyed.contains(e.id)) return;
+  if (!s_->tracked.contains(e.id)) {
+    if (s_->destroyed.contains(e.id)) return;
+    if (s_->tracked.size() >= kTrackedMax) {
+      s_->noteUncounted(e);
+      return;
+    }
+  }
   Tracked& t = s_->track(e);
   for (int d = 0; d < 2; ++d) {
     Direction& dir = t.dir[d];
@@ -336,6 +345,7 @@ void Translator::logged(const LoggedPacket& p, std::vector<Observation>& out) {
 
   if (p.ct && p.ct->confirmed) {
     // Conntrack counted this packet in its direction; it must not count as accepted where it did not pass.
+    if (!s.tracked.contains(p.ct->id) && s.tracked.size() >= kTrackedMax) return;  // not followed: its loss is said
     Tracked& t = s.track(*p.ct);
     const int d = keyOf(t.orig, 0) == keyOf(h) ? 0 : 1;
     auto add = [&](Count& c) { c.packets += one.packets, c.bytes += one.bytes; };

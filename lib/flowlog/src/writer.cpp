@@ -137,7 +137,10 @@ class S3LayoutWriter final : public Writer {
       if (auto s = start(now); !s) return s;
     }
     const std::string text = lines(records, o_.format);
-    if (auto w = deflateText(text, Z_NO_FLUSH); !w) return w;
+    if (auto w = deflateText(text, Z_NO_FLUSH); !w) {
+      abandon();
+      return w;
+    }
     if (compressed_ >= o_.maxFileBytes) return finish();
     return {};
   }
@@ -213,14 +216,27 @@ class S3LayoutWriter final : public Writer {
     return {};
   }
 
+  // A file that could not be written (a full disk) is removed, not left as
+  // a temporary file: the next write starts a new one.
+  void abandon() {
+    if (open_) ::deflateEnd(&z_);
+    open_ = false;
+    if (dir_.fd >= 0 && !tmpName_.empty()) ::unlinkat(dir_.fd, tmpName_.c_str(), 0);
+    file_ = Fd{};
+    dir_ = Fd{};
+  }
+
   // The gzip trailer, then the file appears under its final name.
   Expected<void> finish() {
     open_ = false;
     auto done = deflateText({}, Z_FINISH);
     ::deflateEnd(&z_);
-    if (!done) return done;
-    if (::fsync(file_.fd) != 0)
-      return systemError(ErrorCode::kIo, fmt::format("cannot write {}/{}", shownDir_, tmpName_), errno);
+    if (!done || ::fsync(file_.fd) != 0) {
+      auto e = done ? systemError(ErrorCode::kIo, fmt::format("cannot write {}/{}", shownDir_, tmpName_), errno)
+                    : unexpected(done.error());
+      abandon();
+      return e;
+    }
     file_ = Fd{};
     if (::renameat(dir_.fd, tmpName_.c_str(), dir_.fd, finalName_.c_str()) != 0)
       return systemError(ErrorCode::kIo, fmt::format("cannot rename {}/{}", shownDir_, tmpName_), errno);

@@ -1006,7 +1006,7 @@ class Daemon {
     std::uint64_t lost = flowLostEvents_;
     if (collector_) {
       const auto st = collector_->stats();
-      lost += st.lostCtEvents + st.lostLogMessages + st.uncountedFlows;
+      lost += st.lostCtEvents + st.lostLogMessages + st.uncountedFlows + st.aggregated.overflowed;
     }
     m.set("vpcfw_flowlog_lost_events_total", {}, static_cast<double>(lost));
     m.set("vpcfw_flowlog_failures_total", {}, static_cast<double>(flowLogFailures_));
@@ -1095,13 +1095,16 @@ class Daemon {
 
   void writeRecords(const model::Model& m, const model::FlowLog& log, const std::vector<flowlog::Record>& rs) {
     const auto k = static_cast<std::size_t>(&log - m.flowLogs.data());
-    for (const auto& r : rs) ++flowRecords_[std::string(flowlog::logStatusName(r.status))];
     if (k >= flowWriters_.size() || !flowWriters_[k]) return;
     auto w = flowWriters_[k]->write(rs, static_cast<std::int64_t>(std::time(nullptr)));
     if (!w) {
+      // Counted as lost, not as written (a failed file is removed whole).
       ++flowLogFailures_;
-      say(LogLevel::kError, fmt::format("flow log {}: {}", log.name, w.error().message));
+      flowLostEvents_ += rs.size();
+      say(LogLevel::kError, fmt::format("flow log {}: {}; {} records lost", log.name, w.error().message, rs.size()));
+      return;
     }
+    for (const auto& r : rs) ++flowRecords_[std::string(flowlog::logStatusName(r.status))];
   }
 
   void stepFlowLogs() {
@@ -1125,7 +1128,7 @@ class Daemon {
       for (int fd : collector_->fds()) loop_.remove(fd);
       if (auto r = collector_->flush(); !r) say(LogLevel::kError, fmt::format("flow logs: {}", r.error().message));
       const auto st = collector_->stats();
-      flowLostEvents_ += st.lostCtEvents + st.lostLogMessages + st.uncountedFlows;
+      flowLostEvents_ += st.lostCtEvents + st.lostLogMessages + st.uncountedFlows + st.aggregated.overflowed;
       collector_.reset();
     }
     for (auto& w : flowWriters_)
