@@ -532,20 +532,13 @@ Expected<std::unique_ptr<Collector>> Collector::open(const model::Model& m, std:
     for (int fd : {mnl_socket_get_fd(f->events.get()), mnl_socket_get_fd(f->log.get())})
       fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
     f->reader = std::make_unique<EventReader>(mnl_socket_get_fd(f->events.get()));
-    nfct_callback_register(
-        f->dump.get(), NFCT_T_ALL,
-        [](enum nf_conntrack_msg_type, struct nf_conntrack* ct, void* data) -> int {
-          if (auto e = entryOf(ct)) static_cast<std::vector<CtEntry>*>(data)->push_back(*e);
-          return NFCT_CB_CONTINUE;
-        },
-        &f->dumped);
-    nfct_callback_register(
-        f->get.get(), NFCT_T_ALL,
-        [](enum nf_conntrack_msg_type, struct nf_conntrack* ct, void* data) -> int {
-          if (auto e = entryOf(ct)) static_cast<std::vector<CtEntry>*>(data)->push_back(*e);
-          return NFCT_CB_CONTINUE;
-        },
-        &f->gotten);
+    // Each handle's answers land in its own vector.
+    auto collectInto = [](enum nf_conntrack_msg_type, struct nf_conntrack* ct, void* data) -> int {
+      if (auto e = entryOf(ct)) static_cast<std::vector<CtEntry>*>(data)->push_back(*e);
+      return NFCT_CB_CONTINUE;
+    };
+    nfct_callback_register(f->dump.get(), NFCT_T_ALL, collectInto, &f->dumped);
+    nfct_callback_register(f->get.get(), NFCT_T_ALL, collectInto, &f->gotten);
     s.fabrics.push_back(std::move(f));
   }
   // The baseline: what existing entries counted before now is not ours.
