@@ -273,7 +273,12 @@ std::vector<Record> Aggregator::advance(std::int64_t now) {
 std::vector<Record> Aggregator::flush(std::int64_t now) {
   State& s = *s_;
   std::vector<Record> out;
-  s.close(std::max(now, s.start), out);
+  // An interval that has not begun yet (a flush right on its boundary) holds
+  // nothing to say: no zero-length NODATA rows.
+  const bool empty =
+      now <= s.start && s.flows.empty() &&
+      std::none_of(s.windows.begin(), s.windows.end(), [](const EniWindow& w) { return w.active || w.skipped; });
+  if (!empty) s.close(std::max(now, s.start), out);
   s.start = std::max(now, s.start);
   s.end = floorTo(s.start, s.options.interval) + s.options.interval;
   return out;

@@ -300,3 +300,16 @@ flow_logs:
   REQUIRE(one.size() == 1);
   CHECK(one[0].identity.vpcId == awsId("vpc", "w"));
 }
+
+TEST_CASE("a flush right on an interval's boundary adds no zero-length NODATA rows") {
+  Aggregator a(options(60), {eni("eni-0123456789abcdef0")}, 100);
+  auto closed = a.advance(120);
+  REQUIRE(closed.size() == 1);
+  CHECK(closed[0].status == LogStatus::kNoData);
+  CHECK(a.flush(120).empty());
+  // Traffic or loss in the new interval is still flushed.
+  a.reportLoss(0, 1);
+  auto flushed = a.flush(120);
+  REQUIRE(flushed.size() == 1);
+  CHECK(flushed[0].status == LogStatus::kSkipData);
+}
