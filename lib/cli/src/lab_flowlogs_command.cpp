@@ -60,8 +60,7 @@ int labFlowLogs(const FlowLogsOptions& o, std::ostream& out, std::ostream& err) 
   }
   std::vector<flowlog::Format> formats;
   for (const auto& log : m->flowLogs) {
-    auto f = log.logFormat.empty() ? Expected<flowlog::Format>(flowlog::Format::defaultFormat())
-                                   : flowlog::Format::parse(log.logFormat);
+    auto f = flowlog::formatOf(log);
     if (!f) {
       err << "vpcfw lab flowlogs: flow log " << log.name << ": " << f.error().message << '\n';
       return kExitUsage;

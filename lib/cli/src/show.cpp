@@ -111,9 +111,7 @@ nlohmann::json modelToJson(const model::Model& m) {
     static constexpr const char* kinds[] = {"vpc", "subnet", "instance"};
     static constexpr const char* traffic[] = {"ACCEPT", "REJECT", "ALL"};
     static constexpr const char* dest[] = {"files", "streams", "stdout"};
-    auto format = log.logFormat.empty()
-                      ? flowlog::Format::defaultFormat()
-                      : flowlog::Format::parse(log.logFormat).value_or(flowlog::Format::defaultFormat());
+    auto format = flowlog::formatOf(log).value_or(flowlog::Format::defaultFormat());
     json enis = json::array();
     for (auto i : model::flowLogInstances(m, log))
       enis.push_back({{"instance", m.instances[i].name}, {"interface_id", flowlog::awsId("eni", m.instances[i].name)}});

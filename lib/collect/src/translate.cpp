@@ -6,6 +6,7 @@
 #include <cstring>
 #include <unordered_map>
 
+#include "vpcfw/compile/compiler.h"
 #include "vpcfw/eval/evaluator.h"
 #include "vpcfw/flowlog/record.h"
 
@@ -17,8 +18,6 @@ using flowlog::FlowDirection;
 using flowlog::Observation;
 
 constexpr std::string_view kStageNames[] = {"nacl-egress", "nacl-ingress", "sg-egress", "sg-ingress"};
-constexpr std::string_view kDropPrefix = "vpcfw-drop ";
-constexpr std::string_view kTcpPrefix = "vpcfw-tcp";
 // Accepted TCP flags seen before their conntrack entry is, kept this long.
 constexpr std::int64_t kPendingSeconds = 120;
 // ...and at most this many (a flood of control packets cannot grow it past).
@@ -109,22 +108,17 @@ std::optional<Stage> parseStage(std::string_view text) {
 }
 
 bool parsePrefix(std::string_view prefix, LoggedPacket& into) {
-  // nft pads nothing, but a C string may carry its NUL.
-  while (!prefix.empty() && (prefix.back() == '\0' || prefix.back() == ' ')) prefix.remove_suffix(1);
-  if (prefix == kTcpPrefix) {
+  // A C string may carry its NUL; the compiler's reader knows the rest.
+  while (!prefix.empty() && prefix.back() == '\0') prefix.remove_suffix(1);
+  auto p = compile::parseFlowLogPrefix(prefix);
+  if (!p) return false;
+  if (p->kind == compile::FlowLogPrefix::Kind::kTcp) {
     into.kind = LoggedPacket::Kind::kAcceptedTcp;
     return true;
   }
-  if (!prefix.starts_with(kDropPrefix)) return false;
-  prefix.remove_prefix(kDropPrefix.size());
-  const auto space = prefix.find(' ');
-  if (space == std::string_view::npos) return false;
-  auto stage = parseStage(prefix.substr(0, space));
-  const auto ifname = prefix.substr(space + 1);
-  if (!stage || ifname.empty() || ifname.size() > 15 || ifname.find(' ') != std::string_view::npos) return false;
   into.kind = LoggedPacket::Kind::kDrop;
-  into.stage = *stage;
-  into.ifname = std::string(ifname);
+  into.stage = *parseStage(p->stage);
+  into.ifname = std::move(p->ifname);
   return true;
 }
 

@@ -156,4 +156,9 @@ std::string Format::header() const {
   return out;
 }
 
+Expected<Format> formatOf(const model::FlowLog& log) {
+  if (log.logFormat.empty()) return Format::defaultFormat();
+  return Format::parse(log.logFormat);
+}
+
 }  // namespace vpcfw::flowlog

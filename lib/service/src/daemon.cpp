@@ -1042,8 +1042,7 @@ class Daemon {
     if (model_->flowLogs.empty()) return;
     std::vector<std::unique_ptr<flowlog::Writer>> writers;
     for (const auto& log : model_->flowLogs) {
-      auto format = log.logFormat.empty() ? Expected<flowlog::Format>(flowlog::Format::defaultFormat())
-                                          : flowlog::Format::parse(log.logFormat);
+      auto format = flowlog::formatOf(log);
       if (!format) {  // validated already; kept for safety
         writers.push_back(nullptr);
         continue;

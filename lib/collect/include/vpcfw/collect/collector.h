@@ -18,6 +18,7 @@
 
 #include "vpcfw/base/error.h"
 #include "vpcfw/collect/translate.h"
+#include "vpcfw/compile/compiler.h"
 #include "vpcfw/flowlog/aggregator.h"
 #include "vpcfw/lab/plan.h"
 #include "vpcfw/model/model.h"
@@ -38,14 +39,14 @@ std::vector<Fabric> labFabrics(const model::Model& m, const lab::LabPlan& plan);
 Fabric hostFabric(const model::Model& m, const std::string& host, std::optional<std::string> netns);
 
 struct CollectorOptions {
-  std::uint16_t group = 2701;                // the nflog group the ruleset logs to (compile::kFlowLogGroup)
-  int socketBuffer = 64 << 20;               // receive buffer of each socket (SO_RCVBUFFORCE)
-  std::int64_t sampleSeconds = 5;            // conntrack counters are read at least this often
-  std::uint32_t logQueueThreshold = 16;      // nflog batches this many messages...
-  std::uint32_t logFlushCentiseconds = 1;    // ...or waits this long (1/100 s)
-  std::size_t maxFlowsPerInterval = 262144;  // per flow log; past it, SKIPDATA
-  std::optional<std::int64_t> interval;      // overrides every flow log's aggregation interval (seconds)
-  bool enableAccounting = true;              // turn on nf_conntrack_acct and _timestamp in the fabrics
+  std::uint16_t group = compile::kFlowLogGroup;  // the nflog group the ruleset logs to
+  int socketBuffer = 64 << 20;                   // receive buffer of each socket (SO_RCVBUFFORCE)
+  std::int64_t sampleSeconds = 5;                // conntrack counters are read at least this often
+  std::uint32_t logQueueThreshold = 16;          // nflog batches this many messages...
+  std::uint32_t logFlushCentiseconds = 1;        // ...or waits this long (1/100 s)
+  std::size_t maxFlowsPerInterval = 262144;      // per flow log; past it, SKIPDATA
+  std::optional<std::int64_t> interval;          // overrides every flow log's aggregation interval (seconds)
+  bool enableAccounting = true;                  // turn on nf_conntrack_acct and _timestamp in the fabrics
 };
 
 struct CollectorStats {

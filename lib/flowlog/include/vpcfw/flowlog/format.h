@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "vpcfw/base/error.h"
+#include "vpcfw/model/model.h"
 
 namespace vpcfw::flowlog {
 
@@ -88,5 +89,8 @@ class Format {
  private:
   std::vector<Field> fields_;
 };
+
+// A flow log's format: its log_format, or version 2's default when it has none.
+[[nodiscard]] Expected<Format> formatOf(const model::FlowLog& log);
 
 }  // namespace vpcfw::flowlog
