@@ -21,6 +21,7 @@
 #include "vpcfw/lab/lab.h"
 #include "vpcfw/nft/applier.h"
 #include "vpcfw/state/state.h"
+#include "vpcfw/track/untracked.h"
 
 #include <fcntl.h>
 #include <sched.h>
@@ -233,9 +234,12 @@ int kernelFailure(const Error& e) {
 // The rulesets a kernel command works on, each with the namespace it goes to:
 // --netns N puts one fabric into N; without it every fabric goes to the lab
 // namespace of the same name.
-Expected<std::vector<std::pair<compile::Ruleset, std::optional<std::string>>>> targets(const KernelOptions& o,
-                                                                                       std::ostream& out,
-                                                                                       std::ostream& err) {
+struct Targets {
+  model::Model model;
+  compile::Placement placement;
+  std::vector<std::pair<compile::Ruleset, std::optional<std::string>>> list;
+};
+Expected<Targets> targets(const KernelOptions& o, std::ostream& out, std::ostream& err) {
   Diagnostics diags;
   auto t0 = std::chrono::steady_clock::now();
   auto m = loadConfig(o.config, diags);
@@ -245,7 +249,8 @@ Expected<std::vector<std::pair<compile::Ruleset, std::optional<std::string>>>> t
     return makeError(ErrorCode::kInvalidArgument, fmt::format("{}: {} error(s); nothing was changed",
                                                               escapeForMessage(o.config), diags.errorCount()));
   t0 = std::chrono::steady_clock::now();
-  auto rulesets = compile::compileRulesets(*m, compile::labPlacement(*m));
+  auto placement = compile::labPlacement(*m);
+  auto rulesets = compile::compileRulesets(*m, placement);
   if (o.timing) out << fmt::format("timing: load+validate {:.1f} ms, compile {:.1f} ms\n", loadMs, msSince(t0));
   if (!rulesets) return unexpected(rulesets.error());
   std::vector<std::pair<compile::Ruleset, std::optional<std::string>>> chosen;
@@ -273,7 +278,7 @@ Expected<std::vector<std::pair<compile::Ruleset, std::optional<std::string>>>> t
     return makeError(ErrorCode::kInvalidArgument,
                      fmt::format("the config has {} fabrics; name one with --fabric to put it into --netns {}",
                                  chosen.size(), o.netns));
-  return chosen;
+  return Targets{std::move(*m), std::move(placement), std::move(chosen)};
 }
 
 int applyCommand(const KernelOptions& o, std::ostream& out, std::ostream& err) {
@@ -282,7 +287,7 @@ int applyCommand(const KernelOptions& o, std::ostream& out, std::ostream& err) {
     err << "vpcfw apply: " << t.error().message << '\n';
     return kExitUsage;
   }
-  for (const auto& [ruleset, ns] : *t) {
+  for (const auto& [ruleset, ns] : t->list) {
     const std::string where = ns ? "netns " + *ns : "this namespace";
     nft::ApplyOptions ao;
     ao.netns = ns;
@@ -294,6 +299,7 @@ int applyCommand(const KernelOptions& o, std::ostream& out, std::ostream& err) {
       err << fmt::format("vpcfw apply: fabric {} ({}): waiting for {} (up to {} s)...\n", ruleset.fabric, where, holder,
                          o.lockTimeout);
     };
+    if (!o.check) ao.previousSets = track::untrackedSetNames();
     auto r = nft::applyRuleset(ruleset, ao);
     if (!r) {
       err << fmt::format("vpcfw apply: fabric {} ({}): {}\n", ruleset.fabric, where, r.error().message);
@@ -314,6 +320,16 @@ int applyCommand(const KernelOptions& o, std::ostream& out, std::ostream& err) {
       out << fmt::format("timing: linearize {:.1f} ms, read back {:.1f} ms, build batch {:.1f} ms, commit {:.1f} ms\n",
                          r->linearizeMs, r->readBackMs, r->buildMs, r->commitMs);
     for (const auto& c : r->changes) out << "  " << c << '\n';
+    if (o.check) continue;
+    // The new rules are in force whatever happens here; flows AWS would
+    // have stopped and that keep running are an error, said as one.
+    auto cut = track::cutAfterCommit(*r, t->model, t->placement, ruleset.fabric, ns);
+    if (!cut) {
+      err << fmt::format("vpcfw apply: fabric {} ({}): the rules are in force, but untracked flows were not cut: {}\n",
+                         ruleset.fabric, where, cut.error().message);
+      return kernelFailure(cut.error());
+    }
+    for (const auto& line : track::describe(*cut)) out << "  " << line << '\n';
   }
   return kExitOk;
 }
@@ -325,7 +341,7 @@ int diffCommand(const KernelOptions& o, std::ostream& out, std::ostream& err) {
     return kExitUsage;
   }
   bool same = true;
-  for (const auto& [ruleset, ns] : *t) {
+  for (const auto& [ruleset, ns] : t->list) {
     auto d = nft::diffRuleset(ruleset, ns, o.verbose);
     if (!d) {
       err << fmt::format("vpcfw diff: fabric {}: {}\n", ruleset.fabric, d.error().message);

@@ -208,7 +208,9 @@ int labApply(const std::string& path, std::ostream& out, std::ostream& err) {
   auto id = labIdReported(path, "apply", err);
   if (!id) return kExitUsage;
   auto t0 = std::chrono::steady_clock::now();
-  auto r = lab::labApply(*plan, *id, optionsFor(0, true, err));
+  auto lo = optionsFor(0, true, err);
+  lo.model = &*m;
+  auto r = lab::labApply(*plan, *id, lo);
   if (!r) {
     err << "vpcfw lab apply: " << r.error().message << '\n';
     return kExitBlocked;
@@ -217,10 +219,13 @@ int labApply(const std::string& path, std::ostream& out, std::ostream& err) {
   for (const auto& a : r->removed) out << "  - namespace " << a << '\n';
   for (const auto& a : r->readdressed) out << "  ~ namespace " << a << " (its addresses changed, in place)\n";
   for (const auto& c : r->changes) out << "  ~ " << c << '\n';
+  for (const auto& c : r->cut) out << "  x " << c << '\n';
   for (const auto& c : r->refused) err << "vpcfw lab apply: not applied: " << c << '\n';
   out << fmt::format(
-      "lab apply: {} namespaces added, {} removed, {} re-addressed, {} changes, {} refused in {:.0f} ms\n",
-      r->added.size(), r->removed.size(), r->readdressed.size(), r->changes.size(), r->refused.size(), msSince(t0));
+      "lab apply: {} namespaces added, {} removed, {} re-addressed, {} changes, {} untracked flows cut, {} refused in "
+      "{:.0f} ms\n",
+      r->added.size(), r->removed.size(), r->readdressed.size(), r->changes.size(), r->flowsCut, r->refused.size(),
+      msSince(t0));
   return r->refused.empty() ? kExitOk : kExitBlocked;
 }
 

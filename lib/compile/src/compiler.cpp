@@ -192,6 +192,16 @@ class FabricCompiler {
     for (std::size_t k = 0; k < shards_; ++k)
       for (auto dir : {Direction::kEgress, Direction::kIngress})
         for (auto fam : {Family::kIpv4, Family::kIpv6}) createGroupSets(dir, fam, k);
+    for (auto dir : {Direction::kEgress, Direction::kIngress})
+      for (auto fam : {Family::kIpv4, Family::kIpv6}) {
+        const bool out = dir == Direction::kEgress, v4 = fam == Family::kIpv4;
+        untracked_[dirIndex(dir)][famIndex(fam)] =
+            addSet(std::string(kUntrackedSets[dirIndex(dir)][famIndex(fam)]),
+                   {Field::kIifname, v4 ? Field::kIpSaddr : Field::kIp6Saddr, Field::kL4proto, Field::kThDport}, true,
+                   fmt::format("untracked {}: ENI . address . ports open {} {}, all open {} (read by vpcfw, no rule)",
+                               out ? "egress" : "ingress", out ? "to" : "from", v4 ? "0.0.0.0/0" : "::/0",
+                               out ? "in" : "out"));
+      }
 
     if (!hostMode_ || routedHost_) {
       // A lab router filters everything it forwards (policy drop: it carries
@@ -272,6 +282,7 @@ class FabricCompiler {
   Names names_;
   std::size_t enisSet_[2] = {0, 0}, naclOut_[2] = {0, 0}, naclIn_[2] = {0, 0};  // by style
   std::size_t src4_ = 0, src6_ = 0, sgRefsOut_ = 0, sgRefsIn_ = 0;
+  std::size_t untracked_[2][2] = {};  // [egress, ingress][IPv4, IPv6] -> kUntrackedSets
   // Routed host with own ENIs: [egress/ingress][IPv4/IPv6] -> map from an own
   // ENI's address to its NACL chain / its by-address group chain.
   std::size_t byAddrNacl_[2][2] = {{0, 0}, {0, 0}}, byAddrSg_[2][2] = {{0, 0}, {0, 0}};
@@ -721,6 +732,52 @@ class FabricCompiler {
   std::vector<std::pair<std::size_t, std::string>> shardChains_[2][2];
   std::string sgEntry_[2][2];  // [style][egress/ingress] -> the chain the base chains jump to
 
+  // vpc-semantics.md: TCP/UDP admitted from 0.0.0.0/0 (::/0) one way, with
+  // all traffic to 0.0.0.0/0 (::/0) allowed the other way, is not tracked at
+  // the ENI (eval::isUntracked says the same of one flow). The ports, merged
+  // per protocol, for each of the ENI's addresses of the family.
+  void addUntracked(const model::Instance& inst, const std::string& ifn) {
+    for (auto dir : {Direction::kEgress, Direction::kIngress}) {
+      const Direction back = dir == Direction::kEgress ? Direction::kIngress : Direction::kEgress;
+      for (auto fam : {Family::kIpv4, Family::kIpv6}) {
+        const auto any = net::Cidr::any(fam);
+        bool allBack = false;
+        std::vector<IntRange> open[2];  // tcp, udp
+        for (auto g : inst.groups) {
+          for (const auto& r : m_.groups[g].rules(back)) {
+            const auto* c = std::get_if<net::Cidr>(&r.peer);
+            if (c && *c == any && r.protocol.isAll()) allBack = true;
+          }
+          for (const auto& r : m_.groups[g].rules(dir)) {
+            const auto* c = std::get_if<net::Cidr>(&r.peer);
+            if (!c || *c != any) continue;
+            if (r.protocol.isAll()) {
+              for (auto& o : open) o.push_back(IntRange{0, 65535});
+            } else if (r.protocol.number() == Protocol::kTcp || r.protocol.number() == Protocol::kUdp) {
+              open[r.protocol.number() == Protocol::kTcp ? 0 : 1].push_back(IntRange{r.ports.from, r.ports.to});
+            }
+          }
+        }
+        if (!allBack) continue;
+        std::vector<net::IpAddress> addrs;
+        if (fam == Family::kIpv4) {
+          addrs.push_back(inst.privateIp);
+          addrs.insert(addrs.end(), inst.secondaryIps.begin(), inst.secondaryIps.end());
+        } else {
+          addrs = inst.ipv6Addresses;
+        }
+        auto& set = t_.sets[untracked_[dirIndex(dir)][famIndex(fam)]];
+        for (int k = 0; k < 2; ++k) {
+          const auto proto = static_cast<std::uint32_t>(k == 0 ? Protocol::kTcp : Protocol::kUdp);
+          for (const auto& ports : mergeIntRanges(std::move(open[k])))
+            for (const auto& a : addrs)
+              set.elements.push_back(
+                  SetElement{{ifn, AddressRange{a, a}, IntRange{proto, proto}, ports}, std::nullopt});
+        }
+      }
+    }
+  }
+
   void compileEni(std::size_t instIndex) {
     const auto& inst = m_.instances[instIndex];
     const std::string& ifn = ifname(instIndex);
@@ -742,6 +799,8 @@ class FabricCompiler {
       for (const auto& a : inst.ipv6Addresses)
         t_.sets[src6_].elements.push_back(SetElement{{ifn, AddressRange{a, a}}, std::nullopt});
     }
+
+    addUntracked(inst, ifn);
 
     for (auto dir : {Direction::kEgress, Direction::kIngress}) {
       const bool out = dir == Direction::kEgress;

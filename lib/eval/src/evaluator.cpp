@@ -194,26 +194,8 @@ class PathWalker {
  private:
   const Model& m_;
 
-  // vpc-semantics.md: TCP/UDP allowed from 0.0.0.0/0 (or ::/0) in `dir` plus all
-  // traffic to 0.0.0.0/0 (::/0) on all ports in the other direction = untracked.
   bool untracked(const Instance& inst, Direction dir, const Packet& request) const {
-    if (!request.protocol.hasPorts()) return false;
-    const auto any = net::Cidr::any(request.src.family());
-    bool open = false, allBack = false;
-    const Direction back = dir == Direction::kIngress ? Direction::kEgress : Direction::kIngress;
-    for (auto gi : inst.groups) {
-      for (const auto& r : m_.groups[gi].rules(dir)) {
-        auto* c = std::get_if<net::Cidr>(&r.peer);
-        if (c && *c == any && (r.protocol.isAll() || r.protocol == request.protocol) &&
-            fieldsMatch(r.protocol, r.ports, r.icmp, request))
-          open = true;
-      }
-      for (const auto& r : m_.groups[gi].rules(back)) {
-        auto* c = std::get_if<net::Cidr>(&r.peer);
-        if (c && *c == any && r.protocol.isAll()) allBack = true;
-      }
-    }
-    return open && allBack;
+    return isUntracked(m_, inst, dir, request);
   }
 };
 
@@ -514,6 +496,28 @@ bool peerMatches(const Model& m, const model::Peer& peer, const IpAddress& addr)
   for (const auto& c : m.prefixLists[ref.prefixList].entries)
     if (c.contains(addr)) return true;
   return false;
+}
+
+// vpc-semantics.md: TCP/UDP allowed from 0.0.0.0/0 (or ::/0) in `dir` plus all
+// traffic to 0.0.0.0/0 (::/0) on all ports in the other direction = untracked.
+bool isUntracked(const Model& m, const Instance& inst, Direction dir, const Packet& request) {
+  if (!request.protocol.hasPorts()) return false;
+  const auto any = net::Cidr::any(request.src.family());
+  bool open = false, allBack = false;
+  const Direction back = dir == Direction::kIngress ? Direction::kEgress : Direction::kIngress;
+  for (auto gi : inst.groups) {
+    for (const auto& r : m.groups[gi].rules(dir)) {
+      auto* c = std::get_if<net::Cidr>(&r.peer);
+      if (c && *c == any && (r.protocol.isAll() || r.protocol == request.protocol) &&
+          fieldsMatch(r.protocol, r.ports, r.icmp, request))
+        open = true;
+    }
+    for (const auto& r : m.groups[gi].rules(back)) {
+      auto* c = std::get_if<net::Cidr>(&r.peer);
+      if (c && *c == any && r.protocol.isAll()) allBack = true;
+    }
+  }
+  return open && allBack;
 }
 
 GroupMatch evaluateGroups(const Model& m, const std::vector<std::size_t>& groups, Direction dir, const Packet& p) {

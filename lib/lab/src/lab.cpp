@@ -25,6 +25,7 @@
 #include "vpcfw/nft/applier.h"
 #include "vpcfw/nft/netns.h"
 #include "vpcfw/state/state.h"
+#include "vpcfw/track/untracked.h"
 
 namespace vpcfw::lab {
 namespace {
@@ -1010,15 +1011,28 @@ Expected<LabApplyReport> labApply(const LabPlan& plan, const LabId& lab, const L
     return {};
   });
   // 6. Rules: only the difference.
+  std::optional<compile::Placement> placement;
+  if (options.model) placement = compile::labPlacement(*options.model);
   for (const auto& rs : plan.rulesets) {
     nft::ApplyOptions o;
     o.netns = rs.fabric;
+    if (placement) o.previousSets = track::untrackedSetNames();
     auto a = nft::applyRuleset(rs, o);
     if (!a) {
       report.refused.push_back(rs.fabric + ": " + a.error().message);
       continue;
     }
     for (const auto& c : a->changes) report.changes.push_back(rs.fabric + ": " + c);
+    if (!placement) continue;
+    // The rules are in force; a failed cut leaves flows running that AWS
+    // would have stopped, which is said, not hidden.
+    auto cut = track::cutAfterCommit(*a, *options.model, *placement, rs.fabric, rs.fabric);
+    if (!cut) {
+      report.refused.push_back(rs.fabric + ": untracked flows were not cut: " + cut.error().message);
+      continue;
+    }
+    report.flowsCut += cut->cut.size();
+    for (const auto& line : track::describe(*cut)) report.cut.push_back(rs.fabric + ": " + line);
   }
   std::sort(report.readdressed.begin(), report.readdressed.end());
   return report;

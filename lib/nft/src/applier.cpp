@@ -683,6 +683,28 @@ KernelChain recordOf(LinearChain&& c) {
   return kc;
 }
 
+// ApplyReport::previous from what the batch about to be sent replaces: the
+// sets it changes (one `d` holds with other elements). An unchanged set is
+// left out, so a caller learns nothing changed there at no cost.
+void keepPrevious(const KernelTable& k, const LinearTable& d, const ApplyOptions& o, ApplyReport& report) {
+  report.previous.clear();
+  if (!k.exists || !k.owned || o.previousSets.empty()) return;
+  for (const auto& name : o.previousSets) {
+    auto it = k.sets.find(name);
+    if (it == k.sets.end()) continue;
+    const LinearSet* want = nullptr;
+    for (const auto& st : d.sets)
+      if (nftnl_set_get_str(st.set.get(), NFTNL_SET_NAME) == name) want = &st;
+    if (!want || it->second.elements == packAll(want->elements)) continue;
+    auto& out = report.previous[name];
+    out.reserve(it->second.elements.size());
+    for (std::size_t i = 0; i < it->second.elements.size(); ++i) {
+      ElementBytes e = unpack(it->second.elements[i]);
+      out.push_back(ApplyReport::ElementKey{std::move(e.key), std::move(e.keyEnd)});
+    }
+  }
+}
+
 // What the kernel holds right after committing `d`: the same reduction a
 // read-back makes of it (signatures are computed by the same functions).
 // Takes the strings out of `d`, which is not used afterwards.
@@ -913,6 +935,7 @@ bool applyChanges(Socket& sock, const compile::Ruleset& desired, const compile::
   Batch b(rec.generation);
   incrementalBatch(b, d, k, report.changes);
   report.buildMs = msSince(t0);
+  keepPrevious(r, d, o, report);
   auto moved = sendOrCheck(sock, b, o, report);
   if (!moved || *moved) {
     rec.valid = false;
@@ -1001,6 +1024,7 @@ Expected<ApplyReport> applyRuleset(const compile::Ruleset& desired, const ApplyO
       else
         incrementalBatch(b, d, rec->table, report.changes);
       report.buildMs = msSince(t0);
+      keepPrevious(rec->table, d, options, report);
       auto moved = sendOrCheck(*sock, b, options, report);
       if (moved && !*moved) {
         report.fromRecord = true;
@@ -1030,6 +1054,7 @@ Expected<ApplyReport> applyRuleset(const compile::Ruleset& desired, const ApplyO
       else
         incrementalBatch(b, d, k, report.changes);
       report.buildMs = msSince(t0);
+      keepPrevious(k, d, options, report);
       auto moved = sendOrCheck(*sock, b, options, report);
       if (!moved) return unexpected(moved.error());
       if (!*moved) {
@@ -1048,6 +1073,7 @@ Expected<ApplyReport> applyRuleset(const compile::Ruleset& desired, const ApplyO
     if (options.record) options.record->invalidate();
     return unexpected(done.error());
   }
+  if (!report.changed) report.previous.clear();
   return report;
 }
 

@@ -51,6 +51,7 @@
 #include "vpcfw/service/loop.h"
 #include "vpcfw/service/metrics.h"
 #include "vpcfw/state/state.h"
+#include "vpcfw/track/untracked.h"
 
 namespace vpcfw::service {
 namespace {
@@ -515,7 +516,8 @@ class Daemon {
     });
   }
 
-  Expected<nft::ApplyReport> applyTo(Fabric& f, const compile::RulesetChanges* changes = nullptr) {
+  Expected<nft::ApplyReport> applyTo(Fabric& f, const compile::RulesetChanges* changes = nullptr,
+                                     bool cutUntracked = false) {
     // The namespace is named, and a name can be given to another namespace
     // (deleted and made again): the monitor would watch the old one and the
     // record describe it. Then both start over in the namespace the name
@@ -534,6 +536,7 @@ class Daemon {
     ao.record = &f.record;
     ao.lockTimeout = o_.lockTimeout;
     ao.changes = changes;
+    if (cutUntracked) ao.previousSets = track::untrackedSetNames();
     // A big commit (a whole table: the start, a repair, a full reload) is
     // announced object by object, which costs the kernel a third of the
     // commit and us the parsing: the monitor leaves for it, and afterwards
@@ -631,9 +634,9 @@ class Daemon {
     bool changed = false;
     t0 = Clock::now();
     if (o_.lab) {
-      if (!enforceLab(*wanted, out, changed)) return out;
+      if (!enforceLab(*wanted, *model, out, changed)) return out;
     } else {
-      if (!enforceHost(*wanted, out, changed, initial)) {
+      if (!enforceHost(*wanted, *model, out, changed, initial)) {
         restoreCompiler();
         return out;
       }
@@ -720,7 +723,24 @@ class Daemon {
     }
   }
 
-  bool enforceHost(Wanted& w, ReloadOutcome& out, bool& changed, bool initial) {
+  // After a config change is in force: the untracked flows it stops
+  // (docs/ruleset.md, "Untracked flows"). Drift repairs do not cut: they
+  // restore the config's rules, and what a tampered table held says nothing
+  // about what AWS would have tracked.
+  void cutFlows(const Fabric& f, const nft::ApplyReport& r, const model::Model& m) {
+    if (r.previous.empty()) return;
+    auto cut = track::cutAfterCommit(r, m, compile::labPlacement(m), f.name, f.netns);
+    if (!cut) {
+      ++cutFailures_;
+      say(LogLevel::kError,
+          fmt::format("{}: the rules are in force, but untracked flows were not cut: {}", f.name, cut.error().message));
+      return;
+    }
+    flowsCut_ += cut->cut.size();
+    for (const auto& line : track::describe(*cut)) say(LogLevel::kInfo, fmt::format("{}: {}", f.name, line));
+  }
+
+  bool enforceHost(Wanted& w, const model::Model& m, ReloadOutcome& out, bool& changed, bool initial) {
     const compile::Ruleset& desired = *w.host;
     if (fabrics_.empty()) {
       auto f = std::make_unique<Fabric>();
@@ -733,7 +753,7 @@ class Daemon {
     // Drift seen so far is repaired by this apply too: read the monitor first.
     onMonitorQuiet(f);
     f.desired = &desired;
-    auto r = applyTo(f, &compiler_.changes(f.name));
+    auto r = applyTo(f, &compiler_.changes(f.name), true);
     if (!r) {
       out.result = ReloadOutcome::Result::kFailed;
       out.message =
@@ -742,10 +762,11 @@ class Daemon {
     }
     changed = r->changed;
     lastApply_ = *r;
+    cutFlows(f, *r, m);
     return true;
   }
 
-  bool enforceLab(Wanted& w, ReloadOutcome& out, bool& changed) {
+  bool enforceLab(Wanted& w, const model::Model& m, ReloadOutcome& out, bool& changed) {
     auto id = lab::labIdOf(o_.config);
     if (!id) {
       out.message = id.error().message;
@@ -757,6 +778,7 @@ class Daemon {
     lab::LabOptions lo;
     lo.lockTimeout = o_.lockTimeout;
     lo.progress = [this](const std::string& line) { say(LogLevel::kInfo, line); };
+    lo.model = &m;
     auto st = lab::labStatus(&*w.plan, &*id);
     const bool up = st && std::any_of(st->namespaces.begin(), st->namespaces.end(),
                                       [](const lab::NamespaceStatus& n) { return n.recorded; });
@@ -776,6 +798,8 @@ class Daemon {
         return false;
       }
       for (const auto& line : r->refused) say(LogLevel::kWarning, fmt::format("lab apply left alone: {}", line));
+      for (const auto& line : r->cut) say(LogLevel::kInfo, line);
+      flowsCut_ += r->flowsCut;
       changed = !r->changes.empty() || !r->added.empty() || !r->removed.empty();
     }
     // Fabrics now: one per ruleset, each with its monitor.
@@ -932,7 +956,9 @@ class Daemon {
            {"rules", nftRules_},
            {"set_elements", elements_},
            {"drift_repairs", driftRepairs_},
-           {"drift_repair_failures", repairFailures_}};
+           {"drift_repair_failures", repairFailures_},
+           {"untracked_flows_cut", flowsCut_},
+           {"untracked_cut_failures", cutFailures_}};
     if (!o_.lab) j["host"] = host_;
     if (o_.netns) j["netns"] = *o_.netns;
     if (lastOutcome_) {
@@ -978,6 +1004,12 @@ class Daemon {
     }
     m.set("vpcfw_drift_repairs_total", {}, static_cast<double>(driftRepairs_));
     m.set("vpcfw_drift_repair_failures_total", {}, static_cast<double>(repairFailures_));
+    (void)m.describe("vpcfw_untracked_flows_cut_total", MetricType::kCounter,
+                     "Untracked flows cut because a config change no longer allows them.");
+    (void)m.describe("vpcfw_untracked_cut_failures_total", MetricType::kCounter,
+                     "Config changes after which the untracked flows could not be cut.");
+    m.set("vpcfw_untracked_flows_cut_total", {}, static_cast<double>(flowsCut_));
+    m.set("vpcfw_untracked_cut_failures_total", {}, static_cast<double>(cutFailures_));
     m.set("vpcfw_generation", {}, static_cast<double>(generation_));
     m.set("vpcfw_config_valid", {}, invalidSince_ ? 0.0 : 1.0);
     (void)m.describe("vpcfw_enforcing", MetricType::kGauge,
@@ -1172,6 +1204,7 @@ class Daemon {
   std::uint64_t generation_ = 0;
   std::size_t enis_ = 0, nftRules_ = 0, elements_ = 0;
   std::uint64_t driftRepairs_ = 0, repairFailures_ = 0;
+  std::uint64_t flowsCut_ = 0, cutFailures_ = 0;  // untracked flows (cutFlows)
   std::optional<std::chrono::system_clock::time_point> lastRepair_;
   double lastRepairSeconds_ = 0;
   std::map<std::string, std::uint64_t> reloads_;

@@ -49,6 +49,17 @@ struct FlowLogPrefix {
 std::string flowLogPrefixText(const FlowLogPrefix& p);
 std::optional<FlowLogPrefix> parseFlowLogPrefix(std::string_view prefix);
 
+// Untracked flows (docs/ruleset.md, "Untracked flows"): per direction and
+// family, a set of "ENI interface . ENI address . protocol . destination
+// ports" for the TCP/UDP flows AWS would not track at that ENI (its groups
+// admit them from, or send them to, 0.0.0.0/0 or ::/0, and allow all traffic
+// the other way). No rule reads them: when group rules change, vpcfw reads
+// the sets the kernel held before the commit to learn which running flows
+// were untracked, and cuts those the new rules no longer allow (lib/track).
+// Index: [egress, ingress][IPv4, IPv6].
+inline constexpr std::string_view kUntrackedSets[2][2] = {{"untracked_out4", "untracked_out6"},
+                                                          {"untracked_in4", "untracked_in6"}};
+
 struct CompileOptions {
   // The nfnetlink_log group of the flow-log statements.
   std::uint16_t flowLogGroup = kFlowLogGroup;

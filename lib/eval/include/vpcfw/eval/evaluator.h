@@ -103,6 +103,14 @@ struct GroupMatch {
 GroupMatch evaluateGroups(const model::Model& m, const std::vector<std::size_t>& groups, model::Direction dir,
                           const Packet& packet);
 
+// vpc-semantics.md, "Connection tracking": a TCP/UDP flow whose request
+// `inst`'s groups admit in `dir` from (ingress) or to (egress) 0.0.0.0/0 or
+// ::/0, while they allow all traffic with 0.0.0.0/0 (::/0) the other way, is
+// not tracked at that ENI: its replies pass by rule, and removing the rule
+// cuts it. ICMP and other protocols are always tracked. The compiler's
+// untracked sets (compile::kUntrackedSets) hold the same.
+bool isUntracked(const model::Model& m, const model::Instance& inst, model::Direction dir, const Packet& request);
+
 // True when a security-group rule's peer covers `addr` (CIDR, members of a
 // referenced group, or a prefix list entry).
 bool peerMatches(const model::Model& m, const model::Peer& peer, const net::IpAddress& addr);

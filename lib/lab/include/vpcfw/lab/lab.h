@@ -20,6 +20,7 @@
 #include "vpcfw/base/error.h"
 #include "vpcfw/lab/plan.h"
 #include "vpcfw/lab/record.h"
+#include "vpcfw/model/model.h"
 #include "vpcfw/state/state.h"
 
 namespace vpcfw::lab {
@@ -39,6 +40,10 @@ struct LabOptions {
   unsigned jobs = 0;                                                   // parallel workers; 0: a few per CPU
   std::function<void(const std::string&)> progress;                    // one line per phase, and lock waits
   std::chrono::milliseconds lockTimeout = state::kDefaultLockTimeout;  // waiting for another command on the lab
+  // The model the plan was made from. With it, labApply cuts the untracked
+  // flows the new rules no longer admit (lib/track; docs/ruleset.md,
+  // "Untracked flows"), as AWS does; without, it only commits.
+  const model::Model* model = nullptr;
 };
 
 struct LabReport {
@@ -101,6 +106,8 @@ struct LabApplyReport {
   std::vector<std::string> added, removed, readdressed;  // namespaces
   std::vector<std::string> changes;                      // "<namespace>: + route ...", "<fabric>: <ruleset change>"
   std::vector<std::string> refused;                      // "<namespace>: why", left as it was
+  std::vector<std::string> cut;                          // "<fabric>: cut untracked flow ...", LabOptions::model
+  std::size_t flowsCut = 0;
 };
 [[nodiscard]] Expected<LabApplyReport> labApply(const LabPlan& plan, const LabId& lab, const LabOptions& options);
 

@@ -21,6 +21,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -99,6 +100,11 @@ struct ApplyOptions {
   // counts disagree) and the apply compares everything. Any failed apply
   // invalidates the record, so the next one reads back.
   const compile::RulesetChanges* changes = nullptr;
+  // Sets of vpcfw's table whose elements, as the kernel held them right
+  // before the batch that committed, the caller wants back
+  // (ApplyReport::previous): how lib/track learns which running flows the
+  // replaced rules left untracked.
+  std::vector<std::string> previousSets;
   // Tests only: run right before each batch is sent, and in the middle of
   // each read-back (after the table, before its contents), to change the
   // ruleset behind apply's back.
@@ -122,6 +128,15 @@ struct ApplyReport {
   // cache; docs/ruleset.md, "NACL verdict cache").
   std::uint32_t cacheGeneration = 0;
   std::vector<std::string> changes;  // one line per changed object, for people
+  // ApplyOptions::previousSets as the kernel (or the record standing in for
+  // it) held them before the commit, by set name: each element's key and
+  // key end bytes in the kernel's layout (every field padded to 4 bytes).
+  // Only when something was committed, only sets vpcfw's own table had that
+  // the commit changed (an absent name: the set is as it was).
+  struct ElementKey {
+    std::string key, keyEnd;
+  };
+  std::map<std::string, std::vector<ElementKey>> previous;
   // Where the time went, in milliseconds.
   double linearizeMs = 0, readBackMs = 0, buildMs = 0, commitMs = 0;
 };
