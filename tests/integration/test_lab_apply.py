@@ -95,7 +95,7 @@ def main():
         expect(results, "apply: the gateway route is back", lab.probe("198.51.100.8", "{T}a", port=80), "ok")
 
         again = lab.apply(config([A, B2, W], routes=(IGW, PEER_ROUTE), peered=True)).stdout
-        results.append(("a second apply changes nothing", "0 namespaces added, 0 removed, 0 re-addressed, 0 changes, 0 refused" in again))
+        results.append(("a second apply changes nothing", "0 namespaces added, 0 removed, 0 re-addressed, 0 changes, 0 untracked flows cut, 0 refused" in again))
         status = run(vpcfw, "lab", "status", lab.path, "--json", check=False)
         results.append(("lab status: the changed lab matches its config", status.returncode == 0))
 
