@@ -1,6 +1,6 @@
 #!/usr/bin/python3
-"""Traffic with exactly known packets and bytes, for the flow-log tests, run
-inside a lab namespace (`ip netns exec NS python3 flowtraffic.py ...`):
+"""Traffic with exactly known packets and bytes (the flow-log tests) and long-lived
+flows (the untracked-flow tests), run inside a lab namespace (`ip netns exec NS python3 flowtraffic.py ...`):
 
   ping SRC DST N            N ICMP echo requests of 84 bytes; prints "replies R"
   udp-server PORT SECONDS   echoes every datagram back for SECONDS
@@ -10,11 +10,20 @@ inside a lab namespace (`ip netns exec NS python3 flowtraffic.py ...`):
   tcp-server PORT SECONDS   accepts, reads to EOF, closes
   tcp SRC DST PORT BYTES TIMEOUT
                             connects, sends BYTES, closes; prints "connected" or "refused/timeout"
+  echo-server PORT [PORT...] SECONDS
+                            echoes every byte back on each TCP port, for SECONDS
+  echo-client SRC DST PORT  a long-lived TCP flow: connects from SRC, prints
+                            "connected SPORT" or "failed WHY"; then for each line
+                            read on stdin sends it and prints "echo ok" when it
+                            comes back within 1.5 s, else "echo lost" (the
+                            connection is kept either way)
 """
 import os
+import select
 import socket
 import struct
 import sys
+import threading
 import time
 
 
@@ -77,25 +86,91 @@ def udp(src, sport, dst, port, n, size, gap):
     print(f"echoes {got}")
 
 
-def tcp_server(port, seconds):
+def accept_until(port, end, handle):
+    """Accepts TCP connections on `port` until `end`, each handed to `handle`."""
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     s.bind(("0.0.0.0", port))
     s.listen(16)
     s.settimeout(0.2)
-    end = time.time() + seconds
     while time.time() < end:
         try:
             c, _ = s.accept()
         except socket.timeout:
             continue
-        c.settimeout(2)
+        handle(c)
+
+
+def drain(c):
+    c.settimeout(2)
+    try:
+        while c.recv(65536):
+            pass
+    except OSError:
+        pass
+    c.close()
+
+
+def tcp_server(port, seconds):
+    accept_until(port, time.time() + seconds, drain)
+
+
+def echo_server(ports, seconds):
+    end = time.time() + seconds
+
+    def echo(c):
+        c.settimeout(0.2)
+        while time.time() < end:
+            try:
+                d = c.recv(65536)
+                if not d:
+                    return
+                c.sendall(d)
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+
+    def serve(port):
+        accept_until(port, end, lambda c: threading.Thread(target=echo, args=(c,), daemon=True).start())
+
+    threads = [threading.Thread(target=serve, args=(p,), daemon=True) for p in ports]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
+def echo_client(src, dst, port):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.bind((src, 0))
+    s.settimeout(3)
+    try:
+        s.connect((dst, port))
+    except OSError as e:
+        print(f"failed {e}", flush=True)
+        return
+    print(f"connected {s.getsockname()[1]}", flush=True)
+    s.setblocking(False)
+    for line in sys.stdin:
+        msg = line.strip().encode() + b"\n"
         try:
-            while c.recv(65536):
-                pass
+            s.send(msg)
         except OSError:
             pass
-        c.close()
+        got, deadline = b"", time.time() + 1.5
+        while not got.endswith(msg) and time.time() < deadline:
+            r, _, _ = select.select([s], [], [], max(0.0, deadline - time.time()))
+            if not r:
+                continue
+            try:
+                d = s.recv(65536)
+            except OSError:
+                break
+            if not d:
+                break
+            got += d
+        print("echo ok" if got.endswith(msg) else "echo lost", flush=True)
 
 
 def tcp(src, dst, port, nbytes, timeout):
@@ -133,5 +208,9 @@ if __name__ == "__main__":
         tcp_server(int(a[0]), float(a[1]))
     elif cmd == "tcp":
         tcp(a[0], a[1], int(a[2]), int(a[3]), float(a[4]))
+    elif cmd == "echo-server":
+        echo_server([int(p) for p in a[:-1]], float(a[-1]))
+    elif cmd == "echo-client":
+        echo_client(a[0], a[1], int(a[2]))
     else:
         sys.exit(f"unknown command {cmd}")

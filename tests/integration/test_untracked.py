@@ -1,27 +1,30 @@
 #!/usr/bin/python3
 """Kernel test of untracked flows (vpc-semantics.md, "Connection tracking";
-docs/ruleset.md, "Untracked flows"): long-lived TCP echo flows run while
-`vpcfw lab apply` removes the security-group rules that allowed them. A flow
-AWS does not track (tcp 7 open from 0.0.0.0/0, all egress allowed) stops at
-once -- from the internet through the gateway's NAT and from another
-instance; a tracked flow (tcp 8, open from one range only) keeps echoing.
-Every flow echoes before the change (the harness sees a positive), and the
-flows that must stop are judged by the same exchange that worked before.
+docs/ruleset.md, "Untracked flows"): long-lived TCP echo flows run while a
+config change removes the security-group rules that allowed them. A flow AWS
+does not track (tcp 7 open from 0.0.0.0/0, all egress allowed) stops at
+once; a tracked flow (tcp 8, open from one range only) keeps echoing. Every
+path that commits is shown: `vpcfw lab apply` (flows from the internet
+through the gateway's NAT and between instances), `vpcfw apply --host` and a
+vpcfwd reload (host mode, in namespaces the test makes). Every flow echoes
+before the change (the harness sees a positive), and the flows that must
+stop are judged by the same exchange that worked before.
 
-usage: test_untracked.py VPCFW    (root; exit 77 = skipped)"""
+usage: test_untracked.py VPCFW VPCFWD    (root; exit 77 = skipped)"""
 import os
+import shutil
 import subprocess
 import sys
-import time
+import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from minilab import MiniLab, expect, run  # noqa: E402
-from netlab import IP, report  # noqa: E402
+from netlab import IP, Notifications, host_and_peer, report  # noqa: E402
 
-ECHO = os.path.join(os.path.dirname(os.path.abspath(__file__)), "echoflow.py")
+TRAFFIC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "flowtraffic.py")
 CLIENT = "198.51.100.70"  # an internet host (the internet namespace answers for the documentation ranges)
 
-CONFIG = """
+LAB = """
 vpcs: [{name: "{T}v", cidr: 10.82.0.0/16}]
 internet_gateways: [{name: "{T}g", vpc: "{T}v"}]
 route_tables:
@@ -32,22 +35,37 @@ security_groups:
   - name: web
     vpc: "{T}v"
     ingress:
-%(web_rules)s
+%(rules)s
       - {protocol: tcp, ports: 9, cidr: 198.51.100.0/24}
   - {name: client, vpc: "{T}v"}
 instances:
   - {name: "{T}web", subnet: s1, private_ip: 10.82.1.10, public_ip: 203.0.113.82, security_groups: [web]}
   - {name: "{T}cli", subnet: s1, private_ip: 10.82.1.20, security_groups: [client]}
 """
-BEFORE = CONFIG % {"web_rules": "      - {protocol: tcp, ports: 7, cidr: 0.0.0.0/0}\n"
-                                "      - {protocol: tcp, ports: 8, cidr: 198.51.100.0/24}\n"
-                                "      - {protocol: tcp, ports: 8, cidr: 10.82.0.0/16}"}
-AFTER = CONFIG % {"web_rules": ""}
+RULES = ("      - {protocol: tcp, ports: 7, cidr: 0.0.0.0/0}\n"
+         "      - {protocol: tcp, ports: 8, cidr: 198.51.100.0/24}\n"
+         "      - {protocol: tcp, ports: 8, cidr: 10.82.0.0/16}")
+
+# Host mode: namespace `host`'s veth-h (10.0.1.10) is the ENI; the peer
+# speaks from 198.51.100.7 (netlab.host_and_peer).
+HOST = """vpcs: [{name: v, cidr: 10.0.0.0/16}]
+subnets: [{name: s, vpc: v, cidr: 10.0.1.0/24}]
+security_groups:
+  - name: web
+    vpc: v
+    ingress:
+%(rules)s
+      - {protocol: tcp, ports: 9, cidr: 198.51.100.0/24}
+instances:
+  - {name: h1, subnet: s, private_ip: 10.0.1.10, host: labhost, interface: veth-h, security_groups: [web]}
+"""
+HOST_RULES = ("      - {protocol: tcp, ports: 7, cidr: 0.0.0.0/0}\n"
+              "      - {protocol: tcp, ports: 8, cidr: 198.51.100.0/24}")
 
 
 class Flow:
     def __init__(self, ns, src, dst, port):
-        self.p = subprocess.Popen([IP, "netns", "exec", ns, "python3", ECHO, "client", src, dst, str(port)],
+        self.p = subprocess.Popen([IP, "netns", "exec", ns, "python3", TRAFFIC, "echo-client", src, dst, str(port)],
                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.first = self.p.stdout.readline().strip()
 
@@ -64,60 +82,151 @@ class Flow:
             self.p.wait(timeout=10)
 
 
-def main():
-    if os.geteuid() != 0:
-        print("skipped: kernel tests need root")
-        return 77
-    vpcfw = sys.argv[1]
-    results = []
-    with MiniLab(vpcfw, BEFORE) as lab:
+def echo_server(ns):
+    return subprocess.Popen([IP, "netns", "exec", ns, "python3", TRAFFIC, "echo-server", "7", "8", "9", "120"])
+
+
+def check_change(results, where, untracked, tracked, change):
+    """Both kinds of flow echo; `change()` (returning the command's output) runs; the
+    untracked ones stop, the tracked ones go on; the output names each cut flow."""
+    for name, f in {**untracked, **tracked}.items():
+        results.append((f"{where}, before: {name} connects and echoes ({f.first})",
+                        f.first.startswith("connected") and f.exchange(1) == "echo ok"))
+    out = change()
+    # Each untracked flow by its source port, named once; no tracked flow named.
+    named = lambda f: [x for x in out.splitlines() if "cut untracked flow" in x and
+                       f":{f.first.split()[-1]} -> " in x]
+    results.append((f"{where}: each untracked flow cut is reported, no tracked one ({out.strip()[-400:]})",
+                    all(len(named(f)) == 1 and ":7: " in named(f)[0] for f in untracked.values()) and
+                    not any(named(f) for f in tracked.values())))
+    for name, f in untracked.items():
+        got = f.exchange(2)
+        results.append((f"{where}, after: the untracked flow {name} is cut ({got})", got == "echo lost"))
+    for name, f in tracked.items():
+        got = f.exchange(2)
+        results.append((f"{where}, after: the tracked flow {name} survives the rule's removal ({got})",
+                        got == "echo ok"))
+    return out
+
+
+def lab_part(vpcfw, results):
+    with MiniLab(vpcfw, LAB % {"rules": RULES}) as lab:
         web, cli = "vpcfw:i:" + lab.name("{T}web"), "vpcfw:i:" + lab.name("{T}cli")
         inet = os.environ["VPCFW_LAB_INTERNET"]
-        server = subprocess.Popen([IP, "netns", "exec", web, "python3", ECHO, "server", "7", "8", "9", "60"])
-        flows = []
+        server, flows = echo_server(web), []
         try:
-            time.sleep(0.5)
+            expect(results, "lab: tcp 9 works (the server is up)", lab.probe(CLIENT, "{T}web", port=9), "ok")
             explain7 = run(vpcfw, "explain", lab.path, "--from", CLIENT, "--to", lab.name("{T}web"), "--proto", "tcp",
                            "--port", "7", check=False).stdout
             explain8 = run(vpcfw, "explain", lab.path, "--from", CLIENT, "--to", lab.name("{T}web"), "--proto", "tcp",
                            "--port", "8", check=False).stdout
             results.append(("explain: tcp 7 from the internet is an untracked flow, tcp 8 is tracked",
                             "untracked" in explain7 and "untracked" not in explain8))
-            untracked = {
-                "internet -> web:7 (through the gateway's NAT)": Flow(inet, CLIENT, "203.0.113.82", 7),
-                "cli -> web:7": Flow(cli, "10.82.1.20", "10.82.1.10", 7),
-            }
-            tracked = {
-                "internet -> web:8": Flow(inet, CLIENT, "203.0.113.82", 8),
-                "cli -> web:8": Flow(cli, "10.82.1.20", "10.82.1.10", 8),
-            }
+            untracked = {"internet -> web:7 (through the gateway's NAT)": Flow(inet, CLIENT, "203.0.113.82", 7),
+                         "cli -> web:7": Flow(cli, "10.82.1.20", "10.82.1.10", 7)}
+            tracked = {"internet -> web:8": Flow(inet, CLIENT, "203.0.113.82", 8),
+                       "cli -> web:8": Flow(cli, "10.82.1.20", "10.82.1.10", 8)}
             flows = list(untracked.values()) + list(tracked.values())
-            for name, f in {**untracked, **tracked}.items():
-                results.append((f"before: {name} connects and echoes ({f.first})",
-                                f.first.startswith("connected") and f.exchange(1) == "echo ok"))
-            applied = lab.apply(AFTER)
-            cut_lines = [x for x in applied.stdout.splitlines() if "cut untracked flow" in x]
-            results.append((f"lab apply reports the two untracked flows it cut ({len(cut_lines)}: {cut_lines})",
-                            len(cut_lines) == 2 and all("-> 10.82.1.10:7:" in x for x in cut_lines)))
-            results.append(("lab apply says how many flows it cut", "2 untracked flows cut" in applied.stdout))
-            for name, f in untracked.items():
-                got = f.exchange(2)
-                results.append((f"after: the untracked flow {name} is cut ({got})", got == "echo lost"))
-            for name, f in tracked.items():
-                got = f.exchange(2)
-                results.append((f"after: the tracked flow {name} survives the rule's removal ({got})", got == "echo ok"))
-            # New flows: refused on both ports now; the range rule on 9 still admits.
-            expect(results, "after: a new flow to tcp 7 is refused", lab.probe(CLIENT, "{T}web", port=7), "dropped")
-            expect(results, "after: a new flow to tcp 8 is refused", lab.probe(CLIENT, "{T}web", port=8), "dropped")
-            expect(results, "after: tcp 9 (unchanged rule) still works", lab.probe(CLIENT, "{T}web", port=9), "ok")
-            again = lab.apply(AFTER)
-            results.append(("a second apply changes nothing and cuts nothing",
-                            "0 changes, 0 untracked flows cut" in again.stdout))
+            out = check_change(results, "lab apply", untracked, tracked,
+                               lambda: lab.apply(LAB % {"rules": ""}).stdout)
+            results.append(("lab apply says how many flows it cut", "2 untracked flows cut" in out))
+            expect(results, "lab: a new flow to tcp 7 is refused", lab.probe(CLIENT, "{T}web", port=7), "dropped")
+            expect(results, "lab: a new flow to tcp 8 is refused", lab.probe(CLIENT, "{T}web", port=8), "dropped")
+            expect(results, "lab: tcp 9 (unchanged rule) still works", lab.probe(CLIENT, "{T}web", port=9), "ok")
+            again = lab.apply(LAB % {"rules": ""}).stdout
+            results.append(("a second lab apply changes nothing and cuts nothing",
+                            "0 changes, 0 untracked flows cut" in again))
         finally:
             for f in flows:
                 f.close()
             server.kill()
             server.wait()
+
+
+def host_part(vpcfw, vpcfwd, results):
+    tag = f"vu{os.getpid() % 100000}"
+    host, peer = f"{tag}-host", f"{tag}-peer"
+    work = tempfile.mkdtemp(prefix=f"{tag}-")
+    os.chmod(work, 0o700)
+    cfg = os.path.join(work, "vpcfw.yaml")
+    rundir = os.path.join(work, "run")
+    os.mkdir(rundir, 0o700)
+    env = dict(os.environ, VPCFW_RUN_DIR=rundir, NOTIFY_SOCKET=os.path.join(work, "notify"))
+    sock = os.path.join(work, "vpcfwd.sock")
+    server = daemon = notify = None
+    flows = []
+
+    def write(rules):
+        with open(cfg + ".tmp", "w") as f:
+            f.write(HOST % {"rules": rules})
+        os.rename(cfg + ".tmp", cfg)
+
+    def pair(label):
+        u = {f"198.51.100.7 -> host:7 ({label})": Flow(peer, "198.51.100.7", "10.0.1.10", 7)}
+        t = {f"198.51.100.7 -> host:8 ({label})": Flow(peer, "198.51.100.7", "10.0.1.10", 8)}
+        flows.extend(list(u.values()) + list(t.values()))
+        return u, t
+
+    try:
+        host_and_peer(tag, host, peer)
+        server = echo_server(host)
+        # vpcfw apply --host: the CLI's commit path.
+        write(HOST_RULES)
+        run(vpcfw, "apply", cfg, "--host", "labhost", "--netns", host)
+        u, t = pair("vpcfw apply")
+        write("")
+        check_change(results, "vpcfw apply --host", u, t,
+                     lambda: run(vpcfw, "apply", cfg, "--host", "labhost", "--netns", host).stdout)
+        # vpcfwd: a reload's commit path, counted in its metrics.
+        write(HOST_RULES)
+        notify = Notifications(env["NOTIFY_SOCKET"])
+        log = os.path.join(work, "vpcfwd.log")
+        with open(log, "w") as logf:
+            daemon = subprocess.Popen([vpcfwd, "--config", cfg, "--host", "labhost", "--netns", host,
+                                       "--control-socket", sock], env=env, stdout=logf, stderr=logf)
+        results.append(("vpcfwd starts (READY=1)", notify.wait("READY=1", timeout=30) is not None))
+        u, t = pair("vpcfwd")
+
+        def reload():
+            """The edit, then `vpcfw reload` (it returns once committed); the daemon's log is its report."""
+            write("")
+            r = run(vpcfw, "reload", "--socket", sock, check=False)
+            results.append(("vpcfw reload: committed", r.returncode == 0))
+            with open(log) as f:
+                return f.read()
+
+        check_change(results, "vpcfwd reload", u, t, reload)
+        # Flows of the previous part that retransmitted into the restored
+        # rules may have started again and been cut too: the counter equals
+        # the cuts the log names, at least the one of this part.
+        metrics = run(vpcfw, "metrics", "--socket", sock, check=False).stdout
+        with open(log) as f:
+            logged = sum(1 for x in f if "cut untracked flow" in x)
+        results.append((f"vpcfwd counts the flows it cut (vpcfw_untracked_flows_cut_total {logged})",
+                        logged >= 1 and f"vpcfw_untracked_flows_cut_total {logged}" in metrics.splitlines()))
+    finally:
+        for f in flows:
+            f.close()
+        if daemon:
+            daemon.kill()
+            daemon.wait()
+        if server:
+            server.kill()
+            server.wait()
+        if notify:
+            notify.close()
+        for ns in (host, peer):
+            subprocess.run([IP, "netns", "del", ns], capture_output=True)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def main():
+    if os.geteuid() != 0:
+        print("skipped: kernel tests need root")
+        return 77
+    results = []
+    lab_part(sys.argv[1], results)
+    host_part(sys.argv[1], sys.argv[2], results)
     return report(results, "untracked flows")
 
 

@@ -100,7 +100,7 @@ class PathWalker {
     Step s;
     s.kind = dir == Direction::kEgress ? StepKind::kSecurityGroupEgress : StepKind::kSecurityGroupIngress;
     s.component = fmt::format("security groups of {} ({})", inst.name, groupList(inst));
-    if (untracked(inst, dir == Direction::kEgress ? Direction::kIngress : Direction::kEgress, request)) {
+    if (isUntracked(m_, inst, dir == Direction::kEgress ? Direction::kIngress : Direction::kEgress, request)) {
       s.rule = "untracked flow";
       s.explanation =
           "AWS does not track this flow (TCP/UDP open to all one way, all traffic open the other); the reply "
@@ -193,10 +193,6 @@ class PathWalker {
 
  private:
   const Model& m_;
-
-  bool untracked(const Instance& inst, Direction dir, const Packet& request) const {
-    return isUntracked(m_, inst, dir, request);
-  }
 };
 
 class FlowExplainer {

@@ -133,25 +133,24 @@ Expected<CutReport> cutUntracked(const UntrackedBefore& before, const model::Mod
     std::vector<Flow> flows;
     flows.reserve(state.picked.size());
     for (const auto& e : state.picked) flows.push_back(e.flow);
-    auto cuts = flowsToCut(before, now, enis, flows);
-    // flowsToCut keeps the order of `flows`; walk both to find each entry.
-    std::size_t j = 0;
-    for (auto& c : cuts) {
-      while (j < state.picked.size() &&
-             !(state.picked[j].flow.src == c.flow.src && state.picked[j].flow.dst == c.flow.dst &&
-               state.picked[j].flow.srcPort == c.flow.srcPort && state.picked[j].flow.dstPort == c.flow.dstPort &&
-               state.picked[j].flow.protocol == c.flow.protocol))
-        ++j;
-      if (j == state.picked.size()) break;
-      const int r = destroy(h.get(), state.picked[j++]);
+    // One refused delete does not spare the other flows: all are tried.
+    std::size_t failed = 0;
+    std::optional<Error> first;
+    for (auto& c : flowsToCut(before, now, enis, flows)) {
+      const int r = destroy(h.get(), state.picked[c.index]);
       if (r == -ENOENT) {
         ++report.gone;
-        continue;
+      } else if (r < 0) {
+        if (!failed++)
+          first =
+              systemError(ErrorCode::kKernel, "cannot delete the conntrack entry of " + c.flow.describe(), -r).error();
+      } else {
+        report.cut.push_back(std::move(c));
       }
-      if (r < 0)
-        return systemError(ErrorCode::kKernel, "cannot delete the conntrack entry of " + c.flow.describe(), -r);
-      report.cut.push_back(std::move(c));
     }
+    if (failed)
+      return makeError(first->code, fmt::format("{} ({} of {} entries not deleted)", first->message, failed,
+                                                failed + report.cut.size() + report.gone));
     return {};
   });
   if (!ran) return unexpected(ran.error());

@@ -119,8 +119,9 @@ std::vector<Cut> flowsToCut(const UntrackedBefore& before, const model::Model& n
     auto it = owner.find(a);
     return it == owner.end() ? model::kNone : it->second;
   };
-  for (const auto& f : flows) {
-    if (ownerOf(f.src) != model::kNone && ownerOf(f.src) == ownerOf(f.dst)) continue;
+  for (std::size_t n = 0; n < flows.size(); ++n) {
+    const Flow& f = flows[n];
+    if (const auto o = ownerOf(f.src); o != model::kNone && o == ownerOf(f.dst)) continue;
     if (f.protocol != 6 && f.protocol != 17) continue;
     eval::Packet req;
     req.src = f.src;
@@ -147,7 +148,7 @@ std::vector<Cut> flowsToCut(const UntrackedBefore& before, const model::Model& n
         why = fmt::format("{} {}: the flow was untracked and no rule of its groups admits its reply now", inst.name,
                           model::directionName(back));
       if (why.empty()) continue;
-      out.push_back(Cut{f, std::move(why)});
+      out.push_back(Cut{f, n, std::move(why)});
       break;
     }
   }

@@ -134,15 +134,15 @@ TEST_CASE("the compiled untracked sets say what the evaluator says, for every EN
       std::vector<net::IpAddress> addrs{inst.privateIp};
       addrs.insert(addrs.end(), inst.secondaryIps.begin(), inst.secondaryIps.end());
       addrs.insert(addrs.end(), inst.ipv6Addresses.begin(), inst.ipv6Addresses.end());
-      std::vector<std::uint16_t> ports{0, 1, 21, 22, 23, 53, 79, 80, 81, 443, 3306, 5432, 7999, 8000, 8050, 8100, 8101,
-                                       65535};
+      std::vector<std::uint16_t> ports{0,   1,    21,   22,   23,   53,   79,   80,   81,
+                                       443, 3306, 5432, 7999, 8000, 8050, 8100, 8101, 65535};
       for (int k = 0; k < 40; ++k) ports.push_back(static_cast<std::uint16_t>(rng() & 0xffff));
       for (const auto& addr : addrs)
         for (auto dir : {Direction::kEgress, Direction::kIngress})
           for (std::uint8_t proto : {6, 17})
             for (auto port : ports) {
-              const auto other = addr.isV4() ? *net::IpAddress::parse("203.0.113.9")
-                                             : *net::IpAddress::parse("2001:db8:ffff::9");
+              const auto other =
+                  addr.isV4() ? *net::IpAddress::parse("203.0.113.9") : *net::IpAddress::parse("2001:db8:ffff::9");
               eval::Packet p;
               p.protocol = net::Protocol(proto);
               p.src = dir == Direction::kEgress ? addr : other;
@@ -161,7 +161,7 @@ TEST_CASE("the compiled untracked sets say what the evaluator says, for every EN
             }
     }
     MESSAGE(name << ": " << checked << " (ENI address, direction, protocol, port) checked, " << untracked
-                    << " untracked");
+                 << " untracked");
     CHECK(checked > 0);
     if (std::string(example) != "peering") CHECK(untracked > 0);  // the check can see a positive
   }
@@ -180,13 +180,9 @@ TEST_CASE("elements from the kernel that do not have the sets' layout are refuse
   std::string reversed = e;
   reversed[24] = 0, reversed[25] = 10;  // end port 10 < start 80
   std::map<std::string, std::vector<ApplyReport::ElementKey>> prev;
-  prev["untracked_in4"] = {{k, e},
-                           {k.substr(0, 20), e.substr(0, 20)},
-                           {k + "x", e + "x"},
-                           {k, otherAddr},
-                           {icmp, icmp},
-                           {k, reversed},
-                           {"", ""}};
+  prev["untracked_in4"] = {
+      {k, e},  {k.substr(0, 20), e.substr(0, 20)}, {k + "x", e + "x"}, {k, otherAddr}, {icmp, icmp}, {k, reversed},
+      {"", ""}};
   // A v4-sized key in the v6 set is refused too.
   prev["untracked_out6"] = {{k, e}};
   prev["not_ours"] = {{k, e}};  // other names are ignored
@@ -228,20 +224,22 @@ TEST_CASE("removing the rule that made a flow untracked cuts it; tracked flows a
 
   auto now = test::loadOk(without(kConfig, "      - {protocol: tcp, ports: 80, cidr: 0.0.0.0/0}\n"));
   const std::vector<track::Flow> flows{
-      flow("198.51.100.7", 40000, "10.0.1.10", 80),       // 0: untracked at a, rule gone -> cut
-      flow("198.51.100.7", 40001, "10.0.1.100", 80),      // 1: the same on a's secondary address -> cut
-      flow("198.51.100.7", 40002, "10.0.1.11", 80),       // 2: tracked at b -> stays
-      flow("198.51.100.7", 40003, "10.0.1.10", 8050),     // 3: untracked, still allowed -> stays
-      flow("198.51.100.7", 40004, "10.0.1.10", 22),       // 4: tracked (not from 0.0.0.0/0) -> stays
-      flow("198.51.100.7", 40005, "10.0.1.10", 80, 17),   // 5: udp 80 was never open -> stays (not untracked)
-      flow("10.0.1.10", 40006, "10.0.1.100", 80),         // 6: within one instance -> not judged
-      flow("198.51.100.7", 40007, "10.0.9.9", 80),        // 7: no ENI owns it -> not judged
+      flow("198.51.100.7", 40000, "10.0.1.10", 80),           // 0: untracked at a, rule gone -> cut
+      flow("198.51.100.7", 40001, "10.0.1.100", 80),          // 1: the same on a's secondary address -> cut
+      flow("198.51.100.7", 40002, "10.0.1.11", 80),           // 2: tracked at b -> stays
+      flow("198.51.100.7", 40003, "10.0.1.10", 8050),         // 3: untracked, still allowed -> stays
+      flow("198.51.100.7", 40004, "10.0.1.10", 22),           // 4: tracked (not from 0.0.0.0/0) -> stays
+      flow("198.51.100.7", 40005, "10.0.1.10", 80, 17),       // 5: udp 80 was never open -> stays (not untracked)
+      flow("10.0.1.10", 40006, "10.0.1.100", 80),             // 6: within one instance -> not judged
+      flow("198.51.100.7", 40007, "10.0.9.9", 80),            // 7: no ENI owns it -> not judged
       flow("2001:db8::7", 40008, "2001:db8:1:1::a", 53, 17),  // 8: udp 53 from ::/0, rule kept -> stays
   };
   auto cuts = track::flowsToCut(u, now, allInstances(now), flows);
   REQUIRE(cuts.size() == 2);
   CHECK(cuts[0].flow.describe() == "tcp 198.51.100.7:40000 -> 10.0.1.10:80");
   CHECK(cuts[1].flow.describe() == "tcp 198.51.100.7:40001 -> 10.0.1.100:80");
+  CHECK(cuts[0].index == 0);  // where each stands in `flows`: how the kernel entry is found again
+  CHECK(cuts[1].index == 1);
   CHECK(cuts[0].why.find("a ingress") != std::string::npos);
   CHECK(cuts[0].why.find("request") != std::string::npos);
 
@@ -264,8 +262,9 @@ TEST_CASE("narrowing the other direction cuts an untracked flow whose reply is n
   REQUIRE(at != std::string::npos);
   text.replace(at, std::string("security_groups: [web, out-all]").size(), "security_groups: [web, out-web]");
   auto now = test::loadOk(text);
-  auto cuts = track::flowsToCut(u, now, allInstances(now),
-                                {flow("198.51.100.7", 40000, "10.0.1.10", 80), flow("10.0.1.10", 40001, "203.0.113.5", 443)});
+  auto cuts =
+      track::flowsToCut(u, now, allInstances(now),
+                        {flow("198.51.100.7", 40000, "10.0.1.10", 80), flow("10.0.1.10", 40001, "203.0.113.5", 443)});
   REQUIRE(cuts.size() == 1);
   CHECK(cuts[0].flow.dstPort == 80);
   CHECK(cuts[0].why.find("a egress") != std::string::npos);
@@ -280,7 +279,8 @@ TEST_CASE("an untracked egress flow is cut when its egress rule goes") {
   std::string text = kConfig;
   auto at = text.find("{name: c, subnet: s, private_ip: 10.0.1.12, security_groups: [out-web, in-all]}");
   REQUIRE(at != std::string::npos);
-  text.replace(at, std::string("{name: c, subnet: s, private_ip: 10.0.1.12, security_groups: [out-web, in-all]}").size(),
+  text.replace(at,
+               std::string("{name: c, subnet: s, private_ip: 10.0.1.12, security_groups: [out-web, in-all]}").size(),
                "{name: c, subnet: s, private_ip: 10.0.1.12, security_groups: [in-all]}");
   auto now = test::loadOk(text);
   auto cuts = track::flowsToCut(u, now, allInstances(now), {flow("10.0.1.12", 40000, "203.0.113.5", 443)});

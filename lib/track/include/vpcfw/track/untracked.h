@@ -70,7 +70,8 @@ class UntrackedBefore {
 // A flow to cut and why, for people.
 struct Cut {
   Flow flow;
-  std::string why;  // "web1 ingress: untracked, and no rule of its groups admits the request now"
+  std::size_t index = 0;  // of the flow in flowsToCut's `flows`
+  std::string why;        // "web1 ingress: the flow was untracked and no rule of its groups admits the request now"
 };
 
 // The instances whose ENI the fabric filters (compile::Placement), the only
