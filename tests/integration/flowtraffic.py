@@ -1,6 +1,7 @@
 #!/usr/bin/python3
 """Traffic with exactly known packets and bytes (the flow-log tests) and long-lived
-flows (the untracked-flow tests), run inside a lab namespace (`ip netns exec NS python3 flowtraffic.py ...`):
+flows (the untracked-flow tests), run inside a lab namespace (`ip netns exec NS python3 flowtraffic.py ...`).
+The servers print "listening" once every port is bound; callers wait for that line.
 
   ping SRC DST N            N ICMP echo requests of 84 bytes; prints "replies R"
   udp-server PORT SECONDS   echoes every datagram back for SECONDS
@@ -61,6 +62,7 @@ def udp_server(port, seconds):
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.bind(("0.0.0.0", port))
     s.settimeout(0.2)
+    listening()
     end = time.time() + seconds
     while time.time() < end:
         try:
@@ -86,13 +88,22 @@ def udp(src, sport, dst, port, n, size, gap):
     print(f"echoes {got}")
 
 
-def accept_until(port, end, handle):
-    """Accepts TCP connections on `port` until `end`, each handed to `handle`."""
+def listener(port):
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     s.bind(("0.0.0.0", port))
     s.listen(16)
     s.settimeout(0.2)
+    return s
+
+
+def listening():
+    # The caller waits for this line: a connection made before it could be refused.
+    print("listening", flush=True)
+
+
+def accept_until(s, end, handle):
+    """Accepts TCP connections on the listening socket `s` until `end`, each handed to `handle`."""
     while time.time() < end:
         try:
             c, _ = s.accept()
@@ -112,7 +123,9 @@ def drain(c):
 
 
 def tcp_server(port, seconds):
-    accept_until(port, time.time() + seconds, drain)
+    s = listener(port)
+    listening()
+    accept_until(s, time.time() + seconds, drain)
 
 
 def echo_server(ports, seconds):
@@ -131,10 +144,11 @@ def echo_server(ports, seconds):
             except OSError:
                 return
 
-    def serve(port):
-        accept_until(port, end, lambda c: threading.Thread(target=echo, args=(c,), daemon=True).start())
+    def serve(s):
+        accept_until(s, end, lambda c: threading.Thread(target=echo, args=(c,), daemon=True).start())
 
-    threads = [threading.Thread(target=serve, args=(p,), daemon=True) for p in ports]
+    threads = [threading.Thread(target=serve, args=(listener(p),), daemon=True) for p in ports]
+    listening()
     for t in threads:
         t.start()
     for t in threads:

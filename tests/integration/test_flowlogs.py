@@ -110,8 +110,12 @@ class Collector:
 
 def netns_run(ns, *args, background=False):
     cmd = ["ip", "netns", "exec", ns, "python3", TRAFFIC, *map(str, args)]
-    if background:
-        return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    if background:  # a server: returned once it is listening
+        p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        if p.stdout.readline().strip() != "listening":
+            p.kill()
+            raise RuntimeError(f"{' '.join(cmd)} did not start: {p.stderr.read()}")
+        return p
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     if r.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)}: {r.stderr}")
@@ -151,7 +155,6 @@ def main():
         c = Collector(vpcfw, lab.path)
         servers = [netns_run(ns["web"], "udp-server", 7000, 25, background=True),
                    netns_run(ns["web"], "tcp-server", 22, 25, background=True)]
-        time.sleep(0.5)
         # 1. The ping whose reply the NACL denies.
         fresh_interval()
         ping_web = netns_run(inet, "ping", CLIENT, "203.0.113.139", 3)
@@ -339,7 +342,7 @@ def daemon_host(vpcfw, vpcfwd):
     metrics = ""
     try:
         host_and_peer(tag, host, peer)
-        server = subprocess.Popen([IP, "netns", "exec", host, "python3", TRAFFIC, "tcp-server", "80", "30"])
+        server = netns_run(host, "tcp-server", 80, 30, background=True)
         log = open(os.path.join(work, "vpcfwd.log"), "w")
         daemon = subprocess.Popen([vpcfwd, "--config", cfg, "--host", "labhost", "--netns", host,
                                    "--control-socket", sock], env=env, stdout=log, stderr=log)

@@ -83,7 +83,12 @@ class Flow:
 
 
 def echo_server(ns):
-    return subprocess.Popen([IP, "netns", "exec", ns, "python3", TRAFFIC, "echo-server", "7", "8", "9", "120"])
+    p = subprocess.Popen([IP, "netns", "exec", ns, "python3", TRAFFIC, "echo-server", "7", "8", "9", "120"],
+                         stdout=subprocess.PIPE, text=True)
+    if p.stdout.readline().strip() != "listening":
+        p.kill()
+        raise RuntimeError(f"echo-server in {ns} did not start")
+    return p
 
 
 def check_change(results, where, untracked, tracked, change):
