@@ -315,8 +315,8 @@ class FabricCompiler {
   // whatever the number of ENIs; a lookup that finds nothing still drops.
   enum Stage { kSpoof, kInvalid, kNaclOut, kNaclIn, kSgOut, kSgIn, kAllowOut, kAllowIn, kStages };
   static const char* stageName(int s) {
-    static constexpr const char* names[kStages] = {"anti-spoofing", "invalid",          "nacl-egress",
-                                                   "nacl-ingress",  "sg-egress",        "sg-ingress",
+    static constexpr const char* names[kStages] = {"anti-spoofing",    "invalid",          "nacl-egress",
+                                                   "nacl-ingress",     "sg-egress",        "sg-ingress",
                                                    "allowance-egress", "allowance-ingress"};
     return names[s];
   }
@@ -479,11 +479,11 @@ class FabricCompiler {
     // Allowances: one dynamic set and one member set per distinct cap.
     std::map<std::uint32_t, std::vector<std::size_t>> byCap;
     for (auto i : enis)
-      if (const auto& ct = m_.instances[i].connectionTracking; ct && ct->maxTracked) byCap[*ct->maxTracked].push_back(i);
+      if (const auto& ct = m_.instances[i].connectionTracking; ct && ct->maxTracked)
+        byCap[*ct->maxTracked].push_back(i);
     for (const auto& [cap, members] : byCap) {
-      const std::size_t who =
-          addSet(fmt::format("{}allowance_{}_enis", pre, cap), {Field::kIifname}, false,
-                 fmt::format("the ENIs whose tracked-connection allowance is {}", cap));
+      const std::size_t who = addSet(fmt::format("{}allowance_{}_enis", pre, cap), {Field::kIifname}, false,
+                                     fmt::format("the ENIs whose tracked-connection allowance is {}", cap));
       for (auto i : members) t_.sets[who].elements.push_back(SetElement{{ifname(i)}, std::nullopt});
       const std::size_t counts = addSet(fmt::format("{}allowance_{}", pre, cap), {Field::kIifname}, false,
                                         fmt::format("ENI -> its tracked connections (allowance {})", cap));
@@ -506,9 +506,9 @@ class FabricCompiler {
       std::vector<Timeouts> settings;
       for (const auto& [t, list] : classes) {
         const std::size_t k = settings.size();
-        const std::size_t si =
-            addSet(fmt::format("{}ct_timeouts_{}_enis", pre, k), {Field::kIifname}, false,
-                   fmt::format("the ENIs whose idle timeouts are tcp {} s, udp {} s, udp stream {} s", t[0], t[2], t[1]));
+        const std::size_t si = addSet(
+            fmt::format("{}ct_timeouts_{}_enis", pre, k), {Field::kIifname}, false,
+            fmt::format("the ENIs whose idle timeouts are tcp {} s, udp {} s, udp stream {} s", t[0], t[2], t[1]));
         for (auto i : list) t_.sets[si].elements.push_back(SetElement{{ifname(i)}, std::nullopt});
         members.push_back(si);
         settings.push_back(t);

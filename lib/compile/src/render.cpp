@@ -125,8 +125,8 @@ std::string renderRule(const Rule& r, std::uint32_t g) {
     }
   }
   if (r.ctCount)
-    parts.push_back(fmt::format("add @{} {{ {} ct count over {} }}", r.ctCount->set, fieldText(r.ctCount->key),
-                                r.ctCount->over));
+    parts.push_back(
+        fmt::format("add @{} {{ {} ct count over {} }}", r.ctCount->set, fieldText(r.ctCount->key), r.ctCount->over));
   if (r.log) parts.push_back(fmt::format("log prefix {} group {}", quote(r.log->prefix), r.log->group));
   if (r.counter) parts.push_back("counter");
   if (r.cache && r.cache->step == VerdictCache::Step::kExtend)
@@ -151,8 +151,8 @@ std::string renderRule(const Rule& r, std::uint32_t g) {
 
 std::vector<std::string_view> ctTimeoutStates(std::uint8_t l4proto) {
   if (l4proto == 6)
-    return {"syn_sent",   "syn_recv", "established", "fin_wait", "close_wait", "last_ack",
-            "time_wait",  "close",    "syn_sent2",   "retrans",  "unack"};
+    return {"syn_sent",  "syn_recv", "established", "fin_wait", "close_wait", "last_ack",
+            "time_wait", "close",    "syn_sent2",   "retrans",  "unack"};
   if (l4proto == 17) return {"unreplied", "replied"};
   return {};
 }

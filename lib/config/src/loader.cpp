@@ -714,7 +714,8 @@ class ConfigParser {
     model::ConnectionTracking ct;
     r_.checkKeys(n, {"tcp_established_timeout", "udp_stream_timeout", "udp_timeout", "max_tracked_connections"}, what,
                  ct.origin);
-    ct.tcpEstablished = r_.intField(n, "tcp_established_timeout", what, 1, model::ConnectionTracking::kDefaultTcpEstablished);
+    ct.tcpEstablished =
+        r_.intField(n, "tcp_established_timeout", what, 1, model::ConnectionTracking::kDefaultTcpEstablished);
     ct.udpStream = r_.intField(n, "udp_stream_timeout", what, 1, model::ConnectionTracking::kDefaultUdpStream);
     ct.udp = r_.intField(n, "udp_timeout", what, 1, 60);
     // A cap the kernel's ct count can hold, far above any ENI's real allowance.

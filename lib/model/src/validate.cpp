@@ -1111,11 +1111,11 @@ class Validator {
       const auto& ct = *inst.connectionTracking;
       auto range = [&](const std::optional<int>& v, const char* key, int lo, int hi) {
         if (!v || (*v >= lo && *v <= hi) || (lab && *v >= 1 && *v <= hi)) return;
-        d_.error(ct.origin.of(model::FieldName::named(key).value()),
-                 fmt::format("instance '{}' connection_tracking '{}' is {}; AWS allows {}..{}", inst.name, key, *v, lo,
-                             hi),
-                 lab ? fmt::format("the lab profile also allows 1..{}", lo - 1)
-                     : fmt::format("with limits: {{profile: lab}}, 1..{} is allowed too", lo - 1));
+        d_.error(
+            ct.origin.of(model::FieldName::named(key).value()),
+            fmt::format("instance '{}' connection_tracking '{}' is {}; AWS allows {}..{}", inst.name, key, *v, lo, hi),
+            lab ? fmt::format("the lab profile also allows 1..{}", lo - 1)
+                : fmt::format("with limits: {{profile: lab}}, 1..{} is allowed too", lo - 1));
       };
       range(ct.tcpEstablished, "tcp_established_timeout", 60, ConnectionTracking::kDefaultTcpEstablished);
       range(ct.udpStream, "udp_stream_timeout", 60, ConnectionTracking::kDefaultUdpStream);

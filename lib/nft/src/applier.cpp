@@ -446,8 +446,8 @@ bool needsFullReplace(const LinearTable& d, const KernelTable& k) {
   // desired name with other contents, or a dynamic set holding elements no
   // rule of vpcfw's adds, is rebuilt with the table.
   for (const auto& o : d.objects)
-    if (auto it = k.objects.find(o.name); it != k.objects.end() && (it->second.type != o.type ||
-                                                                     it->second.signature != o.signature))
+    if (auto it = k.objects.find(o.name);
+        it != k.objects.end() && (it->second.type != o.type || it->second.signature != o.signature))
       return true;
   for (const auto& s : d.sets)
     if (auto it = k.sets.find(nftnl_set_get_str(s.set.get(), NFTNL_SET_NAME));

@@ -745,9 +745,8 @@ std::string objectSignature(nftnl_obj* o) {
   const std::uint32_t type = nftnl_obj_get_u32(o, NFTNL_OBJ_TYPE);
   std::string sig = "type=" + std::to_string(type);
   if (type == NFT_OBJECT_CT_TIMEOUT) {
-    const std::uint8_t l4 = nftnl_obj_is_set(o, NFTNL_OBJ_CT_TIMEOUT_L4PROTO)
-                                ? nftnl_obj_get_u8(o, NFTNL_OBJ_CT_TIMEOUT_L4PROTO)
-                                : 0;
+    const std::uint8_t l4 =
+        nftnl_obj_is_set(o, NFTNL_OBJ_CT_TIMEOUT_L4PROTO) ? nftnl_obj_get_u8(o, NFTNL_OBJ_CT_TIMEOUT_L4PROTO) : 0;
     sig += " l3=" + std::to_string(nftnl_obj_is_set(o, NFTNL_OBJ_CT_TIMEOUT_L3PROTO)
                                        ? nftnl_obj_get_u16(o, NFTNL_OBJ_CT_TIMEOUT_L3PROTO)
                                        : 0);

@@ -46,7 +46,14 @@ struct CtEntry {
 // The four stages whose drops are logged (the fabric's drop chains).
 // kAllowance*: a new flow beyond the ENI's tracked-connection allowance (a
 // REJECT at that ENI, as AWS drops it there).
-enum class Stage : std::uint8_t { kNaclEgress, kNaclIngress, kSgEgress, kSgIngress, kAllowanceEgress, kAllowanceIngress };
+enum class Stage : std::uint8_t {
+  kNaclEgress,
+  kNaclIngress,
+  kSgEgress,
+  kSgIngress,
+  kAllowanceEgress,
+  kAllowanceIngress
+};
 std::string_view stageName(Stage s);  // "nacl-egress", ...
 std::optional<Stage> parseStage(std::string_view text);
 inline bool isEgress(Stage s) {
