@@ -17,7 +17,8 @@ using flowlog::Action;
 using flowlog::FlowDirection;
 using flowlog::Observation;
 
-constexpr std::string_view kStageNames[] = {"nacl-egress", "nacl-ingress", "sg-egress", "sg-ingress"};
+constexpr std::string_view kStageNames[] = {"nacl-egress", "nacl-ingress",     "sg-egress",
+                                            "sg-ingress",  "allowance-egress", "allowance-ingress"};
 // Accepted TCP flags seen before their conntrack entry is, kept this long.
 constexpr std::int64_t kPendingSeconds = 120;
 // ...and at most this many (a flood of control packets cannot grow it past).
@@ -102,7 +103,7 @@ struct Pending {
 std::string_view stageName(Stage s) { return kStageNames[static_cast<int>(s)]; }
 
 std::optional<Stage> parseStage(std::string_view text) {
-  for (int i = 0; i < 4; ++i)
+  for (int i = 0; i < static_cast<int>(std::size(kStageNames)); ++i)
     if (kStageNames[i] == text) return static_cast<Stage>(i);
   return std::nullopt;
 }

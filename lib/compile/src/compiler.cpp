@@ -140,6 +140,11 @@ class FabricCompiler {
       }
     routedHost_ = hostMode_ && hasRouted_;
     flowLogged_ = coveredByFlowLog();
+    for (auto i : enis_)
+      if (const auto& ct = m_.instances[i].connectionTracking) {
+        if (ct->maxTracked) hasAllowance_[styleOf(i)] = true;
+        if (ct->setsTimeouts()) hasTimeouts_[styleOf(i)] = true;
+      }
     Ruleset r;
     r.fabric = fabric_;
     r.hostMode = hostMode_;
@@ -228,6 +233,8 @@ class FabricCompiler {
     if (flowLogged_) createFlowLogChains();
     createDropChains();
     for (int style : {kRouted, kOwn})
+      if (hasAllowance_[style] || hasTimeouts_[style]) createConntrackChains(style);
+    for (int style : {kRouted, kOwn})
       if (style == kRouted ? hasRouted_ : hasOwn_)
         for (auto dir : {Direction::kEgress, Direction::kIngress}) buildGroupChain(dir, style);
 
@@ -253,6 +260,7 @@ class FabricCompiler {
     else
       buildForward();
     t_.chains = std::move(chains_);
+    for (auto& [name, o] : ctTimeouts_) t_.ctTimeouts.push_back(std::move(o));
     // Maps and base sets first, then the rest in creation order (already so).
     r.table = std::move(t_);
     return r;
@@ -273,6 +281,9 @@ class FabricCompiler {
   bool hasRouted_ = false;   // ENIs whose traffic is forwarded (a lab router's, or a host's routed ones)
   bool routedHost_ = false;  // a host with routed ENIs: forward, input and output
   bool flowLogged_ = false;  // a flow log covers one of the fabric's ENIs
+  // By style: some ENI has a tracked-connection allowance / idle timeouts.
+  bool hasAllowance_[2] = {false, false}, hasTimeouts_[2] = {false, false};
+  std::string conntrackChain_[2];  // by style: the chain new flows jump to (empty: none)
   // How an ENI is filtered: routed (its traffic is forwarded; the ENI is the
   // iif of its egress) or own (the host's interface; the oif of its egress).
   static constexpr int kRouted = 0, kOwn = 1;
@@ -302,12 +313,14 @@ class FabricCompiler {
   // routed host by the own ENI's address) sends the packet to the ENI's
   // chain drop_<eni>_<stage>, whose counter is that ENI's count. One lookup
   // whatever the number of ENIs; a lookup that finds nothing still drops.
-  enum Stage { kSpoof, kInvalid, kNaclOut, kNaclIn, kSgOut, kSgIn, kStages };
+  enum Stage { kSpoof, kInvalid, kNaclOut, kNaclIn, kSgOut, kSgIn, kAllowOut, kAllowIn, kStages };
   static const char* stageName(int s) {
-    static constexpr const char* names[kStages] = {"anti-spoofing", "invalid",   "nacl-egress",
-                                                   "nacl-ingress",  "sg-egress", "sg-ingress"};
+    static constexpr const char* names[kStages] = {"anti-spoofing",    "invalid",          "nacl-egress",
+                                                   "nacl-ingress",     "sg-egress",        "sg-ingress",
+                                                   "allowance-egress", "allowance-ingress"};
     return names[s];
   }
+  static bool isAllowance(int st) { return st == kAllowOut || st == kAllowIn; }
   static int naclStage(Direction d) { return d == Direction::kEgress ? kNaclOut : kNaclIn; }
   static int sgStage(Direction d) { return d == Direction::kEgress ? kSgOut : kSgIn; }
   // [style][stage] -> map index (ENI interface -> its drop chain); anti-spoofing
@@ -320,6 +333,7 @@ class FabricCompiler {
 
   bool stageApplies(int style, int stage) const {
     if (!(style == kRouted ? hasRouted_ : hasOwn_)) return false;
+    if (isAllowance(stage)) return hasAllowance_[style];
     return stage != kSpoof || style == kRouted;
   }
 
@@ -335,9 +349,11 @@ class FabricCompiler {
       const std::string who = style == kOwn && routedHost_ ? "the host's own ENI" : "ENI";
       dropMap_[style][kSpoof] = style == kRouted ? spoof : SIZE_MAX;
       dropMap_[style][kInvalid] = invalid;
-      for (int st : {kNaclOut, kNaclIn, kSgOut, kSgIn}) {
-        const bool nacl = st == kNaclOut || st == kNaclIn, out = st == kNaclOut || st == kSgOut;
-        dropMap_[style][st] = addMap(fmt::format("{}{}_{}_drops", pre, nacl ? "nacl" : "sg", out ? "out" : "in"),
+      for (int st : {kNaclOut, kNaclIn, kSgOut, kSgIn, kAllowOut, kAllowIn}) {
+        if (!stageApplies(style, st)) continue;
+        const bool nacl = st == kNaclOut || st == kNaclIn, out = st == kNaclOut || st == kSgOut || st == kAllowOut;
+        const char* kind = nacl ? "nacl" : isAllowance(st) ? "allowance" : "sg";
+        dropMap_[style][st] = addMap(fmt::format("{}{}_{}_drops", pre, kind, out ? "out" : "in"),
                                      fmt::format("{} -> its {} drop counter", who, stageName(st)));
       }
     }
@@ -389,7 +405,7 @@ class FabricCompiler {
           rules.push_back(vmapRule({Field::kIifname}, map, "conntrack invalid: the input interface's ENI"));
           rules.push_back(vmapRule({Field::kOifname}, map, "conntrack invalid: the output interface's ENI"));
         } else {
-          const bool out = st == kNaclOut || st == kSgOut;
+          const bool out = st == kNaclOut || st == kSgOut || st == kAllowOut;
           const Direction dir = out ? Direction::kEgress : Direction::kIngress;
           rules.push_back(
               vmapRule({eniInterfaceField(dir, style)}, map, fmt::format("{}: the ENI's counter", stageName(st))));
@@ -403,6 +419,141 @@ class FabricCompiler {
         rules.push_back(
             verdictRule({}, Verdict::drop(), fmt::format("{}: dropped, no ENI to count it for", stageName(st))));
       }
+  }
+
+  // ------------------------------------------------ connection tracking
+  // (docs/ruleset.md, "Connection tracking"). New flows that every stage
+  // allowed jump to one chain per style: first each ENI's allowance (a ct
+  // count per ENI in a dynamic set, one set per distinct cap, fed by the
+  // egress rule and the ingress rule alike so that an ENI's flows count
+  // once whichever end opened them), then the idle timeouts: the flow gets
+  // the shorter of each timeout of the ENIs at its two ends (each ENI's own
+  // where the other end is no ENI), through ct timeout objects named by
+  // their values, which only vpcfw generates.
+  using Timeouts = std::array<int, 3>;  // tcp established, udp stream, udp
+  static Timeouts timeoutsOf(const model::Instance& inst) {
+    const model::ConnectionTracking ct = inst.connectionTracking.value_or(model::ConnectionTracking{});
+    return {ct.tcpEstablishedOr(), ct.udpStreamOr(), ct.udpOr()};
+  }
+  static Timeouts shorter(const Timeouts& a, const Timeouts& b) {
+    return {std::min(a[0], b[0]), std::min(a[1], b[1]), std::min(a[2], b[2])};
+  }
+  // The object for one protocol of a setting; made once per name.
+  std::string ctTimeoutObject(const Timeouts& t, bool tcp) {
+    CtTimeout o;
+    if (tcp) {
+      o.name = fmt::format("ct_tcp_{}", t[0]);
+      o.l4proto = 6;
+      // Linux's defaults for every state but established: only that one is AWS's to set.
+      o.seconds = {120, 60, static_cast<std::uint32_t>(t[0]), 120, 60, 30, 120, 10, 120, 300, 300};
+    } else {
+      o.name = fmt::format("ct_udp_{}_{}", t[2], t[1]);
+      o.l4proto = 17;
+      // UDP's unreplied state is AWS's "UDP" timeout, its replied (assured) state the stream timeout.
+      o.seconds = {static_cast<std::uint32_t>(t[2]), static_cast<std::uint32_t>(t[1])};
+    }
+    ctTimeouts_.emplace(o.name, o);
+    return o.name;
+  }
+  std::map<std::string, CtTimeout> ctTimeouts_;  // by name: the table's objects, in name order
+
+  Rule ctTimeoutRule(std::vector<Match> matches, const Timeouts& t, bool tcp, std::string comment) {
+    Rule r;
+    r.matches = std::move(matches);
+    r.matches.push_back(Match{{Field::kL4proto}, Op::kEq, Value{IntRange{tcp ? 6u : 17u, tcp ? 6u : 17u}}, {}});
+    r.ctTimeout = ctTimeoutObject(t, tcp);
+    r.comment = clip(std::move(comment));
+    return r;
+  }
+
+  void createConntrackChains(int style) {
+    const std::string pre = style == kOwn && routedHost_ ? "host_" : "";
+    const Field egressIf = eniInterfaceField(Direction::kEgress, style),
+                ingressIf = eniInterfaceField(Direction::kIngress, style);
+    std::vector<std::size_t> enis;
+    for (auto i : enis_)
+      if (styleOf(i) == style) enis.push_back(i);
+    const std::size_t ci = chains_.size();
+    conntrackChain_[style] = newChain(pre + "conntrack_new").name;
+    std::vector<Rule> rules;
+    // Allowances: one dynamic set and one member set per distinct cap.
+    std::map<std::uint32_t, std::vector<std::size_t>> byCap;
+    for (auto i : enis)
+      if (const auto& ct = m_.instances[i].connectionTracking; ct && ct->maxTracked)
+        byCap[*ct->maxTracked].push_back(i);
+    for (const auto& [cap, members] : byCap) {
+      const std::size_t who = addSet(fmt::format("{}allowance_{}_enis", pre, cap), {Field::kIifname}, false,
+                                     fmt::format("the ENIs whose tracked-connection allowance is {}", cap));
+      for (auto i : members) t_.sets[who].elements.push_back(SetElement{{ifname(i)}, std::nullopt});
+      const std::size_t counts = addSet(fmt::format("{}allowance_{}", pre, cap), {Field::kIifname}, false,
+                                        fmt::format("ENI -> its tracked connections (allowance {})", cap));
+      t_.sets[counts].dynamic = true;
+      t_.sets[counts].size = 65535;
+      for (bool out : {true, false}) {
+        const Field f = out ? egressIf : ingressIf;
+        Rule r = dropRule({inSet({f}, who)}, dropChain_[style][out ? kAllowOut : kAllowIn],
+                          fmt::format("tracked-connection allowance {}, {}: beyond it new flows drop", cap,
+                                      out ? "egress" : "ingress"));
+        r.ctCount = CtCount{f, t_.sets[counts].name, cap};
+        rules.push_back(std::move(r));
+      }
+    }
+    if (hasTimeouts_[style]) {
+      // The distinct settings of this style's ENIs, each a class of ENIs.
+      std::map<Timeouts, std::vector<std::size_t>> classes;
+      for (auto i : enis) classes[timeoutsOf(m_.instances[i])].push_back(i);
+      std::vector<std::size_t> members;  // class k -> its member set
+      std::vector<Timeouts> settings;
+      for (const auto& [t, list] : classes) {
+        const std::size_t k = settings.size();
+        const std::size_t si = addSet(
+            fmt::format("{}ct_timeouts_{}_enis", pre, k), {Field::kIifname}, false,
+            fmt::format("the ENIs whose idle timeouts are tcp {} s, udp {} s, udp stream {} s", t[0], t[2], t[1]));
+        for (auto i : list) t_.sets[si].elements.push_back(SetElement{{ifname(i)}, std::nullopt});
+        members.push_back(si);
+        settings.push_back(t);
+      }
+      const std::size_t from = addMap(pre + "ct_timeouts_from", "ENI -> the idle timeouts of flows it opens", egressIf);
+      Rule dispatch;
+      dispatch.matches = {inSet({egressIf}, from, Op::kVmap)};
+      dispatch.comment = "idle timeouts: the shorter of each, of the ENIs at both ends";
+      rules.push_back(std::move(dispatch));
+      // From no ENI (a gateway, a peering, the host): the destination's own.
+      for (std::size_t j = 0; j < settings.size(); ++j)
+        for (bool tcp : {true, false})
+          rules.push_back(ctTimeoutRule({inSet({ingressIf}, members[j])}, settings[j], tcp,
+                                        "idle timeouts of the destination ENI"));
+      for (std::size_t k = 0; k < settings.size(); ++k) {
+        const std::size_t fk = chains_.size();
+        const std::string name = newChain(fmt::format("{}ct_timeouts_from_{}", pre, k)).name;
+        std::vector<Rule> fr;
+        for (bool tcp : {true, false})
+          fr.push_back(ctTimeoutRule({}, settings[k], tcp, "idle timeouts of the source ENI"));
+        for (std::size_t j = 0; j < settings.size(); ++j) {
+          if (j == k) continue;
+          const Timeouts both = shorter(settings[k], settings[j]);
+          if (both[0] != settings[k][0])
+            fr.push_back(ctTimeoutRule({inSet({ingressIf}, members[j])}, both, true,
+                                       "the destination ENI's TCP timeout is shorter"));
+          if (both[1] != settings[k][1] || both[2] != settings[k][2])
+            fr.push_back(ctTimeoutRule({inSet({ingressIf}, members[j])}, both, false,
+                                       "the destination ENI's UDP timeouts are shorter"));
+        }
+        chains_[fk].rules = std::move(fr);
+        for (auto i : classes[settings[k]])
+          t_.sets[from].elements.push_back(SetElement{{ifname(i)}, Verdict::goTo(name)});
+      }
+    }
+    chains_[ci].rules = std::move(rules);
+  }
+  // The rule before a chain's final accept that sends new flows there.
+  void appendConntrackJump(std::vector<Rule>& rules, int style) const {
+    if (conntrackChain_[style].empty()) return;
+    Rule r;
+    r.ctState = CtState::kNew;
+    r.verdict = Verdict::jump(conntrackChain_[style]);
+    r.comment = "connection tracking: allowance and idle timeouts of new flows";
+    rules.push_back(std::move(r));
   }
 
   // ------------------------------------------------ flow-log logging
@@ -450,6 +601,7 @@ class FabricCompiler {
     const int style = styleOf(instIndex);
     for (int st = 0; st < kStages; ++st) {
       if (!stageApplies(style, st)) continue;
+      if (isAllowance(st) && !(inst.connectionTracking && inst.connectionTracking->maxTracked)) continue;
       const std::size_t ci = chains_.size();
       std::string base = stageName(st);
       std::replace(base.begin(), base.end(), '-', '_');
@@ -463,6 +615,7 @@ class FabricCompiler {
                        options_.flowLogGroup};
       chains_[ci].rules.push_back(std::move(drop));
       eniDropChain_[{instIndex, st}] = chain;
+      if (dropMap_[style][st] == SIZE_MAX) continue;
       t_.sets[dropMap_[style][st]].elements.push_back(SetElement{{ifname(instIndex)}, Verdict::goTo(chain)});
       if (style == kOwn && routedHost_ && (st == kNaclOut || st == kNaclIn)) {
         const int d = st == kNaclOut ? 0 : 1;
@@ -964,6 +1117,7 @@ class FabricCompiler {
       rules.push_back(
           verdictRule({inSet({eni}, enisSet_[kOwn])}, Verdict::jump(sgEntry_[kOwn][input ? 1 : 0]),
                       input ? "security groups of the ENI, ingress" : "security groups of the ENI, egress"));
+      appendConntrackJump(rules, kOwn);
       rules.push_back(
           verdictRule({}, Verdict::accept(), input ? "not an ENI, or every step allowed" : "every step allowed"));
     }
@@ -1034,6 +1188,7 @@ class FabricCompiler {
         byAddress(byAddrSg_, input ? "a routed ENI to the host's own ENI: that ENI's groups, ingress"
                                    : "the host's own ENI to a routed ENI: that ENI's groups, egress");
       if (!input) rules.push_back(routedGroups);
+      if (hasOwn_) appendConntrackJump(rules, kOwn);
       rules.push_back(
           verdictRule({}, Verdict::accept(), input ? "not an ENI, or every step allowed" : "every step allowed"));
     }
@@ -1117,6 +1272,7 @@ class FabricCompiler {
                             "security groups of the source ENI, egress"));
     f.push_back(verdictRule({inSet({Field::kOifname}, enisSet_[kRouted])}, Verdict::jump(sgEntry_[kRouted][1]),
                             "security groups of the destination ENI, ingress"));
+    appendConntrackJump(f, kRouted);
     f.push_back(verdictRule({}, Verdict::accept(), "every step allowed"));
   }
 };
@@ -1193,7 +1349,8 @@ std::optional<FlowLogPrefix> parseFlowLogPrefix(std::string_view prefix) {
   if (sp == std::string_view::npos) return std::nullopt;
   const std::string_view stage = rest.substr(0, sp), ifname = rest.substr(sp + 1);
   // Interface names have no spaces, and at most 15 bytes.
-  constexpr std::string_view kStages[] = {"nacl-egress", "nacl-ingress", "sg-egress", "sg-ingress"};
+  constexpr std::string_view kStages[] = {"nacl-egress", "nacl-ingress",     "sg-egress",
+                                          "sg-ingress",  "allowance-egress", "allowance-ingress"};
   if (std::find(std::begin(kStages), std::end(kStages), stage) == std::end(kStages) || ifname.empty() ||
       ifname.size() > 15 || ifname.find(' ') != std::string_view::npos)
     return std::nullopt;

@@ -61,6 +61,15 @@ bool samePlacement(const model::Placement& a, const model::Placement& b) {
   return a.kind == b.kind && a.host == b.host && a.interface == b.interface && a.routed == b.routed;
 }
 
+// An ENI's timeouts and allowance reach shared chains, sets and objects of
+// its fabric: a change there compiles from scratch.
+bool sameConnectionTracking(const model::Instance& a, const model::Instance& b) {
+  const auto &x = a.connectionTracking, &y = b.connectionTracking;
+  if (x.has_value() != y.has_value()) return false;
+  return !x || (x->tcpEstablished == y->tcpEstablished && x->udpStream == y->udpStream && x->udp == y->udp &&
+                x->maxTracked == y->maxTracked);
+}
+
 std::optional<ModelDiff> diffModels(const model::Model& a, const model::Model& b) {
   if (a.vpcs.size() != b.vpcs.size() || a.subnets.size() != b.subnets.size() || a.nacls.size() != b.nacls.size() ||
       a.groups.size() != b.groups.size() || a.prefixLists.size() != b.prefixLists.size() ||
@@ -93,7 +102,7 @@ std::optional<ModelDiff> diffModels(const model::Model& a, const model::Model& b
     const auto &x = a.instances[i], &y = b.instances[i];
     if (x.name != y.name || x.subnet != y.subnet || x.vpc != y.vpc || x.privateIp != y.privateIp ||
         x.secondaryIps != y.secondaryIps || x.ipv6Addresses != y.ipv6Addresses ||
-        !samePlacement(x.placement, y.placement))
+        !samePlacement(x.placement, y.placement) || !sameConnectionTracking(x, y))
       return std::nullopt;
     d.dirty[i] = x.groups != y.groups;
   }

@@ -87,6 +87,7 @@ std::string renderRule(const Rule& r, std::uint32_t g) {
   if (r.ctState == CtState::kInvalid) parts.push_back("ct state invalid");
   if (r.ctState == CtState::kEstablished) parts.push_back("ct state established");
   if (r.ctState == CtState::kRelated) parts.push_back("ct state related");
+  if (r.ctState == CtState::kNew) parts.push_back("ct state new");
   if (r.cache) {
     const std::uint32_t bit = verdictCacheBit(*r.cache);
     parts.push_back(fmt::format("ct direction {}", r.cache->reply ? "reply" : "original"));
@@ -123,6 +124,9 @@ std::string renderRule(const Rule& r, std::uint32_t g) {
         break;
     }
   }
+  if (r.ctCount)
+    parts.push_back(
+        fmt::format("add @{} {{ {} ct count over {} }}", r.ctCount->set, fieldText(r.ctCount->key), r.ctCount->over));
   if (r.log) parts.push_back(fmt::format("log prefix {} group {}", quote(r.log->prefix), r.log->group));
   if (r.counter) parts.push_back("counter");
   if (r.cache && r.cache->step == VerdictCache::Step::kExtend)
@@ -132,6 +136,7 @@ std::string renderRule(const Rule& r, std::uint32_t g) {
   if (r.nat)
     parts.push_back(fmt::format("{} {} to {}", r.nat->source ? "snat" : "dnat", r.nat->to.isV4() ? "ip" : "ip6",
                                 r.nat->to.toString()));
+  if (!r.ctTimeout.empty()) parts.push_back("ct timeout set " + quote(r.ctTimeout));
   if (auto v = renderVerdict(r.verdict); !v.empty()) parts.push_back(v);
   if (r.cache && r.cache->step == VerdictCache::Step::kHit)
     parts.push_back("comment " + quote(verdictCacheComment(g, r.comment)));
@@ -143,6 +148,14 @@ std::string renderRule(const Rule& r, std::uint32_t g) {
 }
 
 }  // namespace
+
+std::vector<std::string_view> ctTimeoutStates(std::uint8_t l4proto) {
+  if (l4proto == 6)
+    return {"syn_sent",  "syn_recv", "established", "fin_wait", "close_wait", "last_ack",
+            "time_wait", "close",    "syn_sent2",   "retrans",  "unack"};
+  if (l4proto == 17) return {"unreplied", "replied"};
+  return {};
+}
 
 std::string_view fieldText(Field f) {
   switch (f) {
@@ -223,12 +236,23 @@ std::string renderValue(Field f, const Value& v) {
 
 std::string renderTable(const Table& t, std::uint32_t cacheGeneration) {
   std::string out = fmt::format("table {} {} {{\n", t.family, t.name);
+  for (const auto& o : t.ctTimeouts) {
+    // Every state, so that `nft -f` sends what vpcfw does whatever nft's defaults.
+    const auto states = ctTimeoutStates(o.l4proto);
+    std::string policy;
+    for (std::size_t i = 0; i < states.size() && i < o.seconds.size(); ++i)
+      policy += fmt::format("{}{} : {}", i ? ", " : "", states[i], o.seconds[i]);
+    out += fmt::format("\tct timeout {} {{\n\t\tprotocol {}\n\t\tl3proto inet\n\t\tpolicy = {{ {} }}\n\t}}\n\n", o.name,
+                       o.l4proto == 6 ? "tcp" : "udp", policy);
+  }
   for (const auto& s : t.sets) {
     std::string type;
     for (std::size_t i = 0; i < s.key.size(); ++i) type += fmt::format("{}{}", i ? " . " : "", fieldTypeName(s.key[i]));
     out +=
         fmt::format("\t{} {} {{\n\t\ttype {}{}\n", s.isMap ? "map" : "set", s.name, type, s.isMap ? " : verdict" : "");
+    if (s.size) out += fmt::format("\t\tsize {}\n", s.size);
     if (s.interval) out += "\t\tflags interval\n";
+    if (s.dynamic) out += "\t\tflags dynamic\n";
     if (!s.comment.empty()) out += fmt::format("\t\tcomment {}\n", quote(s.comment));
     if (!s.elements.empty()) {
       out += "\t\telements = { ";

@@ -655,7 +655,7 @@ class ConfigParser {
     model::Instance i;
     r_.checkKeys(n,
                  {"name", "subnet", "private_ip", "secondary_ips", "ipv6_addresses", "public_ip", "security_groups",
-                  "netns", "host", "interface", "routed"},
+                  "netns", "host", "interface", "routed", "connection_tracking"},
                  "instance", i.origin);
     i.name = r_.name(n, "instance");
     i.subnetName = r_.scalar(n, "subnet", "instance", true).value_or("");
@@ -702,7 +702,26 @@ class ConfigParser {
     }
     // Validation says where `routed` is wrong (without a host, say).
     i.placement.routed = r_.boolean(n, "routed", named("instance", i.name)).value_or(false);
+    if (r_.has(n, "connection_tracking")) parseConnectionTracking(n["connection_tracking"], i);
     m_.instances.push_back(std::move(i));
+  }
+
+  // The bounds here are what any profile allows; validation holds AWS's
+  // ranges unless the lab profile lets short timeouts be watched expiring.
+  void parseConnectionTracking(const Node& n, model::Instance& i) {
+    const std::string what = named("instance", i.name) + " connection_tracking";
+    if (!r_.isMap(n, what)) return;
+    model::ConnectionTracking ct;
+    r_.checkKeys(n, {"tcp_established_timeout", "udp_stream_timeout", "udp_timeout", "max_tracked_connections"}, what,
+                 ct.origin);
+    ct.tcpEstablished =
+        r_.intField(n, "tcp_established_timeout", what, 1, model::ConnectionTracking::kDefaultTcpEstablished);
+    ct.udpStream = r_.intField(n, "udp_stream_timeout", what, 1, model::ConnectionTracking::kDefaultUdpStream);
+    ct.udp = r_.intField(n, "udp_timeout", what, 1, 60);
+    // A cap the kernel's ct count can hold, far above any ENI's real allowance.
+    if (auto m = r_.intField(n, "max_tracked_connections", what, 1, 100'000'000))
+      ct.maxTracked = static_cast<std::uint32_t>(*m);
+    i.connectionTracking = std::move(ct);
   }
 };
 

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <array>
 #include <map>
 #include <set>
 #include <tuple>
@@ -1000,6 +1001,7 @@ class Validator {
     std::map<std::string, std::string> netnsUsed;
     std::map<std::pair<std::string, std::string>, std::string> ifaceUsed;
     HostAddresses hostAddrUsed;
+    checkConnectionTracking();
     for (std::size_t i = 0; i < m_.instances.size(); ++i) {
       auto& inst = m_.instances[i];
       inst.subnet = subnetIndex_.find(inst.subnetName);
@@ -1095,6 +1097,38 @@ class Validator {
 
   // (host, address) -> (instance, its VPC): one host has one routing table.
   using HostAddresses = std::map<std::pair<std::string, IpAddress>, std::pair<std::string, std::size_t>>;
+
+  // AWS's ranges (ConnectionTrackingSpecification); the lab profile also
+  // allows shorter timeouts, so that a test or a student can watch a flow
+  // expire. Distinct settings are capped: each pair of them becomes an nft
+  // object and a rule in every fabric that holds both (docs/ruleset.md).
+  static constexpr std::size_t kMaxTimeoutSettings = 16;
+  void checkConnectionTracking() {
+    const bool lab = m_.limits.profile == Limits::Profile::kLab;
+    std::set<std::array<int, 3>> settings;
+    for (const auto& inst : m_.instances) {
+      if (!inst.connectionTracking) continue;
+      const auto& ct = *inst.connectionTracking;
+      auto range = [&](const std::optional<int>& v, const char* key, int lo, int hi) {
+        if (!v || (*v >= lo && *v <= hi) || (lab && *v >= 1 && *v <= hi)) return;
+        d_.error(
+            ct.origin.of(model::FieldName::named(key).value()),
+            fmt::format("instance '{}' connection_tracking '{}' is {}; AWS allows {}..{}", inst.name, key, *v, lo, hi),
+            lab ? fmt::format("the lab profile also allows 1..{}", lo - 1)
+                : fmt::format("with limits: {{profile: lab}}, 1..{} is allowed too", lo - 1));
+      };
+      range(ct.tcpEstablished, "tcp_established_timeout", 60, ConnectionTracking::kDefaultTcpEstablished);
+      range(ct.udpStream, "udp_stream_timeout", 60, ConnectionTracking::kDefaultUdpStream);
+      range(ct.udp, "udp_timeout", 30, 60);
+      if (ct.setsTimeouts() && settings.insert({ct.tcpEstablishedOr(), ct.udpStreamOr(), ct.udpOr()}).second &&
+          settings.size() == kMaxTimeoutSettings + 1)
+        d_.error(ct.origin.at(),
+                 fmt::format("instance '{}' brings the config to {} distinct connection_tracking timeout settings; "
+                             "vpcfw allows {}",
+                             inst.name, settings.size(), kMaxTimeoutSettings),
+                 "give ENIs with similar needs the same timeouts");
+    }
+  }
 
   void checkPlacement(Instance& inst, std::map<std::string, std::string>& netnsUsed,
                       std::map<std::pair<std::string, std::string>, std::string>& ifaceUsed,

@@ -45,6 +45,11 @@ struct KernelChain {
   std::vector<std::string> rules;  // signatures, in order
   bool binding = false;            // an anonymous chain bound to a rule (`jump { ... }`)
 };
+struct KernelObject {
+  std::uint32_t type = 0;  // NFT_OBJECT_*
+  std::string signature;   // objectSignature
+  bool operator==(const KernelObject&) const = default;
+};
 struct KernelTable {
   bool exists = false;
   bool owned = false;
@@ -52,7 +57,7 @@ struct KernelTable {
   std::string signature;
   std::map<std::string, KernelSet> sets;
   std::map<std::string, KernelChain> chains;
-  std::map<std::string, std::uint32_t> objects;  // name -> NFT_OBJECT_*
+  std::map<std::string, KernelObject> objects;
   std::set<std::string> flowtables;
   std::vector<std::string> unreadable;  // objects libnftnl could not parse: never "matches"
   std::vector<TableStatus::Counter> counters;
@@ -232,7 +237,8 @@ Expected<KernelTable> readTableAt(Socket& sock, const std::string& table, std::u
           return;
         }
         if (table != str(nftnl_obj_get_str(o.get(), NFTNL_OBJ_TABLE))) return;
-        k.objects[str(nftnl_obj_get_str(o.get(), NFTNL_OBJ_NAME))] = nftnl_obj_get_u32(o.get(), NFTNL_OBJ_TYPE);
+        k.objects[str(nftnl_obj_get_str(o.get(), NFTNL_OBJ_NAME))] =
+            KernelObject{nftnl_obj_get_u32(o.get(), NFTNL_OBJ_TYPE), objectSignature(o.get())};
       });
   if (!r) return unexpected(r.error());
   r = sock.dump(
@@ -393,6 +399,12 @@ void deleteObject(Batch& b, const std::string& table, const std::string& name, s
   b.next();
 }
 
+void putObject(Batch& b, const LinearObject& o) {
+  nlmsghdr* nlh = b.message(NFT_MSG_NEWOBJ, NLM_F_CREATE, fmt::format("{} {}", objectKind(o.type), o.name));
+  nftnl_obj_nlmsg_build_payload(nlh, o.obj.get());
+  b.next();
+}
+
 void deleteFlowtable(Batch& b, const std::string& table, const std::string& name) {
   FlowtablePtr f(nftnl_flowtable_alloc());
   nftnl_flowtable_set_str(f.get(), NFTNL_FLOWTABLE_TABLE, table.c_str());
@@ -412,6 +424,7 @@ void fullBatch(Batch& b, const LinearTable& d, const KernelTable& k, std::vector
   }
   // A fresh table: the kernel takes a table's userdata only when it creates it.
   putTable(b, NFT_MSG_NEWTABLE, d.name, NLM_F_CREATE, true);
+  for (const auto& o : d.objects) putObject(b, o);  // before the rules that refer to them
   for (const auto& s : d.sets) putSet(b, s);
   for (const auto& c : d.chains) putChain(b, c);
   for (const auto& s : d.sets)
@@ -429,6 +442,17 @@ void fullBatch(Batch& b, const LinearTable& d, const KernelTable& k, std::vector
 // type changed.
 bool needsFullReplace(const LinearTable& d, const KernelTable& k) {
   if (k.signature != d.signature || !k.unreadable.empty()) return true;
+  // An object is never changed in place (ct timeouts cannot be): one under a
+  // desired name with other contents, or a dynamic set holding elements no
+  // rule of vpcfw's adds, is rebuilt with the table.
+  for (const auto& o : d.objects)
+    if (auto it = k.objects.find(o.name);
+        it != k.objects.end() && (it->second.type != o.type || it->second.signature != o.signature))
+      return true;
+  for (const auto& s : d.sets)
+    if (auto it = k.sets.find(nftnl_set_get_str(s.set.get(), NFTNL_SET_NAME));
+        it != k.sets.end() && !s.dynamicExpressions.empty() && !elementsMatch(s, it->second.elements))
+      return true;
   for (const auto& [name, s] : k.sets)
     if (s.anonymous) return true;
   for (const auto& [name, c] : k.chains)
@@ -461,8 +485,8 @@ void incrementalBatch(Batch& b, const LinearTable& d, const KernelTable& k, std:
     auto it = k.sets.find(name);
     if (it == k.sets.end()) continue;
     const auto& have = it->second.elements;
+    if (!s->dynamicExpressions.empty() || elementsMatch(*s, have)) continue;  // dynamic: packet state
     const auto want = packAll(s->elements);
-    if (have == want) continue;
     ElementChange ch{name, {}, {}, false};
     // rbtree sets (interval without concat) hold start/end pairs: rewrite them all.
     if ((s->flags & NFT_SET_INTERVAL) && !(s->flags & NFT_SET_CONCAT)) {
@@ -511,15 +535,23 @@ void incrementalBatch(Batch& b, const LinearTable& d, const KernelTable& k, std:
       deleteNamed(b, NFT_MSG_DELCHAIN, d.name, name);
       changes.push_back(fmt::format("chain {}: deleted", name));
     }
-  for (const auto& [name, type] : k.objects) {
-    deleteObject(b, d.name, name, type);
-    changes.push_back(fmt::format("{} {}: deleted", objectKind(type), name));
-  }
+  std::set<std::string> dobjects;
+  for (const auto& o : d.objects) dobjects.insert(o.name);
+  for (const auto& [name, ko] : k.objects)
+    if (!dobjects.count(name)) {
+      deleteObject(b, d.name, name, ko.type);
+      changes.push_back(fmt::format("{} {}: deleted", objectKind(ko.type), name));
+    }
   for (const auto& name : k.flowtables) {
     deleteFlowtable(b, d.name, name);
     changes.push_back(fmt::format("flowtable {}: deleted", name));
   }
-  // 4. new sets, 5. new chains
+  // 4. new objects, sets, 5. new chains (objects before the rules that use them)
+  for (const auto& o : d.objects)
+    if (!k.objects.count(o.name)) {
+      putObject(b, o);
+      changes.push_back(fmt::format("{} {}: created", objectKind(o.type), o.name));
+    }
   for (const auto& [name, s] : dsets)
     if (!k.sets.count(name)) {
       putSet(b, *s);
@@ -588,8 +620,13 @@ std::vector<std::string> describeDiff(const LinearTable& d, const KernelTable& k
       out.push_back(fmt::format("set {}: type, flags or parameters differ", name));
       if (verbose) out.push_back("  kernel:  " + it->second.signature + "\n  desired: " + s.signature);
     }
-    const auto want = packAll(s.elements);
     const auto& have = it->second.elements;
+    if (!s.dynamicExpressions.empty()) {
+      if (!elementsMatch(s, have))
+        out.push_back(fmt::format("set {}: holds elements that no rule of vpcfw's adds (another allowance?)", name));
+      continue;
+    }
+    const auto want = packAll(s.elements);
     if (have != want) {
       const auto add = missingFrom(want, have), rem = missingFrom(have, want);
       out.push_back(fmt::format("set {}: {} elements to add, {} to remove", name, add.size(), rem.size()));
@@ -630,8 +667,19 @@ std::vector<std::string> describeDiff(const LinearTable& d, const KernelTable& k
   for (const auto& [name, kc] : k.chains)
     if (!dchains.count(name))
       out.push_back(fmt::format("chain {}: not in the config{}", name, kc.binding ? " (bound to a rule)" : ""));
-  for (const auto& [name, type] : k.objects)
-    out.push_back(fmt::format("{} {}: not in the config", objectKind(type), name));
+  std::set<std::string> dobjects;
+  for (const auto& o : d.objects) {
+    dobjects.insert(o.name);
+    auto it = k.objects.find(o.name);
+    if (it == k.objects.end()) {
+      out.push_back(fmt::format("{} {}: missing", objectKind(o.type), o.name));
+    } else if (it->second.type != o.type || it->second.signature != o.signature) {
+      out.push_back(fmt::format("{} {}: contents differ", objectKind(o.type), o.name));
+      if (verbose) out.push_back("  kernel:  " + it->second.signature + "\n  desired: " + o.signature);
+    }
+  }
+  for (const auto& [name, ko] : k.objects)
+    if (!dobjects.count(name)) out.push_back(fmt::format("{} {}: not in the config", objectKind(ko.type), name));
   for (const auto& name : k.flowtables) out.push_back(fmt::format("flowtable {}: not in the config", name));
   return out;
 }
@@ -695,7 +743,7 @@ void keepPrevious(const KernelTable& k, const LinearTable& d, const ApplyOptions
     const LinearSet* want = nullptr;
     for (const auto& st : d.sets)
       if (nftnl_set_get_str(st.set.get(), NFTNL_SET_NAME) == name) want = &st;
-    if (!want || it->second.elements == packAll(want->elements)) continue;
+    if (!want || !want->dynamicExpressions.empty() || elementsMatch(*want, it->second.elements)) continue;
     auto& out = report.previous[name];
     out.reserve(it->second.elements.size());
     for (std::size_t i = 0; i < it->second.elements.size(); ++i) {
@@ -714,6 +762,7 @@ KernelTable recordOf(LinearTable&& d) {
   k.owned = true;
   k.signature = d.signature;
   k.cacheGeneration = d.cacheGeneration;
+  for (auto& o : d.objects) k.objects.emplace(o.name, KernelObject{o.type, std::move(o.signature)});
   for (auto& s : d.sets) {
     std::string name = nftnl_set_get_str(s.set.get(), NFTNL_SET_NAME);
     k.sets.emplace(std::move(name), recordOf(std::move(s)));
@@ -811,7 +860,7 @@ bool cacheInputsChange(const LinearTable& d, const KernelTable& k, const CacheIn
     const std::string name = nftnl_set_get_str(st.set.get(), NFTNL_SET_NAME);
     if (!in.sets.contains(name)) continue;
     auto it = k.sets.find(name);
-    if (it == k.sets.end() || it->second.signature != st.signature || it->second.elements != packAll(st.elements))
+    if (it == k.sets.end() || it->second.signature != st.signature || !elementsMatch(st, it->second.elements))
       return true;
   }
   for (const auto& c : d.chains) {
@@ -893,12 +942,17 @@ std::uint32_t generationAfter(const ApplyReport& report, std::uint32_t computedA
 bool applyChanges(Socket& sock, const compile::Ruleset& desired, const compile::RulesetChanges& changes,
                   TableRecord::Data& rec, const ApplyOptions& o, ApplyReport& report) {
   const KernelTable& r = rec.table;
-  if (!r.exists || !r.owned || !r.unreadable.empty() || !r.objects.empty() || !r.flowtables.empty()) return false;
+  if (!r.exists || !r.owned || !r.unreadable.empty() || !r.flowtables.empty()) return false;
   auto t0 = std::chrono::steady_clock::now();
   LinearizeOnly only;
   only.sets.insert(changes.sets.begin(), changes.sets.end());
   only.chains.insert(changes.chains.begin(), changes.chains.end());
   LinearTable d = linearize(desired.table, &only, r.cacheGeneration);
+  // Objects are not in the hint: the record must hold exactly the desired ones.
+  if (r.objects.size() != d.objects.size()) return false;
+  for (const auto& o : d.objects)
+    if (auto it = r.objects.find(o.name); it == r.objects.end() || it->second != KernelObject{o.type, o.signature})
+      return false;
   // A change to what the cache's verdicts depend on: the cache chains too,
   // at the commit's generation.
   const CacheInputs inputs = cacheInputsOf(desired.table);
@@ -916,6 +970,7 @@ bool applyChanges(Socket& sock, const compile::Ruleset& desired, const compile::
   k.exists = true;
   k.owned = true;
   k.signature = r.signature;
+  k.objects = r.objects;
   std::size_t sets = r.sets.size(), chains = r.chains.size();
   for (const auto& name : only.sets)
     if (auto it = r.sets.find(name); it != r.sets.end()) {

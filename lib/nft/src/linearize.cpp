@@ -19,6 +19,8 @@
 #include "vpcfw/nft/applier.h"
 
 namespace vpcfw::nft {
+static std::string exprText(nftnl_expr* e);
+std::string dynamicExpressionsOf(const compile::Table& t, const std::string& set);
 namespace {
 
 using compile::Field;
@@ -210,6 +212,29 @@ struct RuleBuilder {
     std::string mask(reinterpret_cast<const char*>(&bits), 4);  // ct state is host order
     bitwise(mask);
     cmp(NFT_CMP_NEQ, std::string(4, '\0'));
+  }
+  // `add @set { key ct count over N }`, as nft 1.0.6 encodes it. The
+  // kernel reports the flags back, so they are said; a timeout it refuses
+  // for a set without timeouts.
+  void ctCount(const compile::CtCount& c, std::uint32_t keyReg) {
+    auto* e = add("dynset");
+    nftnl_expr_set_u32(e, NFTNL_EXPR_DYNSET_SREG_KEY, keyReg);
+    nftnl_expr_set_u32(e, NFTNL_EXPR_DYNSET_OP, NFT_DYNSET_OP_ADD);
+    nftnl_expr_set_str(e, NFTNL_EXPR_DYNSET_SET_NAME, c.set.c_str());
+    nftnl_expr_set_u32(e, NFTNL_EXPR_DYNSET_FLAGS, 0);
+    nftnl_expr_set(e, NFTNL_EXPR_DYNSET_EXPR, connlimit(c.over), 0);
+  }
+  static nftnl_expr* connlimit(std::uint32_t over) {
+    nftnl_expr* e = nftnl_expr_alloc("connlimit");
+    nftnl_expr_set_u32(e, NFTNL_EXPR_CONNLIMIT_COUNT, over);
+    nftnl_expr_set_u32(e, NFTNL_EXPR_CONNLIMIT_FLAGS, NFT_CONNLIMIT_F_INV);
+    return e;
+  }
+  // `ct timeout set "NAME"`: a reference to the table's object.
+  void ctTimeoutSet(const std::string& name) {
+    auto* e = add("objref");
+    nftnl_expr_set_u32(e, NFTNL_EXPR_OBJREF_IMM_TYPE, NFT_OBJECT_CT_TIMEOUT);
+    nftnl_expr_set_str(e, NFTNL_EXPR_OBJREF_IMM_NAME, name.c_str());
   }
   // "log prefix P group G": to nfnetlink_log (the kernel keeps the prefix
   // and the group, and reports just those back).
@@ -584,6 +609,25 @@ bool hasOwnerMarker(nftnl_table* t) {
 LinearTable linearize(const compile::Table& t, const LinearizeOnly* only, std::uint32_t cacheGeneration) {
   LinearTable out;
   out.name = t.name;
+  // Objects always: they are few, and a hint names only sets and chains.
+  for (const auto& o : t.ctTimeouts) {
+    LinearObject lo;
+    lo.obj.reset(nftnl_obj_alloc());
+    nftnl_obj* no = lo.obj.get();
+    nftnl_obj_set_str(no, NFTNL_OBJ_TABLE, t.name.c_str());
+    nftnl_obj_set_str(no, NFTNL_OBJ_NAME, o.name.c_str());
+    nftnl_obj_set_u32(no, NFTNL_OBJ_FAMILY, NFPROTO_INET);
+    nftnl_obj_set_u32(no, NFTNL_OBJ_TYPE, NFT_OBJECT_CT_TIMEOUT);
+    nftnl_obj_set_u16(no, NFTNL_OBJ_CT_TIMEOUT_L3PROTO, NFPROTO_INET);
+    nftnl_obj_set_u8(no, NFTNL_OBJ_CT_TIMEOUT_L4PROTO, o.l4proto);
+    std::uint32_t seconds[NFTNL_CTTIMEOUT_ARRAY_MAX] = {};
+    for (std::size_t i = 0; i < o.seconds.size() && i < NFTNL_CTTIMEOUT_ARRAY_MAX; ++i) seconds[i] = o.seconds[i];
+    nftnl_obj_set_data(no, NFTNL_OBJ_CT_TIMEOUT_ARRAY, seconds, sizeof seconds);
+    lo.name = o.name;
+    lo.type = NFT_OBJECT_CT_TIMEOUT;
+    lo.signature = objectSignature(no);
+    out.objects.push_back(std::move(lo));
+  }
   out.cacheGeneration = cacheGeneration & compile::kVerdictCacheGenerationMask;
   out.signature = tableSignature(makeOwnedTable(t.name).get());
   // A set's id is its place in the whole table, so that a partial
@@ -607,6 +651,7 @@ LinearTable linearize(const compile::Table& t, const LinearizeOnly* only, std::u
       fieldLens.push_back(static_cast<std::uint8_t>(info(f).len));
     }
     if (s.interval) flags |= NFT_SET_INTERVAL;
+    if (s.dynamic) flags |= NFT_SET_EVAL;
     if (s.interval && s.key.size() > 1) flags |= NFT_SET_CONCAT;
     if (s.isMap) flags |= NFT_SET_MAP;
     nftnl_set_set_u32(ns, NFTNL_SET_FLAGS, flags);
@@ -616,6 +661,7 @@ LinearTable linearize(const compile::Table& t, const LinearizeOnly* only, std::u
       nftnl_set_set_u32(ns, NFTNL_SET_DATA_TYPE, NFT_DATA_VERDICT);
       nftnl_set_set_u32(ns, NFTNL_SET_DATA_LEN, 16);
     }
+    if (s.size) nftnl_set_set_u32(ns, NFTNL_SET_DESC_SIZE, s.size);
     if (s.interval && s.key.size() > 1)
       nftnl_set_set_data(ns, NFTNL_SET_DESC_CONCAT, fieldLens.data(), static_cast<std::uint32_t>(fieldLens.size()));
     auto ud = setUserdata(s);
@@ -623,6 +669,7 @@ LinearTable linearize(const compile::Table& t, const LinearizeOnly* only, std::u
     ls.elements = elementsOf(s);
     ls.signature = setSignature(ns);
     ls.flags = flags;
+    if (s.dynamic) ls.dynamicExpressions = dynamicExpressionsOf(t, s.name);
     out.sets.push_back(std::move(ls));
   }
   for (const auto& c : t.chains) {
@@ -660,6 +707,7 @@ LinearTable linearize(const compile::Table& t, const LinearizeOnly* only, std::u
       if (r.ctState == compile::CtState::kInvalid) b.ctState(NF_CT_STATE_INVALID_BIT);
       if (r.ctState == compile::CtState::kEstablished) b.ctState(NF_CT_STATE_BIT(IP_CT_ESTABLISHED));
       if (r.ctState == compile::CtState::kRelated) b.ctState(NF_CT_STATE_BIT(IP_CT_RELATED));
+      if (r.ctState == compile::CtState::kNew) b.ctState(NF_CT_STATE_BIT(IP_CT_NEW));
       using Step = compile::VerdictCache::Step;
       const std::uint32_t mark = compile::verdictCacheMark(cacheGeneration);
       if (r.cache) {
@@ -670,11 +718,16 @@ LinearTable linearize(const compile::Table& t, const LinearizeOnly* only, std::u
       }
       std::vector<std::string> deps;
       for (const auto& m : r.matches) b.match(m, deps);
+      if (r.ctCount) {
+        b.load(r.ctCount->key, NFT_REG_1, false);
+        b.ctCount(*r.ctCount, NFT_REG_1);
+      }
       if (r.log) b.log(*r.log);
       if (r.counter) b.add("counter");
       if (r.cache && r.cache->step == Step::kExtend) b.ctMarkSetOr(compile::verdictCacheBit(*r.cache));
       if (r.cache && r.cache->step == Step::kRestart) b.ctMarkSetTo(mark | compile::verdictCacheBit(*r.cache));
       if (r.nat) b.nat(*r.nat);
+      if (!r.ctTimeout.empty()) b.ctTimeoutSet(r.ctTimeout);
       b.verdict(r.verdict);
       const bool hit = r.cache && r.cache->step == Step::kHit;
       lr.comment = hit ? compile::verdictCacheComment(cacheGeneration, r.comment) : r.comment;
@@ -686,6 +739,61 @@ LinearTable linearize(const compile::Table& t, const LinearizeOnly* only, std::u
     out.chains.push_back(std::move(lc));
   }
   return out;
+}
+
+std::string objectSignature(nftnl_obj* o) {
+  const std::uint32_t type = nftnl_obj_get_u32(o, NFTNL_OBJ_TYPE);
+  std::string sig = "type=" + std::to_string(type);
+  if (type == NFT_OBJECT_CT_TIMEOUT) {
+    const std::uint8_t l4 =
+        nftnl_obj_is_set(o, NFTNL_OBJ_CT_TIMEOUT_L4PROTO) ? nftnl_obj_get_u8(o, NFTNL_OBJ_CT_TIMEOUT_L4PROTO) : 0;
+    sig += " l3=" + std::to_string(nftnl_obj_is_set(o, NFTNL_OBJ_CT_TIMEOUT_L3PROTO)
+                                       ? nftnl_obj_get_u16(o, NFTNL_OBJ_CT_TIMEOUT_L3PROTO)
+                                       : 0);
+    sig += " l4=" + std::to_string(l4);
+    // The states the protocol has (libnftnl keeps a fixed-size array).
+    const std::size_t states = compile::ctTimeoutStates(l4).size();
+    std::uint32_t len = 0;
+    const auto* v = nftnl_obj_is_set(o, NFTNL_OBJ_CT_TIMEOUT_ARRAY)
+                        ? static_cast<const std::uint32_t*>(nftnl_obj_get_data(o, NFTNL_OBJ_CT_TIMEOUT_ARRAY, &len))
+                        : nullptr;
+    sig += " policy=";
+    for (std::size_t i = 0; v && i < states && (i + 1) * 4 <= len; ++i) sig += std::to_string(v[i]) + ",";
+  } else {
+    // Any other kind is not vpcfw's: it never matches a desired object.
+    sig += " foreign";
+  }
+  if (nftnl_obj_is_set(o, NFTNL_OBJ_USERDATA)) {
+    std::uint32_t len = 0;
+    const void* ud = nftnl_obj_get_data(o, NFTNL_OBJ_USERDATA, &len);
+    sig += " udata=" + hex(ud, len);
+  }
+  return sig;
+}
+
+// What each element of dynamic set `set` carries: the expression of the
+// first rule that adds to it.
+std::string dynamicExpressionsOf(const compile::Table& t, const std::string& set) {
+  for (const auto& c : t.chains)
+    for (const auto& r : c.rules)
+      if (r.ctCount && r.ctCount->set == set) {
+        nftnl_expr* e = RuleBuilder::connlimit(r.ctCount->over);
+        std::string text = exprText(e);
+        nftnl_expr_free(e);
+        return text;
+      }
+  return "none";
+}
+
+bool elementsMatch(const LinearSet& s, const PackedElements& have) {
+  if (s.dynamicExpressions.empty()) return have == packAll(s.elements);
+  for (std::size_t i = 0; i < have.size(); ++i) {
+    const ElementBytes e = unpack(have[i]);
+    if (!e.keyEnd.empty() || e.flags || e.hasVerdict || !e.data.empty() || e.timeout || !e.userdata.empty() ||
+        !e.objref.empty() || e.expressions != s.dynamicExpressions)
+      return false;
+  }
+  return true;
 }
 
 void addElements(nftnl_set* s, const std::vector<ElementBytes>& elements, bool keysOnly) {
@@ -713,7 +821,12 @@ static std::string exprText(nftnl_expr* e) {
   if (std::strcmp(name, "counter") == 0) return "[counter]";
   char buf[4096];
   nftnl_expr_snprintf(buf, sizeof buf, e, NFTNL_OUTPUT_DEFAULT, 0);
-  return std::string("[") + name + " " + buf + "]";
+  std::string text(buf);
+  // The kernel reports a dynset's timeout even when none was given (and
+  // refuses one for a set without timeouts): no timeout and 0 are the same.
+  if (std::strcmp(name, "dynset") == 0)
+    if (auto at = text.find(" timeout 0ms"); at != std::string::npos) text.erase(at, 12);
+  return std::string("[") + name + " " + text + "]";
 }
 
 std::string ruleSignature(nftnl_rule* r) {

@@ -99,7 +99,25 @@ struct LinearSet {
   std::vector<ElementBytes> elements;  // sorted
   std::string signature;               // everything but elements, for comparison
   std::uint32_t flags = 0;             // NFT_SET_*
+  // A dynamic set (NFT_SET_EVAL): its elements are packet state, added by
+  // rules, so they are not compared one by one; instead every element the
+  // kernel holds must be exactly this (no verdict, data, timeout or
+  // userdata; these expressions), whatever its key. Another element (a
+  // forged cap, say) is a difference.
+  std::string dynamicExpressions;
 };
+// Whether `have` (a kernel set's elements) is what `s` wants.
+bool elementsMatch(const LinearSet& s, const PackedElements& have);
+
+// A stateful object vpcfw creates (ct timeouts) and its signature, which a
+// read-back of any object is reduced to as well.
+struct LinearObject {
+  ObjPtr obj;
+  std::string name;
+  std::uint32_t type = 0;  // NFT_OBJECT_*
+  std::string signature;
+};
+std::string objectSignature(nftnl_obj* o);
 
 struct LinearRule {
   RulePtr rule;
@@ -116,6 +134,7 @@ struct LinearChain {
 struct LinearTable {
   std::string name;
   std::string signature;  // the table's own attributes (flags, the ownership marker)
+  std::vector<LinearObject> objects;
   std::vector<LinearSet> sets;
   std::vector<LinearChain> chains;
   std::uint32_t cacheGeneration = 0;            // the NACL verdict cache's, in the rules

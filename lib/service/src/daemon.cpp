@@ -1020,8 +1020,12 @@ class Daemon {
     m.set("vpcfw_enis", {}, static_cast<double>(enis_));
     m.set("vpcfw_rules", {}, static_cast<double>(nftRules_));
     m.set("vpcfw_set_elements", {}, static_cast<double>(elements_));
-    for (const auto& d : drops())
+    std::map<std::string, double> allowance;  // ENA's conntrack_allowance_exceeded, per ENI, both directions
+    for (const auto& d : drops()) {
       m.set("vpcfw_dropped_packets_total", {d.eni, d.stage}, static_cast<double>(d.packets));
+      if (d.stage.starts_with("allowance-")) allowance[d.eni] += static_cast<double>(d.packets);
+    }
+    for (const auto& [eni, n] : allowance) m.set("vpcfw_conntrack_allowance_exceeded_total", {eni}, n);
     (void)m.describe("vpcfw_flowlog_records_total", MetricType::kCounter,
                      "Flow-log records written, by log-status (OK, NODATA, SKIPDATA).", {"status"});
     (void)m.describe(

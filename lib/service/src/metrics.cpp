@@ -276,6 +276,10 @@ Metrics vpcfwMetrics() {
   (void)m.describe("vpcfw_dropped_packets_total", MetricType::kCounter,
                    "Packets dropped, by ENI and by stage (network ACL or security group, in or out).",
                    {"eni", "stage"});
+  (void)m.describe("vpcfw_conntrack_allowance_exceeded_total", MetricType::kCounter,
+                   "New flows dropped because the ENI held its tracked-connection allowance (ENA's "
+                   "conntrack_allowance_exceeded).",
+                   {"eni"});
   return m;
 }
 

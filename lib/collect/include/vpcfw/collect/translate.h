@@ -44,10 +44,21 @@ struct CtEntry {
 };
 
 // The four stages whose drops are logged (the fabric's drop chains).
-enum class Stage : std::uint8_t { kNaclEgress, kNaclIngress, kSgEgress, kSgIngress };
+// kAllowance*: a new flow beyond the ENI's tracked-connection allowance (a
+// REJECT at that ENI, as AWS drops it there).
+enum class Stage : std::uint8_t {
+  kNaclEgress,
+  kNaclIngress,
+  kSgEgress,
+  kSgIngress,
+  kAllowanceEgress,
+  kAllowanceIngress
+};
 std::string_view stageName(Stage s);  // "nacl-egress", ...
 std::optional<Stage> parseStage(std::string_view text);
-inline bool isEgress(Stage s) { return s == Stage::kNaclEgress || s == Stage::kSgEgress; }
+inline bool isEgress(Stage s) {
+  return s == Stage::kNaclEgress || s == Stage::kSgEgress || s == Stage::kAllowanceEgress;
+}
 
 // A packet the ruleset logged: dropped at a stage of an ENI, or an accepted
 // TCP packet with SYN, FIN or RST.

@@ -76,6 +76,10 @@ struct Set {
   bool isMap = false;
   std::vector<SetElement> elements;
   std::string comment;
+  // `flags dynamic`: rules add the elements (a ct count per ENI); they are
+  // packet state, like counter values, so never part of the desired elements.
+  bool dynamic = false;
+  std::uint32_t size = 0;  // `size N` (0: none)
   bool operator==(const Set&) const = default;
 };
 
@@ -90,7 +94,7 @@ struct Match {
   bool operator==(const Match&) const = default;
 };
 
-enum class CtState : std::uint8_t { kNone = 0, kEstablishedRelated, kInvalid, kEstablished, kRelated };
+enum class CtState : std::uint8_t { kNone = 0, kEstablishedRelated, kInvalid, kEstablished, kRelated, kNew };
 
 // The NACL verdict cache (docs/ruleset.md, "NACL verdict cache"): a flow's
 // conntrack mark holds G << 2 | reply-passed << 1 | original-passed, where G
@@ -138,14 +142,27 @@ struct Log {
   auto operator<=>(const Log&) const = default;
 };
 
+// `add @set { key ct count over N }`: the key's element in a dynamic set
+// counts the conntrack entries that passed here (nft_connlimit), and the
+// rule goes on only when they are more than N: the tracked-connection
+// allowance of the ENI the key names (docs/ruleset.md, "Connection tracking").
+struct CtCount {
+  Field key = Field::kIifname;
+  std::string set;
+  std::uint32_t over = 0;
+  auto operator<=>(const CtCount&) const = default;
+};
+
 struct Rule {
   std::vector<Match> matches;
   CtState ctState = CtState::kNone;   // an extra "ct state ..." match, before the others
   std::optional<VerdictCache> cache;  // after ct state, before the matches
+  std::optional<CtCount> ctCount;     // after the matches
   std::optional<Log> log;             // after the matches, before the counter
   bool counter = false;
   std::optional<Nat> nat;  // after the matches
-  Verdict verdict;         // kContinue: no verdict statement (vmap rules, nat)
+  std::string ctTimeout;   // `ct timeout set "NAME"` (a CtTimeout of the table) after the counter
+  Verdict verdict;         // kContinue: no verdict statement (vmap rules, nat, ct timeout)
   std::string comment;     // names the config object the rule came from
   bool operator==(const Rule&) const = default;
 };
@@ -160,9 +177,24 @@ struct Chain {
   bool operator==(const Chain&) const = default;
 };
 
+// A ct timeout object: the idle timeouts, in seconds, that a flow assigned
+// to it gets instead of the namespace's defaults. `seconds` holds every
+// state of the protocol in the kernel's order (ctTimeoutStates), so that
+// what the kernel reports back is exactly this.
+struct CtTimeout {
+  std::string name;
+  std::uint8_t l4proto = 6;  // 6 tcp, 17 udp
+  std::vector<std::uint32_t> seconds;
+  auto operator<=>(const CtTimeout&) const = default;
+};
+// The states' names as nft writes them, in the kernel's order
+// (CTA_TIMEOUT_TCP_* / CTA_TIMEOUT_UDP_*, less one); empty for another protocol.
+std::vector<std::string_view> ctTimeoutStates(std::uint8_t l4proto);
+
 struct Table {
   std::string family = "inet";
   std::string name;
+  std::vector<CtTimeout> ctTimeouts;  // created before the rules that use them
   std::vector<Set> sets;
   std::vector<Chain> chains;
   bool operator==(const Table&) const = default;

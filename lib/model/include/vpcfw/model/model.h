@@ -101,7 +101,12 @@ class FieldName {
                                                "account_id",
                                                "region",
                                                "files",
-                                               "streams"};
+                                               "streams",
+                                               "connection_tracking",
+                                               "tcp_established_timeout",
+                                               "udp_stream_timeout",
+                                               "udp_timeout",
+                                               "max_tracked_connections"};
 
   consteval FieldName(const char* key) : id_(static_cast<std::uint32_t>(keyIndex(key))) {
     if (keyIndex(key) < 0) throw "not a config key";  // makes the call not a constant expression
@@ -375,6 +380,25 @@ struct Placement {
   bool operator==(const Placement&) const = default;
 };
 
+// An ENI's connection tracking (AWS's ConnectionTrackingSpecification, and
+// the tracked-connection allowance AWS sizes by instance type): idle
+// timeouts in seconds and a cap on tracked flows. Unset fields take AWS's
+// defaults (kDefault*); the compiler turns them into ct timeout objects and
+// ct count rules (docs/ruleset.md, "Connection tracking").
+struct ConnectionTracking {
+  static constexpr int kDefaultTcpEstablished = 432000, kDefaultUdpStream = 180, kDefaultUdp = 30;
+  std::optional<int> tcpEstablished, udpStream, udp;
+  std::optional<std::uint32_t> maxTracked;  // none: no allowance
+  Origin origin;                            // the `connection_tracking` mapping and its keys
+
+  int tcpEstablishedOr() const { return tcpEstablished.value_or(kDefaultTcpEstablished); }
+  int udpStreamOr() const { return udpStream.value_or(kDefaultUdpStream); }
+  int udpOr() const { return udp.value_or(kDefaultUdp); }
+  // Whether any idle timeout was written (an allowance alone sets none).
+  bool setsTimeouts() const { return tcpEstablished || udpStream || udp; }
+  bool operator==(const ConnectionTracking&) const = default;
+};
+
 struct Instance {
   std::string name;
   std::string subnetName;
@@ -387,6 +411,7 @@ struct Instance {
   std::vector<std::string> groupNames;  // empty: the VPC's default group
   std::vector<std::size_t> groups;
   Placement placement;
+  std::optional<ConnectionTracking> connectionTracking;
   Origin origin;
 
   bool owns(const net::IpAddress& a) const;  // any private/IPv6 address of this ENI

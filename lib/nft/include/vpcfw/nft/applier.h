@@ -184,8 +184,9 @@ struct TableStatus {
   };
   std::vector<EniDrops> eniDrops;
 };
-inline constexpr std::string_view kDropStages[] = {"anti-spoofing", "nacl-egress", "nacl-ingress",
-                                                   "sg-egress",     "sg-ingress",  "invalid"};
+inline constexpr std::string_view kDropStages[] = {"anti-spoofing",     "nacl-egress", "nacl-ingress",
+                                                   "sg-egress",         "sg-ingress",  "allowance-egress",
+                                                   "allowance-ingress", "invalid"};
 // The counter is one of eniDrops (so not to be listed again by rule).
 [[nodiscard]] bool isEniDropCounter(const TableStatus::Counter& c);
 [[nodiscard]] Expected<TableStatus> tableStatus(const std::optional<std::string>& netns,

@@ -1,0 +1,221 @@
+#!/usr/bin/python3
+"""Connection tracking as AWS does it, with real packets in a lab: per-ENI
+idle timeouts (ct timeout objects; a flow gets the shorter of its two ENIs'
+values) and the tracked-connection allowance (ct count per ENI, drops counted
+in `vpcfw status`). Every negative observation follows a positive one of the
+same kind in the same run.
+
+usage: test_conntrack.py VPCFW    (root; exit 77 = skipped)"""
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from minilab import MiniLab, run  # noqa: E402
+from netlab import report  # noqa: E402
+
+# a: short lab timeouts and an allowance of 3; b: a shorter UDP timeout than
+# a's; c: AWS's defaults. a's group admits nothing in: what reaches a from c
+# passes by conntrack state only.
+CONFIG = """
+limits: {profile: lab}
+vpcs: [{name: "{T}v", cidr: 10.61.0.0/16}]
+subnets: [{name: s, vpc: "{T}v", cidr: 10.61.1.0/24}]
+security_groups:
+  - {name: client, vpc: "{T}v", ingress: []}
+  - name: server
+    vpc: "{T}v"
+    ingress:
+      - {protocol: udp, ports: 7000-7010, cidr: 10.61.0.0/16}
+      - {protocol: tcp, ports: 7000-7010, cidr: 10.61.0.0/16}
+instances:
+  - name: "{T}a"
+    subnet: s
+    private_ip: 10.61.1.10
+    security_groups: [client]
+    connection_tracking: {udp_timeout: 6, udp_stream_timeout: 9, tcp_established_timeout: 8, max_tracked_connections: 3}
+  - name: "{T}b"
+    subnet: s
+    private_ip: 10.61.1.11
+    security_groups: [server]
+    connection_tracking: {udp_timeout: 3}
+  - {name: "{T}c", subnet: s, private_ip: 10.61.1.12, security_groups: [server]}
+"""
+
+# In a: one UDP socket on a fixed port; "send HOST PORT" sends and waits for
+# the answer, "wait" waits for anything.
+PEER = r"""
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("0.0.0.0", int(sys.argv[1])))
+print("ready", flush=True)
+for line in sys.stdin:
+    w = line.split()
+    if w[0] == "send":
+        s.sendto(b"hi", (w[1], int(w[2])))
+    s.settimeout(2)
+    try:
+        d, a = s.recvfrom(100); print("got", flush=True)
+    except socket.timeout:
+        print("none", flush=True)
+"""
+
+# In b and c: UDP on a port; "echo" answers the next datagram, "push HOST PORT"
+# sends one from the same port (the reply direction of the flow).
+SERVER = r"""
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("0.0.0.0", int(sys.argv[1])))
+print("ready", flush=True)
+for line in sys.stdin:
+    w = line.split()
+    if w[0] == "echo":
+        s.settimeout(3)
+        try:
+            d, a = s.recvfrom(100); s.sendto(d, a); print("echoed", flush=True)
+        except socket.timeout:
+            print("none", flush=True)
+    else:
+        s.sendto(b"push", (w[1], int(w[2]))); print("pushed", flush=True)
+"""
+
+LISTEN = r"""
+import socket, sys, time
+l = socket.socket(); l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+l.bind(("0.0.0.0", int(sys.argv[1]))); l.listen(16)
+print("ready", flush=True)
+held = []
+while True:
+    c, _ = l.accept(); held.append(c)
+"""
+
+CONNECT = r"""
+import socket, sys
+try:
+    s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=3); print("connected", flush=True)
+except Exception:
+    print("failed", flush=True)
+sys.stdin.read()
+"""
+
+
+def say(p, line):
+    p.stdin.write(line + "\n")
+    p.stdin.flush()
+    return p.stdout.readline().strip()
+
+
+def start(lab, who, script, *args):
+    p = lab.exec(who, "/usr/bin/python3", "-u", "-c", script, *map(str, args),
+                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    if p.stdout.readline().strip() != "ready":
+        raise RuntimeError(f"{script[:20]} did not start in {who}")
+    return p
+
+
+def entries(router, *filters):
+    """(timeout seconds, line) of each conntrack entry in the router matching the filters."""
+    r = run("ip", "netns", "exec", router, "conntrack", "-L", *filters, check=False)
+    out = []
+    for line in r.stdout.splitlines():
+        m = re.match(r"^\S+\s+\d+\s+(\d+)\s", line)
+        if m:
+            out.append((int(m.group(1)), line))
+    return out
+
+
+def exchange(server, peer, host, port):
+    """One request and its answer between the peer in a and a server."""
+    server.stdin.write("echo\n")
+    server.stdin.flush()
+    got = say(peer, f"send {host} {port}")
+    return got == "got" and server.stdout.readline().strip() == "echoed"
+
+
+def main():
+    if os.geteuid() != 0:
+        print("skipped: kernel tests need root")
+        return 77
+    vpcfw = sys.argv[1]
+    results = []
+    procs = []
+    with MiniLab(vpcfw, CONFIG) as lab:
+        router = lab.name("vpcfw-{T}v")
+        try:
+            compiled = run(vpcfw, "compile", lab.path).stdout
+            results.append(("the compiled ruleset has the shorter-of-two UDP object for a and b (ct_udp_3_9)",
+                            'ct timeout set "ct_udp_3_9"' in compiled))
+            srv_c = start(lab, "{T}c", SERVER, 7000)
+            srv_b = start(lab, "{T}b", SERVER, 7000)
+            peer = start(lab, "{T}a", PEER, 40001)
+            peer_b = start(lab, "{T}a", PEER, 40002)
+            procs += [srv_c, srv_b, peer, peer_b]
+
+            # Baseline: the flow passes both ways, and c's later datagram to a passes by state only.
+            results.append(("a UDP request from a to c is answered", exchange(srv_c, peer, "10.61.1.12", 7000)))
+            ac = entries(router, "-p", "udp", "--orig-src", "10.61.1.10", "--orig-port-src", "40001")
+            results.append((f"the a->c entry has a's 6 s UDP timeout, not Linux's 30 ({ac})",
+                            len(ac) == 1 and 3 <= ac[0][0] <= 6))
+            results.append(("c's next datagram to a passes by state (a admits nothing by rule)",
+                            say(srv_c, "push 10.61.1.10 40001") == "pushed" and say(peer, "wait") == "got"))
+
+            # The shorter of two: a (6 s) and b (3 s) -> 3 s.
+            results.append(("a UDP request from a to b is answered", exchange(srv_b, peer_b, "10.61.1.11", 7000)))
+            ab = entries(router, "-p", "udp", "--orig-src", "10.61.1.10", "--orig-port-src", "40002")
+            results.append((f"the a->b entry has the shorter timeout of the two ENIs, b's 3 s ({ab})",
+                            len(ab) == 1 and 1 <= ab[0][0] <= 3))
+
+            # Idle past a's timeout: the entry is gone, and the same datagram from c is refused.
+            time.sleep(8)
+            gone = entries(router, "-p", "udp", "--orig-src", "10.61.1.10", "--orig-port-src", "40001")
+            results.append((f"after 8 s idle the a->c entry is gone ({gone})", gone == []))
+            results.append(("c's datagram to a is now refused: no state lets it in",
+                            say(srv_c, "push 10.61.1.10 40001") == "pushed" and say(peer, "wait") == "none"))
+
+            # TCP: the established timeout a asked for.
+            listen_c = start(lab, "{T}c", LISTEN, 7001)
+            procs.append(listen_c)
+            conns = []
+            for k in range(3):
+                c = lab.exec("{T}a", "/usr/bin/python3", "-u", "-c", CONNECT, "10.61.1.12", "7001",
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+                procs.append(c)
+                conns.append(c.stdout.readline().strip())
+            tcp = entries(router, "-p", "tcp", "--orig-src", "10.61.1.10", "--dport", "7001")
+            results.append((f"a's first 3 TCP connections (its allowance) are established ({conns})",
+                            conns == ["connected"] * 3))
+            results.append((f"an established TCP entry of a has its 8 s timeout ({[t for t, _ in tcp]})",
+                            len(tcp) == 3 and all(1 <= t <= 8 for t, _ in tcp)))
+            before = status_drops(vpcfw, router, lab.name("{T}a"))
+            c = lab.exec("{T}a", "/usr/bin/python3", "-u", "-c", CONNECT, "10.61.1.12", "7001",
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            procs.append(c)
+            results.append(("the 4th tracked connection of a is refused", c.stdout.readline().strip() == "failed"))
+            after = status_drops(vpcfw, router, lab.name("{T}a"))
+            results.append((f"vpcfw status counts it as a's allowance-egress drop ({before} -> {after})",
+                            after > before))
+            text = run(vpcfw, "status", "--netns", router).stdout
+            results.append(("vpcfw status prints the allowance stage", "allowance-egress" in text))
+            diff = run(vpcfw, "diff", lab.path, "--netns", router, "--fabric", router, check=False)
+            results.append((f"the counted flows in the allowance set are no drift ({diff.stdout.strip()})",
+                            diff.returncode == 0))
+        except Exception as e:
+            results.append((f"conntrack lab: {e}", False))
+        finally:
+            for p in procs:
+                p.kill()
+                p.wait()
+    left = [n for n in run("ip", "netns", "list").stdout.split("\n") if lab.tag in n]
+    results.append((f"the lab was taken down (left: {left})", not left))
+    return report(results, "conntrack")
+
+
+def status_drops(vpcfw, router, eni):
+    st = json.loads(run(vpcfw, "status", "--netns", router, "--json").stdout)
+    return sum(d["packets"] for d in st.get("eni_drops", [])
+               if d["eni"] == eni and d["stage"] == "allowance-egress")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
