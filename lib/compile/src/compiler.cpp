@@ -1157,10 +1157,10 @@ class FabricCompiler {
       // the source's egress first, then the destination's ingress.
       const int ownDir = input ? 1 : 0;
       auto byAddress = [&](const std::size_t(&maps)[2][2], const char* what) {
-        for (int f = 0; f < 2; ++f) {
+        for (int fam = 0; fam < 2; ++fam) {
           Rule r;
           r.matches = {inSet({eni}, enisSet_[kRouted]),
-                       inSet(t_.sets[maps[ownDir][f]].key, maps[ownDir][f], Op::kVmap)};
+                       inSet(t_.sets[maps[ownDir][fam]].key, maps[ownDir][fam], Op::kVmap)};
           r.comment = what;
           rules.push_back(std::move(r));
         }

@@ -950,8 +950,9 @@ bool applyChanges(Socket& sock, const compile::Ruleset& desired, const compile::
   LinearTable d = linearize(desired.table, &only, r.cacheGeneration);
   // Objects are not in the hint: the record must hold exactly the desired ones.
   if (r.objects.size() != d.objects.size()) return false;
-  for (const auto& o : d.objects)
-    if (auto it = r.objects.find(o.name); it == r.objects.end() || it->second != KernelObject{o.type, o.signature})
+  for (const auto& obj : d.objects)
+    if (auto it = r.objects.find(obj.name);
+        it == r.objects.end() || it->second != KernelObject{obj.type, obj.signature})
       return false;
   // A change to what the cache's verdicts depend on: the cache chains too,
   // at the commit's generation.

@@ -128,8 +128,8 @@ TEST_CASE("routed and own ENIs of a host are in separate sets and maps, each ENI
     const auto* c = findChain(t, e.verdict->chain);
     REQUIRE(c != nullptr);
     // Keyed by address alone (no interface), ending in a drop.
-    for (const auto& r : c->rules)
-      for (const auto& mt : r.matches)
+    for (const auto& rule : c->rules)
+      for (const auto& mt : rule.matches)
         for (auto fld : mt.fields) CHECK((fld != compile::Field::kIifname && fld != compile::Field::kOifname));
     // ... ending in a drop counted for this ENI: a goto to its chain,
     // which drops.
