@@ -23,6 +23,7 @@ import os
 import select
 import socket
 import struct
+import subprocess
 import sys
 import threading
 import time
@@ -89,9 +90,16 @@ def udp(src, sport, dst, port, n, size, gap):
 
 
 def listener(port):
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind(("0.0.0.0", port))
+    # IPv6 and IPv4 (mapped) on one socket; IPv4 alone where the namespace has no IPv6.
+    try:
+        s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        s.bind(("::", port))
+    except OSError:
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("0.0.0.0", port))
     s.listen(16)
     s.settimeout(0.2)
     return s
@@ -156,7 +164,7 @@ def echo_server(ports, seconds):
 
 
 def echo_client(src, dst, port):
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s = socket.socket(socket.AF_INET6 if ":" in dst else socket.AF_INET, socket.SOCK_STREAM)
     s.bind((src, 0))
     s.settimeout(3)
     try:
@@ -208,6 +216,50 @@ def tcp(src, dst, port, nbytes, timeout):
         pass
     s.close()
     print("connected")
+
+
+# ---- the caller's side (imported by the tests) ----
+
+IP = "/usr/sbin/ip" if os.path.exists("/usr/sbin/ip") else "ip"
+
+
+class EchoFlow:
+    """An echo-client in namespace `ns`: one long-lived TCP flow."""
+
+    def __init__(self, ns, src, dst, port):
+        self.p = subprocess.Popen([IP, "netns", "exec", ns, "python3", os.path.abspath(__file__), "echo-client", src,
+                                   dst, str(port)],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.first = self.p.stdout.readline().strip()
+        self.sport = int(self.first.split()[-1]) if self.first.startswith("connected") else None
+
+    def exchange(self, n):
+        """ "echo ok", "echo lost" or "client gone"."""
+        if self.p.poll() is not None:
+            return "client gone"
+        self.p.stdin.write(f"{n}\n")
+        self.p.stdin.flush()
+        return self.p.stdout.readline().strip()
+
+    def close(self):
+        if self.p.poll() is None:
+            self.p.stdin.close()
+            try:
+                self.p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                self.p.wait()
+
+
+def start_echo_server(ns, ports, seconds):
+    """An echo-server in namespace `ns`, returned once every port listens."""
+    p = subprocess.Popen([IP, "netns", "exec", ns, "python3", os.path.abspath(__file__), "echo-server",
+                          *map(str, ports), str(seconds)], stdout=subprocess.PIPE, text=True)
+    if p.stdout.readline().strip() != "listening":
+        p.kill()
+        p.wait()
+        raise RuntimeError(f"echo-server in {ns} did not start")
+    return p
 
 
 if __name__ == "__main__":

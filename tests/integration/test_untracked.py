@@ -20,8 +20,8 @@ import tempfile
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from minilab import MiniLab, expect, run  # noqa: E402
 from netlab import IP, Notifications, host_and_peer, report  # noqa: E402
+from flowtraffic import EchoFlow as Flow, start_echo_server  # noqa: E402
 
-TRAFFIC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "flowtraffic.py")
 CLIENT = "198.51.100.70"  # an internet host (the internet namespace answers for the documentation ranges)
 
 LAB = """
@@ -63,34 +63,6 @@ HOST_RULES = ("      - {protocol: tcp, ports: 7, cidr: 0.0.0.0/0}\n"
               "      - {protocol: tcp, ports: 8, cidr: 198.51.100.0/24}")
 
 
-class Flow:
-    def __init__(self, ns, src, dst, port):
-        self.p = subprocess.Popen([IP, "netns", "exec", ns, "python3", TRAFFIC, "echo-client", src, dst, str(port)],
-                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        self.first = self.p.stdout.readline().strip()
-
-    def exchange(self, n):
-        if self.p.poll() is not None:
-            return "client gone"
-        self.p.stdin.write(f"{n}\n")
-        self.p.stdin.flush()
-        return self.p.stdout.readline().strip()
-
-    def close(self):
-        if self.p.poll() is None:
-            self.p.stdin.close()
-            self.p.wait(timeout=10)
-
-
-def echo_server(ns):
-    p = subprocess.Popen([IP, "netns", "exec", ns, "python3", TRAFFIC, "echo-server", "7", "8", "9", "120"],
-                         stdout=subprocess.PIPE, text=True)
-    if p.stdout.readline().strip() != "listening":
-        p.kill()
-        raise RuntimeError(f"echo-server in {ns} did not start")
-    return p
-
-
 def check_change(results, where, untracked, tracked, change):
     """Both kinds of flow echo; `change()` (returning the command's output) runs; the
     untracked ones stop, the tracked ones go on; the output names each cut flow."""
@@ -118,7 +90,7 @@ def lab_part(vpcfw, results):
     with MiniLab(vpcfw, LAB % {"rules": RULES}) as lab:
         web, cli = "vpcfw:i:" + lab.name("{T}web"), "vpcfw:i:" + lab.name("{T}cli")
         inet = os.environ["VPCFW_LAB_INTERNET"]
-        server, flows = echo_server(web), []
+        server, flows = start_echo_server(web, (7, 8, 9), 120), []
         try:
             expect(results, "lab: tcp 9 works (the server is up)", lab.probe(CLIENT, "{T}web", port=9), "ok")
             explain7 = run(vpcfw, "explain", lab.path, "--from", CLIENT, "--to", lab.name("{T}web"), "--proto", "tcp",
@@ -174,7 +146,7 @@ def host_part(vpcfw, vpcfwd, results):
 
     try:
         host_and_peer(tag, host, peer)
-        server = echo_server(host)
+        server = start_echo_server(host, (7, 8, 9), 120)
         # vpcfw apply --host: the CLI's commit path.
         write(HOST_RULES)
         run(vpcfw, "apply", cfg, "--host", "labhost", "--netns", host)

@@ -119,6 +119,7 @@ struct ExplainOptions {
   std::string config, from, to, proto = "tcp", family;
   int port = -1, sourcePort = 50000, icmpType = -1, icmpCode = 0;
   bool json = false;
+  bool allSteps = false;
   bool running = false;  // ask the daemon, about the config it enforces
   std::string socket;
 };
@@ -134,6 +135,7 @@ int explainCommand(const ExplainOptions& o, std::ostream& out, std::ostream& err
                         {"icmp_type", o.icmpType}, {"icmp_code", o.icmpCode}};
     if (o.port >= 0) flow["port"] = o.port;
     if (!o.family.empty()) flow["family"] = o.family;
+    if (o.allSteps) flow["all_steps"] = true;
     return explainRunning(flow, o.json, controlSocketPath(o.socket), out, err);
   }
   if (o.config.empty()) {
@@ -163,6 +165,7 @@ int explainCommand(const ExplainOptions& o, std::ostream& out, std::ostream& err
   req.icmpCode = o.icmpCode;
   if (o.family == "4") req.family = net::Family::kIpv4;
   if (o.family == "6") req.family = net::Family::kIpv6;
+  req.allSteps = o.allSteps;
   auto v = eval::explainFlow(*m, req);
   if (!v) {
     err << "vpcfw explain: " << v.error().message << '\n';
@@ -521,6 +524,8 @@ int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& r
   explain->add_option("--icmp-code", ex.icmpCode, "ICMP code")->check(CLI::Range(0, 255))->capture_default_str();
   explain->add_option("--family", ex.family, "4 or 6, when both ends are instances")->check(CLI::IsMember({"4", "6"}));
   explain->add_flag("--json", ex.json, "Verdict and trace as JSON");
+  explain->add_flag("--all-steps", ex.allSteps,
+                    "Go on past the first security group or NACL that blocks: every step that would block");
   explain->add_flag("--running", ex.running, "Ask the running vpcfwd about the config it enforces");
   explain->add_option("--socket", ex.socket, "vpcfwd's control socket (with --running)");
 

@@ -195,6 +195,29 @@ class PathWalker {
   const Model& m_;
 };
 
+// One leg's steps in path order. A filter's deny (security group, NACL) ends
+// the leg unless every step is wanted; a failed route or gateway always does.
+class LegWalk {
+ public:
+  explicit LegWalk(bool allSteps) : all_(allSteps) {}
+  template <class F>
+  LegWalk& filter(F&& step) {
+    if (going()) ok_ = step() && ok_;
+    return *this;
+  }
+  template <class F>
+  LegWalk& path(F&& step) {
+    if (going() && !step()) ok_ = false, stopped_ = true;
+    return *this;
+  }
+  bool ok() const { return ok_; }
+
+ private:
+  bool going() const { return !stopped_ && (ok_ || all_); }
+  bool all_;
+  bool ok_ = true, stopped_ = false;
+};
+
 class FlowExplainer {
  public:
   FlowExplainer(const Model& m, const FlowRequest& req) : m_(m), req_(req), walk_(m) {}
@@ -318,20 +341,24 @@ class FlowExplainer {
     const bool sameSubnet = a.subnet == b.subnet;
     auto& fwd = v.forward;
     const Packet& p = fwd.packet;
-    fwd.delivered = walk_.groupsStep(fwd, a, Direction::kEgress, p) &&
-                    (sameSubnet || walk_.naclStep(fwd, sa, Direction::kEgress, p)) &&
-                    walk_.routeStep(fwd, sa, p.dst, b.vpc, false) &&
-                    (sameSubnet || walk_.naclStep(fwd, sb, Direction::kIngress, p)) &&
-                    walk_.groupsStep(fwd, b, Direction::kIngress, p);
+    LegWalk w(req_.allSteps);
+    w.filter([&] { return walk_.groupsStep(fwd, a, Direction::kEgress, p); });
+    if (!sameSubnet) w.filter([&] { return walk_.naclStep(fwd, sa, Direction::kEgress, p); });
+    w.path([&] { return walk_.routeStep(fwd, sa, p.dst, b.vpc, false); });
+    if (!sameSubnet) w.filter([&] { return walk_.naclStep(fwd, sb, Direction::kIngress, p); });
+    w.filter([&] { return walk_.groupsStep(fwd, b, Direction::kIngress, p); });
+    fwd.delivered = w.ok();
     auto reply = replyTo(p);
     v.replyExpected = reply.has_value();
     if (!fwd.delivered || !reply) return;
     Leg back;
     back.packet = *reply;
     walk_.replyGroupsStep(back, b, Direction::kEgress, p);
-    back.delivered = (sameSubnet || walk_.naclStep(back, sb, Direction::kEgress, *reply)) &&
-                     walk_.routeStep(back, sb, reply->dst, a.vpc, true) &&
-                     (sameSubnet || walk_.naclStep(back, sa, Direction::kIngress, *reply));
+    LegWalk r(req_.allSteps);
+    if (!sameSubnet) r.filter([&] { return walk_.naclStep(back, sb, Direction::kEgress, *reply); });
+    r.path([&] { return walk_.routeStep(back, sb, reply->dst, a.vpc, true); });
+    if (!sameSubnet) r.filter([&] { return walk_.naclStep(back, sa, Direction::kIngress, *reply); });
+    back.delivered = r.ok();
     if (back.delivered) walk_.replyGroupsStep(back, a, Direction::kIngress, p);
     v.reply = std::move(back);
   }
@@ -378,8 +405,12 @@ class FlowExplainer {
     const auto& sa = m_.subnets[a.subnet];
     auto& fwd = v.forward;
     const Packet& p = fwd.packet;
-    fwd.delivered = walk_.groupsStep(fwd, a, Direction::kEgress, p) && walk_.naclStep(fwd, sa, Direction::kEgress, p) &&
-                    walk_.routeStep(fwd, sa, p.dst, kNone, false) && gatewayStep(fwd, a, true, p.src);
+    LegWalk w(req_.allSteps);
+    w.filter([&] { return walk_.groupsStep(fwd, a, Direction::kEgress, p); })
+        .filter([&] { return walk_.naclStep(fwd, sa, Direction::kEgress, p); })
+        .path([&] { return walk_.routeStep(fwd, sa, p.dst, kNone, false); })
+        .path([&] { return gatewayStep(fwd, a, true, p.src); });
+    fwd.delivered = w.ok();
     auto reply = replyTo(p);
     v.replyExpected = reply.has_value();
     if (!fwd.delivered || !reply) return;
@@ -388,7 +419,11 @@ class FlowExplainer {
     // The reply reaches the gateway at the public address (IPv4) and enters
     // the subnet translated back to the private one.
     const IpAddress outside = reply->dst.isV4() ? *a.publicIp : reply->dst;
-    back.delivered = gatewayStep(back, a, false, outside) && walk_.naclStep(back, sa, Direction::kIngress, *reply);
+    LegWalk r(req_.allSteps);
+    r.path([&] { return gatewayStep(back, a, false, outside); }).filter([&] {
+      return walk_.naclStep(back, sa, Direction::kIngress, *reply);
+    });
+    back.delivered = r.ok();
     if (back.delivered) walk_.replyGroupsStep(back, a, Direction::kIngress, p);
     v.reply = std::move(back);
   }
@@ -397,18 +432,24 @@ class FlowExplainer {
     const auto& sb = m_.subnets[b.subnet];
     auto& fwd = v.forward;
     Packet inside = fwd.packet;  // the destination as the subnet sees it
-    bool ok = gatewayStep(fwd, b, false, fwd.packet.dst);
-    if (ok && fwd.packet.dst.isV4()) inside.dst = b.privateIp;
-    fwd.delivered = ok && walk_.naclStep(fwd, sb, Direction::kIngress, inside) &&
-                    walk_.groupsStep(fwd, b, Direction::kIngress, inside);
+    LegWalk w(req_.allSteps);
+    w.path([&] { return gatewayStep(fwd, b, false, fwd.packet.dst); });
+    if (w.ok() && fwd.packet.dst.isV4()) inside.dst = b.privateIp;
+    w.filter([&] { return walk_.naclStep(fwd, sb, Direction::kIngress, inside); }).filter([&] {
+      return walk_.groupsStep(fwd, b, Direction::kIngress, inside);
+    });
+    fwd.delivered = w.ok();
     auto reply = replyTo(inside);
     v.replyExpected = reply.has_value();
     if (!fwd.delivered || !reply) return;
     Leg back;
     back.packet = *reply;
     walk_.replyGroupsStep(back, b, Direction::kEgress, inside);
-    back.delivered = walk_.naclStep(back, sb, Direction::kEgress, *reply) &&
-                     walk_.routeStep(back, sb, reply->dst, kNone, true) && gatewayStep(back, b, true, reply->src);
+    LegWalk r(req_.allSteps);
+    r.filter([&] { return walk_.naclStep(back, sb, Direction::kEgress, *reply); })
+        .path([&] { return walk_.routeStep(back, sb, reply->dst, kNone, true); })
+        .path([&] { return gatewayStep(back, b, true, reply->src); });
+    back.delivered = r.ok();
     v.reply = std::move(back);
   }
 };

@@ -71,6 +71,11 @@ std::string formatVerdictText(const Verdict& v) {
   } else if (const Step* s = v.blockingStep()) {
     out += fmt::format("Verdict: BLOCKED on the {} path at {}: {} ({})\n", v.blockedOnReply() ? "return" : "forward",
                        s->component, s->code, s->rule);
+    std::size_t more = 0;
+    for (const auto& st : v.forward.steps) more += st.decision == Decision::kDeny && &st != s;
+    if (v.reply)
+      for (const auto& st : v.reply->steps) more += st.decision == Decision::kDeny && &st != s;
+    if (more) out += fmt::format("         {} more step(s) on the path would block it too (above)\n", more);
   }
   return out;
 }
@@ -88,6 +93,16 @@ nlohmann::json verdictToJson(const Verdict& v) {
                     {"code", s->code},
                     {"rule", s->rule},
                     {"explanation", s->explanation}};
+    // With every step asked for: the denies after the first, in path order.
+    nlohmann::json also = nlohmann::json::array();
+    auto add = [&](const Leg& leg, const char* path) {
+      for (const auto& st : leg.steps)
+        if (st.decision == Decision::kDeny && &st != s)
+          also.push_back({{"path", path}, {"component", st.component}, {"code", st.code}, {"rule", st.rule}});
+    };
+    add(v.forward, "forward");
+    if (v.reply) add(*v.reply, "return");
+    if (!also.empty()) j["also_blocked"] = std::move(also);
   }
   return j;
 }

@@ -643,6 +643,10 @@ Expected<eval::FlowRequest> flowRequestFromJson(const json& flow) {
   req.icmpCode = icmpCode;
   if (family == "4") req.family = net::Family::kIpv4;
   if (family == "6") req.family = net::Family::kIpv6;
+  if (auto it = flow.find("all_steps"); it != flow.end()) {
+    if (!it->is_boolean()) return invalid("all_steps: must be true or false");
+    req.allSteps = it->get<bool>();
+  }
   return req;
 }
 

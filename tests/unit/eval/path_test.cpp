@@ -252,3 +252,42 @@ TEST_CASE("requests that cannot be evaluated are errors, not verdicts") {
   err("pub1", "192.0.2.1", "icmpv6", "IPv4 cannot carry icmpv6");
   err("192.0.2.1", "pub2", "tcp", "pub2 has no public IP");
 }
+
+TEST_CASE("every step that would block: filters go on past the first deny, a failed route ends the leg") {
+  auto request = [](const char* from, const char* to, bool all) {
+    eval::FlowRequest req;
+    req.from = from;
+    req.to = to;
+    req.protocol = net::Protocol(net::Protocol::kTcp);
+    req.port = 80;
+    req.allSteps = all;
+    auto v = eval::explainFlow(topology(), req);
+    REQUIRE(v);
+    return *v;
+  };
+  auto denies = [](const eval::Leg& leg) {
+    std::vector<StepKind> out;
+    for (const auto& s : leg.steps)
+      if (s.decision == eval::Decision::kDeny) out.push_back(s.kind);
+    return out;
+  };
+  // strict's NACL refuses tcp 80 out, and db1's group admits only 5432.
+  auto first = request("strict1", "db1", false);
+  auto all = request("strict1", "db1", true);
+  CHECK(denies(first.forward) == std::vector{StepKind::kNaclEgress});
+  CHECK(denies(all.forward) == std::vector{StepKind::kNaclEgress, StepKind::kSecurityGroupIngress});
+  CHECK(all.forward.steps.size() == 5);
+  // The verdict and the first blocking step are the same either way.
+  CHECK_FALSE(all.reachable());
+  REQUIRE(all.blockingStep() != nullptr);
+  CHECK(all.blockingStep()->kind == StepKind::kNaclEgress);
+  CHECK(all.blockingStep()->rule == first.blockingStep()->rule);
+  CHECK_FALSE(all.reply);
+  // No transit: the route into the peering fails and nothing after it is evaluated.
+  auto far = request("pub1", "far1", true);
+  REQUIRE_FALSE(far.forward.steps.empty());
+  CHECK(far.forward.steps.back().kind == StepKind::kRoute);
+  CHECK(far.forward.steps.back().code == "CANNOT_ROUTE");
+  // A reachable flow has the same steps with or without.
+  CHECK(request("pub1", "priv1", true).forward.steps.size() == request("pub1", "priv1", false).forward.steps.size());
+}

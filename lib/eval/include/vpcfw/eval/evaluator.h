@@ -27,6 +27,10 @@ struct FlowRequest {
   int icmpType = -1;                 // -1: echo request of the flow's family
   int icmpCode = 0;
   std::optional<net::Family> family;  // when both ends are instances; default IPv4
+  // Every step that would block, not only the first: a deny at a security
+  // group or a NACL no longer ends the leg (a missing route or gateway still
+  // does: the packet has nowhere to go). The verdict is the same either way.
+  bool allSteps = false;
 };
 
 // One packet as it travels (addresses as seen at that point of the path).
