@@ -2,8 +2,9 @@
 """Connection tracking as AWS does it, with real packets in a lab: per-ENI
 idle timeouts (ct timeout objects; a flow gets the shorter of its two ENIs'
 values) and the tracked-connection allowance (ct count per ENI, drops counted
-in `vpcfw status`). Every negative observation follows a positive one of the
-same kind in the same run.
+in `vpcfw status` and as REJECT records in the flow log), egress and ingress.
+Every negative observation follows a positive one of the same kind in the
+same run.
 
 usage: test_conntrack.py VPCFW    (root; exit 77 = skipped)"""
 import json
@@ -16,10 +17,12 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from minilab import MiniLab, run  # noqa: E402
 from netlab import report  # noqa: E402
+from test_flowlogs import Collector  # noqa: E402
 
 # a: short lab timeouts and an allowance of 3; b: a shorter UDP timeout than
-# a's; c: AWS's defaults. a's group admits nothing in: what reaches a from c
-# passes by conntrack state only.
+# a's; c: AWS's defaults; d: an allowance of 2 (met by flows coming in). a's
+# group admits nothing in: what reaches a from c passes by conntrack state
+# only. A flow log of the VPC shows the allowance's drops as REJECTs.
 CONFIG = """
 limits: {profile: lab}
 vpcs: [{name: "{T}v", cidr: 10.61.0.0/16}]
@@ -43,6 +46,13 @@ instances:
     security_groups: [server]
     connection_tracking: {udp_timeout: 3}
   - {name: "{T}c", subnet: s, private_ip: 10.61.1.12, security_groups: [server]}
+  - name: "{T}d"
+    subnet: s
+    private_ip: 10.61.1.13
+    security_groups: [server]
+    connection_tracking: {max_tracked_connections: 2}
+flow_logs:
+  - {name: all, vpc: "{T}v", max_aggregation_interval: 2, destination: stdout}
 """
 
 # In a: one UDP socket on a fixed port; "send HOST PORT" sends and waits for
@@ -142,6 +152,7 @@ def main():
     procs = []
     with MiniLab(vpcfw, CONFIG) as lab:
         router = lab.name("vpcfw-{T}v")
+        collector = None
         try:
             compiled = run(vpcfw, "compile", lab.path).stdout
             results.append(("the compiled ruleset has the shorter-of-two UDP object for a and b (ct_udp_3_9)",
@@ -174,6 +185,7 @@ def main():
                             say(srv_c, "push 10.61.1.10 40001") == "pushed" and say(peer, "wait") == "none"))
 
             # TCP: the established timeout a asked for.
+            collector = Collector(vpcfw, lab.path)
             listen_c = start(lab, "{T}c", LISTEN, 7001)
             procs.append(listen_c)
             conns = []
@@ -200,9 +212,45 @@ def main():
             diff = run(vpcfw, "diff", lab.path, "--netns", router, "--fabric", router, check=False)
             results.append((f"the counted flows in the allowance set are no drift ({diff.stdout.strip()})",
                             diff.returncode == 0))
+
+            # Ingress: d takes 2 connections from c, the 3rd is refused at d's allowance.
+            listen_d = start(lab, "{T}d", LISTEN, 7002)
+            procs.append(listen_d)
+            got = []
+            for k in range(3):
+                c = lab.exec("{T}c", "/usr/bin/python3", "-u", "-c", CONNECT, "10.61.1.13", "7002",
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+                procs.append(c)
+                got.append(c.stdout.readline().strip())
+                if k == 1:
+                    d_before = status_drops(vpcfw, router, lab.name("{T}d"), "allowance-ingress")
+            results.append((f"d takes its allowance of 2 connections from c, the 3rd is refused ({got})",
+                            got == ["connected", "connected", "failed"]))
+            d_after = status_drops(vpcfw, router, lab.name("{T}d"), "allowance-ingress")
+            results.append((f"vpcfw status counts it as d's allowance-ingress drop ({d_before} -> {d_after})",
+                            d_after > d_before))
+
+            time.sleep(2.5)  # the 2 s interval closes
+            records = collector.stop()
+            ok = [r for r in records if r.get("log-status") == "OK"]
+
+            def recs(src, dst, port, action):
+                return [r for r in ok if r["srcaddr"] == src and r["dstaddr"] == dst and r["dstport"] == port and
+                        r["action"] == action]
+            results.append(("flow log: a's connections to c within its allowance are ACCEPT records",
+                            bool(recs("10.61.1.10", "10.61.1.12", "7001", "ACCEPT"))))
+            results.append(("flow log: a's 4th connection, over its allowance, is a REJECT record",
+                            bool(recs("10.61.1.10", "10.61.1.12", "7001", "REJECT"))))
+            results.append(("flow log: c's connections to d within d's allowance are ACCEPT records",
+                            bool(recs("10.61.1.12", "10.61.1.13", "7002", "ACCEPT"))))
+            results.append(("flow log: c's 3rd connection, over d's allowance, is a REJECT record",
+                            bool(recs("10.61.1.12", "10.61.1.13", "7002", "REJECT"))))
         except Exception as e:
             results.append((f"conntrack lab: {e}", False))
         finally:
+            if collector and collector.p.poll() is None:
+                collector.p.kill()
+                collector.p.wait()
             for p in procs:
                 p.kill()
                 p.wait()
@@ -211,10 +259,9 @@ def main():
     return report(results, "conntrack")
 
 
-def status_drops(vpcfw, router, eni):
+def status_drops(vpcfw, router, eni, stage="allowance-egress"):
     st = json.loads(run(vpcfw, "status", "--netns", router, "--json").stdout)
-    return sum(d["packets"] for d in st.get("eni_drops", [])
-               if d["eni"] == eni and d["stage"] == "allowance-egress")
+    return sum(d["packets"] for d in st.get("eni_drops", []) if d["eni"] == eni and d["stage"] == stage)
 
 
 if __name__ == "__main__":
