@@ -230,6 +230,23 @@ def main():
             results.append((f"vpcfw status counts it as d's allowance-ingress drop ({d_before} -> {d_after})",
                             d_after > d_before))
 
+            # Untrusted state: a ct timeout object someone else put into vpcfw's table is
+            # drift (diff says so, lab apply removes it); one in another table is not ours.
+            nft = ["ip", "netns", "exec", router, "nft"]
+            obj = "{ protocol udp; l3proto inet; policy = { unreplied: 1 }; }"
+            run(*nft, "add", "ct", "timeout", "inet", "vpcfw", "ct_forged", obj)
+            run(*nft, "add", "table", "inet", "other")
+            run(*nft, "add", "ct", "timeout", "inet", "other", "ct_udp_3_9", obj)
+            diff = run(vpcfw, "diff", lab.path, "--netns", router, "--fabric", router, check=False)
+            results.append((f"a forged ct timeout object in vpcfw's table is a difference ({diff.stdout.strip()})",
+                            diff.returncode == 1 and "ct_forged" in diff.stdout and "other" not in diff.stdout))
+            run(vpcfw, "lab", "apply", lab.path)
+            listing = run(*nft, "list", "ruleset").stdout
+            results.append(("lab apply removes it and leaves the other table's object alone",
+                            "ct_forged" not in listing and "table inet other" in listing and
+                            listing.count('ct timeout ct_udp_3_9') == 2))
+            run(*nft, "delete", "table", "inet", "other")
+
             time.sleep(2.5)  # the 2 s interval closes
             records = collector.stop()
             ok = [r for r in records if r.get("log-status") == "OK"]
