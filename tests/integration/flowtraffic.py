@@ -13,6 +13,8 @@ The servers print "listening" once every port is bound; callers wait for that li
                             connects, sends BYTES, closes; prints "connected" or "refused/timeout"
   echo-server PORT [PORT...] SECONDS
                             echoes every byte back on each TCP port, for SECONDS
+  pinger SRC DST            an ICMP echo flow with one identifier: each line on
+                            stdin sends one request; prints "reply ok" or "reply lost"
   echo-client SRC DST PORT  a long-lived TCP flow: connects from SRC, prints
                             "connected SPORT" or "failed WHY"; then for each line
                             read on stdin sends it and prints "echo ok" when it
@@ -57,6 +59,26 @@ def ping(src, dst, n):
                 got += 1
                 break
     print(f"replies {got}")
+
+
+def pinger(src, dst):
+    """One ICMP echo "flow": a fixed identifier; each line on stdin sends the next
+    sequence number and prints "reply ok" or "reply lost" (1.5 s)."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+    s.bind((src, 0))
+    ident = os.getpid() & 0xFFFF
+    print("ready", flush=True)
+    for seq, _ in enumerate(sys.stdin):
+        payload = b"p" * 56
+        h = struct.pack("!BBHHH", 8, 0, 0, ident, seq)
+        s.sendto(struct.pack("!BBHHH", 8, 0, checksum(h + payload), ident, seq) + payload, (dst, 0))
+        ok, deadline = False, time.time() + 1.5
+        while not ok and time.time() < deadline:
+            r, _, _ = select.select([s], [], [], max(0.0, deadline - time.time()))
+            if r:
+                d = s.recv(2048)
+                ok = d[20] == 0 and struct.unpack("!HH", d[24:28]) == (ident, seq)
+        print("reply ok" if ok else "reply lost", flush=True)
 
 
 def udp_server(port, seconds):
@@ -251,6 +273,25 @@ class EchoFlow:
                 self.p.wait()
 
 
+class Pinger:
+    """A pinger in namespace `ns`: one ICMP echo flow (one identifier)."""
+
+    def __init__(self, ns, src, dst):
+        self.p = subprocess.Popen([IP, "netns", "exec", ns, "python3", os.path.abspath(__file__), "pinger", src, dst],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        if self.p.stdout.readline().strip() != "ready":
+            raise RuntimeError(f"pinger in {ns} did not start")
+
+    def ping(self):
+        self.p.stdin.write("\n")
+        self.p.stdin.flush()
+        return self.p.stdout.readline().strip()
+
+    def close(self):
+        self.p.kill()
+        self.p.wait()
+
+
 def start_echo_server(ns, ports, seconds):
     """An echo-server in namespace `ns`, returned once every port listens."""
     p = subprocess.Popen([IP, "netns", "exec", ns, "python3", os.path.abspath(__file__), "echo-server",
@@ -278,5 +319,7 @@ if __name__ == "__main__":
         echo_server([int(p) for p in a[:-1]], float(a[-1]))
     elif cmd == "echo-client":
         echo_client(a[0], a[1], int(a[2]))
+    elif cmd == "pinger":
+        pinger(a[0], a[1])
     else:
         sys.exit(f"unknown command {cmd}")

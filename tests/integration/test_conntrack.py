@@ -22,7 +22,8 @@ from test_flowlogs import Collector  # noqa: E402
 # a: short lab timeouts and an allowance of 3; b: a shorter UDP timeout than
 # a's; c: AWS's defaults; d: an allowance of 2 (met by flows coming in). a's
 # group admits nothing in: what reaches a from c passes by conntrack state
-# only. A flow log of the VPC shows the allowance's drops as REJECTs.
+# only. e, like a but with no settings, sends protocol 253. A flow log of the
+# VPC shows the allowance's drops as REJECTs.
 CONFIG = """
 limits: {profile: lab}
 vpcs: [{name: "{T}v", cidr: 10.61.0.0/16}]
@@ -34,6 +35,7 @@ security_groups:
     ingress:
       - {protocol: udp, ports: 7000-7010, cidr: 10.61.0.0/16}
       - {protocol: tcp, ports: 7000-7010, cidr: 10.61.0.0/16}
+      - {protocol: 253, cidr: 10.61.0.0/16}
 instances:
   - name: "{T}a"
     subnet: s
@@ -51,6 +53,7 @@ instances:
     private_ip: 10.61.1.13
     security_groups: [server]
     connection_tracking: {max_tracked_connections: 2}
+  - {name: "{T}e", subnet: s, private_ip: 10.61.1.14, security_groups: [client]}
 flow_logs:
   - {name: all, vpc: "{T}v", max_aggregation_interval: 2, destination: stdout}
 """
@@ -88,6 +91,24 @@ for line in sys.stdin:
             print("none", flush=True)
     else:
         s.sendto(b"push", (w[1], int(w[2]))); print("pushed", flush=True)
+"""
+
+# Protocol 253 (experimental: no ports, no tracker of its own) on a raw socket:
+# "send HOST" sends one packet, "wait" reports whether one arrives from anyone.
+RAW = r"""
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, 253)
+print("ready", flush=True)
+for line in sys.stdin:
+    w = line.split()
+    if w[0] == "send":
+        s.sendto(b"raw", (w[1], 0)); print("sent", flush=True)
+    else:
+        s.settimeout(2)
+        try:
+            s.recvfrom(100); print("got", flush=True)
+        except socket.timeout:
+            print("none", flush=True)
 """
 
 LISTEN = r"""
@@ -183,6 +204,20 @@ def main():
             results.append((f"after 8 s idle the a->c entry is gone ({gone})", gone == []))
             results.append(("c's datagram to a is now refused: no state lets it in",
                             say(srv_c, "push 10.61.1.10 40001") == "pushed" and say(peer, "wait") == "none"))
+
+            # Other protocols: by address pair and protocol, replies accepted for 600 s.
+            raw_e, raw_c = start(lab, "{T}e", RAW), start(lab, "{T}c", RAW)
+            procs += [raw_e, raw_c]
+            refused = say(raw_c, "send 10.61.1.14") == "sent" and say(raw_e, "wait") == "none"
+            arrived = say(raw_e, "send 10.61.1.12") == "sent" and say(raw_c, "wait") == "got"
+            back = say(raw_c, "send 10.61.1.14") == "sent" and say(raw_e, "wait") == "got"
+            results.append(("protocol 253 from c to e is refused before e sent any (e admits nothing)", refused))
+            results.append(("protocol 253 from e reaches c (c's group admits it)", arrived))
+            results.append(("then c's protocol 253 packet to e passes by state (tracked by address pair)", back))
+            generic = entries(router, "-s", "10.61.1.14", "-d", "10.61.1.12")
+            generic = [(t, line) for t, line in generic if line.split()[0] == "unknown"]
+            results.append((f"its conntrack entry is by address pair and protocol, 600 s ({generic})",
+                            len(generic) == 1 and 590 <= generic[0][0] <= 600 and " 253 " in generic[0][1]))
 
             # TCP: the established timeout a asked for.
             collector = Collector(vpcfw, lab.path)

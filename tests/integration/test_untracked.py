@@ -20,7 +20,9 @@ import tempfile
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from minilab import MiniLab, expect, run  # noqa: E402
 from netlab import IP, Notifications, host_and_peer, report  # noqa: E402
-from flowtraffic import EchoFlow as Flow, start_echo_server  # noqa: E402
+
+TRAFFIC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "flowtraffic.py")
+from flowtraffic import EchoFlow as Flow, Pinger, start_echo_server  # noqa: E402
 
 CLIENT = "198.51.100.70"  # an internet host (the internet namespace answers for the documentation ranges)
 
@@ -43,6 +45,7 @@ instances:
   - {name: "{T}cli", subnet: s1, private_ip: 10.82.1.20, security_groups: [client]}
 """
 RULES = ("      - {protocol: tcp, ports: 7, cidr: 0.0.0.0/0}\n"
+         "      - {protocol: icmp, cidr: 0.0.0.0/0}\n"
          "      - {protocol: tcp, ports: 8, cidr: 198.51.100.0/24}\n"
          "      - {protocol: tcp, ports: 8, cidr: 10.82.0.0/16}")
 
@@ -104,8 +107,21 @@ def lab_part(vpcfw, results):
             tracked = {"internet -> web:8": Flow(inet, CLIENT, "203.0.113.82", 8),
                        "cli -> web:8": Flow(cli, "10.82.1.20", "10.82.1.10", 8)}
             flows = list(untracked.values()) + list(tracked.values())
+            # ICMP is always tracked, even open from 0.0.0.0/0 with all egress allowed.
+            explain_icmp = run(vpcfw, "explain", lab.path, "--from", lab.name("{T}cli"), "--to",
+                               lab.name("{T}web"), "--proto", "icmp", check=False).stdout
+            results.append(("explain: ICMP from anywhere with all egress is tracked",
+                            "connection tracked" in explain_icmp and "untracked" not in explain_icmp))
+            pinger = Pinger(cli, "10.82.1.20", "10.82.1.10")
+            flows.append(pinger)
+            results.append(("lab apply, before: cli's ICMP echo flow is answered", pinger.ping() == "reply ok"))
             out = check_change(results, "lab apply", untracked, tracked,
                                lambda: lab.apply(LAB % {"rules": ""}).stdout)
+            got = pinger.ping()
+            results.append((f"lab apply, after: the ICMP echo flow survives its rule's removal (tracked: {got})",
+                            got == "reply ok"))
+            fresh = run(IP, "netns", "exec", cli, "python3", TRAFFIC, "ping", "10.82.1.20", "10.82.1.10", "2").stdout
+            results.append((f"lab: a new ICMP echo flow is refused ({fresh.strip()})", fresh.strip() == "replies 0"))
             results.append(("lab apply says how many flows it cut", "2 untracked flows cut" in out))
             expect(results, "lab: a new flow to tcp 7 is refused", lab.probe(CLIENT, "{T}web", port=7), "dropped")
             expect(results, "lab: a new flow to tcp 8 is refused", lab.probe(CLIENT, "{T}web", port=8), "dropped")

@@ -29,6 +29,7 @@ Expected<std::uint16_t> IdentifierPool::sourcePort(int protocol) {
   return draw(protocol, kFirstSourcePort, kLastSourcePort);
 }
 Expected<std::uint16_t> IdentifierPool::icmpId(int protocol) { return draw(protocol, 0, 0xffff); }
+void IdentifierPool::reserve(int protocol, std::uint16_t port) { used_.byProtocol[protocol].insert(port); }
 
 bool reachable(const ProbeResult& r) {
   return !r.harnessError() && (r.replyExpected ? r.replyReturned : r.requestArrived);
@@ -171,6 +172,11 @@ Expected<Matrix> planMatrix(const model::Model& m, std::optional<net::Family> fa
   for (const auto& [proto, ports] : mentionedPorts(m, kMatrixPortsPerProtocol))
     for (auto p : ports) x.services.push_back({net::Protocol(proto), p});
   x.services.push_back({net::Protocol(v6 ? net::Protocol::kIcmpv6 : net::Protocol::kIcmp), 0});
+  // Every end listens on every service port while the matrix runs, and the
+  // same ends are clients: a service port in the source range (a rule for
+  // 49152-65535 names 49152) must not be drawn as a source port.
+  for (const auto& sv : x.services)
+    if (sv.proto.hasPorts()) ids.reserve(sv.proto.number(), sv.port);
 
   for (std::size_t s = 0; s < x.services.size(); ++s)
     for (std::size_t a = 0; a < x.ends.size(); ++a)

@@ -196,6 +196,39 @@ TEST_CASE("matrix: every lab pair and the internet host, distinct identifiers, u
   CHECK(v6->services.back().name() == "icmpv6");
 }
 
+TEST_CASE("matrix: a service port inside the source-port range is never drawn as a source port") {
+  // A rule for 49152-65535 makes 49152 a service: every end listens on it
+  // while the same ends connect out, so no client may bind it.
+  auto m = test::loadOk(R"(vpcs: [{name: v, cidr: 10.0.0.0/16}]
+subnets: [{name: s, vpc: v, cidr: 10.0.1.0/24}]
+security_groups:
+  - {name: g, vpc: v, ingress: [{protocol: tcp, ports: 49152-65535, cidr: 10.0.0.0/16}, {protocol: tcp, ports: 80, cidr: 10.0.0.0/16}]}
+instances:
+  - {name: a, subnet: s, private_ip: 10.0.1.10, security_groups: [g]}
+  - {name: b, subnet: s, private_ip: 10.0.1.11, security_groups: [g]}
+  - {name: c, subnet: s, private_ip: 10.0.1.12, security_groups: [g]}
+)");
+  // Only 49152 and 55000..55099 are free: a draw from a random point beyond
+  // 55099 wraps to 49152 first, so without the reservation it is taken.
+  TrackedIds tracked;
+  for (std::uint32_t p = probe::kFirstSourcePort + 1; p <= probe::kLastSourcePort; ++p)
+    if (p < 55000 || p > 55099) tracked.byProtocol[net::Protocol::kTcp].insert(static_cast<std::uint16_t>(p));
+  IdentifierPool pool(tracked, 5);
+  auto x = probe::planMatrix(m, std::nullopt, pool);
+  REQUIRE(x);
+  std::set<std::uint16_t> services;
+  for (const auto& sv : x->services)
+    if (sv.proto.number() == net::Protocol::kTcp) services.insert(sv.port);
+  REQUIRE(services.contains(49152));
+  std::size_t tcp = 0;
+  for (const auto& t : x->trials)
+    if (t.spec.protocol.number() == net::Protocol::kTcp) {
+      ++tcp;
+      CHECK_MESSAGE(!services.contains(t.spec.sourcePort), t.from, " -> ", t.to, " port ", t.spec.port);
+    }
+  CHECK(tcp >= 12);
+}
+
 TEST_CASE("labView: baselines enter an instance from its router's ENI, the internet from each gateway") {
   auto m = test::loadExample("two-tier");
   auto plan = lab::planLab(m, std::string(names::kDefaultInternetNamespace));

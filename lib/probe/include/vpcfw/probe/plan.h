@@ -42,6 +42,10 @@ class IdentifierPool {
   IdentifierPool(TrackedIds tracked, std::uint64_t seed);
   [[nodiscard]] Expected<std::uint16_t> sourcePort(int protocol);
   [[nodiscard]] Expected<std::uint16_t> icmpId(int protocol);
+  // Never hands out `port` as a source port of `protocol`: a port some
+  // probe of the run listens on (a client bound to it in the listener's
+  // namespace would fail with "address in use").
+  void reserve(int protocol, std::uint16_t port);
 
  private:
   Expected<std::uint16_t> draw(int protocol, std::uint32_t first, std::uint32_t last);
