@@ -16,9 +16,11 @@ and committed with `vpcfw lab apply`, and every flow is judged against the
 evaluator. A flow must go on unless the new NACLs (or routes) stop either
 direction (explain --all-steps of the flow and of its reverse under the new
 rules), or an ENI where explain labelled the flow untracked under the old
-rules no longer admits its request; tracked flows survive group changes. Every flow echoes before the
-change (the positive baseline). Over a run, flows of both labels and both
-fates must have been seen.
+rules no longer admits its request, or no longer admits its reply while the
+path refuses the request as a new flow (vpcfw deletes such an entry and the
+client's next packet must set it up again); tracked flows survive group
+changes. Every flow echoes before the change (the positive baseline). Over
+a run, flows of both labels and both fates must have been seen.
 
 usage: test_differential.py VPCFW [--configs N] [--seed S]   (root; exit 77 = skipped)
        reproduce one case: test_differential.py VPCFW --configs 1 --seed S"""
@@ -250,11 +252,21 @@ def expected_fate(vpcfw, old_path, new_path, f):
             if s["step"] in ("network-acl-egress", "network-acl-ingress", "route") and s["decision"] == "deny":
                 return label, False, f"the {what} is denied at {s['component']} ({s['rule']})"
     # Where it was untracked, its packets are judged by rule: the request must still be
-    # admitted there (then AWS tracks it from its next packet on, and its replies pass).
+    # admitted there. If its reply is not (and the flow is no longer untracked there), vpcfw
+    # deletes the entry: the client's next packet, sent first in these flows, sets it up again
+    # when the whole path admits it as a new flow (AWS: that ENI tracks it from then on).
+    reset = False
     for x in untracked:
-        req = step(fwd["forward"], "security-group-egress" if x == f["from"] else "security-group-ingress")
+        src_side = x == f["from"]
+        req = step(fwd["forward"], "security-group-egress" if src_side else "security-group-ingress")
         if req is None or req["decision"] == "deny":
             return label, False, f"untracked at {x}, whose groups no longer admit the request"
+        rep_ = step(rev["forward"], "security-group-ingress" if src_side else "security-group-egress")
+        reset = reset or rep_ is None or rep_["decision"] == "deny"
+    if reset:
+        new_flow = all(s["decision"] == "allow" for s in fwd["forward"]["steps"])
+        return label, new_flow, ("its replies lost their rule where it was untracked: the entry is deleted and "
+                                 f"the next request {'sets it up again' if new_flow else 'is refused as a new flow'}")
     return label, True, "its NACLs still pass both directions" + ("" if untracked else "; tracked, groups aside")
 
 
@@ -333,6 +345,7 @@ def established(vpcfw, gen, text, path, stats):
             stats["flows"] += 1
             stats["untracked" if f["label"] != "tracked" else "tracked"] += 1
             stats["survived" if alive else "cut"] += 1
+            stats["reset"] += "entry is deleted" in f["why"]
             if alive != f["survives"]:
                 bad.append(f"{f['from']}:{f['sport']} -> {f['to']}:{f['port']} ({f['label']}): "
                            f"{'went on' if alive else 'stopped'} ({got}), but the evaluator says it "
@@ -437,7 +450,7 @@ def main():
     a = ap.parse_args()
     path = f"/tmp/vpcfw-{RUN_TAG}-diff.yaml"
     total, configs, failures, t0 = 0, 0, [], time.time()
-    stats = dict.fromkeys(("flows", "tracked", "untracked", "survived", "cut", "invalid_mutations"), 0)
+    stats = dict.fromkeys(("flows", "tracked", "untracked", "survived", "cut", "reset", "invalid_mutations"), 0)
     try:
         for k in range(a.configs):
             seed = a.seed + k
@@ -476,7 +489,8 @@ def main():
     print(f"differential: {configs} configs, {total} probes (cases), seeds {a.seed}..{a.seed + a.configs - 1}, "
           f"{len(failures)} failing, {time.time() - t0:.1f} s")
     print(f"rule changes while flows run: {stats['flows']} established flows judged ({stats['tracked']} tracked, "
-          f"{stats['untracked']} untracked), {stats['survived']} went on, {stats['cut']} were cut; "
+          f"{stats['untracked']} untracked), {stats['survived']} went on, {stats['cut']} were cut "
+          f"({stats['reset']} untracked ones lost their reply rule: entry deleted, the next request judged anew); "
           f"{stats['invalid_mutations']} mutated configs invalid (skipped)")
     # A check that saw only one kind proves little: a full run must see both labels and both fates.
     if a.configs >= 20 and not all(stats[k] for k in ("tracked", "untracked", "survived", "cut")):

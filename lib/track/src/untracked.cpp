@@ -129,6 +129,9 @@ std::vector<Cut> flowsToCut(const UntrackedBefore& before, const model::Model& n
     req.protocol = net::Protocol(f.protocol);
     req.srcPort = f.srcPort;
     req.dstPort = f.dstPort;
+    eval::Packet reply = req;
+    std::swap(reply.src, reply.dst);
+    std::swap(reply.srcPort, reply.dstPort);
     for (auto dir : {Direction::kEgress, Direction::kIngress}) {
       const bool out_ = dir == Direction::kEgress;
       const net::IpAddress& eni = out_ ? f.src : f.dst;
@@ -136,12 +139,16 @@ std::vector<Cut> flowsToCut(const UntrackedBefore& before, const model::Model& n
       const std::size_t i = ownerOf(eni);
       if (i == model::kNone) continue;
       const auto& inst = now.instances[i];
-      // A request the rules still admit is tracked from its next packet on
-      // (or still untracked): its replies pass either way, so it goes on.
-      if (eval::evaluateGroups(now, inst.groups, dir, req).allowed) continue;
-      out.push_back(Cut{f, n,
-                        fmt::format("{} {}: the flow was untracked and no rule of its groups admits the request now",
-                                    inst.name, model::directionName(dir))});
+      const Direction back = out_ ? Direction::kIngress : Direction::kEgress;
+      std::string why;
+      if (!eval::evaluateGroups(now, inst.groups, dir, req).allowed)
+        why = fmt::format("{} {}: the flow was untracked and no rule of its groups admits the request now", inst.name,
+                          model::directionName(dir));
+      else if (!eval::isUntracked(now, inst, dir, req) && !eval::evaluateGroups(now, inst.groups, back, reply).allowed)
+        why = fmt::format("{} {}: the flow was untracked and no rule of its groups admits its reply now", inst.name,
+                          model::directionName(back));
+      if (why.empty()) continue;
+      out.push_back(Cut{f, n, std::move(why)});
       break;
     }
   }

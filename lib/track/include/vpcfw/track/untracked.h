@@ -5,12 +5,8 @@
 // pass by rule, so removing or narrowing that rule stops it at once. Linux
 // tracks every flow, and a tracked flow's replies pass by state, so after a
 // commit vpcfw deletes the conntrack entries of exactly the flows that were
-// untracked at an ENI under the replaced rules and whose request the new
-// rules no longer admit there. Tracked flows are left alone, and so is an
-// untracked flow whose request is still admitted: AWS judges its next packet
-// by rule, admits it and tracks the flow from then on, so its replies pass
-// by state -- what the kernel's entry already does (a flow the differential
-// test saw go on after such a change, although its reply lost its rule).
+// untracked at an ENI under the replaced rules and that the new rules no
+// longer admit there (request or reply). Tracked flows are left alone.
 //
 // "Untracked under the replaced rules" is read from the kernel: the
 // compiler's untracked sets (compile::kUntrackedSets) as they were right
@@ -85,8 +81,8 @@ std::vector<std::size_t> enisOfFabric(const compile::Placement& placement, const
 
 // The flows to cut: untracked before at the source's ENI (egress) or the
 // destination's (ingress), and at that ENI of `now` (the one of `enis`
-// owning the address) whose request in that direction no rule admits
-// any more. An address none of `enis` owns is
+// owning the address) no longer admitted by rule, the request in that
+// direction or its reply in the other. An address none of `enis` owns is
 // not judged (the ENI is gone: its traffic is no longer vpcfw's to filter),
 // nor is a flow between two addresses of one instance (it never crosses the
 // ENI: a host's own traffic to itself goes over lo).
