@@ -242,7 +242,7 @@ def tcp(src, dst, port, nbytes, timeout):
 
 # ---- the caller's side (imported by the tests) ----
 
-IP = "/usr/sbin/ip" if os.path.exists("/usr/sbin/ip") else "ip"
+from netlab import IP  # noqa: E402  (beside this file: the import works when it runs as a script too)
 
 
 class EchoFlow:

@@ -145,6 +145,14 @@ def start(lab, who, script, *args):
     return p
 
 
+def connect(lab, procs, who, host, port):
+    """A TCP connection from `who`, held open (its process joins `procs`): "connected" or "failed"."""
+    c = lab.exec(who, "/usr/bin/python3", "-u", "-c", CONNECT, host, str(port),
+                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    procs.append(c)
+    return c.stdout.readline().strip()
+
+
 def entries(router, *filters):
     """(timeout seconds, line) of each conntrack entry in the router matching the filters."""
     r = run("ip", "netns", "exec", router, "conntrack", "-L", *filters, check=False)
@@ -223,22 +231,15 @@ def main():
             collector = Collector(vpcfw, lab.path)
             listen_c = start(lab, "{T}c", LISTEN, 7001)
             procs.append(listen_c)
-            conns = []
-            for k in range(3):
-                c = lab.exec("{T}a", "/usr/bin/python3", "-u", "-c", CONNECT, "10.61.1.12", "7001",
-                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-                procs.append(c)
-                conns.append(c.stdout.readline().strip())
+            conns = [connect(lab, procs, "{T}a", "10.61.1.12", 7001) for _ in range(3)]
             tcp = entries(router, "-p", "tcp", "--orig-src", "10.61.1.10", "--dport", "7001")
             results.append((f"a's first 3 TCP connections (its allowance) are established ({conns})",
                             conns == ["connected"] * 3))
             results.append((f"an established TCP entry of a has its 8 s timeout ({[t for t, _ in tcp]})",
                             len(tcp) == 3 and all(1 <= t <= 8 for t, _ in tcp)))
             before = status_drops(vpcfw, router, lab.name("{T}a"))
-            c = lab.exec("{T}a", "/usr/bin/python3", "-u", "-c", CONNECT, "10.61.1.12", "7001",
-                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-            procs.append(c)
-            results.append(("the 4th tracked connection of a is refused", c.stdout.readline().strip() == "failed"))
+            results.append(("the 4th tracked connection of a is refused",
+                            connect(lab, procs, "{T}a", "10.61.1.12", 7001) == "failed"))
             after = status_drops(vpcfw, router, lab.name("{T}a"))
             results.append((f"vpcfw status counts it as a's allowance-egress drop ({before} -> {after})",
                             after > before))
@@ -251,14 +252,9 @@ def main():
             # Ingress: d takes 2 connections from c, the 3rd is refused at d's allowance.
             listen_d = start(lab, "{T}d", LISTEN, 7002)
             procs.append(listen_d)
-            got = []
-            for k in range(3):
-                c = lab.exec("{T}c", "/usr/bin/python3", "-u", "-c", CONNECT, "10.61.1.13", "7002",
-                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-                procs.append(c)
-                got.append(c.stdout.readline().strip())
-                if k == 1:
-                    d_before = status_drops(vpcfw, router, lab.name("{T}d"), "allowance-ingress")
+            got = [connect(lab, procs, "{T}c", "10.61.1.13", 7002) for _ in range(2)]
+            d_before = status_drops(vpcfw, router, lab.name("{T}d"), "allowance-ingress")
+            got.append(connect(lab, procs, "{T}c", "10.61.1.13", 7002))
             results.append((f"d takes its allowance of 2 connections from c, the 3rd is refused ({got})",
                             got == ["connected", "connected", "failed"]))
             d_after = status_drops(vpcfw, router, lab.name("{T}d"), "allowance-ingress")

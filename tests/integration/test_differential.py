@@ -338,9 +338,9 @@ def established(vpcfw, gen, text, path, stats):
         r = run(vpcfw, "lab", "apply", path, check=False)
         if r.returncode != 0:
             return [f"lab apply of the mutated config failed: {r.stderr.strip()}"]
+        stats["last_change"] = (text, new_text, r.stdout)  # printed if a flow disagrees
         for f in flows:
             got = f["flow"].exchange(2)
-            stats["last_change"] = (text, new_text, r.stdout)
             alive = got == "echo ok"
             stats["flows"] += 1
             stats["untracked" if f["label"] != "tracked" else "tracked"] += 1
