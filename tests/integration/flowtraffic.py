@@ -20,6 +20,14 @@ The servers print "listening" once every port is bound; callers wait for that li
                             read on stdin sends it and prints "echo ok" when it
                             comes back within 1.5 s, else "echo lost" (the
                             connection is kept either way)
+  push-server PORT [PORT...] SECONDS
+                            UDP: once a client has sent a datagram to a port,
+                            sends it one every 0.1 s from that port (a server
+                            that streams to its client)
+  push-client SRC DST PORT  UDP from SRC (one port for the flow's life): sends
+                            a datagram at start and on each "hello" line; on
+                            each "count" line prints "pushes N", the datagrams
+                            that arrive in the next 1.5 s
 """
 import os
 import select
@@ -240,6 +248,55 @@ def tcp(src, dst, port, nbytes, timeout):
     print("connected")
 
 
+def push_server(ports, seconds):
+    socks = []
+    for port in ports:
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.bind(("0.0.0.0", port))
+        s.setblocking(False)
+        socks.append(s)
+    print("listening", flush=True)
+    clients = {}  # socket -> the client's address
+    end = time.time() + seconds
+    while time.time() < end:
+        ready, _, _ = select.select(socks, [], [], 0.1)
+        for s in ready:
+            try:
+                _, addr = s.recvfrom(2048)
+                clients[s] = addr
+            except OSError:
+                pass
+        for s, addr in clients.items():
+            try:
+                s.sendto(b"push", addr)
+            except OSError:  # a drop by the filter shows as EPERM on some paths
+                pass
+
+
+def push_client(src, dst, port):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind((src, 0))
+    s.sendto(b"hello", (dst, port))
+    print("ready", flush=True)
+    for line in sys.stdin:
+        if line.strip() == "hello":
+            s.sendto(b"hello", (dst, port))
+            print("sent", flush=True)
+            continue
+        s.setblocking(False)
+        try:
+            while True:
+                s.recv(2048)  # what came before the window does not count
+        except BlockingIOError:
+            pass
+        n, end = 0, time.time() + 1.5
+        while (left := end - time.time()) > 0:
+            if select.select([s], [], [], left)[0]:
+                s.recv(2048)
+                n += 1
+        print(f"pushes {n}", flush=True)
+
+
 # ---- the caller's side (imported by the tests) ----
 
 from netlab import IP  # noqa: E402  (beside this file: the import works when it runs as a script too)
@@ -292,15 +349,43 @@ class Pinger:
         self.p.wait()
 
 
-def start_echo_server(ns, ports, seconds):
-    """An echo-server in namespace `ns`, returned once every port listens."""
-    p = subprocess.Popen([IP, "netns", "exec", ns, "python3", os.path.abspath(__file__), "echo-server",
+class PushFlow:
+    """A push-client in namespace `ns`: one UDP flow its server streams on."""
+
+    def __init__(self, ns, src, dst, port):
+        self.p = subprocess.Popen([IP, "netns", "exec", ns, "python3", os.path.abspath(__file__), "push-client", src,
+                                   dst, str(port)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        if self.p.stdout.readline().strip() != "ready":
+            raise RuntimeError(f"push-client in {ns} did not start")
+
+    def say(self, line):
+        self.p.stdin.write(line + "\n")
+        self.p.stdin.flush()
+        return self.p.stdout.readline().strip()
+
+    def pushes(self):
+        """How many of the server's datagrams arrive in 1.5 s."""
+        return int(self.say("count").split()[-1])
+
+    def close(self):
+        self.p.kill()
+        self.p.wait()
+
+
+def start_server(ns, mode, ports, seconds):
+    """An echo-server or push-server in namespace `ns`, returned once every port listens."""
+    p = subprocess.Popen([IP, "netns", "exec", ns, "python3", os.path.abspath(__file__), mode,
                           *map(str, ports), str(seconds)], stdout=subprocess.PIPE, text=True)
     if p.stdout.readline().strip() != "listening":
         p.kill()
         p.wait()
-        raise RuntimeError(f"echo-server in {ns} did not start")
+        raise RuntimeError(f"{mode} in {ns} did not start")
     return p
+
+
+def start_echo_server(ns, ports, seconds):
+    """An echo-server in namespace `ns`, returned once every port listens."""
+    return start_server(ns, "echo-server", ports, seconds)
 
 
 if __name__ == "__main__":
@@ -321,5 +406,9 @@ if __name__ == "__main__":
         echo_client(a[0], a[1], int(a[2]))
     elif cmd == "pinger":
         pinger(a[0], a[1])
+    elif cmd == "push-server":
+        push_server([int(p) for p in a[:-1]], float(a[-1]))
+    elif cmd == "push-client":
+        push_client(a[0], a[1], int(a[2]))
     else:
         sys.exit(f"unknown command {cmd}")

@@ -186,6 +186,10 @@ def main():
             compiled = run(vpcfw, "compile", lab.path).stdout
             results.append(("the compiled ruleset has the shorter-of-two UDP object for a and b (ct_udp_3_9)",
                             'ct timeout set "ct_udp_3_9"' in compiled))
+            stream = run("ip", "netns", "exec", router, "cat",
+                         "/proc/sys/net/netfilter/nf_conntrack_udp_timeout_stream").stdout.strip()
+            results.append((f"the fabric's default UDP stream timeout is AWS's 180 s, not Linux's 120 ({stream})",
+                            stream == "180"))
             srv_c = start(lab, "{T}c", SERVER, 7000)
             srv_b = start(lab, "{T}b", SERVER, 7000)
             peer = start(lab, "{T}a", PEER, 40001)

@@ -10,10 +10,13 @@ the routed ENIs filtered on forward like a lab router's (NACL between subnets,
 none inside one, stateful groups, anti-spoofing), the host's own ENI on
 input/output, the routed ENIs' traffic with the host itself (only their side;
 both sides when the host's address is its own ENI's), and the host's other
-forwarding untouched. Every probe first runs without the ruleset and
+forwarding untouched. Then allowances and idle timeouts on a routed ENI and
+the own ENI: flows between them and with the host meet both ENIs' (counted
+under each, the shorter timeout) or the routed ENI's alone. Every probe first runs without the ruleset and
 must succeed then, so each blocked probe is the filter's doing.
 
 usage: test_host_routed.py VPCFW SOURCE_DIR        (root; exit 77 = skipped)"""
+import json
 import os
 import subprocess
 import sys
@@ -98,6 +101,44 @@ CASES = [
     ("hv", "", "2001:db8:70:1::20", "tcp", 9000, False, "IPv6 the host -> a: no rule of app admits 9000"),
 ]
 
+# Holds every TCP connection it accepts on the given ports.
+HOLD = r"""
+import socket, sys, threading
+def hold(port):
+    s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+    s.bind(("::", port)); s.listen(64)
+    held = []
+    while True:
+        held.append(s.accept()[0])
+for p in sys.argv[1].split(","):
+    threading.Thread(target=hold, args=(int(p),), daemon=True).start()
+print("ready", flush=True)
+threading.Event().wait()
+"""
+
+# A TCP connection from an optional source address, held until stdin closes.
+CONNECT = r"""
+import socket, sys
+try:
+    s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=3,
+                                 source_address=(sys.argv[3], 0) if sys.argv[3] else None)
+    print("connected", flush=True)
+except Exception:
+    print("failed", flush=True)
+sys.stdin.read()
+"""
+
+# Connection tracking between a routed ENI and the host: a (routed) and h1
+# (the host's own) get allowances and TCP timeouts. A flow of a's with the
+# host itself meets a's; one between a and h1 meets both, and counts under
+# h1 with h1's flows from its own interface.
+CT_SETTINGS = {
+    "a": "connection_tracking: {max_tracked_connections: 3, tcp_established_timeout: 4000}",
+    "h1": "connection_tracking: {max_tracked_connections: 3, tcp_established_timeout: 3000}",
+}
+
 # Forged sources a sends to b's sink, forwarded (group db admits udp 5354 from
 # anywhere, so only anti-spoofing can stop them), and to the host's sink on
 # 10.0.1.1 (input; a's egress allows all): another ENI's address, an unused
@@ -129,11 +170,35 @@ def main():
         sh(other, "link", "set", other_name, "up")
         run(IP, "netns", "exec", ns["hv"], "sysctl", "-qw", f"net.ipv4.conf.{host_side}.rp_filter=0")
 
-    def serve(name, tcp, udp):
-        p = subprocess.Popen([IP, "netns", "exec", ns[name], "/usr/bin/python3", "-c", SERVER, tcp, udp],
+    def serve(name, tcp, udp, script=None):
+        args = [tcp] if script else [tcp, udp]
+        p = subprocess.Popen([IP, "netns", "exec", ns[name], "/usr/bin/python3", "-c", script or SERVER, *args],
                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         procs.append(p)
         assert p.stdout.readline().strip() == "ready"
+        return p
+
+    def hold(frm, dst, port, src=""):
+        """A TCP connection held open: "connected" or "failed"."""
+        p = subprocess.Popen([IP, "netns", "exec", ns[frm], "/usr/bin/python3", "-u", "-c", CONNECT, dst, str(port),
+                              src], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        procs.append(p)
+        return p.stdout.readline().strip()
+
+    def ct_timeout(src, dport):
+        """The remaining timeout of hv's conntrack entry for src -> *:dport (None: no entry)."""
+        r = run(IP, "netns", "exec", ns["hv"], "conntrack", "-L", "-p", "tcp", "--state", "ESTABLISHED", "-s", src,
+                "--dport", str(dport),
+                check=False)
+        for line in r.stdout.splitlines():
+            f = line.split()
+            if len(f) > 2 and f[2].isdigit():
+                return int(f[2])
+        return None
+
+    def drops(eni, stage):
+        st = json.loads(run(vpcfw, "status", "--netns", ns["hv"], "--json").stdout)
+        return sum(d["packets"] for d in st.get("eni_drops", []) if d["eni"] == eni and d["stage"] == stage)
 
     sport = [42000]
 
@@ -198,8 +263,8 @@ def main():
         sh("x", "addr", "add", "192.168.77.2/24", "dev", "eth0")
         sh("x", "route", "add", "default", "via", "192.168.77.1")
 
-        serve("hv", "22,7000,8080", "")
-        serve("a", "80,81,9000", "")
+        hv_server = serve("hv", "22,7000,8080", "")
+        a_server = serve("a", "80,81,9000", "")
         serve("c", "80,81", "")
         serve("b", "80,8080,9000", "5353")
         serve("x", "9000", "")
@@ -244,6 +309,43 @@ def main():
                 results.append((f"anti-spoofing: a datagram a forges from {src} is dropped ({what})", src not in seen))
         results.append(("the host's loopback is not filtered (8080 on 127.0.0.1)",
                         probe("hv", "", "127.0.0.1", "tcp", 8080)))
+
+        # Connection tracking with the host (listeners that hold what they accept).
+        for p in (hv_server, a_server):
+            p.kill()
+            p.wait()
+        serve("hv", "22,7000", "", HOLD)
+        serve("a", "80", "", HOLD)
+        with open(cfg) as f:
+            text = f.read()
+        for name, setting in CT_SETTINGS.items():
+            line = next(ln for ln in text.splitlines() if ln.startswith(f"  - {{name: {name}, "))
+            text = text.replace(line, line[:-1] + ", " + setting + "}")
+        ct_cfg = f"/tmp/routed-{tag}-ct.yaml"
+        with open(ct_cfg, "w") as f:
+            f.write(text)
+        run(vpcfw, "apply", ct_cfg, "--host", "hv", "--netns", hv)
+        steps = [
+            ("lan", "10.0.3.10", 22, "", "connected", "lan -> h1 (own0): h1's flow 1"),
+            ("hv", "10.0.1.20", 80, "10.0.3.10", "connected", "h1 -> a (output on ra): a's flow 1, h1's flow 2"),
+            ("a", "10.0.3.10", 22, "", "connected", "a -> h1 (input on ra): a's flow 2, h1's flow 3"),
+            ("a", "10.0.1.1", 7000, "", "connected", "a -> the host: a's flow 3"),
+            ("a", "10.0.1.1", 7000, "", "failed", "a -> the host: a's 4th flow, beyond its allowance of 3"),
+            ("lan", "10.0.3.10", 22, "", "failed", "lan -> h1: h1's 4th flow (its flows with a count too)"),
+        ]
+        for frm, dst, port, src, want, why in steps:
+            got = hold(frm, dst, port, src)
+            results.append((f"allowance: {why}: {want}", got == want))
+        for src, dport, low, high, why in (
+                ("10.0.3.20", 22, 2900, 3000, "lan -> h1: h1's 3000 s"),
+                ("10.0.3.10", 80, 2900, 3000, "h1 -> a: the shorter of h1's 3000 s and a's 4000 s"),
+                ("10.0.1.20", 22, 2900, 3000, "a -> h1: the shorter of a's 4000 s and h1's 3000 s"),
+                ("10.0.1.20", 7000, 3900, 4000, "a -> the host (no ENI): a's 4000 s")):
+            t = ct_timeout(src, dport)
+            results.append((f"idle timeout {src} -> :{dport} is {t} s ({why})", t is not None and low < t <= high))
+        results.append(("vpcfw status counts a's allowance drop (egress, to the host)",
+                        drops("a", "allowance-egress") >= 1))
+        results.append(("vpcfw status counts h1's allowance drop (ingress)", drops("h1", "allowance-ingress") >= 1))
     finally:
         for p in procs:
             p.kill()
@@ -252,7 +354,7 @@ def main():
             subprocess.run([IP, "netns", "del", n], capture_output=True)
         for leftover in (f"{tag}h", f"{tag}o"):
             subprocess.run([IP, "link", "del", leftover], capture_output=True)
-        for log in sink_logs.values():
+        for log in [*sink_logs.values(), f"/tmp/routed-{tag}-ct.yaml"]:
             if os.path.exists(log):
                 os.remove(log)
     return report(results, "routed host mode")

@@ -8,7 +8,10 @@ path that commits is shown: `vpcfw lab apply` (flows from the internet
 through the gateway's NAT and between instances), `vpcfw apply --host` and a
 vpcfwd reload (host mode, in namespaces the test makes). Every flow echoes
 before the change (the harness sees a positive), and the flows that must
-stop are judged by the same exchange that worked before.
+stop are judged by the same exchange that worked before. A server that
+streams to its client over UDP stops when its egress "all" rule goes (the
+flow's replies lose their rule), while a tracked stream goes on, and the
+client's next datagram sets the flow up again.
 
 usage: test_untracked.py VPCFW VPCFWD    (root; exit 77 = skipped)"""
 import os
@@ -22,7 +25,7 @@ from minilab import MiniLab, expect, run  # noqa: E402
 from netlab import IP, Notifications, host_and_peer, report  # noqa: E402
 
 TRAFFIC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "flowtraffic.py")
-from flowtraffic import EchoFlow as Flow, Pinger, start_echo_server  # noqa: E402
+from flowtraffic import EchoFlow as Flow, Pinger, PushFlow, start_echo_server, start_server  # noqa: E402
 
 CLIENT = "198.51.100.70"  # an internet host (the internet namespace answers for the documentation ranges)
 
@@ -213,12 +216,71 @@ def host_part(vpcfw, vpcfwd, results):
         shutil.rmtree(work, ignore_errors=True)
 
 
+# A server that streams to its client over UDP: srv admits udp 7000 from
+# 0.0.0.0/0 and sends all traffic anywhere (untracked at srv), udp 7001 from
+# the VPC only (tracked). The change keeps both ingress rules and narrows
+# srv's egress to tcp 443.
+PUSH = """
+vpcs: [{name: "{T}v", cidr: 10.83.0.0/16}]
+subnets: [{name: s1, vpc: "{T}v", cidr: 10.83.1.0/24}]
+security_groups:
+  - name: srv
+    vpc: "{T}v"
+    ingress:
+      - {protocol: udp, ports: 7000, cidr: 0.0.0.0/0}
+      - {protocol: udp, ports: 7001, cidr: 10.83.0.0/16}
+    egress: [%(egress)s]
+  - {name: client, vpc: "{T}v"}
+instances:
+  - {name: "{T}srv", subnet: s1, private_ip: 10.83.1.10, security_groups: [srv]}
+  - {name: "{T}cli", subnet: s1, private_ip: 10.83.1.20, security_groups: [client]}
+"""
+ALL_OUT = "{protocol: all, cidr: 0.0.0.0/0}"
+NARROW_OUT = "{protocol: tcp, ports: 443, cidr: 0.0.0.0/0}"
+
+
+def push_part(vpcfw, results):
+    """The server-push case: an untracked flow whose replies lose their rule stops at
+    once (AWS judges them by rule), a tracked one goes on (replies by state), and the
+    client's next datagram sets the flow up again (AWS tracks it from then on)."""
+    with MiniLab(vpcfw, PUSH % {"egress": ALL_OUT}) as lab:
+        srv, cli = "vpcfw:i:" + lab.name("{T}srv"), "vpcfw:i:" + lab.name("{T}cli")
+        server, flows = start_server(srv, "push-server", (7000, 7001), 120), []
+        try:
+            explain = run(vpcfw, "explain", lab.path, "--from", lab.name("{T}cli"), "--to", lab.name("{T}srv"),
+                          "--proto", "udp", "--port", "7000", check=False).stdout
+            results.append(("push: explain labels udp 7000 untracked at srv", "untracked" in explain))
+            untracked = PushFlow(cli, "10.83.1.20", "10.83.1.10", 7000)
+            tracked = PushFlow(cli, "10.83.1.20", "10.83.1.10", 7001)
+            flows += [untracked, tracked]
+            for name, f in (("untracked (7000)", untracked), ("tracked (7001)", tracked)):
+                n = f.pushes()
+                results.append((f"push, before: srv streams to cli on the {name} flow ({n} in 1.5 s)", n >= 5))
+            out = lab.apply(PUSH % {"egress": NARROW_OUT}).stdout
+            cut = [x for x in out.splitlines() if "cut untracked flow" in x]
+            results.append((f"push: lab apply cuts the untracked flow, no other ({cut})",
+                            "1 untracked flows cut" in out and len(cut) == 1 and ":7000" in cut[0]))
+            n = untracked.pushes()
+            results.append((f"push, after: srv's stream on the untracked flow stops ({n} in 1.5 s)", n == 0))
+            n = tracked.pushes()
+            results.append((f"push, after: the tracked flow's stream goes on by state ({n} in 1.5 s)", n >= 5))
+            untracked.say("hello")
+            n = untracked.pushes()
+            results.append((f"push: cli's next datagram sets the flow up again, tracked now ({n} in 1.5 s)", n >= 5))
+        finally:
+            for f in flows:
+                f.close()
+            server.kill()
+            server.wait()
+
+
 def main():
     if os.geteuid() != 0:
         print("skipped: kernel tests need root")
         return 77
     results = []
     lab_part(sys.argv[1], results)
+    push_part(sys.argv[1], results)
     host_part(sys.argv[1], sys.argv[2], results)
     return report(results, "untracked flows")
 

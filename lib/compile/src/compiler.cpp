@@ -456,6 +456,8 @@ class FabricCompiler {
     return o.name;
   }
   std::map<std::string, CtTimeout> ctTimeouts_;  // by name: the table's objects, in name order
+  // By style: each distinct setting's member set (keyed by interface) and its values.
+  std::vector<std::pair<std::size_t, Timeouts>> timeoutClasses_[2];
 
   Rule ctTimeoutRule(std::vector<Match> matches, const Timeouts& t, bool tcp, std::string comment) {
     Rule r;
@@ -487,6 +489,7 @@ class FabricCompiler {
       for (auto i : members) t_.sets[who].elements.push_back(SetElement{{ifname(i)}, std::nullopt});
       const std::size_t counts = addSet(fmt::format("{}allowance_{}", pre, cap), {Field::kIifname}, false,
                                         fmt::format("ENI -> its tracked connections (allowance {})", cap));
+      if (style == kOwn) allowanceSet_[cap] = t_.sets[counts].name;
       t_.sets[counts].dynamic = true;
       t_.sets[counts].size = 65535;
       for (bool out : {true, false}) {
@@ -494,7 +497,7 @@ class FabricCompiler {
         Rule r = dropRule({inSet({f}, who)}, dropChain_[style][out ? kAllowOut : kAllowIn],
                           fmt::format("tracked-connection allowance {}, {}: beyond it new flows drop", cap,
                                       out ? "egress" : "ingress"));
-        r.ctCount = CtCount{f, t_.sets[counts].name, cap};
+        r.ctCount = CtCount{f, t_.sets[counts].name, cap, {}};
         rules.push_back(std::move(r));
       }
     }
@@ -512,6 +515,7 @@ class FabricCompiler {
         for (auto i : list) t_.sets[si].elements.push_back(SetElement{{ifname(i)}, std::nullopt});
         members.push_back(si);
         settings.push_back(t);
+        timeoutClasses_[style].emplace_back(si, t);
       }
       const std::size_t from = addMap(pre + "ct_timeouts_from", "ENI -> the idle timeouts of flows it opens", egressIf);
       Rule dispatch;
@@ -546,6 +550,74 @@ class FabricCompiler {
     }
     chains_[ci].rules = std::move(rules);
   }
+  // A routed host: a flow between a routed ENI and the host's own ENI
+  // crosses the routed ENI's interface only. The routed ENI's side is its
+  // style's chain (its interface is the packet's); the own ENI's side is
+  // found by its address (the source on output, the destination on input),
+  // through a map to a chain per own ENI and direction: its allowance,
+  // counted under its own interface's element (so all its flows count
+  // together), then the shorter of its timeouts and the routed ENI's.
+  bool needsOwnConntrackByAddress() const {
+    return routedHost_ && hasOwn_ && (hasAllowance_[kOwn] || hasTimeouts_[kOwn] || hasTimeouts_[kRouted]);
+  }
+  void createOwnConntrackByAddress() {
+    const bool timeouts = hasTimeouts_[kOwn] || hasTimeouts_[kRouted];
+    for (auto dir : {Direction::kEgress, Direction::kIngress}) {
+      const bool out = dir == Direction::kEgress;
+      const int d = dirIndex(dir);
+      // The routed ENI's interface: the input one when it sends to the
+      // host (the own ENI's ingress), the output one when the host sends.
+      const Field routedIf = out ? Field::kOifname : Field::kIifname;
+      for (auto fam : {Family::kIpv4, Family::kIpv6}) {
+        const int f = famIndex(fam);
+        ownCtByAddr_[d][f] = addMap(
+            fmt::format("host_addr_ct_{}{}", out ? "out" : "in", f == 0 ? 4 : 6),
+            fmt::format("the host's own ENI by {} address -> its allowance and idle timeouts, {} (with a routed ENI)",
+                        f == 0 ? "IPv4" : "IPv6", out ? "egress" : "ingress"),
+            addrField(fam, out ? Direction::kIngress : Direction::kEgress));
+      }
+      for (auto i : enis_) {
+        if (styleOf(i) != kOwn) continue;
+        const auto& inst = m_.instances[i];
+        const auto& ct = inst.connectionTracking;
+        const bool cap = ct && ct->maxTracked;
+        if (!cap && !timeouts) continue;
+        const std::size_t ci = chains_.size();
+        const std::string name = newChain(fmt::format("host_ct_{}_{}", inst.name, out ? "out" : "in")).name;
+        std::vector<Rule> rules;
+        if (cap) {
+          Rule r = dropRule({}, eniDropChain_.at({i, out ? kAllowOut : kAllowIn}),
+                            fmt::format("tracked-connection allowance {}, {} (with a routed ENI)", *ct->maxTracked,
+                                        out ? "egress" : "ingress"));
+          r.ctCount = CtCount{Field::kIifname, allowanceSet_.at(*ct->maxTracked), *ct->maxTracked, ifname(i)};
+          rules.push_back(std::move(r));
+        }
+        if (timeouts) {
+          // Last assignment wins: first against a routed ENI without a
+          // setting of its own (AWS's defaults), then each routed class.
+          const Timeouts own = timeoutsOf(inst);
+          for (bool tcp : {true, false})
+            rules.push_back(ctTimeoutRule({}, shorter(own, timeoutsOf(model::Instance{})), tcp,
+                                          "the host's ENI with a routed ENI: the shorter timeouts of the two"));
+          for (const auto& [set, t] : timeoutClasses_[kRouted])
+            for (bool tcp : {true, false})
+              rules.push_back(ctTimeoutRule({inSet({routedIf}, set)}, shorter(own, t), tcp,
+                                            "the host's ENI with a routed ENI: the shorter timeouts of the two"));
+        }
+        chains_[ci].rules = std::move(rules);
+        auto add = [&](const net::IpAddress& a) {
+          t_.sets[ownCtByAddr_[d][a.isV4() ? 0 : 1]].elements.push_back(
+              SetElement{{AddressRange{a, a}}, Verdict::jump(name)});
+        };
+        add(inst.privateIp);
+        for (const auto& a : inst.secondaryIps) add(a);
+        for (const auto& a : inst.ipv6Addresses) add(a);
+      }
+    }
+  }
+  std::size_t ownCtByAddr_[2][2] = {{0, 0}, {0, 0}};
+  std::map<std::uint32_t, std::string> allowanceSet_;  // cap -> the own ENIs' count set
+
   // The rule before a chain's final accept that sends new flows there.
   void appendConntrackJump(std::vector<Rule>& rules, int style) const {
     if (conntrackChain_[style].empty()) return;
@@ -1135,6 +1207,7 @@ class FabricCompiler {
   // too, found by the address (its rules are keyed by its own interface,
   // which such a packet does not cross).
   void buildRoutedHostChains() {
+    if (needsOwnConntrackByAddress()) createOwnConntrackByAddress();
     auto& f = chains_[0].rules;
     f.push_back(verdictRule({inSet({Field::kIifname}, enisSet_[kRouted], Op::kNotInSet),
                              inSet({Field::kOifname}, enisSet_[kRouted], Op::kNotInSet)},
@@ -1189,6 +1262,25 @@ class FabricCompiler {
                                    : "the host's own ENI to a routed ENI: that ENI's groups, egress");
       if (!input) rules.push_back(routedGroups);
       if (hasOwn_) appendConntrackJump(rules, kOwn);
+      // With the host itself, the routed ENI's allowance and timeouts too
+      // (keyed by its interface, which is the packet's), then the own ENI's
+      // by its address.
+      if (!conntrackChain_[kRouted].empty()) {
+        Rule r = verdictRule({inSet({eni}, enisSet_[kRouted])}, Verdict::jump(conntrackChain_[kRouted]),
+                             "connection tracking of the routed ENI's new flows with the host");
+        r.ctState = CtState::kNew;
+        rules.push_back(std::move(r));
+      }
+      if (needsOwnConntrackByAddress())
+        for (int fam = 0; fam < 2; ++fam) {
+          const std::size_t m = ownCtByAddr_[input ? 1 : 0][fam];
+          Rule r;
+          r.ctState = CtState::kNew;
+          r.matches = {inSet({eni}, enisSet_[kRouted]), inSet(t_.sets[m].key, m, Op::kVmap)};
+          r.comment = input ? "a routed ENI's new flow to the host's own ENI: that ENI's allowance and timeouts"
+                            : "the host's own ENI's new flow to a routed ENI: its allowance and timeouts";
+          rules.push_back(std::move(r));
+        }
       rules.push_back(
           verdictRule({}, Verdict::accept(), input ? "not an ENI, or every step allowed" : "every step allowed"));
     }

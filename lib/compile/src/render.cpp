@@ -125,8 +125,9 @@ std::string renderRule(const Rule& r, std::uint32_t g) {
     }
   }
   if (r.ctCount)
-    parts.push_back(
-        fmt::format("add @{} {{ {} ct count over {} }}", r.ctCount->set, fieldText(r.ctCount->key), r.ctCount->over));
+    parts.push_back(fmt::format("add @{} {{ {} ct count over {} }}", r.ctCount->set,
+                                r.ctCount->keyName.empty() ? fieldText(r.ctCount->key) : quote(r.ctCount->keyName),
+                                r.ctCount->over));
   if (r.log) parts.push_back(fmt::format("log prefix {} group {}", quote(r.log->prefix), r.log->group));
   if (r.counter) parts.push_back("counter");
   if (r.cache && r.cache->step == VerdictCache::Step::kExtend)

@@ -685,6 +685,20 @@ Expected<LabId> labIdOf(const std::string& configPath) {
   return id;
 }
 
+namespace {
+// A fabric's flows without ct timeout objects (ENIs without settings, or a
+// flow whose object a later generation deleted) run on the namespace's
+// conntrack defaults: those are AWS's (vpc-semantics.md) but for the UDP
+// stream timeout, Linux's 120 s where AWS's is 180 s. The fabric namespace is
+// the lab's own. The file exists once the ruleset's conntrack expressions
+// have loaded nf_conntrack, so this runs after the first commit.
+Expected<void> setAwsConntrackDefaults(const std::string& fabric) {
+  return writeSysctl(fabric, "net/netfilter/nf_conntrack_udp_timeout_stream",
+                     std::to_string(model::ConnectionTracking::kDefaultUdpStream));
+}
+
+}  // namespace
+
 Expected<LabReport> labUp(const LabPlan& plan, const LabId& lab, const LabOptions& options) {
   LabReport report;
   const unsigned jobs = jobsFor(options);
@@ -775,7 +789,7 @@ Expected<LabReport> labUp(const LabPlan& plan, const LabId& lab, const LabOption
                        o.netns = plan.rulesets[i].fabric;
                        auto a = nft::applyRuleset(plan.rulesets[i], o);
                        if (!a) return unexpected(a.error());
-                       return {};
+                       return setAwsConntrackDefaults(plan.rulesets[i].fabric);
                      });
       !r)
     return fail(r.error());
@@ -1023,6 +1037,7 @@ Expected<LabApplyReport> labApply(const LabPlan& plan, const LabId& lab, const L
       continue;
     }
     for (const auto& c : a->changes) report.changes.push_back(rs.fabric + ": " + c);
+    if (auto d = setAwsConntrackDefaults(rs.fabric); !d) report.refused.push_back(rs.fabric + ": " + d.error().message);
     if (!placement) continue;
     // The rules are in force; a failed cut leaves flows running that AWS
     // would have stopped, which is said, not hidden.

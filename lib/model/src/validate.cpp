@@ -1102,10 +1102,11 @@ class Validator {
   // allows shorter timeouts, so that a test or a student can watch a flow
   // expire. Distinct settings are capped: each pair of them becomes an nft
   // object and a rule in every fabric that holds both (docs/ruleset.md).
-  static constexpr std::size_t kMaxTimeoutSettings = 16;
+  static constexpr std::size_t kMaxTimeoutSettings = 16, kMaxAllowances = 16;
   void checkConnectionTracking() {
     const bool lab = m_.limits.profile == Limits::Profile::kLab;
     std::set<std::array<int, 3>> settings;
+    std::set<std::uint32_t> caps;
     for (const auto& inst : m_.instances) {
       if (!inst.connectionTracking) continue;
       const auto& ct = *inst.connectionTracking;
@@ -1127,6 +1128,13 @@ class Validator {
                              "vpcfw allows {}",
                              inst.name, settings.size(), kMaxTimeoutSettings),
                  "give ENIs with similar needs the same timeouts");
+      // Each distinct allowance is two rules every new flow of the fabric runs.
+      if (ct.maxTracked && caps.insert(*ct.maxTracked).second && caps.size() == kMaxAllowances + 1)
+        d_.error(ct.origin.of(model::FieldName::named("max_tracked_connections").value()),
+                 fmt::format("instance '{}' brings the config to {} distinct max_tracked_connections values; "
+                             "vpcfw allows {}",
+                             inst.name, caps.size(), kMaxAllowances),
+                 "in AWS the allowance follows the instance type: give ENIs of one type the same value");
     }
   }
 

@@ -3,6 +3,7 @@
 // (the same functions run on desired and dumped objects).
 #include <arpa/inet.h>
 #include <cstdio>
+#include <net/if.h>      // IFNAMSIZ
 #include <netinet/in.h>  // before linux/netfilter.h
 #include <libnftnl/expr.h>
 #include <libnftnl/udata.h>
@@ -199,6 +200,14 @@ struct RuleBuilder {
     const std::string v = u32Bytes(value);
     nftnl_expr_set(imm, NFTNL_EXPR_IMM_DATA, v.data(), 4);
     ctMarkSet();
+  }
+  // An interface name as a set key holds it: IFNAMSIZ bytes, zero-padded.
+  void ifnameConstant(const std::string& name, std::uint32_t reg) {
+    auto* imm = add("immediate");
+    nftnl_expr_set_u32(imm, NFTNL_EXPR_IMM_DREG, reg);
+    std::string v = name.substr(0, IFNAMSIZ);
+    v.resize(IFNAMSIZ, '\0');
+    nftnl_expr_set(imm, NFTNL_EXPR_IMM_DATA, v.data(), IFNAMSIZ);
   }
   void ctMarkSet() {
     auto* e = add("ct");
@@ -719,7 +728,10 @@ LinearTable linearize(const compile::Table& t, const LinearizeOnly* only, std::u
       std::vector<std::string> deps;
       for (const auto& m : r.matches) b.match(m, deps);
       if (r.ctCount) {
-        b.load(r.ctCount->key, NFT_REG_1, false);
+        if (r.ctCount->keyName.empty())
+          b.load(r.ctCount->key, NFT_REG_1, false);
+        else
+          b.ifnameConstant(r.ctCount->keyName, NFT_REG_1);
         b.ctCount(*r.ctCount, NFT_REG_1);
       }
       if (r.log) b.log(*r.log);

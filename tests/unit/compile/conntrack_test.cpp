@@ -6,6 +6,8 @@
 
 #include <algorithm>
 
+#include <fmt/format.h>
+
 #include "support/test_config.h"
 #include "vpcfw/compile/compiler.h"
 #include "vpcfw/compile/render.h"
@@ -87,4 +89,30 @@ instances:
   CHECK(m.instances[0].connectionTracking->udpOr() == 1);
   CHECK(m.instances[0].connectionTracking->udpStreamOr() == 180);
   CHECK(*m.instances[0].connectionTracking->maxTracked == 1u);
+}
+
+TEST_CASE("connection tracking: at most 16 distinct timeout settings and 16 distinct allowances, located") {
+  auto configWith = [](int n, bool timeouts) {
+    std::string y = R"(
+vpcs: [{name: v, cidr: 10.0.0.0/16}]
+subnets: [{name: s, vpc: v, cidr: 10.0.1.0/24}]
+instances:
+)";
+    for (int i = 0; i < n; ++i)
+      y += fmt::format("  - {{name: i{}, subnet: s, private_ip: 10.0.1.{}, connection_tracking: {{{}: {}}}}}\n", i,
+                       10 + i, timeouts ? "tcp_established_timeout" : "max_tracked_connections", 100 + i);
+    return y;
+  };
+  for (bool timeouts : {true, false}) {
+    CAPTURE(timeouts);
+    test::loadOk(configWith(16, timeouts));
+    auto d = test::loadDiagnostics(configWith(17, timeouts));
+    const std::string what = timeouts ? "instance 'i16' brings the config to 17 distinct connection_tracking timeout"
+                                      : "instance 'i16' brings the config to 17 distinct max_tracked_connections";
+    CHECK(test::hasDiagnostic(d, what));
+    // At the 17th instance's line.
+    CHECK(std::any_of(d.begin(), d.end(), [&](const std::string& x) {
+      return x.find(what) != std::string::npos && x.rfind("21:", 0) == 0;  // the string opens with a newline
+    }));
+  }
 }

@@ -286,3 +286,42 @@ TEST_CASE("sharded routed host: routed and own ENIs dispatch through their own s
     }
   }
 }
+
+TEST_CASE("connection tracking with the host: the routed ENI's side by its interface, the own ENI's by its address") {
+  std::string y = config(1, 1);
+  const std::string r0 = "routed: true, security_groups: [web]}";
+  const std::string o0 = "security_groups: [web, admin]}";
+  y.replace(y.find(r0), r0.size(),
+            "routed: true, security_groups: [web], connection_tracking: {tcp_established_timeout: 4000}}");
+  y.replace(y.find(o0), o0.size(),
+            "security_groups: [web, admin], connection_tracking: {max_tracked_connections: 7, "
+            "tcp_established_timeout: 3000}}");
+  auto m = test::loadOk(y);
+  auto r = compile::compileRulesets(m, compile::labPlacement(m));
+  REQUIRE(r);
+  const auto& t = fabric(*r, "hv").table;
+  const std::string text = compile::renderTable(t);
+  for (const char* chain : {"input", "output"}) {
+    const auto c = comments(*findChain(t, chain));
+    const auto routed = indexOf(c, "connection tracking of the routed ENI's new flows with the host");
+    CHECK(routed + 3 == c.size() - 1);  // then the own ENI's by address, IPv4 and IPv6, then the accept
+  }
+  // o0's flows with a routed ENI count under its own interface's element,
+  // with its flows from its interface; their timeout is the shorter one.
+  CHECK(text.find("add @host_allowance_7 { \"eth0\" ct count over 7 }") != std::string::npos);
+  CHECK(text.find("add @host_allowance_7 { iifname ct count over 7 }") != std::string::npos);
+  REQUIRE(findChain(t, "host_ct_o0_in") != nullptr);
+  REQUIRE(findChain(t, "host_ct_o0_out") != nullptr);
+  const auto* in = findChain(t, "host_ct_o0_in");
+  std::set<std::string> timeouts;
+  for (const auto& rule : in->rules)
+    if (!rule.ctTimeout.empty()) timeouts.insert(rule.ctTimeout);
+  CHECK(timeouts.count("ct_tcp_3000") == 1);
+  CHECK(timeouts.count("ct_tcp_4000") == 0);
+  CHECK(findSet(t, "host_addr_ct_in4")->elements.size() == 1);  // o0's one address
+  // Without settings on either side, none of it.
+  auto plain = test::loadOk(config(1, 1));
+  auto rp = compile::compileRulesets(plain, compile::labPlacement(plain));
+  REQUIRE(rp);
+  CHECK(findSet(fabric(*rp, "hv").table, "host_addr_ct_in4") == nullptr);
+}

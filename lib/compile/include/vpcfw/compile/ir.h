@@ -150,6 +150,10 @@ struct CtCount {
   Field key = Field::kIifname;
   std::string set;
   std::uint32_t over = 0;
+  // When set, the key is this interface name rather than the packet's
+  // `key` field: a routed host counts its own ENI's flows with a routed
+  // ENI, found by address, under the ENI's own element.
+  std::string keyName;
   auto operator<=>(const CtCount&) const = default;
 };
 
