@@ -22,7 +22,9 @@ from test_flowlogs import Collector  # noqa: E402
 # a: short lab timeouts and an allowance of 3; b: a shorter UDP timeout than
 # a's; c: AWS's defaults; d: an allowance of 2 (met by flows coming in). a's
 # group admits nothing in: what reaches a from c passes by conntrack state
-# only. e, like a but with no settings, sends protocol 253. A flow log of the
+# only. e, like a but with no settings, sends protocol 253. f, with an
+# allowance of 1, admits tcp 7030 from 0.0.0.0/0 with all egress (untracked
+# there: no connection of its allowance) and tcp 7031 from the VPC (tracked). A flow log of the
 # VPC shows the allowance's drops as REJECTs.
 CONFIG = """
 limits: {profile: lab}
@@ -36,6 +38,11 @@ security_groups:
       - {protocol: udp, ports: 7000-7010, cidr: 10.61.0.0/16}
       - {protocol: tcp, ports: 7000-7010, cidr: 10.61.0.0/16}
       - {protocol: 253, cidr: 10.61.0.0/16}
+  - name: open
+    vpc: "{T}v"
+    ingress:
+      - {protocol: tcp, ports: 7030, cidr: 0.0.0.0/0}
+      - {protocol: tcp, ports: 7031, cidr: 10.61.0.0/16}
 instances:
   - name: "{T}a"
     subnet: s
@@ -54,6 +61,11 @@ instances:
     security_groups: [server]
     connection_tracking: {max_tracked_connections: 2}
   - {name: "{T}e", subnet: s, private_ip: 10.61.1.14, security_groups: [client]}
+  - name: "{T}f"
+    subnet: s
+    private_ip: 10.61.1.15
+    security_groups: [open]
+    connection_tracking: {max_tracked_connections: 1}
 flow_logs:
   - {name: all, vpc: "{T}v", max_aggregation_interval: 2, destination: stdout}
 """
@@ -264,6 +276,17 @@ def main():
             d_after = status_drops(vpcfw, router, lab.name("{T}d"), "allowance-ingress")
             results.append((f"vpcfw status counts it as d's allowance-ingress drop ({d_before} -> {d_after})",
                             d_after > d_before))
+
+            # Untracked flows are no connections of the allowance (AWS does not track them).
+            listen_f = start(lab, "{T}f", LISTEN, "7030")
+            listen_f2 = start(lab, "{T}f", LISTEN, "7031")
+            procs += [listen_f, listen_f2]
+            got = [connect(lab, procs, "{T}c", "10.61.1.15", 7030) for _ in range(3)]
+            results.append((f"f (allowance 1) takes 3 untracked connections on 7030: none counts ({got})",
+                            got == ["connected"] * 3))
+            got = [connect(lab, procs, "{T}c", "10.61.1.15", 7031) for _ in range(2)]
+            results.append((f"f's one tracked connection on 7031 works, the 2nd is refused ({got})",
+                            got == ["connected", "failed"]))
 
             # Untrusted state: a ct timeout object someone else put into vpcfw's table is
             # drift (diff says so, lab apply removes it); one in another table is not ours.

@@ -321,6 +321,9 @@ def main():
         for name, setting in CT_SETTINGS.items():
             line = next(ln for ln in text.splitlines() if ln.startswith(f"  - {{name: {name}, "))
             text = text.replace(line, line[:-1] + ", " + setting + "}")
+        # h1's tcp 22 open from 0.0.0.0/0 (its egress all) would make lan's flows untracked
+        # at h1, no connections of its allowance: from the VPC's addresses only, they are tracked.
+        text = text.replace("{protocol: tcp, ports: 22, cidr: 0.0.0.0/0}", "{protocol: tcp, ports: 22, cidr: 10.0.0.0/8}")
         ct_cfg = f"/tmp/routed-{tag}-ct.yaml"
         with open(ct_cfg, "w") as f:
             f.write(text)

@@ -200,12 +200,13 @@ class FabricCompiler {
     for (auto dir : {Direction::kEgress, Direction::kIngress})
       for (auto fam : {Family::kIpv4, Family::kIpv6}) {
         const bool out = dir == Direction::kEgress, v4 = fam == Family::kIpv4;
-        untracked_[dirIndex(dir)][famIndex(fam)] =
-            addSet(std::string(kUntrackedSets[dirIndex(dir)][famIndex(fam)]),
-                   {Field::kIifname, v4 ? Field::kIpSaddr : Field::kIp6Saddr, Field::kL4proto, Field::kThDport}, true,
-                   fmt::format("untracked {}: ENI . address . ports open {} {}, all open {} (read by vpcfw, no rule)",
-                               out ? "egress" : "ingress", out ? "to" : "from", v4 ? "0.0.0.0/0" : "::/0",
-                               out ? "in" : "out"));
+        untracked_[dirIndex(dir)][famIndex(fam)] = addSet(
+            std::string(kUntrackedSets[dirIndex(dir)][famIndex(fam)]),
+            {Field::kIifname, v4 ? Field::kIpSaddr : Field::kIp6Saddr, Field::kL4proto, Field::kThDport}, true,
+            fmt::format("untracked {}: ENI . address . ports open {} {}, all open {} ({})", out ? "egress" : "ingress",
+                        out ? "to" : "from", v4 ? "0.0.0.0/0" : "::/0", out ? "in" : "out",
+                        hasAllowance_[kRouted] || hasAllowance_[kOwn] ? "read by vpcfw and the allowance"
+                                                                      : "read by vpcfw, no rule"));
       }
 
     if (!hostMode_ || routedHost_) {
@@ -483,6 +484,27 @@ class FabricCompiler {
     for (auto i : enis)
       if (const auto& ct = m_.instances[i].connectionTracking; ct && ct->maxTracked)
         byCap[*ct->maxTracked].push_back(i);
+    // A flow the ENI does not track (docs/ruleset.md, "Untracked flows") is
+    // no connection of its allowance, as in AWS: each direction's chain
+    // returns on the ENI's untracked sets first, then counts.
+    std::size_t allowChain[2] = {0, 0};
+    std::vector<Rule> allowRules[2];
+    if (!byCap.empty())
+      for (bool out : {true, false}) {
+        const Direction dir = out ? Direction::kEgress : Direction::kIngress;
+        allowChain[out ? 0 : 1] = chains_.size();
+        const std::string name = newChain(fmt::format("{}allowance_{}", pre, out ? "egress" : "ingress")).name;
+        for (auto fam : {Family::kIpv4, Family::kIpv6}) {
+          const Field addr = addrField(fam, out ? Direction::kIngress : Direction::kEgress);
+          allowRules[out ? 0 : 1].push_back(verdictRule(
+              {inSet({out ? egressIf : ingressIf, addr, Field::kL4proto, Field::kThDport},
+                     untracked_[dirIndex(dir)][famIndex(fam)])},
+              Verdict::ret(), fmt::format("untracked at the ENI ({}): not counted", out ? "egress" : "ingress")));
+        }
+        Rule j = verdictRule({}, Verdict::jump(name),
+                             fmt::format("tracked-connection allowance, {}", out ? "egress" : "ingress"));
+        rules.push_back(std::move(j));
+      }
     for (const auto& [cap, members] : byCap) {
       const std::size_t who = addSet(fmt::format("{}allowance_{}_enis", pre, cap), {Field::kIifname}, false,
                                      fmt::format("the ENIs whose tracked-connection allowance is {}", cap));
@@ -498,9 +520,11 @@ class FabricCompiler {
                           fmt::format("tracked-connection allowance {}, {}: beyond it new flows drop", cap,
                                       out ? "egress" : "ingress"));
         r.ctCount = CtCount{f, t_.sets[counts].name, cap, {}};
-        rules.push_back(std::move(r));
+        allowRules[out ? 0 : 1].push_back(std::move(r));
       }
     }
+    if (!byCap.empty())
+      for (int k = 0; k < 2; ++k) chains_[allowChain[k]].rules = std::move(allowRules[k]);
     if (hasTimeouts_[style]) {
       // The distinct settings of this style's ENIs, each a class of ENIs.
       std::map<Timeouts, std::vector<std::size_t>> classes;
