@@ -18,6 +18,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from minilab import MiniLab, run  # noqa: E402
 from netlab import report  # noqa: E402
 from test_flowlogs import Collector  # noqa: E402
+from flowtraffic import EchoFlow, start_echo_server  # noqa: E402
 
 # a: short lab timeouts and an allowance of 3; b: a shorter UDP timeout than
 # a's; c: AWS's defaults; d: an allowance of 2 (met by flows coming in). a's
@@ -53,7 +54,7 @@ instances:
     subnet: s
     private_ip: 10.61.1.11
     security_groups: [server]
-    connection_tracking: {udp_timeout: 3}
+    connection_tracking: {udp_timeout: 3, tcp_established_timeout: 20}
   - {name: "{T}c", subnet: s, private_ip: 10.61.1.12, security_groups: [server]}
   - name: "{T}d"
     subnet: s
@@ -320,6 +321,38 @@ def main():
                             bool(recs("10.61.1.12", "10.61.1.13", "7002", "ACCEPT"))))
             results.append(("flow log: c's 3rd connection, over d's allowance, is a REJECT record",
                             bool(recs("10.61.1.12", "10.61.1.13", "7002", "REJECT"))))
+
+            # A changed timeout: the object of the old value is deleted with the rules that
+            # used it, and the kernel detaches it from the flows that had it
+            # (nf_ct_untimeout): their next packet refreshes them with the namespace's
+            # defaults (AWS's in a lab fabric), while new flows get the new value.
+            echo = start_echo_server("vpcfw:i:" + lab.name("{T}b"), (7005,), 60)
+            procs.append(echo)
+            flow = EchoFlow("vpcfw:i:" + lab.name("{T}c"), "10.61.1.12", "10.61.1.11", 7005)
+            procs.append(flow.p)
+            got = flow.exchange(1)
+
+            def cb_timeout():
+                e = entries(router, "-p", "tcp", "--state", "ESTABLISHED", "--orig-src", "10.61.1.12",
+                            "--orig-port-src", str(flow.sport))
+                return e[0][0] if len(e) == 1 else None
+            before = cb_timeout()
+            results.append((f"c -> b (tcp): echoes, b's 20 s TCP timeout on the entry ({got}, {before})",
+                            got == "echo ok" and before is not None and before <= 20))
+            lab.apply(CONFIG.replace("tcp_established_timeout: 20", "tcp_established_timeout: 21"))
+            listing = run("ip", "netns", "exec", router, "nft", "list", "table", "inet", "vpcfw").stdout
+            results.append(("the 20 s object is gone, the 21 s one is in", "ct_tcp_20 " not in listing and
+                            'ct timeout set "ct_tcp_21"' in listing))
+            got = flow.exchange(1)
+            after = cb_timeout()
+            results.append((f"the open flow goes on and, its object gone, runs on the default 432000 s ({got}, {after})",
+                            got == "echo ok" and after is not None and after > 400000))
+            fresh = EchoFlow("vpcfw:i:" + lab.name("{T}c"), "10.61.1.12", "10.61.1.11", 7005)
+            procs.append(fresh.p)
+            e = entries(router, "-p", "tcp", "--state", "ESTABLISHED", "--orig-src", "10.61.1.12",
+                        "--orig-port-src", str(fresh.sport))
+            results.append((f"a new flow c -> b gets the new 21 s ({[t for t, _ in e]})",
+                            len(e) == 1 and 15 < e[0][0] <= 21))
         except Exception as e:
             results.append((f"conntrack lab: {e}", False))
         finally:
