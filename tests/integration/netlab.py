@@ -40,6 +40,37 @@ print("ready", flush=True)
 threading.Event().wait()
 """
 
+# Holds every TCP connection it accepts on the given ports (comma-separated),
+# IPv4 and IPv6: a flow stays in conntrack for as long as the test wants.
+HOLD = r"""
+import socket, sys, threading
+def hold(port):
+    s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+    s.bind(("::", port)); s.listen(64)
+    held = []
+    while True:
+        held.append(s.accept()[0])
+for p in sys.argv[1].split(","):
+    threading.Thread(target=hold, args=(int(p),), daemon=True).start()
+print("ready", flush=True)
+threading.Event().wait()
+"""
+
+# A TCP connection (to HOLD, say), from an optional source address, held until
+# stdin closes: prints "connected" or "failed".
+HOLD_CLIENT = r"""
+import socket, sys
+try:
+    s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=3,
+                                 source_address=(sys.argv[3], 0) if len(sys.argv) > 3 and sys.argv[3] else None)
+    print("connected", flush=True)
+except Exception:
+    print("failed", flush=True)
+sys.stdin.read()
+"""
+
 CLIENT = r"""
 import os, socket, struct, sys, time
 proto, dst, port, sport, timeout, src = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5]), sys.argv[6]

@@ -16,7 +16,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from minilab import MiniLab, run  # noqa: E402
-from netlab import report  # noqa: E402
+from netlab import HOLD, HOLD_CLIENT, report  # noqa: E402
 from test_flowlogs import Collector  # noqa: E402
 from flowtraffic import EchoFlow, start_echo_server  # noqa: E402
 
@@ -124,26 +124,6 @@ for line in sys.stdin:
             print("none", flush=True)
 """
 
-LISTEN = r"""
-import socket, sys, time
-l = socket.socket(); l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-l.bind(("0.0.0.0", int(sys.argv[1]))); l.listen(16)
-print("ready", flush=True)
-held = []
-while True:
-    c, _ = l.accept(); held.append(c)
-"""
-
-CONNECT = r"""
-import socket, sys
-try:
-    s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=3); print("connected", flush=True)
-except Exception:
-    print("failed", flush=True)
-sys.stdin.read()
-"""
-
-
 def say(p, line):
     p.stdin.write(line + "\n")
     p.stdin.flush()
@@ -160,7 +140,7 @@ def start(lab, who, script, *args):
 
 def connect(lab, procs, who, host, port):
     """A TCP connection from `who`, held open (its process joins `procs`): "connected" or "failed"."""
-    c = lab.exec(who, "/usr/bin/python3", "-u", "-c", CONNECT, host, str(port),
+    c = lab.exec(who, "/usr/bin/python3", "-u", "-c", HOLD_CLIENT, host, str(port),
                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     procs.append(c)
     return c.stdout.readline().strip()
@@ -246,7 +226,7 @@ def main():
 
             # TCP: the established timeout a asked for.
             collector = Collector(vpcfw, lab.path)
-            listen_c = start(lab, "{T}c", LISTEN, 7001)
+            listen_c = start(lab, "{T}c", HOLD, 7001)
             procs.append(listen_c)
             conns = [connect(lab, procs, "{T}a", "10.61.1.12", 7001) for _ in range(3)]
             tcp = entries(router, "-p", "tcp", "--orig-src", "10.61.1.10", "--dport", "7001")
@@ -267,7 +247,7 @@ def main():
                             diff.returncode == 0))
 
             # Ingress: d takes 2 connections from c, the 3rd is refused at d's allowance.
-            listen_d = start(lab, "{T}d", LISTEN, 7002)
+            listen_d = start(lab, "{T}d", HOLD, 7002)
             procs.append(listen_d)
             got = [connect(lab, procs, "{T}c", "10.61.1.13", 7002) for _ in range(2)]
             d_before = status_drops(vpcfw, router, lab.name("{T}d"), "allowance-ingress")
@@ -279,8 +259,8 @@ def main():
                             d_after > d_before))
 
             # Untracked flows are no connections of the allowance (AWS does not track them).
-            listen_f = start(lab, "{T}f", LISTEN, "7030")
-            listen_f2 = start(lab, "{T}f", LISTEN, "7031")
+            listen_f = start(lab, "{T}f", HOLD, "7030")
+            listen_f2 = start(lab, "{T}f", HOLD, "7031")
             procs += [listen_f, listen_f2]
             got = [connect(lab, procs, "{T}c", "10.61.1.15", 7030) for _ in range(3)]
             results.append((f"f (allowance 1) takes 3 untracked connections on 7030: none counts ({got})",

@@ -23,7 +23,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from netlab import CLIENT, IP, SERVER, report, run  # noqa: E402
+from netlab import CLIENT, HOLD, HOLD_CLIENT, IP, SERVER, report, run  # noqa: E402
 
 # One UDP datagram from a forged source: IPv4 through a raw socket (the
 # kernel fills in the IP checksum; the UDP checksum 0 means none), IPv6
@@ -101,35 +101,6 @@ CASES = [
     ("hv", "", "2001:db8:70:1::20", "tcp", 9000, False, "IPv6 the host -> a: no rule of app admits 9000"),
 ]
 
-# Holds every TCP connection it accepts on the given ports.
-HOLD = r"""
-import socket, sys, threading
-def hold(port):
-    s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-    s.bind(("::", port)); s.listen(64)
-    held = []
-    while True:
-        held.append(s.accept()[0])
-for p in sys.argv[1].split(","):
-    threading.Thread(target=hold, args=(int(p),), daemon=True).start()
-print("ready", flush=True)
-threading.Event().wait()
-"""
-
-# A TCP connection from an optional source address, held until stdin closes.
-CONNECT = r"""
-import socket, sys
-try:
-    s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=3,
-                                 source_address=(sys.argv[3], 0) if sys.argv[3] else None)
-    print("connected", flush=True)
-except Exception:
-    print("failed", flush=True)
-sys.stdin.read()
-"""
-
 # Connection tracking between a routed ENI and the host: a (routed) and h1
 # (the host's own) get allowances and TCP timeouts. A flow of a's with the
 # host itself meets a's; one between a and h1 meets both, and counts under
@@ -180,7 +151,7 @@ def main():
 
     def hold(frm, dst, port, src=""):
         """A TCP connection held open: "connected" or "failed"."""
-        p = subprocess.Popen([IP, "netns", "exec", ns[frm], "/usr/bin/python3", "-u", "-c", CONNECT, dst, str(port),
+        p = subprocess.Popen([IP, "netns", "exec", ns[frm], "/usr/bin/python3", "-u", "-c", HOLD_CLIENT, dst, str(port),
                               src], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         procs.append(p)
         return p.stdout.readline().strip()
@@ -314,7 +285,7 @@ def main():
         for p in (hv_server, a_server):
             p.kill()
             p.wait()
-        serve("hv", "22,7000", "", HOLD)
+        serve("hv", "22,2222,7000", "", HOLD)
         serve("a", "80", "", HOLD)
         with open(cfg) as f:
             text = f.read()
@@ -323,7 +294,9 @@ def main():
             text = text.replace(line, line[:-1] + ", " + setting + "}")
         # h1's tcp 22 open from 0.0.0.0/0 (its egress all) would make lan's flows untracked
         # at h1, no connections of its allowance: from the VPC's addresses only, they are tracked.
-        text = text.replace("{protocol: tcp, ports: 22, cidr: 0.0.0.0/0}", "{protocol: tcp, ports: 22, cidr: 10.0.0.0/8}")
+        # tcp 2222 stays open from 0.0.0.0/0: untracked at h1, whoever sends it.
+        text = text.replace("{protocol: tcp, ports: 22, cidr: 0.0.0.0/0}",
+                            "{protocol: tcp, ports: 22, cidr: 10.0.0.0/8}\n      - {protocol: tcp, ports: 2222, cidr: 0.0.0.0/0}")
         ct_cfg = f"/tmp/routed-{tag}-ct.yaml"
         with open(ct_cfg, "w") as f:
             f.write(text)
@@ -335,7 +308,9 @@ def main():
             ("a", "10.0.1.1", 7000, "", "connected", "a -> the host: a's flow 3"),
             ("a", "10.0.1.1", 7000, "", "failed", "a -> the host: a's 4th flow, beyond its allowance of 3"),
             ("lan", "10.0.3.10", 22, "", "failed", "lan -> h1: h1's 4th flow (its flows with a count too)"),
-        ]
+        ] + [("c", "10.0.3.10", 2222, "", "connected", f"c -> h1:2222, untracked at h1: not counted ({n})")
+             for n in range(1, 4)] + [
+            ("lan", "10.0.3.10", 2222, "", "connected", "lan -> h1:2222, untracked at h1: not counted")]
         for frm, dst, port, src, want, why in steps:
             got = hold(frm, dst, port, src)
             results.append((f"allowance: {why}: {want}", got == want))

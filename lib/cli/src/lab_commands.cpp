@@ -120,7 +120,8 @@ int labUp(const UpOptions& o, std::ostream& out, std::ostream& err) {
       "lab up: {} namespaces, {} links, {} addresses, {} routes, {} policy rules, {} rulesets in {:.0f} ms\n\n",
       r->namespaces.size(), r->links, r->addresses, r->routes, r->rules, plan->rulesets.size(), msSince(t0));
   printSummary(*m, *plan, out);
-  return kExitOk;
+  for (const auto& c : r->afterCommit) err << "vpcfw lab up: the rules are in force, but " << c << '\n';
+  return r->afterCommit.empty() ? kExitOk : kExitBlocked;
 }
 
 int labDown(const std::string& path, std::ostream& out, std::ostream& err) {
@@ -221,12 +222,13 @@ int labApply(const std::string& path, std::ostream& out, std::ostream& err) {
   for (const auto& c : r->changes) out << "  ~ " << c << '\n';
   for (const auto& c : r->cut) out << "  x " << c << '\n';
   for (const auto& c : r->refused) err << "vpcfw lab apply: not applied: " << c << '\n';
+  for (const auto& c : r->afterCommit) err << "vpcfw lab apply: applied, but " << c << '\n';
   out << fmt::format(
       "lab apply: {} namespaces added, {} removed, {} re-addressed, {} changes, {} untracked flows cut, {} refused in "
       "{:.0f} ms\n",
       r->added.size(), r->removed.size(), r->readdressed.size(), r->changes.size(), r->flowsCut, r->refused.size(),
       msSince(t0));
-  return r->refused.empty() ? kExitOk : kExitBlocked;
+  return r->refused.empty() && r->afterCommit.empty() ? kExitOk : kExitBlocked;
 }
 
 // Runs CMD inside a lab namespace and returns its exit status. TARGET is an

@@ -584,14 +584,46 @@ class FabricCompiler {
   bool needsOwnConntrackByAddress() const {
     return routedHost_ && hasOwn_ && (hasAllowance_[kOwn] || hasTimeouts_[kOwn] || hasTimeouts_[kRouted]);
   }
+  // Last assignment wins: first against a routed ENI without a setting of
+  // its own (AWS's defaults), then each routed class.
+  void appendOwnTimeouts(std::vector<Rule>& rules, const model::Instance& inst, bool timeouts, Field routedIf) {
+    if (!timeouts) return;
+    const Timeouts own = timeoutsOf(inst);
+    for (bool tcp : {true, false})
+      rules.push_back(ctTimeoutRule({}, shorter(own, timeoutsOf(model::Instance{})), tcp,
+                                    "the host's ENI with a routed ENI: the shorter timeouts of the two"));
+    for (const auto& [set, t] : timeoutClasses_[kRouted])
+      for (bool tcp : {true, false})
+        rules.push_back(ctTimeoutRule({inSet({routedIf}, set)}, shorter(own, t), tcp,
+                                      "the host's ENI with a routed ENI: the shorter timeouts of the two"));
+  }
   void createOwnConntrackByAddress() {
     const bool timeouts = hasTimeouts_[kOwn] || hasTimeouts_[kRouted];
+    std::set<std::string> ownIfnames;
+    for (auto i : enis_)
+      if (styleOf(i) == kOwn) ownIfnames.insert(ifname(i));
     for (auto dir : {Direction::kEgress, Direction::kIngress}) {
       const bool out = dir == Direction::kEgress;
       const int d = dirIndex(dir);
       // The routed ENI's interface: the input one when it sends to the
       // host (the own ENI's ingress), the output one when the host sends.
       const Field routedIf = out ? Field::kOifname : Field::kIifname;
+      // The own ENIs' untracked sets without the interface (a packet from
+      // or to a routed ENI does not cross it), keyed by the own address.
+      std::size_t ownUntracked[2] = {0, 0};
+      for (auto fam : {Family::kIpv4, Family::kIpv6}) {
+        if (!hasAllowance_[kOwn]) break;
+        const int f = famIndex(fam);
+        const Field addr = addrField(fam, out ? Direction::kIngress : Direction::kEgress);
+        ownUntracked[f] =
+            addSet(fmt::format("host_addr_untracked_{}{}", out ? "out" : "in", f == 0 ? 4 : 6),
+                   {addr, Field::kL4proto, Field::kThDport}, true,
+                   fmt::format("the host's own ENIs' untracked flows by {} address, {} (with a routed ENI)",
+                               f == 0 ? "IPv4" : "IPv6", out ? "egress" : "ingress"));
+        for (const auto& e : t_.sets[untracked_[d][f]].elements)
+          if (ownIfnames.count(std::get<std::string>(e.key.front())))
+            t_.sets[ownUntracked[f]].elements.push_back(SetElement{{e.key.begin() + 1, e.key.end()}, std::nullopt});
+      }
       for (auto fam : {Family::kIpv4, Family::kIpv6}) {
         const int f = famIndex(fam);
         ownCtByAddr_[d][f] = addMap(
@@ -609,24 +641,18 @@ class FabricCompiler {
         const std::size_t ci = chains_.size();
         const std::string name = newChain(fmt::format("host_ct_{}_{}", inst.name, out ? "out" : "in")).name;
         std::vector<Rule> rules;
+        appendOwnTimeouts(rules, inst, timeouts, routedIf);
         if (cap) {
+          // Untracked at the own ENI: no connection of its allowance.
+          for (int f = 0; f < 2; ++f)
+            rules.push_back(
+                verdictRule({inSet(t_.sets[ownUntracked[f]].key, ownUntracked[f])}, Verdict::ret(),
+                            fmt::format("untracked at the host's ENI ({}): not counted", out ? "egress" : "ingress")));
           Rule r = dropRule({}, eniDropChain_.at({i, out ? kAllowOut : kAllowIn}),
                             fmt::format("tracked-connection allowance {}, {} (with a routed ENI)", *ct->maxTracked,
                                         out ? "egress" : "ingress"));
           r.ctCount = CtCount{Field::kIifname, allowanceSet_.at(*ct->maxTracked), *ct->maxTracked, ifname(i)};
           rules.push_back(std::move(r));
-        }
-        if (timeouts) {
-          // Last assignment wins: first against a routed ENI without a
-          // setting of its own (AWS's defaults), then each routed class.
-          const Timeouts own = timeoutsOf(inst);
-          for (bool tcp : {true, false})
-            rules.push_back(ctTimeoutRule({}, shorter(own, timeoutsOf(model::Instance{})), tcp,
-                                          "the host's ENI with a routed ENI: the shorter timeouts of the two"));
-          for (const auto& [set, t] : timeoutClasses_[kRouted])
-            for (bool tcp : {true, false})
-              rules.push_back(ctTimeoutRule({inSet({routedIf}, set)}, shorter(own, t), tcp,
-                                            "the host's ENI with a routed ENI: the shorter timeouts of the two"));
         }
         chains_[ci].rules = std::move(rules);
         auto add = [&](const net::IpAddress& a) {

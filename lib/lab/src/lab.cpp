@@ -789,7 +789,11 @@ Expected<LabReport> labUp(const LabPlan& plan, const LabId& lab, const LabOption
                        o.netns = plan.rulesets[i].fabric;
                        auto a = nft::applyRuleset(plan.rulesets[i], o);
                        if (!a) return unexpected(a.error());
-                       return setAwsConntrackDefaults(plan.rulesets[i].fabric);
+                       if (auto d = setAwsConntrackDefaults(plan.rulesets[i].fabric); !d) {
+                         std::lock_guard lock(mu);
+                         report.afterCommit.push_back(plan.rulesets[i].fabric + ": " + d.error().message);
+                       }
+                       return {};
                      });
       !r)
     return fail(r.error());
@@ -1037,13 +1041,14 @@ Expected<LabApplyReport> labApply(const LabPlan& plan, const LabId& lab, const L
       continue;
     }
     for (const auto& c : a->changes) report.changes.push_back(rs.fabric + ": " + c);
-    if (auto d = setAwsConntrackDefaults(rs.fabric); !d) report.refused.push_back(rs.fabric + ": " + d.error().message);
+    if (auto d = setAwsConntrackDefaults(rs.fabric); !d)
+      report.afterCommit.push_back(rs.fabric + ": " + d.error().message);
     if (!placement) continue;
     // The rules are in force; a failed cut leaves flows running that AWS
     // would have stopped, which is said, not hidden.
     auto cut = track::cutAfterCommit(*a, *options.model, *placement, rs.fabric, rs.fabric);
     if (!cut) {
-      report.refused.push_back(rs.fabric + ": untracked flows were not cut: " + cut.error().message);
+      report.afterCommit.push_back(rs.fabric + ": untracked flows were not cut: " + cut.error().message);
       continue;
     }
     report.flowsCut += cut->cut.size();

@@ -789,6 +789,7 @@ class Daemon {
         out.message = fmt::format("lab up: {}", r.error().message);
         return false;
       }
+      for (const auto& line : r->afterCommit) say(LogLevel::kWarning, fmt::format("lab up committed, but {}", line));
       changed = true;
     } else {
       auto r = lab::labApply(*w.plan, *id, lo);
@@ -798,6 +799,7 @@ class Daemon {
         return false;
       }
       for (const auto& line : r->refused) say(LogLevel::kWarning, fmt::format("lab apply left alone: {}", line));
+      for (const auto& line : r->afterCommit) say(LogLevel::kWarning, fmt::format("lab apply committed, but {}", line));
       for (const auto& line : r->cut) say(LogLevel::kInfo, line);
       flowsCut_ += r->flowsCut;
       changed = !r->changes.empty() || !r->added.empty() || !r->removed.empty();

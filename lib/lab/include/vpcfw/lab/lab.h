@@ -50,6 +50,9 @@ struct LabReport {
   std::vector<std::string> namespaces;                 // created
   std::vector<std::pair<std::string, double>> phases;  // phase, milliseconds
   std::size_t links = 0, addresses = 0, routes = 0, rules = 0;
+  // After its ruleset was committed, what failed in a namespace ("<fabric>:
+  // why"): the rules are in force, the lab is up, something did not follow.
+  std::vector<std::string> afterCommit;
 };
 
 // Builds the plan's namespaces and applies its rulesets. Refuses when the
@@ -108,6 +111,9 @@ struct LabApplyReport {
   std::vector<std::string> refused;                      // "<namespace>: why", left as it was
   std::vector<std::string> cut;                          // "<fabric>: cut untracked flow ...", LabOptions::model
   std::size_t flowsCut = 0;
+  // The ruleset was committed, then a step after it failed ("<fabric>: why":
+  // flows not cut, a conntrack default not set): applied, not complete.
+  std::vector<std::string> afterCommit;
 };
 [[nodiscard]] Expected<LabApplyReport> labApply(const LabPlan& plan, const LabId& lab, const LabOptions& options);
 
