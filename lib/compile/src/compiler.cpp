@@ -200,13 +200,15 @@ class FabricCompiler {
     for (auto dir : {Direction::kEgress, Direction::kIngress})
       for (auto fam : {Family::kIpv4, Family::kIpv6}) {
         const bool out = dir == Direction::kEgress, v4 = fam == Family::kIpv4;
-        untracked_[dirIndex(dir)][famIndex(fam)] = addSet(
-            std::string(kUntrackedSets[dirIndex(dir)][famIndex(fam)]),
-            {Field::kIifname, v4 ? Field::kIpSaddr : Field::kIp6Saddr, Field::kL4proto, Field::kThDport}, true,
-            fmt::format("untracked {}: ENI . address . ports open {} {}, all open {} ({})", out ? "egress" : "ingress",
-                        out ? "to" : "from", v4 ? "0.0.0.0/0" : "::/0", out ? "in" : "out",
-                        hasAllowance_[kRouted] || hasAllowance_[kOwn] ? "read by vpcfw and the allowance"
-                                                                      : "read by vpcfw, no rule"));
+        untracked_[dirIndex(dir)][famIndex(fam)] =
+            addSet(std::string(kUntrackedSets[dirIndex(dir)][famIndex(fam)]),
+                   {Field::kIifname, v4 ? Field::kIpSaddr : Field::kIp6Saddr, Field::kL4proto, Field::kThDport}, true,
+                   // The comment does not depend on whether an allowance reads the
+                   // set: a changed comment is a changed set, which only a full
+                   // replacement of the table can make.
+                   fmt::format(
+                       "untracked {}: ENI . address . ports open {} {}, all open {} (read by vpcfw and allowances)",
+                       out ? "egress" : "ingress", out ? "to" : "from", v4 ? "0.0.0.0/0" : "::/0", out ? "in" : "out"));
       }
 
     if (!hostMode_ || routedHost_) {
@@ -655,17 +657,22 @@ class FabricCompiler {
           rules.push_back(std::move(r));
         }
         chains_[ci].rules = std::move(rules);
-        auto add = [&](const net::IpAddress& a) {
-          t_.sets[ownCtByAddr_[d][a.isV4() ? 0 : 1]].elements.push_back(
-              SetElement{{AddressRange{a, a}}, Verdict::jump(name)});
-        };
-        add(inst.privateIp);
-        for (const auto& a : inst.secondaryIps) add(a);
-        for (const auto& a : inst.ipv6Addresses) add(a);
+        mapAddresses(inst, ownCtByAddr_[d], Verdict::jump(name));
       }
     }
   }
   std::size_t ownCtByAddr_[2][2] = {{0, 0}, {0, 0}};
+
+  // A routed host's own ENI in maps keyed by address ([IPv4, IPv6] -> map):
+  // each of its addresses -> `v`.
+  void mapAddresses(const model::Instance& inst, const std::size_t (&maps)[2], const Verdict& v) {
+    auto add = [&](const net::IpAddress& a) {
+      t_.sets[maps[a.isV4() ? 0 : 1]].elements.push_back(SetElement{{AddressRange{a, a}}, v});
+    };
+    add(inst.privateIp);
+    for (const auto& a : inst.secondaryIps) add(a);
+    for (const auto& a : inst.ipv6Addresses) add(a);
+  }
   std::map<std::uint32_t, std::string> allowanceSet_;  // cap -> the own ENIs' count set
 
   // The rule before a chain's final accept that sends new flows there.
@@ -740,14 +747,7 @@ class FabricCompiler {
       if (dropMap_[style][st] == SIZE_MAX) continue;
       t_.sets[dropMap_[style][st]].elements.push_back(SetElement{{ifname(instIndex)}, Verdict::goTo(chain)});
       if (style == kOwn && routedHost_ && (st == kNaclOut || st == kNaclIn)) {
-        const int d = st == kNaclOut ? 0 : 1;
-        auto add = [&](const net::IpAddress& a) {
-          t_.sets[addrDropMap_[d][a.isV4() ? 0 : 1]].elements.push_back(
-              SetElement{{AddressRange{a, a}}, Verdict::goTo(chain)});
-        };
-        add(inst.privateIp);
-        for (const auto& a : inst.secondaryIps) add(a);
-        for (const auto& a : inst.ipv6Addresses) add(a);
+        mapAddresses(inst, addrDropMap_[st == kNaclOut ? 0 : 1], Verdict::goTo(chain));
       }
     }
   }
@@ -1178,14 +1178,8 @@ class FabricCompiler {
     appendRefRules(ci);
     const int d = dirIndex(dir);
     const std::string& nacl = ownNaclChain_.at({inst.subnet, d});
-    auto add = [&](const net::IpAddress& a) {
-      const int f = a.isV4() ? 0 : 1;
-      t_.sets[byAddrNacl_[d][f]].elements.push_back(SetElement{{AddressRange{a, a}}, Verdict::jump(nacl)});
-      t_.sets[byAddrSg_[d][f]].elements.push_back(SetElement{{AddressRange{a, a}}, Verdict::jump(chainName)});
-    };
-    add(inst.privateIp);
-    for (const auto& a : inst.secondaryIps) add(a);
-    for (const auto& a : inst.ipv6Addresses) add(a);
+    mapAddresses(inst, byAddrNacl_[d], Verdict::jump(nacl));
+    mapAddresses(inst, byAddrSg_[d], Verdict::jump(chainName));
   }
 
   // Security groups are stateful: replies of admitted flows pass; conntrack's
