@@ -17,15 +17,22 @@ import time
 IP = "/usr/sbin/ip" if os.path.exists("/usr/sbin/ip") else "ip"
 NFT = "/usr/sbin/nft" if os.path.exists("/usr/sbin/nft") else "nft"
 
+# TCP and UDP servers, IPv4 and IPv6: argv TCP-PORTS UDP-PORTS [hold]
+# (comma-separated). A TCP connection is closed once accepted, or with
+# "hold" kept open, so that its flow stays in conntrack as long as the test
+# wants. UDP echoes.
 SERVER = r"""
 import socket, sys, threading
+hold = len(sys.argv) > 3 and sys.argv[3] == "hold"
+held = []
 def tcp(port):
     s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
     s.bind(("::", port)); s.listen(64)
     while True:
-        c, _ = s.accept(); c.close()
+        c, _ = s.accept()
+        held.append(c) if hold else c.close()
 def udp(port):
     s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
     s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
@@ -40,25 +47,7 @@ print("ready", flush=True)
 threading.Event().wait()
 """
 
-# Holds every TCP connection it accepts on the given ports (comma-separated),
-# IPv4 and IPv6: a flow stays in conntrack for as long as the test wants.
-HOLD = r"""
-import socket, sys, threading
-def hold(port):
-    s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-    s.bind(("::", port)); s.listen(64)
-    held = []
-    while True:
-        held.append(s.accept()[0])
-for p in sys.argv[1].split(","):
-    threading.Thread(target=hold, args=(int(p),), daemon=True).start()
-print("ready", flush=True)
-threading.Event().wait()
-"""
-
-# A TCP connection (to HOLD, say), from an optional source address, held until
+# A TCP connection (to SERVER with "hold", say), from an optional source address, held until
 # stdin closes: prints "connected" or "failed".
 HOLD_CLIENT = r"""
 import socket, sys

@@ -16,7 +16,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from minilab import MiniLab, run  # noqa: E402
-from netlab import HOLD, HOLD_CLIENT, report  # noqa: E402
+from netlab import HOLD_CLIENT, SERVER as TCP_SERVER, report  # noqa: E402  (SERVER below is UDP)
 from test_flowlogs import Collector  # noqa: E402
 from flowtraffic import EchoFlow, start_echo_server  # noqa: E402
 
@@ -226,7 +226,7 @@ def main():
 
             # TCP: the established timeout a asked for.
             collector = Collector(vpcfw, lab.path)
-            listen_c = start(lab, "{T}c", HOLD, 7001)
+            listen_c = start(lab, "{T}c", TCP_SERVER, 7001, ",", "hold")  # "," no UDP port
             procs.append(listen_c)
             conns = [connect(lab, procs, "{T}a", "10.61.1.12", 7001) for _ in range(3)]
             tcp = entries(router, "-p", "tcp", "--orig-src", "10.61.1.10", "--dport", "7001")
@@ -247,7 +247,7 @@ def main():
                             diff.returncode == 0))
 
             # Ingress: d takes 2 connections from c, the 3rd is refused at d's allowance.
-            listen_d = start(lab, "{T}d", HOLD, 7002)
+            listen_d = start(lab, "{T}d", TCP_SERVER, 7002, ",", "hold")  # "," no UDP port
             procs.append(listen_d)
             got = [connect(lab, procs, "{T}c", "10.61.1.13", 7002) for _ in range(2)]
             d_before = status_drops(vpcfw, router, lab.name("{T}d"), "allowance-ingress")
@@ -259,8 +259,8 @@ def main():
                             d_after > d_before))
 
             # Untracked flows are no connections of the allowance (AWS does not track them).
-            listen_f = start(lab, "{T}f", HOLD, "7030")
-            listen_f2 = start(lab, "{T}f", HOLD, "7031")
+            listen_f = start(lab, "{T}f", TCP_SERVER, 7030, ",", "hold")  # "," no UDP port
+            listen_f2 = start(lab, "{T}f", TCP_SERVER, 7031, ",", "hold")  # "," no UDP port
             procs += [listen_f, listen_f2]
             got = [connect(lab, procs, "{T}c", "10.61.1.15", 7030) for _ in range(3)]
             results.append((f"f (allowance 1) takes 3 untracked connections on 7030: none counts ({got})",

@@ -23,7 +23,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from netlab import CLIENT, HOLD, HOLD_CLIENT, IP, SERVER, report, run  # noqa: E402
+from netlab import CLIENT, HOLD_CLIENT, IP, SERVER, report, run  # noqa: E402
 
 # One UDP datagram from a forged source: IPv4 through a raw socket (the
 # kernel fills in the IP checksum; the UDP checksum 0 means none), IPv6
@@ -141,9 +141,9 @@ def main():
         sh(other, "link", "set", other_name, "up")
         run(IP, "netns", "exec", ns["hv"], "sysctl", "-qw", f"net.ipv4.conf.{host_side}.rp_filter=0")
 
-    def serve(name, tcp, udp, script=None):
-        args = [tcp] if script else [tcp, udp]
-        p = subprocess.Popen([IP, "netns", "exec", ns[name], "/usr/bin/python3", "-c", script or SERVER, *args],
+    def serve(name, tcp, udp, hold=False):
+        args = [tcp, udp, "hold"] if hold else [tcp, udp]
+        p = subprocess.Popen([IP, "netns", "exec", ns[name], "/usr/bin/python3", "-c", SERVER, *args],
                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         procs.append(p)
         assert p.stdout.readline().strip() == "ready"
@@ -285,8 +285,8 @@ def main():
         for p in (hv_server, a_server):
             p.kill()
             p.wait()
-        serve("hv", "22,2222,7000", "", HOLD)
-        serve("a", "80", "", HOLD)
+        serve("hv", "22,2222,7000", "", hold=True)
+        serve("a", "80", "", hold=True)
         with open(cfg) as f:
             text = f.read()
         for name, setting in CT_SETTINGS.items():
